@@ -1,0 +1,71 @@
+# hotelbot — `make run` starts everything on the embedded default; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+STAMP := $(VENV)/.installed
+
+# The machine's services, used by the real-service test run (override on the command line).
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
+BROKER_TEST_URL ?= redis://127.0.0.1:6379/1
+SERVICE_ENV := DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_BROKER_URL=$(BROKER_TEST_URL)
+# The embedded run must not inherit service URLs from the caller's environment.
+EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL
+
+.PHONY: help install run migrate seed test lint typecheck test-embedded test-services bench fakes clean
+
+help:
+	@echo "make run    start web, worker, beat and the fake providers (embedded default, no servers)"
+	@echo "make test   ruff + mypy + pytest on the embedded default and on PostgreSQL/Redis"
+	@echo "make bench  reliability benchmarks (writes bench-results.json)"
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(PY) manage.py migrate --noinput
+
+seed: migrate
+	$(PY) manage.py seed_demo
+
+run: seed
+	@echo ""
+	@echo "  web + admin:      http://127.0.0.1:8000/admin/   (credentials printed above)"
+	@echo "  webhook:          http://127.0.0.1:8000/webhooks/green-api/"
+	@echo "  API docs:         http://127.0.0.1:8000/api/docs/"
+	@echo "  health:           http://127.0.0.1:8000/health/ready/   metrics: http://127.0.0.1:8000/metrics"
+	@echo "  fake Green API:   http://127.0.0.1:8701/__fake__/requests"
+	@echo "  fake DeepSeek:    http://127.0.0.1:8702/__fake__/requests"
+	@echo "  try it:           $(PY) manage.py simulate_guest \"What time is check-out?\""
+	@echo ""
+	$(BIN)/honcho start -f deploy/Procfile.dev
+
+fakes: $(STAMP)
+	$(PY) manage.py fake_providers
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy .
+
+test-embedded: $(STAMP)
+	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-embedded $(BIN)/pytest
+
+test-services: $(STAMP)
+	$(SERVICE_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-services REQUIRE_SERVICES=1 $(BIN)/pytest
+
+test: lint typecheck test-embedded test-services
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+clean:
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json

@@ -1,0 +1,290 @@
+"""hotelbot settings, driven by environment variables.
+
+With no environment at all the project runs on the *embedded default*: SQLite in WAL mode, Django's
+local-memory cache, a filesystem Celery broker and the fake providers on loopback. Setting
+``DATABASE_URL``, ``REDIS_URL`` and ``CELERY_BROKER_URL`` switches to PostgreSQL (psycopg3 pool),
+django-redis and a Redis broker. Every variable read here is listed in ``.env.example``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("HOTELBOT_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    value = raw.strip().lower()
+    if value in {"1", "true", "yes", "on"}:
+        return True
+    if value in {"0", "false", "no", "off"}:
+        return False
+    raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use 1/0, true/false, yes/no, on/off)")
+
+
+def env_float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as e:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from e
+
+
+def env_int(name: str, default: int) -> int:
+    return int(env_float(name, default))
+
+
+def env_list(name: str, default: str) -> list[str]:
+    return [item.strip() for item in env_str(name, default).split(",") if item.strip()]
+
+
+# --- Core ----------------------------------------------------------------------------------------
+DEBUG = env_bool("DJANGO_DEBUG", True)
+SECRET_KEY = env_str("DJANGO_SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
+    SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105
+ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "drf_spectacular",
+    "health_check",
+    "django_prometheus",
+    "django_celery_beat",
+    "reliability",
+    "messaging",
+]
+
+MIDDLEWARE = [
+    "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_prometheus.middleware.PrometheusAfterMiddleware",
+]
+
+ROOT_URLCONF = "hotelbot.urls"
+WSGI_APPLICATION = "hotelbot.wsgi.application"
+ASGI_APPLICATION = "hotelbot.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database ------------------------------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    _db: dict[str, Any] = dict(dj_database_url.parse(DATABASE_URL))
+    if _db["ENGINE"] == "django.db.backends.postgresql":
+        # psycopg3's pool replaces persistent connections (CONN_MAX_AGE must be 0 with it).
+        _db["CONN_MAX_AGE"] = 0
+        _db.setdefault("OPTIONS", {})
+        _db["OPTIONS"]["pool"] = {
+            "min_size": env_int("DB_POOL_MIN_SIZE", 1),
+            "max_size": env_int("DB_POOL_MAX_SIZE", 10),
+            "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
+        }
+        _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+    DATABASES = {"default": _db}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": str(VAR_DIR / "hotelbot.sqlite3"),
+            "OPTIONS": {
+                # WAL lets the web process read while a worker writes; IMMEDIATE takes the write
+                # lock at BEGIN so concurrent writers wait (busy timeout) instead of failing.
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+                "transaction_mode": "IMMEDIATE",
+                "timeout": env_float("SQLITE_BUSY_TIMEOUT", 20.0),
+            },
+            "TEST": {"NAME": env_str("SQLITE_TEST_NAME") or None},
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache ---------------------------------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "hotelbot"),
+            "OPTIONS": {
+                "CLIENT_CLASS": "django_redis.client.DefaultClient",
+                "SOCKET_CONNECT_TIMEOUT": env_float("REDIS_SOCKET_CONNECT_TIMEOUT", 1.0),
+                "SOCKET_TIMEOUT": env_float("REDIS_SOCKET_TIMEOUT", 1.0),
+                # A cache outage must not take the site down; code that needs Redis for
+                # correctness (breaker state) uses its own client and handles errors itself.
+                "IGNORE_EXCEPTIONS": True,
+            },
+        }
+    }
+else:
+    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+
+# --- Celery --------------------------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+if CELERY_BROKER_URL:
+    CELERY_BROKER_TRANSPORT_OPTIONS: dict[str, Any] = {
+        # kombu waits forever by default; a dead broker must not hang a web request.
+        "socket_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 3.0),
+        "socket_connect_timeout": env_float("CELERY_BROKER_SOCKET_TIMEOUT", 3.0),
+        # Longer than any countdown we schedule, or Redis redelivers delayed tasks in a loop.
+        "visibility_timeout": env_int("CELERY_VISIBILITY_TIMEOUT", 3600),
+    }
+else:
+    _broker_dir = VAR_DIR / "broker"
+    for _sub in ("queue", "processed"):
+        (_broker_dir / _sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_broker_dir / "queue"),
+        "data_folder_out": str(_broker_dir / "queue"),
+        "processed_folder": str(_broker_dir / "processed"),
+        "store_processed": False,
+    }
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Publishing happens in on_commit hooks of web requests: fail fast, the sweeper re-enqueues.
+CELERY_TASK_PUBLISH_RETRY = True
+CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_TIMEZONE = "UTC"
+REPLY_SWEEP_INTERVAL = env_float("REPLY_SWEEP_INTERVAL", 15.0)
+CELERY_BEAT_SCHEDULE = {
+    "messaging.sweep_reply_jobs": {
+        "task": "messaging.tasks.sweep_reply_jobs",
+        "schedule": REPLY_SWEEP_INTERVAL,
+    },
+}
+
+# --- Providers -----------------------------------------------------------------------------------
+GREEN_API_URL = env_str("GREEN_API_URL", "http://127.0.0.1:8701")
+GREEN_API_ID_INSTANCE = env_str("GREEN_API_ID_INSTANCE", "1101000001")
+GREEN_API_TOKEN = env_str("GREEN_API_TOKEN", "test-token")
+GREEN_API_WEBHOOK_TOKEN = env_str("GREEN_API_WEBHOOK_TOKEN", "dev-webhook-token" if DEBUG else "")
+if not GREEN_API_WEBHOOK_TOKEN:
+    raise ImproperlyConfigured("GREEN_API_WEBHOOK_TOKEN must be set when DJANGO_DEBUG is off")
+GREEN_API_CONNECT_TIMEOUT = env_float("GREEN_API_CONNECT_TIMEOUT", 3.0)
+GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
+
+DEEPSEEK_URL = env_str("DEEPSEEK_URL", "http://127.0.0.1:8702")
+DEEPSEEK_API_KEY = env_str("DEEPSEEK_API_KEY", "sk-test")
+DEEPSEEK_MODEL = env_str("DEEPSEEK_MODEL", "deepseek-flash")
+DEEPSEEK_CONNECT_TIMEOUT = env_float("DEEPSEEK_CONNECT_TIMEOUT", 3.0)
+DEEPSEEK_READ_TIMEOUT = env_float("DEEPSEEK_READ_TIMEOUT", 10.0)
+# Overall deadline: DeepSeek trickles keep-alive blank lines that defeat read timeouts.
+DEEPSEEK_DEADLINE = env_float("DEEPSEEK_DEADLINE", 20.0)
+DEEPSEEK_MAX_TOKENS = env_int("DEEPSEEK_MAX_TOKENS", 400)
+
+FAKE_GREEN_API_PORT = env_int("FAKE_GREEN_API_PORT", 8701)
+FAKE_DEEPSEEK_PORT = env_int("FAKE_DEEPSEEK_PORT", 8702)
+FAKE_GREEN_API_WEBHOOK_URL = env_str(
+    "FAKE_GREEN_API_WEBHOOK_URL", "http://127.0.0.1:8000/webhooks/green-api/"
+)
+
+# --- Reply pipeline ------------------------------------------------------------------------------
+REPLY_CONTEXT_TURNS = env_int("REPLY_CONTEXT_TURNS", 8)
+REPLY_MAX_ATTEMPTS = env_int("REPLY_MAX_ATTEMPTS", 6)
+REPLY_RETRY_BASE_DELAY = env_float("REPLY_RETRY_BASE_DELAY", 2.0)
+REPLY_RETRY_MAX_DELAY = env_float("REPLY_RETRY_MAX_DELAY", 300.0)
+REPLY_JOB_LEASE = env_float("REPLY_JOB_LEASE", 120.0)
+REPLY_STALE_AFTER = env_float("REPLY_STALE_AFTER", 30.0)
+# Green API's outgoing journal can lag up to 2 min: wait that long before deciding an unknown send failed.
+REPLY_RECONCILE_GRACE = env_float("REPLY_RECONCILE_GRACE", 120.0)
+CONVERSATION_IDLE_HOURS = env_float("CONVERSATION_IDLE_HOURS", 24.0)
+
+# --- DRF -----------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "EXCEPTION_HANDLER": "hotelbot.exceptions.api_exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.SessionAuthentication",
+        "rest_framework.authentication.BasicAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAdminUser"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "hotelbot API",
+    "DESCRIPTION": "WhatsApp concierge bot for hotels: webhook intake and reliability operations.",
+    "VERSION": "0.1.0",
+}
+
+# --- Static, i18n --------------------------------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+# --- Security (everything but TLS, which the proxy terminates; see README) ----------------------
+SESSION_COOKIE_SECURE = not DEBUG
+CSRF_COOKIE_SECURE = not DEBUG
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+# --- Logging -------------------------------------------------------------------------------------
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+    "loggers": {"django.db.backends": {"level": "INFO"}},
+}

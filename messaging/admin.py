@@ -1,0 +1,131 @@
+"""Read-mostly admin: hotels are configuration; messages and jobs are records staff inspect."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from messaging import replies
+from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Hotel)
+class HotelAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "green_api_instance_id",
+        "green_api_state",
+        "green_api_state_changed_at",
+        "updated_at",
+    )
+    list_filter = ("green_api_state",)
+    search_fields = ("name", "green_api_instance_id", "address")
+    readonly_fields = ("green_api_state", "green_api_state_changed_at", "created_at", "updated_at")
+    fieldsets = (
+        (None, {"fields": ("name", "address", "staff_contact")}),
+        (
+            "Concierge facts",
+            {"fields": ("check_in", "check_out", "wifi", "breakfast", "parking", "extra_facts")},
+        ),
+        (
+            "Green API",
+            {
+                "fields": (
+                    "green_api_instance_id",
+                    "green_api_token",
+                    "green_api_state",
+                    "green_api_state_changed_at",
+                )
+            },
+        ),
+        ("Bookkeeping", {"fields": ("created_at", "updated_at")}),
+    )
+
+
+@admin.register(Guest)
+class GuestAdmin(ReadOnlyAdmin):
+    list_display = ("chat_id", "display_name", "hotel", "last_seen_at")
+    list_filter = ("hotel",)
+    search_fields = ("chat_id", "display_name")
+    list_select_related = ("hotel",)
+
+
+class MessageInline(admin.TabularInline):
+    model = Message
+    fields = ("created_at", "direction", "status", "text", "provider_message_id")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Conversation)
+class ConversationAdmin(ReadOnlyAdmin):
+    list_display = ("id", "guest", "hotel", "started_at", "last_message_at")
+    list_filter = ("hotel",)
+    search_fields = ("guest__chat_id", "guest__display_name")
+    list_select_related = ("guest", "hotel")
+    date_hierarchy = "last_message_at"
+    inlines = [MessageInline]
+
+
+@admin.register(Message)
+class MessageAdmin(ReadOnlyAdmin):
+    list_display = ("id", "created_at", "direction", "status", "short_text", "guest", "provider_message_id")
+    list_filter = ("direction", "status", "message_type", "conversation__hotel")
+    search_fields = ("text", "provider_message_id", "conversation__guest__chat_id")
+    list_select_related = ("conversation__guest",)
+    date_hierarchy = "created_at"
+
+    @admin.display(description="text")
+    def short_text(self, obj: Message) -> str:
+        return obj.text[:80]
+
+    @admin.display(description="guest")
+    def guest(self, obj: Message) -> str:
+        return str(obj.conversation.guest)
+
+
+@admin.register(ReplyJob)
+class ReplyJobAdmin(ReadOnlyAdmin):
+    list_display = (
+        "id",
+        "status",
+        "attempts",
+        "degraded",
+        "next_attempt_at",
+        "created_at",
+        "completed_at",
+        "error",
+    )
+    list_filter = ("status", "degraded", "inbound__conversation__hotel")
+    search_fields = (
+        "reply_text",
+        "last_error",
+        "inbound__provider_message_id",
+        "inbound__conversation__guest__chat_id",
+    )
+    list_select_related = ("inbound",)
+    date_hierarchy = "created_at"
+    actions = ["retry_now"]
+
+    @admin.display(description="last error")
+    def error(self, obj: ReplyJob) -> str:
+        return obj.last_error[:80]
+
+    @admin.action(description="Retry selected pending or dead jobs now")
+    def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
+        count = replies.reply_jobs_requeue(job_ids=list(queryset.values_list("pk", flat=True)))
+        self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)

@@ -1,0 +1,139 @@
+"""The only module that speaks DeepSeek's HTTP API (OpenAI-compatible chat completions).
+
+Non-streaming calls under an overall deadline: while a request waits for capacity DeepSeek sends
+blank keep-alive lines, which reset any read timeout, so only a deadline bounds the call.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+
+from hotelbot.exceptions import ProviderError
+from reliability.http import DeadlineExceeded, ResilientSession, TransportError
+
+DEPENDENCY = "deepseek"
+
+
+class DeepSeekError(ProviderError):
+    code = "deepseek_error"
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class DeepSeekUnavailable(DeepSeekError):
+    """Timeouts, deadline, connection errors, 429 and 5xx: the AI is (for now) not answering."""
+
+    code = "deepseek_unavailable"
+
+
+class DeepSeekRejected(DeepSeekError):
+    """4xx other than 429 (bad key, bad model, no balance): retrying will not help."""
+
+    code = "deepseek_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class ChatCompletion:
+    text: str
+    finish_reason: str
+    model: str
+    prompt_tokens: int
+    completion_tokens: int
+
+
+def _error_message(body: Any) -> str:
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))
+    return ""
+
+
+class DeepSeekClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        deadline: float,
+        session: ResilientSession | None = None,
+    ) -> None:
+        self._url = f"{base_url.rstrip('/')}/chat/completions"
+        self._headers = {"Authorization": f"Bearer {api_key}"}
+        self._model = model
+        self._deadline = deadline
+        self._http = session or default_session()
+
+    def chat(self, *, messages: list[dict[str, str]], max_tokens: int, user_id: str = "") -> ChatCompletion:
+        payload: dict[str, Any] = {
+            "model": self._model,
+            "messages": messages,
+            "max_tokens": max_tokens,
+            "temperature": 0.3,
+            "stream": False,
+            # Thinking is on by default; a concierge wants a quick, short answer.
+            "thinking": {"type": "disabled"},
+        }
+        if user_id:
+            payload["user_id"] = user_id
+        try:
+            resp = self._http.request(
+                "POST", self._url, json=payload, headers=self._headers, deadline=self._deadline
+            )
+        except DeadlineExceeded as e:
+            raise DeepSeekUnavailable(f"DeepSeek deadline of {self._deadline}s exceeded") from e
+        except TransportError as e:
+            raise DeepSeekUnavailable(f"DeepSeek: {e.message}") from e
+        try:
+            body = resp.json()  # tolerates the leading keep-alive blank lines
+        except ValueError:
+            body = None
+        if resp.status != 200:
+            message = f"DeepSeek answered {resp.status}: {_error_message(body) or resp.text[:200]}"
+            if resp.status == 429 or resp.status >= 500:
+                raise DeepSeekUnavailable(message, status=resp.status)
+            raise DeepSeekRejected(message, status=resp.status)
+        try:
+            choice = body["choices"][0]
+            text = (choice["message"].get("content") or "").strip()
+            usage = body.get("usage") or {}
+            completion = ChatCompletion(
+                text=text,
+                finish_reason=str(choice.get("finish_reason") or ""),
+                model=str(body.get("model", self._model)),
+                prompt_tokens=int(usage.get("prompt_tokens", 0)),
+                completion_tokens=int(usage.get("completion_tokens", 0)),
+            )
+        except (TypeError, KeyError, IndexError, AttributeError, ValueError) as e:
+            raise DeepSeekUnavailable("DeepSeek returned an unexpected body", status=200) from e
+        if not completion.text:
+            raise DeepSeekUnavailable("DeepSeek returned an empty answer", status=200)
+        return completion
+
+
+_session: ResilientSession | None = None
+
+
+def default_session() -> ResilientSession:
+    global _session
+    if _session is None:
+        _session = ResilientSession(
+            DEPENDENCY,
+            connect_timeout=settings.DEEPSEEK_CONNECT_TIMEOUT,
+            read_timeout=settings.DEEPSEEK_READ_TIMEOUT,
+            deadline=settings.DEEPSEEK_DEADLINE,
+        )
+    return _session
+
+
+def default_client() -> DeepSeekClient:
+    return DeepSeekClient(
+        base_url=settings.DEEPSEEK_URL,
+        api_key=settings.DEEPSEEK_API_KEY,
+        model=settings.DEEPSEEK_MODEL,
+        deadline=settings.DEEPSEEK_DEADLINE,
+    )

@@ -1,0 +1,158 @@
+"""The only module that speaks Green API's HTTP API (sending side).
+
+Errors are ours: :class:`GreenApiTransientError` (retry later; ``retry_after`` when the provider
+said so), :class:`GreenApiOutcomeUnknown` (the request may have been processed: reconcile before
+any resend), :class:`GreenApiPermanentError` (retrying will not help).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from django.conf import settings
+
+from hotelbot.exceptions import ProviderError
+from reliability.http import HttpResponse, ResilientSession, TransportError
+
+DEPENDENCY = "green_api"
+_STARTING = "instance in starting process"
+# 499 (client closed), 502/503/504 and the rest of 5xx are worth another try later.
+_TRANSIENT_STATUSES = frozenset({408, 429, 499})
+
+
+class GreenApiError(ProviderError):
+    code = "green_api_error"
+
+    def __init__(self, message: str, *, status: int | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class GreenApiTransientError(GreenApiError):
+    code = "green_api_unavailable"
+
+
+class GreenApiOutcomeUnknown(GreenApiTransientError):
+    """The request left; no answer came back. It may or may not have been sent."""
+
+    code = "green_api_outcome_unknown"
+
+
+class GreenApiPermanentError(GreenApiError):
+    code = "green_api_rejected"
+
+
+@dataclass(frozen=True, slots=True)
+class SentMessage:
+    id_message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutgoingJournalEntry:
+    id_message: str
+    chat_id: str
+    text: str
+    timestamp: datetime
+
+
+def _retry_after(resp: HttpResponse) -> float | None:
+    raw = resp.headers.get("Retry-After")
+    if raw is None:
+        return None
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        return None
+
+
+def _error_for(resp: HttpResponse, method: str) -> GreenApiError:
+    detail = resp.text[:300]
+    message = f"Green API {method} answered {resp.status}: {detail}"
+    if resp.status >= 500 or resp.status in _TRANSIENT_STATUSES or _STARTING in detail:
+        return GreenApiTransientError(message, status=resp.status, retry_after=_retry_after(resp))
+    return GreenApiPermanentError(message, status=resp.status)
+
+
+class GreenApiClient:
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        id_instance: str,
+        api_token: str,
+        session: ResilientSession | None = None,
+    ) -> None:
+        if not re.fullmatch(r"\d+", id_instance):
+            raise ValueError(f"Green API idInstance must be digits, got {id_instance!r}")
+        self._prefix = f"{base_url.rstrip('/')}/waInstance{id_instance}"
+        self._token = api_token
+        self._http = session or default_session()
+
+    def _url(self, method: str) -> str:
+        return f"{self._prefix}/{method}/{self._token}"
+
+    def _call(self, http_method: str, method: str, **kwargs: Any) -> Any:
+        try:
+            resp = self._http.request(http_method, self._url(method), **kwargs)
+        except TransportError as e:
+            if e.request_sent:
+                raise GreenApiOutcomeUnknown(f"Green API {method}: {e.message}") from e
+            raise GreenApiTransientError(f"Green API {method}: {e.message}") from e
+        if resp.status != 200:
+            raise _error_for(resp, method)
+        try:
+            return resp.json()
+        except ValueError as e:
+            raise GreenApiTransientError(f"Green API {method} returned invalid JSON", status=200) from e
+
+    def send_message(self, *, chat_id: str, text: str) -> SentMessage:
+        data = self._call(
+            "POST", "sendMessage", json={"chatId": chat_id, "message": text, "linkPreview": False}
+        )
+        id_message = data.get("idMessage") if isinstance(data, dict) else None
+        if not isinstance(id_message, str) or not id_message:
+            raise GreenApiOutcomeUnknown("Green API sendMessage answered 200 without idMessage")
+        return SentMessage(id_message=id_message)
+
+    def get_state_instance(self) -> str:
+        data = self._call("GET", "getStateInstance")
+        return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
+
+    def last_outgoing_messages(self, *, minutes: int = 30) -> list[OutgoingJournalEntry]:
+        data = self._call("GET", "lastOutgoingMessages", params={"minutes": minutes})
+        entries: list[OutgoingJournalEntry] = []
+        for item in data if isinstance(data, list) else []:
+            if not isinstance(item, dict) or not item.get("idMessage"):
+                continue
+            entries.append(
+                OutgoingJournalEntry(
+                    id_message=str(item["idMessage"]),
+                    chat_id=str(item.get("chatId", "")),
+                    text=str(item.get("textMessage", "")),
+                    timestamp=datetime.fromtimestamp(int(item.get("timestamp", 0)), tz=UTC),
+                )
+            )
+        return entries
+
+
+_session: ResilientSession | None = None
+
+
+def default_session() -> ResilientSession:
+    """One pooled session per process for Green API."""
+    global _session
+    if _session is None:
+        _session = ResilientSession(
+            DEPENDENCY,
+            connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
+            read_timeout=settings.GREEN_API_READ_TIMEOUT,
+        )
+    return _session
+
+
+def client_for(*, id_instance: str, api_token: str) -> GreenApiClient:
+    return GreenApiClient(base_url=settings.GREEN_API_URL, id_instance=id_instance, api_token=api_token)

@@ -1,0 +1,169 @@
+"""Hotels, guests, conversations, messages and the outbound reply job (the outbox)."""
+
+from __future__ import annotations
+
+from django.db import models
+from django.db.models import Q
+
+
+class Hotel(models.Model):
+    """A hotel and the facts its concierge answers from; one Green API instance per hotel."""
+
+    name = models.CharField(max_length=200)
+    green_api_instance_id = models.CharField(
+        max_length=32,
+        unique=True,
+        help_text="Green API idInstance of the hotel's WhatsApp number; routes incoming webhooks.",
+    )
+    green_api_token = models.CharField(
+        max_length=128, help_text="Green API apiTokenInstance used to send replies for this hotel."
+    )
+    green_api_state = models.CharField(
+        max_length=32, blank=True, help_text="Last stateInstance reported by Green API (e.g. authorized)."
+    )
+    green_api_state_changed_at = models.DateTimeField(null=True, blank=True)
+    check_in = models.CharField(max_length=200, blank=True, help_text="e.g. 'from 15:00'.")
+    check_out = models.CharField(max_length=200, blank=True, help_text="e.g. 'until 11:00'.")
+    wifi = models.CharField(max_length=200, blank=True, help_text="Network name and password.")
+    breakfast = models.CharField(max_length=200, blank=True)
+    address = models.CharField(max_length=300, blank=True)
+    parking = models.CharField(max_length=200, blank=True)
+    staff_contact = models.CharField(
+        max_length=200, blank=True, help_text="Where a guest reaches a human (reception phone, extension)."
+    )
+    extra_facts = models.TextField(blank=True, help_text="Anything else the concierge may tell guests.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Guest(models.Model):
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="guests")
+    chat_id = models.CharField(max_length=64, help_text="WhatsApp chat id, e.g. 79001234567@c.us.")
+    display_name = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["hotel", "chat_id"], name="uniq_guest_chat_per_hotel")]
+        ordering = ["-last_seen_at"]
+
+    def __str__(self) -> str:
+        return self.display_name or self.chat_id
+
+
+class Conversation(models.Model):
+    """A run of messages with one guest; a new one starts after CONVERSATION_IDLE_HOURS of silence."""
+
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="conversations")
+    guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="conversations")
+    started_at = models.DateTimeField(auto_now_add=True)
+    last_message_at = models.DateTimeField(db_index=True)
+
+    class Meta:
+        ordering = ["-last_message_at"]
+        indexes = [models.Index(fields=["guest", "-last_message_at"], name="conv_guest_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.guest} @ {self.hotel}"
+
+
+class Message(models.Model):
+    class Direction(models.TextChoices):
+        INBOUND = "in", "inbound"
+        OUTBOUND = "out", "outbound"
+
+    class Status(models.TextChoices):
+        RECEIVED = "received", "received"  # inbound, stored
+        PENDING = "pending", "pending"  # outbound, not yet accepted by Green API
+        ACCEPTED = "accepted", "accepted"  # Green API returned an idMessage
+        SENT = "sent", "sent"
+        DELIVERED = "delivered", "delivered"
+        READ = "read", "read"
+        FAILED = "failed", "failed"
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    direction = models.CharField(max_length=3, choices=Direction.choices)
+    text = models.TextField(blank=True)
+    message_type = models.CharField(
+        max_length=40,
+        default="textMessage",
+        help_text="Green API typeMessage (textMessage, imageMessage...).",
+    )
+    provider_message_id = models.CharField(  # noqa: DJ001 - NULL = not yet known; unique when set
+        max_length=64,
+        null=True,
+        blank=True,
+        help_text="Green API idMessage; unique per direction so a redelivered webhook is a no-op.",
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, db_index=True)
+    status_detail = models.CharField(
+        max_length=300, blank=True, help_text="Provider description on failures (e.g. 'SWE004: 1000')."
+    )
+    provider_timestamp = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    accepted_at = models.DateTimeField(null=True, blank=True)
+    sent_at = models.DateTimeField(null=True, blank=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    read_at = models.DateTimeField(null=True, blank=True)
+    failed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["direction", "provider_message_id"],
+                condition=Q(provider_message_id__isnull=False),
+                name="uniq_provider_message_per_direction",
+            )
+        ]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="msg_conv_created")]
+
+    def __str__(self) -> str:
+        return f"{self.get_direction_display()} {self.provider_message_id or self.pk}: {self.text[:40]}"
+
+
+class ReplyJob(models.Model):
+    """The outbox row for one inbound message: the DB row, not the broker, is the source of truth."""
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending"
+        IN_PROGRESS = "in_progress", "in progress"
+        DONE = "done", "done"
+        DEAD = "dead", "dead"
+
+    inbound = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="reply_job")
+    outbound = models.OneToOneField(
+        Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_by_job"
+    )
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    attempts = models.PositiveIntegerField(default=0, help_text="Times a worker claimed this job.")
+    next_attempt_at = models.DateTimeField(help_text="Not claimable before this time (retry backoff).")
+    lease_expires_at = models.DateTimeField(
+        null=True, blank=True, help_text="While in progress: after this the worker is presumed dead."
+    )
+    reply_text = models.TextField(blank=True, help_text="Generated once, reused by every send attempt.")
+    degraded = models.BooleanField(default=False, help_text="True when a canned answer replaced the AI.")
+    degraded_reason = models.CharField(max_length=200, blank=True)
+    send_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set before a send leaves; while set the outcome is unknown and is reconciled "
+        "with Green API before any resend, so a guest never gets the same reply twice.",
+    )
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [models.Index(fields=["status", "next_attempt_at"], name="replyjob_due")]
+
+    def __str__(self) -> str:
+        return f"reply job {self.pk} ({self.status})"

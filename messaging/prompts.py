@@ -1,0 +1,93 @@
+"""What the concierge knows and says: the DeepSeek prompt and the canned answers used without AI."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+SWE001_MARKER = "{{SWE001}}"
+
+
+@dataclass(frozen=True, slots=True)
+class HotelFacts:
+    name: str
+    check_in: str = ""
+    check_out: str = ""
+    wifi: str = ""
+    breakfast: str = ""
+    address: str = ""
+    parking: str = ""
+    staff_contact: str = ""
+    extra: str = ""
+
+    def lines(self) -> list[tuple[str, str]]:
+        pairs = [
+            ("Hotel", self.name),
+            ("Check-in", self.check_in),
+            ("Check-out", self.check_out),
+            ("Wi-Fi", self.wifi),
+            ("Breakfast", self.breakfast),
+            ("Address", self.address),
+            ("Parking", self.parking),
+            ("Staff contact", self.staff_contact),
+        ]
+        return [(label, value) for label, value in pairs if value]
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    inbound: bool
+    text: str
+
+
+def system_prompt(facts: HotelFacts) -> str:
+    block = "\n".join(f"- {label}: {value}" for label, value in facts.lines())
+    extra = f"\nMore facts:\n{facts.extra.strip()}\n" if facts.extra.strip() else ""
+    return (
+        f"You are the WhatsApp concierge of {facts.name}. Answer the guest briefly (at most three "
+        "sentences), warmly, in the guest's language, using only the facts below. If the facts do "
+        "not answer the question, say so and give the staff contact. Never invent prices or "
+        "promises.\n\n"
+        f"Hotel facts:\n{block}\n{extra}"
+    )
+
+
+def chat_messages(facts: HotelFacts, history: Iterable[Turn], question: str) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system_prompt(facts)}]
+    for turn in history:
+        if turn.text:
+            messages.append({"role": "user" if turn.inbound else "assistant", "content": turn.text})
+    messages.append({"role": "user", "content": question})
+    return messages
+
+
+# (keywords, fact attribute, sentence template) in priority order.
+_FAQ: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("check-out", "checkout", "check out"), "check_out", "Check-out at {name} is {value}."),
+    (("check-in", "checkin", "check in", "arrive", "arrival"), "check_in", "Check-in at {name} is {value}."),
+    (("wifi", "wi-fi", "internet", "password"), "wifi", "Wi-Fi: {value}."),
+    (("breakfast",), "breakfast", "Breakfast is served {value}."),
+    (("parking", "park", "car"), "parking", "Parking: {value}."),
+    (("address", "where", "location", "located", "directions"), "address", "{name} is at {value}."),
+    (("staff", "reception", "human", "contact"), "staff_contact", "You can reach our staff at {value}."),
+)
+
+
+def _mentions(text: str, keyword: str) -> bool:
+    return re.search(rf"(?<![a-z]){re.escape(keyword)}(?![a-z])", text) is not None
+
+
+def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:
+    """An answer without AI: the matching fact, or a pointer to the staff."""
+    staff = f" Our staff can help: {facts.staff_contact}." if facts.staff_contact else ""
+    if type_message not in {"textMessage", "extendedTextMessage", "quotedMessage"}:
+        return f"Thank you! I can read text messages only, please type your question.{staff}"
+    if SWE001_MARKER in question:
+        return "Sorry, your message did not come through. Could you send it again?"
+    lowered = question.lower()
+    for keywords, attribute, template in _FAQ:
+        value = getattr(facts, attribute)
+        if value and any(_mentions(lowered, k) for k in keywords):
+            return template.format(name=facts.name, value=value) + " Anything else I can help with?"
+    return f"Thank you for your message to {facts.name}! Our concierge will get back to you shortly.{staff}"

@@ -1,0 +1,17 @@
+"""Celery adapters: load by id, call one service. Tasks are idempotent (acks_late may run them twice)."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from messaging import replies
+
+
+@shared_task(name="messaging.tasks.process_reply_job", acks_late=True, ignore_result=True)
+def process_reply_job(job_id: int) -> str:
+    return replies.reply_job_process(job_id=job_id).result
+
+
+@shared_task(name="messaging.tasks.sweep_reply_jobs", ignore_result=True)
+def sweep_reply_jobs() -> int:
+    return replies.reply_jobs_sweep()

@@ -1,0 +1,156 @@
+"""POST /webhooks/green-api/: auth, validation, idempotent intake, statuses."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import OperationalError
+
+from messaging.models import Guest, Hotel, Message, ReplyJob
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory
+from tests.messaging import payloads
+
+URL = "/webhooks/green-api/"
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def hotel() -> Hotel:
+    return HotelFactory()
+
+
+def test_incoming_text_stores_message_and_reply_job_and_enqueues_on_commit(
+    webhook_client, hotel, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as callbacks:
+        resp = webhook_client.post(URL, payloads.incoming_text(id_message="M1", text="Wifi?"), format="json")
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "stored"}
+    message = Message.objects.get(provider_message_id="M1")
+    assert (message.direction, message.text, message.status) == ("in", "Wifi?", "received")
+    assert message.conversation.guest.chat_id == "79001234568@c.us"
+    assert ReplyJob.objects.get(inbound=message).status == ReplyJob.Status.PENDING
+    assert len(callbacks) == 1
+
+
+def test_redelivered_id_message_is_a_noop(webhook_client, hotel, django_capture_on_commit_callbacks):
+    body = payloads.incoming_text(id_message="DUP")
+    assert webhook_client.post(URL, body, format="json").status_code == 200
+    with django_capture_on_commit_callbacks() as callbacks:
+        again = webhook_client.post(URL, body, format="json")
+    assert again.status_code == 200
+    assert again.json() == {"status": "duplicate"}
+    assert Message.objects.filter(provider_message_id="DUP").count() == 1
+    assert ReplyJob.objects.count() == 1
+    assert callbacks == []
+
+
+def test_same_guest_reuses_guest_and_conversation(webhook_client, hotel):
+    webhook_client.post(URL, payloads.incoming_text(id_message="A"), format="json")
+    webhook_client.post(URL, payloads.incoming_text(id_message="B", sender_name="Ana M."), format="json")
+    guest = Guest.objects.get()
+    assert guest.display_name == "Ana M."
+    assert guest.conversations.count() == 1
+    assert guest.conversations.get().messages.count() == 2
+
+
+@pytest.mark.parametrize(
+    "header", [None, "Bearer wrong", "Basic dev-webhook-token", "Bearer", "dev-webhook-token"]
+)
+def test_bad_or_missing_token_is_401_with_envelope(hotel, header):
+    from rest_framework.test import APIClient
+
+    client = APIClient()
+    if header is not None:
+        client.credentials(HTTP_AUTHORIZATION=header)
+    resp = client.post(URL, payloads.incoming_text(id_message="X"), format="json")
+    assert resp.status_code == 401
+    assert resp.json()["error"]["code"] == "authentication_failed"
+    assert resp["WWW-Authenticate"].startswith("Bearer")
+    assert not Message.objects.exists()
+
+
+def test_malformed_json_is_400_with_envelope(webhook_client, hotel):
+    resp = webhook_client.post(URL, data="{not json", content_type="application/json")
+    assert resp.status_code == 400
+    assert resp.json()["error"]["code"] == "parse_error"
+
+
+def test_missing_fields_are_400_naming_them(webhook_client, hotel):
+    body = payloads.incoming_text(id_message="X")
+    del body["senderData"]
+    resp = webhook_client.post(URL, body, format="json")
+    assert resp.status_code == 400
+    error = resp.json()["error"]
+    assert error["code"] == "invalid"
+    assert "senderData.chatId" in error["details"]
+    assert not Message.objects.exists()
+
+
+def test_unknown_instance_is_404_so_green_api_keeps_it(webhook_client, hotel):
+    resp = webhook_client.post(URL, payloads.incoming_text(id_message="X", id_instance=999), format="json")
+    assert resp.status_code == 404
+    assert resp.json()["error"]["code"] == "not_found"
+
+
+def test_other_types_are_ignored_with_200(webhook_client):
+    resp = webhook_client.post(URL, {"typeWebhook": "incomingCall", "timestamp": 1}, format="json")
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "ignored"}
+
+
+def test_group_chat_messages_are_not_answered(webhook_client, hotel):
+    body = payloads.incoming_text(id_message="G", chat_id="120363043968066561@g.us")
+    assert webhook_client.post(URL, body, format="json").json() == {"status": "ignored_group_chat"}
+    assert not Message.objects.exists()
+
+
+def _outbound(provider_id: str, status: str = Message.Status.ACCEPTED) -> Message:
+    return MessageFactory(
+        conversation=ConversationFactory(guest__hotel=HotelFactory()),
+        direction=Message.Direction.OUTBOUND,
+        provider_message_id=provider_id,
+        status=status,
+    )
+
+
+def test_statuses_move_forward_and_never_back(webhook_client):
+    message = _outbound("OUT1")
+    for status, expected in [("sent", "sent"), ("read", "read"), ("delivered", "read")]:
+        webhook_client.post(URL, payloads.outgoing_status(id_message="OUT1", status=status), format="json")
+        message.refresh_from_db()
+        assert message.status == expected
+    assert message.sent_at is not None
+    assert message.read_at is not None
+    assert message.delivered_at is None
+
+
+def test_failed_status_records_the_reason(webhook_client):
+    message = _outbound("OUT2")
+    body = payloads.outgoing_status(id_message="OUT2", status="noAccount", description="SWE004: 1000")
+    assert webhook_client.post(URL, body, format="json").json() == {"status": "status_updated"}
+    message.refresh_from_db()
+    assert message.status == "failed"
+    assert message.status_detail == "noAccount: SWE004: 1000"
+
+
+def test_status_for_unknown_message_is_acknowledged(webhook_client, hotel):
+    resp = webhook_client.post(URL, payloads.outgoing_status(id_message="NOPE", status="sent"), format="json")
+    assert resp.json() == {"status": "status_unmatched"}
+
+
+def test_state_change_is_recorded_on_the_hotel(webhook_client, hotel):
+    webhook_client.post(URL, payloads.state_changed("yellowCard"), format="json")
+    hotel.refresh_from_db()
+    assert hotel.green_api_state == "yellowCard"
+    assert hotel.green_api_state_changed_at is not None
+
+
+def test_database_down_answers_503_so_green_api_redelivers(webhook_client, hotel, monkeypatch):
+    def boom(**kwargs):
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr("messaging.api.views.notification_ingest", boom)
+    resp = webhook_client.post(URL, payloads.incoming_text(id_message="DB"), format="json")
+    assert resp.status_code == 503
+    assert resp["Retry-After"] == "30"
+    assert resp.json()["error"]["code"] == "database_unavailable"
