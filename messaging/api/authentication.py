@@ -4,6 +4,7 @@ import hmac
 
 from django.conf import settings
 from django.contrib.auth.models import AnonymousUser
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from rest_framework.authentication import BaseAuthentication
 from rest_framework.exceptions import AuthenticationFailed
 from rest_framework.request import Request
@@ -21,3 +22,17 @@ class GreenApiWebhookAuthentication(BaseAuthentication):
 
     def authenticate_header(self, request: Request) -> str:
         return 'Bearer realm="green-api-webhook"'
+
+
+class GreenApiWebhookAuthScheme(OpenApiAuthenticationExtension):
+    """Documents the webhook's Bearer token in the OpenAPI schema."""
+
+    target_class = "messaging.api.authentication.GreenApiWebhookAuthentication"
+    name = "greenApiWebhookToken"
+
+    def get_security_definition(self, auto_schema: object) -> dict[str, str]:
+        return {
+            "type": "http",
+            "scheme": "bearer",
+            "description": "GREEN_API_WEBHOOK_TOKEN (webhookUrlToken)",
+        }

@@ -13,8 +13,12 @@ def _instance(id_instance: int = INSTANCE) -> dict[str, Any]:
 
 
 def incoming_text(
-    *, id_message: str, text: str = "What time is check-out?", chat_id: str = "79001234568@c.us",
-    id_instance: int = INSTANCE, sender_name: str = "Ana",
+    *,
+    id_message: str,
+    text: str = "What time is check-out?",
+    chat_id: str = "79001234568@c.us",
+    id_instance: int = INSTANCE,
+    sender_name: str = "Ana",
 ) -> dict[str, Any]:
     return {
         "typeWebhook": "incomingMessageReceived",
@@ -22,18 +26,27 @@ def incoming_text(
         "timestamp": int(time.time()),
         "idMessage": id_message,
         "senderData": {
-            "chatId": chat_id, "sender": chat_id, "chatName": sender_name,
-            "senderName": sender_name, "senderContactName": sender_name,
+            "chatId": chat_id,
+            "sender": chat_id,
+            "chatName": sender_name,
+            "senderName": sender_name,
+            "senderContactName": sender_name,
         },
         "messageData": {"typeMessage": "textMessage", "textMessageData": {"textMessage": text}},
     }
 
 
-def outgoing_status(*, id_message: str, status: str, chat_id: str = "79001234568@c.us",
-                    description: str = "") -> dict[str, Any]:
+def outgoing_status(
+    *, id_message: str, status: str, chat_id: str = "79001234568@c.us", description: str = ""
+) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "typeWebhook": "outgoingMessageStatus", "chatId": chat_id, "instanceData": _instance(),
-        "timestamp": int(time.time()), "idMessage": id_message, "status": status, "sendByApi": True,
+        "typeWebhook": "outgoingMessageStatus",
+        "chatId": chat_id,
+        "instanceData": _instance(),
+        "timestamp": int(time.time()),
+        "idMessage": id_message,
+        "status": status,
+        "sendByApi": True,
     }
     if description:
         body["description"] = description
@@ -47,5 +60,9 @@ def outgoing_api_message(*, id_message: str, text: str, chat_id: str = "79001234
 
 
 def state_changed(state: str = "sleepMode") -> dict[str, Any]:
-    return {"typeWebhook": "stateInstanceChanged", "instanceData": _instance(), "timestamp": int(time.time()),
-            "stateInstance": state}
+    return {
+        "typeWebhook": "stateInstanceChanged",
+        "instanceData": _instance(),
+        "timestamp": int(time.time()),
+        "stateInstance": state,
+    }

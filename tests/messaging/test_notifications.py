@@ -70,7 +70,9 @@ def test_non_object_or_untyped_body_is_invalid(body):
 
 
 def test_status_state_and_journal_notifications():
-    status = parse_notification(payloads.outgoing_status(id_message="S1", status="noAccount", description="SWE004"))
+    status = parse_notification(
+        payloads.outgoing_status(id_message="S1", status="noAccount", description="SWE004")
+    )
     assert isinstance(status, OutgoingStatus)
     assert (status.status, status.description) == ("noAccount", "SWE004")
     journal = parse_notification(payloads.outgoing_api_message(id_message="J1", text="hello"))
