@@ -154,3 +154,33 @@ def test_database_down_answers_503_so_green_api_redelivers(webhook_client, hotel
     assert resp.status_code == 503
     assert resp["Retry-After"] == "30"
     assert resp.json()["error"]["code"] == "database_unavailable"
+
+
+def test_journal_webhook_proves_a_send_in_doubt(webhook_client):
+    from django.utils import timezone
+
+    from tests.factories import ReplyJobFactory
+
+    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id="79001234568@c.us")
+    outbound = MessageFactory(
+        conversation=conversation,
+        direction=Message.Direction.OUTBOUND,
+        provider_message_id=None,
+        status=Message.Status.PENDING,
+        text="Check-out is until 11:00.",
+    )
+    job = ReplyJobFactory(
+        inbound__conversation=conversation,
+        outbound=outbound,
+        reply_text=outbound.text,
+        send_started_at=timezone.now(),
+        status=ReplyJob.Status.PENDING,
+    )
+    body = payloads.outgoing_api_message(id_message="SENT1", text="Check-out is until 11:00.")
+    assert webhook_client.post(URL, body, format="json").json() == {"status": "journal_matched"}
+    outbound.refresh_from_db()
+    assert outbound.provider_message_id == "SENT1"
+    assert webhook_client.post(URL, body, format="json").json() == {"status": "journal_known"}
+    other = payloads.outgoing_api_message(id_message="SENT2", text="something else")
+    assert webhook_client.post(URL, other, format="json").json() == {"status": "journal_unmatched"}
+    assert job.pk

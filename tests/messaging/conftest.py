@@ -1,0 +1,24 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from messaging.fakes.deepseek import FakeDeepSeek
+from messaging.fakes.green_api import FakeGreenApi
+
+
+@pytest.fixture
+def fake_green(settings) -> Iterator[FakeGreenApi]:
+    """A fake Green API on a free port (no webhook: notifications queue for polling)."""
+    with FakeGreenApi(status_delays=(0.05, 0.1, 0.15), rate_limits=False) as fake:
+        settings.GREEN_API_URL = fake.url
+        yield fake
+
+
+@pytest.fixture
+def fake_deepseek(settings) -> Iterator[FakeDeepSeek]:
+    with FakeDeepSeek() as fake:
+        settings.DEEPSEEK_URL = fake.url
+        settings.DEEPSEEK_API_KEY = "sk-test"
+        yield fake

@@ -1,0 +1,227 @@
+"""The reply pipeline against the fake providers: generate once, send exactly once, retry, bury."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from messaging import replies
+from messaging.models import Message, ReplyJob
+from messaging.tasks import process_reply_job
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+
+pytestmark = pytest.mark.django_db
+
+CHAT = "79001234568@c.us"
+
+
+@pytest.fixture
+def job(fake_green, fake_deepseek) -> ReplyJob:
+    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id=CHAT)
+    inbound = MessageFactory(conversation=conversation, text="What time is check-out?")
+    return ReplyJobFactory(inbound=inbound)
+
+
+def _sends(fake_green) -> list[dict]:
+    return fake_green.journal("sendMessage")
+
+
+def _make_due(job: ReplyJob) -> None:
+    ReplyJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+
+
+def test_happy_path_generates_with_ai_and_sends_once(job, fake_green, fake_deepseek):
+    outcome = replies.reply_job_process(job_id=job.pk)
+    assert outcome.result == "done"
+    job.refresh_from_db()
+    assert job.status == ReplyJob.Status.DONE
+    assert not job.degraded
+    assert "11:00" in job.reply_text
+    outbound = job.outbound
+    assert outbound is not None
+    assert outbound.status == Message.Status.ACCEPTED
+    assert outbound.provider_message_id == fake_green.sent_messages()[0]["idMessage"]
+    [send] = _sends(fake_green)
+    assert send["body"] == {"chatId": CHAT, "message": job.reply_text, "linkPreview": False}
+    [chat] = fake_deepseek.journal(path_regex="chat/completions")
+    assert chat["body"]["model"] == "deepseek-flash"
+    assert chat["body"]["thinking"] == {"type": "disabled"}
+    assert "- Check-out: until 11:00" in chat["body"]["messages"][0]["content"]
+    assert chat["body"]["messages"][-1] == {"role": "user", "content": "What time is check-out?"}
+
+
+def test_prompt_carries_earlier_turns_of_the_conversation(job, fake_deepseek):
+    conversation = job.inbound.conversation
+    earlier = MessageFactory(conversation=conversation, text="Hi")
+    Message.objects.filter(pk=earlier.pk).update(id=job.inbound.pk - 1000)  # older than the question
+    replies.reply_job_process(job_id=job.pk)
+    messages = fake_deepseek.journal(path_regex="chat/completions")[0]["body"]["messages"]
+    assert [m["role"] for m in messages] == ["system", "user", "user"]
+    assert messages[1]["content"] == "Hi"
+
+
+def test_running_twice_sends_once(job, fake_green):
+    assert process_reply_job(job.pk) == "done"
+    assert process_reply_job(job.pk) == "skipped"
+    assert len(_sends(fake_green)) == 1
+
+
+def test_ai_error_degrades_to_canned_answer_and_still_sends(job, fake_green, fake_deepseek):
+    fake_deepseek.add_fault({"mode": "overloaded"})
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert job.degraded
+    assert "503" in job.degraded_reason
+    assert job.reply_text.startswith("Check-out at Seaside Inn is until 11:00.")
+    assert len(_sends(fake_green)) == 1
+
+
+def test_ai_keepalive_trickle_is_cut_by_the_deadline(job, fake_green, fake_deepseek, settings):
+    settings.DEEPSEEK_DEADLINE = 1.0
+    fake_deepseek.add_fault({"mode": "keepalive", "keepalive_s": 30})
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert job.degraded
+    assert "deadline" in job.degraded_reason
+    assert len(_sends(fake_green)) == 1
+
+
+def test_transient_send_error_schedules_a_retry_then_succeeds(job, fake_green):
+    fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded", "count": 1})
+    outcome = replies.reply_job_process(job_id=job.pk)
+    assert outcome.result == "retry"
+    job.refresh_from_db()
+    assert job.status == ReplyJob.Status.PENDING
+    assert job.next_attempt_at > timezone.now()
+    assert job.send_started_at is None  # a 503 means it was not sent
+    assert "503" in job.last_error
+    assert replies.reply_job_process(job_id=job.pk).result == "skipped"  # not due yet
+    _make_due(job)
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    assert len(fake_green.sent_messages()) == 1
+    assert len(_sends(fake_green)) == 2
+
+
+def test_rate_limit_honours_retry_after(job, fake_green):
+    fake_green.add_fault(
+        {"match": {"method_name": "sendMessage"}, "mode": "rate_limit", "retry_after": 40, "count": 1}
+    )
+    before = timezone.now()
+    assert replies.reply_job_process(job_id=job.pk).result == "retry"
+    job.refresh_from_db()
+    assert job.next_attempt_at >= before + timedelta(seconds=40)
+
+
+def test_permanent_send_error_buries_the_job(job, fake_green):
+    fake_green.add_fault(
+        {"match": {"method_name": "sendMessage"}, "mode": "error", "status": 400, "count": 1}
+    )
+    assert replies.reply_job_process(job_id=job.pk).result == "dead"
+    job.refresh_from_db()
+    assert job.status == ReplyJob.Status.DEAD
+    assert "400" in job.last_error
+    assert job.outbound is not None
+    assert job.outbound.status == Message.Status.FAILED
+
+
+def test_retries_exhausted_buries_with_reason(job, fake_green, settings):
+    settings.REPLY_MAX_ATTEMPTS = 2
+    fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded"})
+    assert replies.reply_job_process(job_id=job.pk).result == "retry"
+    _make_due(job)
+    assert replies.reply_job_process(job_id=job.pk).result == "dead"
+    job.refresh_from_db()
+    assert job.last_error.startswith("gave up after 2 attempts")
+
+
+def test_lost_response_is_reconciled_from_the_journal_not_resent(job, fake_green):
+    # The send happens at Green API but the connection is reset before the answer comes back.
+    fake_green.add_fault(
+        {"match": {"method_name": "sendMessage"}, "mode": "reset", "after_process": True, "count": 1}
+    )
+    assert replies.reply_job_process(job_id=job.pk).result == "retry"
+    job.refresh_from_db()
+    assert job.send_started_at is not None
+    _make_due(job)
+    outcome = replies.reply_job_process(job_id=job.pk)
+    assert outcome.result == "done"
+    [sent] = fake_green.sent_messages()
+    assert outcome.detail == sent["idMessage"]
+    assert len(_sends(fake_green)) == 1  # reconciled, never sent twice
+
+
+def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_green, settings):
+    settings.GREEN_API_READ_TIMEOUT = 0.5
+    settings.REPLY_RECONCILE_GRACE = 60
+    from messaging.clients import green_api
+
+    green_api._session = None  # pick up the short read timeout
+    fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "hang", "count": 1})
+    try:
+        assert replies.reply_job_process(job_id=job.pk).result == "retry"
+        _make_due(job)
+        outcome = replies.reply_job_process(job_id=job.pk)  # not in journal, grace not over: wait
+        assert outcome.result == "retry"
+        assert "waiting for Green API's journal" in outcome.detail
+        assert fake_green.sent_messages() == []
+        ReplyJob.objects.filter(pk=job.pk).update(
+            send_started_at=timezone.now() - timedelta(seconds=61), next_attempt_at=timezone.now()
+        )
+        assert replies.reply_job_process(job_id=job.pk).result == "done"
+        assert len(fake_green.sent_messages()) == 1
+    finally:
+        green_api._session = None
+
+
+def test_sweeper_requeues_lost_and_abandoned_jobs(job, monkeypatch, settings):
+    published: list[int] = []
+    monkeypatch.setattr(
+        replies, "reply_job_publish", lambda *, job_id, countdown=0.0: published.append(job_id) or True
+    )
+    now = timezone.now()
+    ReplyJob.objects.filter(pk=job.pk).update(
+        next_attempt_at=now - timedelta(seconds=settings.REPLY_STALE_AFTER + 1)
+    )
+    abandoned = ReplyJobFactory(
+        status=ReplyJob.Status.IN_PROGRESS, lease_expires_at=now - timedelta(seconds=1)
+    )
+    fresh = ReplyJobFactory(next_attempt_at=now)
+    ReplyJobFactory(status=ReplyJob.Status.DONE, next_attempt_at=now - timedelta(hours=1))
+    assert replies.reply_jobs_sweep(now=now) == 2
+    assert sorted(published) == sorted([job.pk, abandoned.pk])
+    assert fresh.pk not in published
+    # A swept job is not swept again until another stale period has passed.
+    assert replies.reply_jobs_sweep(now=now) == 1
+
+
+def test_abandoned_job_is_claimable_after_its_lease(job, fake_green):
+    ReplyJob.objects.filter(pk=job.pk).update(
+        status=ReplyJob.Status.IN_PROGRESS, lease_expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+
+
+def test_requeue_revives_a_dead_job(job, fake_green):
+    fake_green.add_fault(
+        {"match": {"method_name": "sendMessage"}, "mode": "error", "status": 400, "count": 1}
+    )
+    assert replies.reply_job_process(job_id=job.pk).result == "dead"
+    assert replies.reply_jobs_requeue(job_ids=[job.pk]) == 1
+    job.refresh_from_db()
+    assert (job.status, job.attempts) == (ReplyJob.Status.PENDING, 0)
+    assert job.outbound is not None
+    assert job.outbound.status == Message.Status.PENDING
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    assert len(fake_green.sent_messages()) == 1
+
+
+def test_non_text_message_gets_a_canned_answer_without_ai(fake_green, fake_deepseek):
+    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id=CHAT)
+    inbound = MessageFactory(conversation=conversation, text="", message_type="imageMessage")
+    job = ReplyJobFactory(inbound=inbound)
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert "text messages only" in job.reply_text
+    assert fake_deepseek.journal(path_regex="chat/completions") == []
