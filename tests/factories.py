@@ -6,7 +6,7 @@ from django.utils import timezone
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 
 
-class HotelFactory(factory.django.DjangoModelFactory):
+class HotelFactory(factory.django.DjangoModelFactory[Hotel]):
     class Meta:
         model = Hotel
         django_get_or_create = ("green_api_instance_id",)
@@ -23,7 +23,7 @@ class HotelFactory(factory.django.DjangoModelFactory):
     staff_contact = "reception, dial 9"
 
 
-class GuestFactory(factory.django.DjangoModelFactory):
+class GuestFactory(factory.django.DjangoModelFactory[Guest]):
     class Meta:
         model = Guest
 
@@ -32,7 +32,7 @@ class GuestFactory(factory.django.DjangoModelFactory):
     display_name = factory.Faker("first_name")
 
 
-class ConversationFactory(factory.django.DjangoModelFactory):
+class ConversationFactory(factory.django.DjangoModelFactory[Conversation]):
     class Meta:
         model = Conversation
 
@@ -41,7 +41,7 @@ class ConversationFactory(factory.django.DjangoModelFactory):
     last_message_at = factory.LazyFunction(timezone.now)
 
 
-class MessageFactory(factory.django.DjangoModelFactory):
+class MessageFactory(factory.django.DjangoModelFactory[Message]):
     class Meta:
         model = Message
 
@@ -52,7 +52,7 @@ class MessageFactory(factory.django.DjangoModelFactory):
     status = Message.Status.RECEIVED
 
 
-class ReplyJobFactory(factory.django.DjangoModelFactory):
+class ReplyJobFactory(factory.django.DjangoModelFactory[ReplyJob]):
     class Meta:
         model = ReplyJob
 

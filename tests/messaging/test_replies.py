@@ -19,9 +19,9 @@ CHAT = "79001234568@c.us"
 
 @pytest.fixture
 def job(fake_green, fake_deepseek) -> ReplyJob:
-    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id=CHAT)
-    inbound = MessageFactory(conversation=conversation, text="What time is check-out?")
-    return ReplyJobFactory(inbound=inbound)
+    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
+    inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
+    return ReplyJobFactory.create(inbound=inbound)
 
 
 def _sends(fake_green) -> list[dict]:
@@ -54,7 +54,7 @@ def test_happy_path_generates_with_ai_and_sends_once(job, fake_green, fake_deeps
 
 def test_prompt_carries_earlier_turns_of_the_conversation(job, fake_deepseek):
     conversation = job.inbound.conversation
-    earlier = MessageFactory(conversation=conversation, text="Hi")
+    earlier = MessageFactory.create(conversation=conversation, text="Hi")
     Message.objects.filter(pk=earlier.pk).update(id=job.inbound.pk - 1000)  # older than the question
     replies.reply_job_process(job_id=job.pk)
     messages = fake_deepseek.journal(path_regex="chat/completions")[0]["body"]["messages"]
@@ -177,18 +177,21 @@ def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_gree
 
 def test_sweeper_requeues_lost_and_abandoned_jobs(job, monkeypatch, settings):
     published: list[int] = []
-    monkeypatch.setattr(
-        replies, "reply_job_publish", lambda *, job_id, countdown=0.0: published.append(job_id) or True
-    )
+
+    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
+        published.append(job_id)
+        return True
+
+    monkeypatch.setattr(replies, "reply_job_publish", publish)
     now = timezone.now()
     ReplyJob.objects.filter(pk=job.pk).update(
         next_attempt_at=now - timedelta(seconds=settings.REPLY_STALE_AFTER + 1)
     )
-    abandoned = ReplyJobFactory(
+    abandoned = ReplyJobFactory.create(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at=now - timedelta(seconds=1)
     )
-    fresh = ReplyJobFactory(next_attempt_at=now)
-    ReplyJobFactory(status=ReplyJob.Status.DONE, next_attempt_at=now - timedelta(hours=1))
+    fresh = ReplyJobFactory.create(next_attempt_at=now)
+    ReplyJobFactory.create(status=ReplyJob.Status.DONE, next_attempt_at=now - timedelta(hours=1))
     assert replies.reply_jobs_sweep(now=now) == 2
     assert sorted(published) == sorted([job.pk, abandoned.pk])
     assert fresh.pk not in published
@@ -218,9 +221,9 @@ def test_requeue_revives_a_dead_job(job, fake_green):
 
 
 def test_non_text_message_gets_a_canned_answer_without_ai(fake_green, fake_deepseek):
-    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id=CHAT)
-    inbound = MessageFactory(conversation=conversation, text="", message_type="imageMessage")
-    job = ReplyJobFactory(inbound=inbound)
+    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
+    inbound = MessageFactory.create(conversation=conversation, text="", message_type="imageMessage")
+    job = ReplyJobFactory.create(inbound=inbound)
     assert replies.reply_job_process(job_id=job.pk).result == "done"
     job.refresh_from_db()
     assert "text messages only" in job.reply_text

@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def hotel() -> Hotel:
-    return HotelFactory()
+    return HotelFactory.create()
 
 
 def test_incoming_text_stores_message_and_reply_job_and_enqueues_on_commit(
@@ -105,8 +105,8 @@ def test_group_chat_messages_are_not_answered(webhook_client, hotel):
 
 
 def _outbound(provider_id: str, status: str = Message.Status.ACCEPTED) -> Message:
-    return MessageFactory(
-        conversation=ConversationFactory(guest__hotel=HotelFactory()),
+    return MessageFactory.create(
+        conversation=ConversationFactory.create(guest__hotel=HotelFactory.create()),
         direction=Message.Direction.OUTBOUND,
         provider_message_id=provider_id,
         status=status,
@@ -161,15 +161,17 @@ def test_journal_webhook_proves_a_send_in_doubt(webhook_client):
 
     from tests.factories import ReplyJobFactory
 
-    conversation = ConversationFactory(guest__hotel=HotelFactory(), guest__chat_id="79001234568@c.us")
-    outbound = MessageFactory(
+    conversation = ConversationFactory.create(
+        guest__hotel=HotelFactory.create(), guest__chat_id="79001234568@c.us"
+    )
+    outbound = MessageFactory.create(
         conversation=conversation,
         direction=Message.Direction.OUTBOUND,
         provider_message_id=None,
         status=Message.Status.PENDING,
         text="Check-out is until 11:00.",
     )
-    job = ReplyJobFactory(
+    job = ReplyJobFactory.create(
         inbound__conversation=conversation,
         outbound=outbound,
         reply_text=outbound.text,
