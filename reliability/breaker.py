@@ -1,0 +1,1277 @@
+"""Circuit breaker: configuration, failure classification and a pure state machine.
+
+This module knows nothing about Django, Redis or HTTP. Time comes from an injected clock, so every
+rule can be tested with a fake one. Shared (cluster-wide) state lives in ``breaker_store``, which
+plugs into the :class:`CircuitBreaker` facade defined here through the small ``BreakerStore`` /
+``BreakerBackend`` protocols.
+
+States
+    CLOSED        calls pass; outcomes are recorded and may trip the breaker.
+    OPEN          calls are rejected with :class:`CircuitOpenError` until the open duration ends;
+                  the next call then moves the breaker to HALF_OPEN.
+    HALF_OPEN     at most ``half_open_max_calls`` probes run at once; ``success_threshold`` successes
+                  close the breaker, any failed, slow or overdue probe (older than
+                  ``half_open_max_wait``) opens it again with a longer open duration.
+    FORCED_OPEN   staff override: rejects everything, optionally until a time, then HALF_OPEN.
+    DISABLED      staff override: every call passes and nothing is recorded.
+    METRICS_ONLY  shadow mode: every call passes, outcomes are recorded, and where the breaker would
+                  trip it emits an event (``would_trip:<rule>``) instead and starts a fresh window.
+
+Trip rules (CLOSED), checked after every recorded outcome:
+    * ``failure_threshold`` consecutive failures (0 disables the rule);
+    * failure rate >= ``failure_rate_threshold`` % or slow-call rate >= ``slow_call_rate_threshold`` %
+      over the sliding window (the last ``window_size`` calls, or the calls of the last
+      ``window_size`` seconds in one-second buckets), once it holds ``minimum_requests`` calls.
+    A call is slow when it takes at least ``timeout`` seconds; a slow call can be a success or a
+    failure. Ignored outcomes (see :func:`classify`) touch no counter.
+
+The open duration is ``recovery_timeout * recovery_timeout_multiplier ** (trips - 1)`` capped at
+``max_recovery_timeout``, where ``trips`` counts the trips since the breaker last closed.
+
+Every transition bumps an *epoch*; outcomes of calls admitted in an earlier epoch are dropped (the
+window starts afresh on every transition). Transitions are reported to a listener as
+:class:`TransitionEvent` values. No lock is ever held while a protected call runs.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import inspect
+import logging
+import math
+import re
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, cast
+
+logger = logging.getLogger(__name__)
+
+__all__ = [
+    "DEFAULT_FAILURE_STATUSES",
+    "BreakerBackend",
+    "BreakerSnapshot",
+    "BreakerStateMachine",
+    "BreakerStore",
+    "CircuitBreaker",
+    "CircuitBreakerConfig",
+    "CircuitOpenError",
+    "CountWindow",
+    "Guard",
+    "InMemoryStore",
+    "Outcome",
+    "Permit",
+    "State",
+    "TimeWindow",
+    "TransitionEvent",
+    "add_global_listener",
+    "classify",
+    "clear_registry",
+    "get_circuit_breaker",
+    "open_duration",
+    "remove_global_listener",
+    "set_default_store",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Clock = Callable[[], float]
+Listener = Callable[["TransitionEvent"], None]
+
+#: Statuses that count as failures by default: 429 and every 5xx. Other 4xx are ignored.
+DEFAULT_FAILURE_STATUSES: frozenset[int] = frozenset({429, *range(500, 600)})
+
+#: Longest open duration ever used, whatever the growth settings (one day).
+OPEN_DURATION_CEILING = 86_400.0
+
+#: Queued fast successes are folded into the window under the lock once this many are waiting.
+_FOLD_AT = 64
+
+#: In HALF_OPEN with every probe slot taken, callers are told to retry after at most this long.
+HALF_OPEN_RETRY_HINT = 1.0
+
+#: Outcome codes shared with the Lua scripts of ``breaker_store``: 1 ok, 2 failure, 3 slow ok,
+#: 4 slow failure. ``code % 2 == 0`` means failure, ``code >= 3`` means slow.
+CODE_OK, CODE_FAILURE, CODE_SLOW_OK, CODE_SLOW_FAILURE = 1, 2, 3, 4
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class State(enum.StrEnum):
+    CLOSED = "closed"
+    OPEN = "open"
+    HALF_OPEN = "half_open"
+    FORCED_OPEN = "forced_open"
+    DISABLED = "disabled"
+    METRICS_ONLY = "metrics_only"
+
+
+class Outcome(enum.Enum):
+    SUCCESS = "success"
+    FAILURE = "failure"
+    #: Neither success nor failure (e.g. a 404): recorded nowhere, frees a probe slot.
+    IGNORED = "ignored"
+
+
+def outcome_code(outcome: Outcome, slow: bool) -> int:
+    """The compact code of a recorded (non-ignored) outcome."""
+    return (CODE_FAILURE if outcome is Outcome.FAILURE else CODE_OK) + (2 if slow else 0)
+
+
+# --------------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------------
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+@dataclass(frozen=True)
+class CircuitBreakerConfig:
+    """Thresholds of one breaker. Immutable; invalid values raise ``ValueError`` on creation.
+
+    ``failure_threshold``: consecutive failures that trip (0 disables the rule).
+    ``recovery_timeout``: seconds OPEN before probing (first trip).
+    ``success_threshold``: probe successes that close the breaker from HALF_OPEN.
+    ``timeout``: seconds from which a call counts as slow.
+    ``window_size``: calls (``window_type="count"``) or seconds (``"time"``) in the sliding window.
+    ``minimum_requests``: calls the window must hold before the rate rules apply.
+    ``failure_rate_threshold`` / ``slow_call_rate_threshold``: percentages (0, 100] that trip.
+    ``half_open_max_calls``: probes allowed at once in HALF_OPEN (cluster-wide with a shared store).
+    ``half_open_max_wait``: seconds a probe may take; an overdue probe counts as failed.
+    ``recovery_timeout_multiplier`` / ``max_recovery_timeout``: open-duration growth on repeated
+    trips and its cap (``None``: capped only by one day).
+    ``failure_statuses``: HTTP statuses that are failures; other 4xx are ignored, the rest succeed.
+    ``failure_exceptions`` / ``ignored_exceptions``: exception types forced to one verdict
+    (ignored wins); any other exception is a failure unless it carries an ignored HTTP status.
+    ``is_failure``: custom predicate given an exception or a status; returns an :class:`Outcome`,
+    or ``None`` to fall back to the rules above.
+    ``classify_results``: classify returned objects that have an int ``status_code`` or ``status``
+    attribute (``requests``/``httpx`` responses, ``reliability.http.HttpResponse``) by that status.
+    """
+
+    failure_threshold: int = 5
+    recovery_timeout: float = 60.0
+    success_threshold: int = 3
+    timeout: float = 30.0
+    window_size: int = 100
+    minimum_requests: int = 10
+    window_type: Literal["count", "time"] = "count"
+    failure_rate_threshold: float = 50.0
+    slow_call_rate_threshold: float = 100.0
+    half_open_max_calls: int = 1
+    half_open_max_wait: float = 60.0
+    recovery_timeout_multiplier: float = 1.0
+    max_recovery_timeout: float | None = None
+    failure_statuses: frozenset[int] = field(default=DEFAULT_FAILURE_STATUSES)
+    failure_exceptions: tuple[type[BaseException], ...] = ()
+    ignored_exceptions: tuple[type[BaseException], ...] = ()
+    is_failure: Callable[[BaseException | int], Outcome | None] | None = field(default=None, compare=False)
+    classify_results: bool = True
+
+    def __post_init__(self) -> None:
+        errors = list(self._errors())
+        if errors:
+            raise ValueError("invalid CircuitBreakerConfig: " + "; ".join(errors))
+        # Accept any iterable of statuses but store a frozenset (hashable, fast membership).
+        object.__setattr__(self, "failure_statuses", frozenset(self.failure_statuses))
+
+    def _errors(self) -> Iterator[str]:
+        def integer(name: str, low: int, high: int | None = None) -> None:
+            value = getattr(self, name)
+            if not _is_int(value) or value < low or (high is not None and value > high):
+                bound = f">= {low}" if high is None else f"between {low} and {high}"
+                problems.append(f"{name} must be an integer {bound}, got {value!r}")
+
+        def number(name: str, low: float, *, inclusive: bool = False, high: float | None = None) -> None:
+            value = getattr(self, name)
+            ok = _is_number(value) and (value >= low if inclusive else value > low)
+            if ok and high is not None:
+                ok = value <= high
+            if not ok:
+                rel = ">=" if inclusive else ">"
+                bound = f"{rel} {low}" + ("" if high is None else f" and <= {high}")
+                problems.append(f"{name} must be a finite number {bound}, got {value!r}")
+
+        problems: list[str] = []
+        integer("failure_threshold", 0)
+        number("recovery_timeout", 0.0, high=OPEN_DURATION_CEILING)
+        integer("success_threshold", 1)
+        number("timeout", 0.0)
+        integer("minimum_requests", 1)
+        number("failure_rate_threshold", 0.0, high=100.0)
+        number("slow_call_rate_threshold", 0.0, high=100.0)
+        integer("half_open_max_calls", 1, 1000)
+        number("half_open_max_wait", 0.0, high=OPEN_DURATION_CEILING)
+        number("recovery_timeout_multiplier", 1.0, inclusive=True, high=100.0)
+        if self.window_type not in ("count", "time"):
+            problems.append(f"window_type must be 'count' or 'time', got {self.window_type!r}")
+        elif self.window_type == "count":
+            integer("window_size", 1, 100_000)
+        else:
+            integer("window_size", 1, 3_600)
+        if (
+            self.window_type == "count"
+            and _is_int(self.window_size)
+            and _is_int(self.minimum_requests)
+            and self.minimum_requests > self.window_size
+        ):
+            problems.append(
+                f"minimum_requests ({self.minimum_requests}) must not exceed window_size "
+                f"({self.window_size}) for a count window, or the rate rules could never apply"
+            )
+        if self.max_recovery_timeout is not None:
+            number("max_recovery_timeout", 0.0, high=OPEN_DURATION_CEILING)
+            if (
+                _is_number(self.max_recovery_timeout)
+                and _is_number(self.recovery_timeout)
+                and self.max_recovery_timeout < self.recovery_timeout
+            ):
+                problems.append(
+                    f"max_recovery_timeout ({self.max_recovery_timeout}) must be >= recovery_timeout "
+                    f"({self.recovery_timeout})"
+                )
+        try:
+            statuses = list(self.failure_statuses)
+        except TypeError:
+            problems.append("failure_statuses must be an iterable of HTTP status codes")
+        else:
+            bad = [s for s in statuses if not _is_int(s) or not 100 <= s <= 599]
+            if bad:
+                problems.append(f"failure_statuses must hold HTTP status codes 100-599, got {bad!r}")
+        for name in ("failure_exceptions", "ignored_exceptions"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or not all(
+                isinstance(t, type) and issubclass(t, BaseException) for t in value
+            ):
+                problems.append(f"{name} must be a tuple of exception classes, got {value!r}")
+        if self.is_failure is not None and not callable(self.is_failure):
+            problems.append("is_failure must be callable or None")
+        if not isinstance(self.classify_results, bool):
+            problems.append("classify_results must be a bool")
+        yield from problems
+
+    def with_changes(self, **changes: Any) -> CircuitBreakerConfig:
+        """A validated copy with some fields changed."""
+        return replace(self, **changes)
+
+
+def open_duration(config: CircuitBreakerConfig, trips: int) -> float:
+    """Seconds the breaker stays OPEN after its ``trips``-th trip in a row (``trips >= 1``)."""
+    cap = OPEN_DURATION_CEILING if config.max_recovery_timeout is None else config.max_recovery_timeout
+    base = config.recovery_timeout
+    if config.recovery_timeout_multiplier == 1.0 or trips <= 1:
+        return min(base, cap)
+    try:
+        grown = base * config.recovery_timeout_multiplier ** (trips - 1)
+    except OverflowError:
+        return cap
+    return min(grown, cap)
+
+
+# --------------------------------------------------------------------------------------------------
+# Failure classification
+# --------------------------------------------------------------------------------------------------
+
+
+def _status_of(exc: BaseException) -> int | None:
+    """The HTTP status an exception carries (``requests``/``httpx`` style), if any."""
+    response = getattr(exc, "response", None)
+    for candidate in (
+        getattr(response, "status_code", None),
+        getattr(exc, "status_code", None),
+        getattr(exc, "status", None),
+    ):
+        if _is_int(candidate):
+            return cast(int, candidate)
+    return None
+
+
+_UNKNOWN = "?"
+#: Per result type: the attribute holding its HTTP status (``status_code`` for requests/httpx,
+#: ``status`` for our ``HttpResponse``) or ``None``; learnt from the first result of each type.
+_STATUS_ATTR: dict[type, str | None] = {}
+
+
+def _status_attribute(result: object) -> str | None:
+    for attr in ("status_code", "status"):
+        if _is_int(getattr(result, attr, None)):
+            return attr
+    return None
+
+
+def classify(config: CircuitBreakerConfig, subject: BaseException | int) -> Outcome:
+    """Classify an exception or an HTTP status code.
+
+    Order: the custom ``is_failure`` predicate (unless it returns ``None``); for exceptions,
+    ``ignored_exceptions``, ``failure_exceptions``, non-``Exception`` signals (cancellation,
+    interpreter exit: ignored), a rejection by another breaker (ignored), then the HTTP status the
+    exception carries (a 4xx other than those in ``failure_statuses`` is ignored); every other
+    exception - timeouts, connection errors, 5xx, anything unexpected - is a failure. For statuses:
+    ``failure_statuses`` (default 429 and 5xx) fail, other 4xx are ignored, the rest succeed.
+    """
+    if config.is_failure is not None:
+        verdict = config.is_failure(subject)
+        if verdict is not None:
+            return verdict
+    if isinstance(subject, BaseException):
+        if config.ignored_exceptions and isinstance(subject, config.ignored_exceptions):
+            return Outcome.IGNORED
+        if config.failure_exceptions and isinstance(subject, config.failure_exceptions):
+            return Outcome.FAILURE
+        if not isinstance(subject, Exception) or isinstance(subject, CircuitOpenError):
+            return Outcome.IGNORED
+        status = _status_of(subject)
+        if status is not None and 400 <= status < 500 and status not in config.failure_statuses:
+            return Outcome.IGNORED
+        return Outcome.FAILURE
+    if subject in config.failure_statuses:
+        return Outcome.FAILURE
+    if 400 <= subject < 500:
+        return Outcome.IGNORED
+    return Outcome.SUCCESS
+
+
+# --------------------------------------------------------------------------------------------------
+# Errors, events, snapshots, permits
+# --------------------------------------------------------------------------------------------------
+
+
+class CircuitOpenError(Exception):
+    """A call was rejected because the breaker is not admitting calls.
+
+    ``CircuitOpenError(name, retry_after, state=State.OPEN)``: ``retry_after`` is the number of
+    seconds after which a call may be admitted again. The fields live in ``args`` (no Python
+    ``__init__``: rejecting is the hot path of an open breaker, and this keeps it cheap and
+    picklable).
+    """
+
+    if TYPE_CHECKING:
+
+        def __init__(self, name: str, retry_after: float, state: State = State.OPEN) -> None: ...
+
+    @property
+    def name(self) -> str:
+        return cast(str, self.args[0])
+
+    @property
+    def retry_after(self) -> float:
+        value = cast(float, self.args[1])
+        return value if value > 0.0 else 0.0
+
+    @property
+    def state(self) -> State:
+        return cast(State, self.args[2]) if len(self.args) > 2 else State.OPEN
+
+    def __str__(self) -> str:
+        return f"circuit {self.name!r} is {self.state.value}; retry after {self.retry_after:.3f}s"
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionEvent:
+    """One state change (or admin action, or would-be trip in METRICS_ONLY) of one breaker.
+
+    ``failure_rate`` / ``slow_call_rate`` are percentages over the window just before the change;
+    ``at`` and ``open_until`` are UNIX timestamps (seconds); ``source`` is ``"local"`` (in-process
+    store), ``"redis"`` (decided atomically in Redis: reported once cluster-wide, by the process that
+    caused it) or ``"fallback"`` (a per-process breaker standing in while Redis was unreachable).
+    """
+
+    name: str
+    from_state: State
+    to_state: State
+    reason: str
+    failure_rate: float
+    slow_call_rate: float
+    at: float
+    open_until: float | None = None
+    source: str = "local"
+
+
+@dataclass(frozen=True, slots=True)
+class BreakerSnapshot:
+    """A read-only view of a breaker for metrics, admin and health pages."""
+
+    name: str
+    state: State
+    failure_rate: float
+    slow_call_rate: float
+    calls: int
+    failures: int
+    slow_calls: int
+    consecutive_failures: int
+    trips: int
+    retry_after: float
+    probes_in_flight: int
+    source: str
+
+
+class Permit:
+    """Admission ticket returned by ``acquire`` and handed back with the call's outcome."""
+
+    __slots__ = ("epoch", "owner", "token")
+
+    def __init__(self, owner: object, epoch: int, token: str | None = None) -> None:
+        self.owner = owner
+        self.epoch = epoch
+        #: Set for half-open probes only (the lease to release).
+        self.token = token
+
+    def __repr__(self) -> str:
+        return f"Permit(epoch={self.epoch}, token={self.token!r})"
+
+
+# --------------------------------------------------------------------------------------------------
+# Sliding windows
+# --------------------------------------------------------------------------------------------------
+
+
+class CountWindow:
+    """The outcomes of the last ``size`` recorded calls (a ring of outcome codes)."""
+
+    __slots__ = ("_idx", "_ring", "failures", "size", "slow", "total")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._ring = [0] * size
+        self._idx = 0
+        self.total = self.failures = self.slow = 0
+
+    def add(self, code: int, now: float = 0.0) -> None:
+        idx = self._idx
+        ring = self._ring
+        old = ring[idx]
+        if old:
+            self.total -= 1
+            if not old & 1:
+                self.failures -= 1
+            if old >= 3:
+                self.slow -= 1
+        ring[idx] = code
+        self.total += 1
+        if not code & 1:
+            self.failures += 1
+        if code >= 3:
+            self.slow += 1
+        idx += 1
+        self._idx = 0 if idx == self.size else idx
+
+    def add_ok_many(self, n: int) -> None:
+        """``add(CODE_OK)`` ``n`` times, in bulk."""
+        size, ring = self.size, self._ring
+        start = self._idx
+        self._idx = (start + n) % size
+        if n >= size:
+            ring[:] = [CODE_OK] * size
+            self.total, self.failures, self.slow = size, 0, 0
+            return
+        end = start + n
+        for a, b in ((start, end),) if end <= size else ((start, size), (0, end - size)):
+            old = ring[a:b]
+            slow_failures = old.count(CODE_SLOW_FAILURE)
+            self.total += old.count(0)
+            self.failures -= old.count(CODE_FAILURE) + slow_failures
+            self.slow -= old.count(CODE_SLOW_OK) + slow_failures
+            ring[a:b] = [CODE_OK] * (b - a)
+
+    def expire(self, now: float) -> None:
+        """Count windows do not age."""
+
+    def codes(self) -> list[int]:
+        """Recorded codes, oldest first."""
+        ring = self._ring
+        return [c for c in ring[self._idx :] + ring[: self._idx] if c]
+
+
+class TimeWindow:
+    """The outcomes of the last ``size`` seconds, in one-second buckets ``[second, total, fail, slow]``."""
+
+    __slots__ = ("_buckets", "failures", "size", "slow", "total")
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._buckets: deque[list[int]] = deque()
+        self.total = self.failures = self.slow = 0
+
+    def expire(self, now: float) -> None:
+        horizon = math.floor(now) - self.size
+        buckets = self._buckets
+        while buckets and buckets[0][0] <= horizon:
+            _, total, failures, slow = buckets.popleft()
+            self.total -= total
+            self.failures -= failures
+            self.slow -= slow
+
+    def add(self, code: int, now: float = 0.0) -> None:
+        self.expire(now)
+        second = math.floor(now)
+        buckets = self._buckets
+        if not buckets or buckets[-1][0] < second:
+            buckets.append([second, 0, 0, 0])
+        bucket = buckets[-1]  # a clock that steps back lands in the newest bucket
+        failure = 0 if code & 1 else 1
+        slow = 1 if code >= 3 else 0
+        bucket[1] += 1
+        bucket[2] += failure
+        bucket[3] += slow
+        self.total += 1
+        self.failures += failure
+        self.slow += slow
+
+    def codes(self) -> list[int]:
+        """Recorded codes, failures last within each bucket (the order inside a second is not kept)."""
+        out: list[int] = []
+        for _, total, failures, slow in self._buckets:
+            # Split the bucket into ok / slow ok / slow failure / failure runs with the same totals.
+            slow_failures = min(slow, failures)
+            slow_ok = slow - slow_failures
+            out += [CODE_OK] * (total - failures - slow_ok)
+            out += [CODE_SLOW_OK] * slow_ok
+            out += [CODE_SLOW_FAILURE] * slow_failures
+            out += [CODE_FAILURE] * (failures - slow_failures)
+        return out
+
+
+Window = CountWindow | TimeWindow
+
+
+def make_window(config: CircuitBreakerConfig) -> Window:
+    return (
+        CountWindow(config.window_size) if config.window_type == "count" else TimeWindow(config.window_size)
+    )
+
+
+def rates(window: Window) -> tuple[float, float]:
+    """(failure rate %, slow-call rate %) of a window; zeros when it is empty."""
+    if not window.total:
+        return 0.0, 0.0
+    return 100.0 * window.failures / window.total, 100.0 * window.slow / window.total
+
+
+def trip_reason(config: CircuitBreakerConfig, consecutive: int, window: Window) -> str | None:
+    """The rule a CLOSED breaker trips on given its counters, or ``None``."""
+    if config.failure_threshold and consecutive >= config.failure_threshold:
+        return "consecutive_failures"
+    total = window.total
+    if total >= config.minimum_requests:
+        if window.failures * 100.0 >= config.failure_rate_threshold * total:
+            return "failure_rate"
+        if window.slow * 100.0 >= config.slow_call_rate_threshold * total:
+            return "slow_call_rate"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# Backend protocols
+# --------------------------------------------------------------------------------------------------
+
+
+class BreakerBackend(Protocol):
+    """Where one breaker's state lives: in-process (:class:`BreakerStateMachine`) or shared."""
+
+    def acquire(self) -> Permit: ...
+
+    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None: ...
+
+    def on_success(self, permit: Permit, duration: float) -> None:
+        """Same as ``record(permit, Outcome.SUCCESS, duration)``; the hot path."""
+        ...
+
+    @property
+    def state(self) -> State: ...
+
+    def snapshot(self) -> BreakerSnapshot: ...
+
+    def reset(self, reason: str = "reset") -> None: ...
+
+    def force_open(self, reason: str = "forced_open", duration: float | None = None) -> None: ...
+
+    def force_close(self, reason: str = "forced_close") -> None: ...
+
+    def disable(self, reason: str = "disabled") -> None: ...
+
+    def metrics_only(self, reason: str = "metrics_only") -> None: ...
+
+    def update_config(self, config: CircuitBreakerConfig) -> None: ...
+
+    def flush(self) -> None: ...
+
+
+class BreakerStore(Protocol):
+    """Creates the backend of each named breaker. ``clock`` times calls (monotonic seconds)."""
+
+    clock: Clock
+
+    def backend(self, name: str, config: CircuitBreakerConfig, listener: Listener) -> BreakerBackend: ...
+
+
+# --------------------------------------------------------------------------------------------------
+# The pure state machine
+# --------------------------------------------------------------------------------------------------
+
+
+class BreakerStateMachine:
+    """The in-process breaker: every rule of the module docstring, thread-safe, clock injected.
+
+    ``clock`` measures durations (monotonic seconds); ``wall_clock`` only stamps events.
+    Listener callbacks run after the internal lock is released.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        config: CircuitBreakerConfig,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        listener: Listener | None = None,
+        source: str = "local",
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.source = source
+        self._clock = clock
+        self._wall_clock = wall_clock
+        self._listener = listener
+        self._lock = threading.Lock()
+        self._state = State.CLOSED
+        self._epoch = 0
+        self._window: Window = make_window(config)
+        self._time_window = config.window_type == "time"
+        self._slow_after = config.timeout
+        self._consecutive = 0
+        self._trips = 0
+        self._open_until: float | None = None
+        self._half_open_successes = 0
+        self._probes: dict[str, float] = {}  # token -> deadline
+        self._next_token = 0
+        self._events: list[TransitionEvent] = []
+        self._recording = True  # CLOSED or METRICS_ONLY: outcomes feed the window
+        # Fast path: once a count window holds minimum_requests calls, a fast success cannot trip
+        # anything, so successes are queued lock-free (their epoch) and folded in bulk under the
+        # lock before anything reads or changes the window.
+        self._armed = False
+        self._ok_queue: deque[int] = deque()
+        self._fast_permit: Permit | None = Permit(self, 0)
+        # OPEN (or forced open with an end): calls before this instant are rejected lock-free.
+        self._reject_until = 0.0
+
+    # -- admission ---------------------------------------------------------------------------------
+
+    def acquire(self) -> Permit:
+        """Admit a call or raise :class:`CircuitOpenError`."""
+        permit = self._fast_permit
+        if permit is not None:
+            return permit
+        now = self._clock()
+        reject_until = self._reject_until
+        if now < reject_until:
+            raise CircuitOpenError(self.name, reject_until - now, self._state)
+        with self._lock:
+            result = self._acquire_locked(now)
+            events = self._take_events()
+        if events:
+            self._emit(events)
+        if isinstance(result, Permit):
+            return result
+        raise CircuitOpenError(self.name, result, self._state)
+
+    def _acquire_locked(self, now: float) -> Permit | float:
+        state = self._state
+        if state is State.OPEN:
+            assert self._open_until is not None
+            if now < self._open_until:
+                return self._open_until - now
+            self._transition(State.HALF_OPEN, "recovery_timeout_elapsed", now)
+        elif state is State.FORCED_OPEN:
+            if self._open_until is None:
+                return self.config.recovery_timeout
+            if now < self._open_until:
+                return self._open_until - now
+            self._transition(State.HALF_OPEN, "forced_open_expired", now)
+        elif state is not State.HALF_OPEN:
+            return Permit(self, self._epoch)
+        # HALF_OPEN
+        if self._expire_probes(now):
+            assert self._open_until is not None
+            return self._open_until - now
+        if len(self._probes) < self.config.half_open_max_calls:
+            self._next_token += 1
+            token = str(self._next_token)
+            self._probes[token] = now + self.config.half_open_max_wait
+            return Permit(self, self._epoch, token)
+        return min(min(self._probes.values()) - now, HALF_OPEN_RETRY_HINT)
+
+    def _expire_probes(self, now: float) -> bool:
+        """Reopen if a probe overran ``half_open_max_wait``; True when it did."""
+        if self._state is State.HALF_OPEN and any(deadline <= now for deadline in self._probes.values()):
+            self._trip("probe_timeout", now)
+            return True
+        return False
+
+    # -- recording ---------------------------------------------------------------------------------
+
+    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None:
+        """Record the outcome of an admitted call (``duration`` in seconds)."""
+        if permit.token is None and outcome is Outcome.IGNORED:
+            return
+        with self._lock:
+            if self._ok_queue:
+                self._fold_locked()
+            if permit.epoch == self._epoch:
+                if permit.token is None:
+                    self._record_locked(outcome_code(outcome, duration >= self._slow_after))
+                else:
+                    self._finish_probe(permit.token, outcome, duration >= self._slow_after)
+            events = self._take_events() if self._events else None
+        if events:
+            self._emit(events)
+
+    def on_success(self, permit: Permit, duration: float) -> None:
+        """``record(permit, SUCCESS, duration)`` with a lock-free fast path for the common case.
+
+        A fast success lowers both rates and resets the consecutive count, so in a count window
+        that already holds ``minimum_requests`` calls it cannot trip anything (a config change
+        re-checks the thresholds at once); it is queued and folded in later, in order.
+        """
+        if self._armed and permit.token is None and duration < self._slow_after:
+            queue = self._ok_queue
+            queue.append(permit.epoch)
+            if len(queue) >= _FOLD_AT:
+                with self._lock:
+                    self._fold_locked()
+            return
+        self.record(permit, Outcome.SUCCESS, duration)
+
+    def _fold_locked(self) -> None:
+        """Apply the queued fast successes (caller holds the lock)."""
+        queue = self._ok_queue
+        epochs = [queue.popleft() for _ in range(len(queue))]
+        count = epochs.count(self._epoch)
+        if count and self._recording and isinstance(self._window, CountWindow):
+            self._window.add_ok_many(count)
+            self._consecutive = 0
+
+    def _on_trip_rule(self, reason: str) -> None:
+        if self._state is State.CLOSED:
+            self._trip(reason, self._clock())
+        else:  # METRICS_ONLY: report and start a fresh window
+            self._transition(State.METRICS_ONLY, "would_trip:" + reason, self._clock())
+
+    def _record_locked(self, code: int) -> None:
+        if not self._recording:
+            return
+        window = self._window
+        if self._time_window:
+            window.add(code, self._clock())
+        else:
+            window.add(code)
+        if code & 1:
+            self._consecutive = 0
+            if window.total < self.config.minimum_requests:
+                return  # nothing can trip: consecutive count is 0, rates not yet applicable
+        else:
+            self._consecutive += 1
+        reason = trip_reason(self.config, self._consecutive, window)
+        if reason is not None:
+            self._on_trip_rule(reason)
+        self._armed = (
+            self._recording and not self._time_window and window.total >= self.config.minimum_requests
+        )
+
+    def _finish_probe(self, token: str, outcome: Outcome, slow: bool) -> None:
+        now = self._clock()
+        if self._state is not State.HALF_OPEN or token not in self._probes or self._expire_probes(now):
+            return
+        del self._probes[token]
+        if outcome is Outcome.IGNORED:
+            return
+        if outcome is Outcome.FAILURE or slow:
+            self._trip("probe_failed" if outcome is Outcome.FAILURE else "probe_slow", now)
+            return
+        self._half_open_successes += 1
+        if self._half_open_successes >= self.config.success_threshold:
+            self._trips = 0
+            self._transition(State.CLOSED, "probes_succeeded", now)
+
+    # -- transitions -------------------------------------------------------------------------------
+
+    def _trip(self, reason: str, now: float) -> None:
+        self._trips += 1
+        self._open_until = now + open_duration(self.config, self._trips)
+        self._transition(State.OPEN, reason, now)
+
+    def _transition(self, to: State, reason: str, now: float) -> None:
+        window = self._window
+        if self._time_window:
+            window.expire(now)
+        failure_rate, slow_rate = rates(window)
+        at = self._wall_clock()
+        open_until = None
+        if to in (State.OPEN, State.FORCED_OPEN) and self._open_until is not None:
+            open_until = at + (self._open_until - now)
+        self._events.append(
+            TransitionEvent(
+                name=self.name,
+                from_state=self._state,
+                to_state=to,
+                reason=reason,
+                failure_rate=failure_rate,
+                slow_call_rate=slow_rate,
+                at=at,
+                open_until=open_until,
+                source=self.source,
+            )
+        )
+        self._state = to
+        self._epoch += 1
+        self._armed = False
+        self._ok_queue.clear()
+        self._window = make_window(self.config)
+        self._consecutive = 0
+        self._half_open_successes = 0
+        self._probes.clear()
+        if to not in (State.OPEN, State.FORCED_OPEN):
+            self._open_until = None
+        self._recording = to in (State.CLOSED, State.METRICS_ONLY)
+        passes = self._recording or to is State.DISABLED
+        self._fast_permit = Permit(self, self._epoch) if passes else None
+        self._reject_until = 0.0 if self._open_until is None else self._open_until
+
+    def _take_events(self) -> list[TransitionEvent]:
+        events = self._events
+        self._events = []
+        return events
+
+    def _emit(self, events: list[TransitionEvent]) -> None:
+        if self._listener is None:
+            return
+        for event in events:
+            self._listener(event)
+
+    def _command(
+        self, to: State, reason: str, *, open_for: float | None = None, trips: int | None = None
+    ) -> None:
+        with self._lock:
+            now = self._clock()
+            if trips is not None:
+                self._trips = trips
+            self._open_until = None if open_for is None else now + open_for
+            self._transition(to, reason, now)
+            events = self._take_events()
+        self._emit(events)
+
+    # -- staff commands ----------------------------------------------------------------------------
+
+    def reset(self, reason: str = "reset") -> None:
+        """CLOSED with every counter (and open-duration growth) cleared."""
+        self._command(State.CLOSED, reason, trips=0)
+
+    def force_close(self, reason: str = "forced_close") -> None:
+        """CLOSED now, whatever the state (counters and growth cleared, like ``reset``)."""
+        self._command(State.CLOSED, reason, trips=0)
+
+    def force_open(self, reason: str = "forced_open", duration: float | None = None) -> None:
+        """FORCED_OPEN for ``duration`` seconds (then HALF_OPEN), or until another command."""
+        if duration is not None and (not _is_number(duration) or duration < 0):
+            raise ValueError(f"duration must be a finite number >= 0 or None, got {duration!r}")
+        self._command(State.FORCED_OPEN, reason, open_for=duration)
+
+    def disable(self, reason: str = "disabled") -> None:
+        self._command(State.DISABLED, reason)
+
+    def metrics_only(self, reason: str = "metrics_only") -> None:
+        self._command(State.METRICS_ONLY, reason)
+
+    def update_config(self, config: CircuitBreakerConfig) -> None:
+        """Apply new thresholds now (tripping at once if the window already exceeds them);
+        a different window shape starts an empty window."""
+        with self._lock:
+            self._fold_locked()
+            old = self.config
+            self.config = config
+            self._slow_after = config.timeout
+            self._armed = False  # re-armed by the next recorded outcome
+            if (old.window_type, old.window_size) != (config.window_type, config.window_size):
+                self._window = make_window(config)
+                self._time_window = config.window_type == "time"
+            elif self._recording:
+                if self._time_window:
+                    self._window.expire(self._clock())
+                reason = trip_reason(config, self._consecutive, self._window)
+                if reason is not None:
+                    self._on_trip_rule(reason)
+            events = self._take_events()
+        self._emit(events)
+
+    def flush(self) -> None:
+        """Nothing is buffered in process."""
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        return self._state
+
+    @property
+    def epoch(self) -> int:
+        return self._epoch
+
+    def open_remaining(self) -> float | None:
+        """Seconds left OPEN/FORCED_OPEN (``inf`` for an indefinite force), ``None`` otherwise."""
+        with self._lock:
+            if self._state is State.FORCED_OPEN and self._open_until is None:
+                return math.inf
+            if self._state not in (State.OPEN, State.FORCED_OPEN) or self._open_until is None:
+                return None
+            return max(0.0, self._open_until - self._clock())
+
+    def replay(self, codes: Iterable[int]) -> None:
+        """Record outcome codes of calls admitted elsewhere (hand-over from a shared store)."""
+        with self._lock:
+            self._fold_locked()
+            for code in codes:
+                if not self._recording:
+                    break
+                self._record_locked(code)
+            events = self._take_events()
+        self._emit(events)
+
+    def window_codes(self) -> list[int]:
+        """The window's outcome codes, oldest first (used to hand counts over to a shared store)."""
+        with self._lock:
+            self._fold_locked()
+            if self._time_window:
+                self._window.expire(self._clock())
+            return self._window.codes()
+
+    def seed(self, state: State, *, open_for: float | None, consecutive: int, trips: int) -> None:
+        """Start from another breaker's view (used when a shared store falls back to this one)."""
+        with self._lock:
+            now = self._clock()
+            self._state = state
+            self._epoch += 1
+            self._armed = False
+            self._ok_queue.clear()
+            self._consecutive = consecutive if state in (State.CLOSED, State.METRICS_ONLY) else 0
+            self._trips = trips
+            self._open_until = None if open_for is None or math.isinf(open_for) else now + open_for
+            if state is State.OPEN and self._open_until is None:
+                self._open_until = now
+            self._recording = state in (State.CLOSED, State.METRICS_ONLY)
+            passes = self._recording or state is State.DISABLED
+            self._fast_permit = Permit(self, self._epoch) if passes else None
+            self._reject_until = 0.0 if self._open_until is None else self._open_until
+
+    def snapshot(self) -> BreakerSnapshot:
+        with self._lock:
+            self._fold_locked()
+            now = self._clock()
+            window = self._window
+            if self._time_window:
+                window.expire(now)
+            failure_rate, slow_rate = rates(window)
+            retry_after = 0.0
+            if self._state in (State.OPEN, State.FORCED_OPEN):
+                retry_after = (
+                    self.config.recovery_timeout
+                    if self._open_until is None
+                    else max(0.0, self._open_until - now)
+                )
+            return BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                failure_rate=failure_rate,
+                slow_call_rate=slow_rate,
+                calls=window.total,
+                failures=window.failures,
+                slow_calls=window.slow,
+                consecutive_failures=self._consecutive,
+                trips=self._trips,
+                retry_after=retry_after,
+                probes_in_flight=len(self._probes),
+                source=self.source,
+            )
+
+
+class InMemoryStore:
+    """The per-process store: each breaker is a :class:`BreakerStateMachine`."""
+
+    def __init__(self, *, clock: Clock = time.monotonic, wall_clock: Clock = time.time) -> None:
+        self.clock = clock
+        self.wall_clock = wall_clock
+
+    def backend(self, name: str, config: CircuitBreakerConfig, listener: Listener) -> BreakerStateMachine:
+        return BreakerStateMachine(
+            name, config, clock=self.clock, wall_clock=self.wall_clock, listener=listener
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The facade
+# --------------------------------------------------------------------------------------------------
+
+
+class CircuitBreaker:
+    """Protects calls to one named dependency. Get instances with :func:`get_circuit_breaker`.
+
+    Use ``breaker.call(fn, *args)``, ``@breaker`` / ``breaker.decorate(fn)`` (sync or async
+    functions) or ``with breaker.guard() as g:`` (``g.record_status(resp.status_code)`` to classify
+    a response that did not raise). Exceptions are classified with :func:`classify` and re-raised.
+    """
+
+    def __init__(
+        self, name: str, config: CircuitBreakerConfig | None = None, store: BreakerStore | None = None
+    ) -> None:
+        if not isinstance(name, str) or not _NAME_RE.match(name):
+            raise ValueError(f"breaker name must match {_NAME_RE.pattern}, got {name!r}")
+        self.name = name
+        self.store: BreakerStore = store if store is not None else InMemoryStore()
+        self._config = config if config is not None else CircuitBreakerConfig()
+        self._classify_results = self._config.classify_results
+        self._listeners: list[Listener] = []
+        self._clock = self.store.clock
+        self._backend = self.store.backend(name, self._config, self._dispatch)
+
+    # -- calls -------------------------------------------------------------------------------------
+
+    def call(self, fn: Callable[P, R], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Run ``fn`` if the breaker admits it; raise :class:`CircuitOpenError` otherwise."""
+        backend = self._backend
+        permit = backend.acquire()
+        clock = self._clock
+        start = clock()
+        try:
+            result = fn(*args, **kwargs)
+        except BaseException as exc:
+            backend.record(permit, classify(self._config, exc), clock() - start)
+            raise
+        if self._classify_results and _STATUS_ATTR.get(type(result), _UNKNOWN) is not None:
+            backend.record(permit, self._result_outcome(result), clock() - start)
+        else:
+            backend.on_success(permit, clock() - start)
+        return result
+
+    async def acall(self, fn: Callable[P, Awaitable[R]], /, *args: P.args, **kwargs: P.kwargs) -> R:
+        """``call`` for coroutine functions (state updates may do one short blocking Redis call)."""
+        backend = self._backend
+        permit = backend.acquire()
+        clock = self._clock
+        start = clock()
+        try:
+            result = await fn(*args, **kwargs)
+        except BaseException as exc:
+            backend.record(permit, classify(self._config, exc), clock() - start)
+            raise
+        backend.record(permit, self._result_outcome(result), clock() - start)
+        return result
+
+    def _result_outcome(self, result: object) -> Outcome:
+        if self._config.classify_results:
+            kind = type(result)
+            attr = _STATUS_ATTR.get(kind, _UNKNOWN)
+            if attr is _UNKNOWN:
+                attr = _STATUS_ATTR[kind] = _status_attribute(result)
+            if attr is not None:
+                status = getattr(result, attr, None)
+                if _is_int(status):
+                    return classify(self._config, cast(int, status))
+        return Outcome.SUCCESS
+
+    def decorate(self, fn: Callable[P, R]) -> Callable[P, R]:
+        """Wrap a function (or coroutine function) so every call goes through the breaker."""
+        if inspect.iscoroutinefunction(fn):
+            async_fn = cast(Callable[P, Awaitable[Any]], fn)
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+                return await self.acall(async_fn, *args, **kwargs)
+
+            return cast(Callable[P, R], async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return self.call(fn, *args, **kwargs)
+
+        return wrapper
+
+    __call__ = decorate
+
+    def guard(self) -> Guard:
+        """A (sync or async) context manager protecting its block."""
+        return Guard(self)
+
+    # -- state and commands ------------------------------------------------------------------------
+
+    @property
+    def config(self) -> CircuitBreakerConfig:
+        return self._config
+
+    @property
+    def state(self) -> State:
+        return self._backend.state
+
+    def snapshot(self) -> BreakerSnapshot:
+        return self._backend.snapshot()
+
+    def reset(self) -> None:
+        self._backend.reset("reset")
+
+    def force_open(self, reason: str = "forced_open", until: datetime | None = None) -> None:
+        """Reject every call until ``until`` (an aware datetime; then HALF_OPEN) or until told otherwise."""
+        duration = None
+        if until is not None:
+            if until.tzinfo is None:
+                raise ValueError("until must be a timezone-aware datetime")
+            duration = max(0.0, until.timestamp() - time.time())
+        self._backend.force_open(reason or "forced_open", duration)
+
+    def force_close(self, reason: str = "forced_close") -> None:
+        self._backend.force_close(reason or "forced_close")
+
+    def disable(self, reason: str = "disabled") -> None:
+        self._backend.disable(reason or "disabled")
+
+    def metrics_only(self, reason: str = "metrics_only") -> None:
+        self._backend.metrics_only(reason or "metrics_only")
+
+    def update_config(self, config: CircuitBreakerConfig) -> None:
+        """Apply new thresholds at runtime (no restart, no state loss)."""
+        if not isinstance(config, CircuitBreakerConfig):
+            raise TypeError("config must be a CircuitBreakerConfig")
+        if config != self._config:
+            self._config = config
+            self._classify_results = config.classify_results
+            self._backend.update_config(config)
+
+    def flush(self) -> None:
+        """Push buffered outcomes to the shared store now (no-op in process)."""
+        self._backend.flush()
+
+    # -- listeners ---------------------------------------------------------------------------------
+
+    def add_listener(self, listener: Listener) -> None:
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        self._listeners.remove(listener)
+
+    def _dispatch(self, event: TransitionEvent) -> None:
+        for listener in (*self._listeners, *_global_listeners):
+            try:
+                listener(event)
+            except Exception:
+                logger.exception("circuit breaker listener failed for %s", event)
+
+    def __repr__(self) -> str:
+        return f"<CircuitBreaker {self.name!r} {self.state.value}>"
+
+
+class Guard:
+    """Context manager returned by :meth:`CircuitBreaker.guard`; usable once."""
+
+    __slots__ = ("_breaker", "_permit", "_start", "_status")
+
+    def __init__(self, breaker: CircuitBreaker) -> None:
+        self._breaker = breaker
+        self._permit: Permit | None = None
+        self._start = 0.0
+        self._status: int | None = None
+
+    def record_status(self, status: int) -> None:
+        """Classify the block by this HTTP status instead of as a plain success."""
+        self._status = status
+
+    def __enter__(self) -> Guard:
+        self._permit = self._breaker._backend.acquire()
+        self._start = self._breaker._clock()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        breaker = self._breaker
+        duration = breaker._clock() - self._start
+        if exc is not None:
+            outcome = classify(breaker._config, exc)
+        elif self._status is not None:
+            outcome = classify(breaker._config, self._status)
+        else:
+            outcome = Outcome.SUCCESS
+        assert self._permit is not None, "guard exited without entering"
+        breaker._backend.record(self._permit, outcome, duration)
+
+    async def __aenter__(self) -> Guard:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+
+# --------------------------------------------------------------------------------------------------
+# Per-process registry
+# --------------------------------------------------------------------------------------------------
+
+_registry: dict[str, CircuitBreaker] = {}
+_registry_lock = threading.Lock()
+_default_store: BreakerStore | None = None
+_global_listeners: list[Listener] = []
+
+
+def get_circuit_breaker(
+    name: str, config: CircuitBreakerConfig | None = None, store: BreakerStore | None = None
+) -> CircuitBreaker:
+    """The process's breaker called ``name``, created on first use.
+
+    A later call with a different ``config`` updates the existing breaker at runtime. ``store``
+    defaults to the one given to :func:`set_default_store`, else an in-process store; asking for
+    an existing breaker with a different store is an error.
+    """
+    with _registry_lock:
+        breaker = _registry.get(name)
+        if breaker is None:
+            breaker = CircuitBreaker(name, config, store if store is not None else _default_store)
+            _registry[name] = breaker
+            return breaker
+    if store is not None and store is not breaker.store:
+        raise ValueError(f"circuit breaker {name!r} already exists with another store")
+    if config is not None:
+        breaker.update_config(config)
+    return breaker
+
+
+def set_default_store(store: BreakerStore | None) -> None:
+    """Store used by breakers created afterwards without an explicit one (``None``: in process)."""
+    global _default_store
+    _default_store = store
+
+
+def add_global_listener(listener: Listener) -> None:
+    """Receive the transition events of every breaker of this process."""
+    _global_listeners.append(listener)
+
+
+def remove_global_listener(listener: Listener) -> None:
+    _global_listeners.remove(listener)
+
+
+def clear_registry() -> None:
+    """Forget every breaker, the default store and global listeners (for tests)."""
+    global _default_store
+    with _registry_lock:
+        _registry.clear()
+    _default_store = None
+    _global_listeners.clear()

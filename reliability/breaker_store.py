@@ -1,0 +1,1227 @@
+"""Cluster-wide circuit-breaker state in Redis, with a per-process fallback.
+
+One Redis hash per breaker holds the whole shared state; every decision (record a batch of
+outcomes, admit a half-open probe, finish a probe, a staff command) is ONE atomic Lua script run
+with EVALSHA, and the scripts take the time from Redis ``TIME``, so processes never compare clocks.
+
+Hot path (per process, per breaker)
+    * Admission in CLOSED / METRICS_ONLY / DISABLED and rejection in OPEN / FORCED_OPEN use the
+      cached shared state: no Redis round trip. The cache is refreshed at most every
+      ``sync_interval`` (0.5 s), piggybacked on flushes, so a trip decided anywhere reaches every
+      calling process within ~0.5 s.
+    * Outcomes are buffered (fast successes in a lock-free queue, the rest as run-length codes) and
+      sent in one EVALSHA every ``flush_every`` (200) calls or when the oldest buffered outcome is
+      ``flush_interval`` (0.2 s) old (checked on the next call; ``flush()`` and interpreter exit
+      push the rest): about 5 Redis commands per 200 calls, counting the ones the script runs. A
+      failure or slow call is sent at once, so a trip never waits for a batch. The script applies
+      outcomes in order and checks every trip rule after each one, exactly as the in-process state
+      machine does (a time window files a whole batch under the second it arrives in).
+    * Half-open probes are leases (token -> deadline) inside the hash: the ``acquire`` script grants
+      at most ``half_open_max_calls`` cluster-wide; a lease not released within
+      ``half_open_max_wait`` counts as a failed probe and reopens the breaker. Callers refused a
+      probe slot are answered locally for ``probe_poll_interval``.
+    * No lock is held while the protected call runs.
+    * ``update_config`` takes effect with the next script (thresholds travel with every call, so
+      processes may disagree for one refresh interval); a new window shape empties the window.
+
+Redis unreachable
+    The first failure logs one warning; every breaker of the process then runs on its own
+    :class:`~reliability.breaker.BreakerStateMachine` (seeded with the last shared view and the
+    unsent outcomes, so it still opens on failures). Redis is retried every 1-2 s
+    (``reconnect_interval`` with jitter), not per call.
+    When it answers again each breaker reconciles in one script: a staff command given meanwhile is
+    replayed, the fallback's window is pushed into the shared window (which may trip it) and, if
+    the fallback is OPEN, the shared breaker opens for at least the remaining time. If Redis lost
+    the state (restart without persistence: the hash's incarnation id changed), a process that saw
+    the breaker OPEN pushes that too.
+
+Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cluster hash tag)::
+
+    {prefix}:{<name>}   hash, expires ``key_ttl`` after the last write
+        st  state (closed|open|half_open|forced_open|disabled|metrics_only)
+        ep  epoch, +1 on every transition/command; batches of an older epoch are dropped
+        inc incarnation id (Redis TIME when the hash was created)
+        ou  open-until, Redis ms (-1: none / forced open without end)
+        tr  trips since the breaker last closed (open-duration growth)
+        cf  consecutive failures          hs  half-open successes
+        wt/wf/ws  window calls / failures / slow calls
+        wk  window shape ("count:100" / "time:60"); a change empties the window
+        wi/wr  count window: next ring index / ring of outcome digits ("0" empty, "1".."4")
+        wb  time window: JSON [[second, calls, failures, slow], ...]
+        pl  half-open leases: JSON {token: deadline_ms}
+
+Script contract: KEYS[1] is the hash; ARGV[1..13] is the config (see ``_config_args``); the
+script-specific arguments follow. Every script returns
+``[kind, state, epoch, inc, open_remaining_ms (-1 none, -2 indefinite), now_ms, consecutive,
+calls, failures, slow, trips, leases, extra, n_events, *events]`` with 7 fields per event
+``(from, to, reason, failure_rate, slow_rate, at_ms, open_until_ms)``. Each transition is reported
+once cluster-wide, to the process whose script made it.
+
+    record   ARGV[14] incarnation seen, [15] epoch seen (-1: apply anyway), [16] outcomes
+             ("c:n" runs of code c, or "a:calls:failures:slow" aggregates), [17] open hint ms
+             (-1: none; applied only when reconciling or when Redis lost the state). kind "sync".
+    acquire  ARGV[14] lease token. kind "pass" (breaker admits everyone), "probe" (lease
+             granted) or "reject" (extra = retry after, ms).
+    release  ARGV[14] lease token, [15] outcome code (0 ignored). kind "released" or "stale".
+    command  ARGV[14] reset|force_close|force_open|disable|metrics_only, [15] reason,
+             [16] duration ms (-1: none). kind "done".
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import math
+import os
+import random
+import re
+import threading
+import time
+import uuid
+import weakref
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from .breaker import (
+    CODE_OK,
+    BreakerSnapshot,
+    BreakerStateMachine,
+    CircuitBreakerConfig,
+    CircuitOpenError,
+    Clock,
+    Listener,
+    Outcome,
+    Permit,
+    State,
+    TransitionEvent,
+    outcome_code,
+)
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["RedisBackend", "RedisBreakerStore", "RedisStoreOptions", "StoreUnavailable"]
+
+_PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+@dataclass(frozen=True)
+class RedisStoreOptions:
+    """Tuning of the shared store (the breaker thresholds live in ``CircuitBreakerConfig``)."""
+
+    prefix: str = "hotelbot:cb"
+    flush_every: int = 200
+    flush_interval: float = 0.2
+    sync_interval: float = 0.5
+    probe_poll_interval: float = 0.1
+    reconnect_interval: float = 1.0
+    key_ttl: float = 7 * 86_400.0
+    socket_timeout: float = 0.25
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not isinstance(self.prefix, str) or not _PREFIX_RE.match(self.prefix):
+            problems.append(f"prefix must match {_PREFIX_RE.pattern}, got {self.prefix!r}")
+        if not isinstance(self.flush_every, int) or not 1 <= self.flush_every <= 10_000:
+            problems.append(f"flush_every must be an integer between 1 and 10000, got {self.flush_every!r}")
+        for name in (
+            "flush_interval",
+            "sync_interval",
+            "probe_poll_interval",
+            "reconnect_interval",
+            "key_ttl",
+            "socket_timeout",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not math.isfinite(value) or value <= 0:
+                problems.append(f"{name} must be a finite number > 0, got {value!r}")
+        if problems:
+            raise ValueError("invalid RedisStoreOptions: " + "; ".join(problems))
+
+
+class StoreUnavailable(Exception):
+    """Redis could not be reached (or answered with an error); the caller falls back."""
+
+
+# --------------------------------------------------------------------------------------------------
+# Lua
+# --------------------------------------------------------------------------------------------------
+
+_LUA_PRELUDE = r"""
+local key = KEYS[1]
+local FT = tonumber(ARGV[1])
+local REC = tonumber(ARGV[2])
+local ST = tonumber(ARGV[3])
+local W = tonumber(ARGV[4])
+local MINR = tonumber(ARGV[5])
+local WTYPE = ARGV[6]
+local FRT = tonumber(ARGV[7])
+local SRT = tonumber(ARGV[8])
+local HOM = tonumber(ARGV[9])
+local HOW = tonumber(ARGV[10])
+local MULT = tonumber(ARGV[11])
+local CAP = tonumber(ARGV[12])
+local TTL = tonumber(ARGV[13])
+local HINT_MS = 1000
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local now_sec = math.floor(now / 1000)
+local raw = redis.call('HGETALL', key)
+local h = {}
+for i = 1, #raw, 2 do h[raw[i]] = raw[i + 1] end
+
+local S = {
+  st = h.st or 'closed', ep = tonumber(h.ep or '0'), inc = h.inc or '', ou = tonumber(h.ou or '-1'),
+  tr = tonumber(h.tr or '0'), cf = tonumber(h.cf or '0'), hs = tonumber(h.hs or '0'),
+  wt = tonumber(h.wt or '0'), wf = tonumber(h.wf or '0'), ws = tonumber(h.ws or '0'),
+  wi = tonumber(h.wi or '0'), wk = h.wk or '',
+}
+local sig = WTYPE .. ':' .. W
+local dirty = false
+local ring = nil        -- count window as a table of bytes (48 + code), loaded on demand
+local ring_dirty = false
+local buckets = nil     -- time window buckets, loaded on demand
+local leases = nil      -- token -> deadline, loaded on demand
+local events = {}
+
+local function get_leases()
+  if leases == nil then
+    leases = (S.st == 'half_open' and h.pl and h.pl ~= '') and cjson.decode(h.pl) or {}
+  end
+  return leases
+end
+
+local function reset_window()
+  S.wt, S.wf, S.ws, S.wi, S.wk = 0, 0, 0, 0, sig
+  ring, buckets = {}, {}
+  for i = 1, (WTYPE == 'count') and W or 0 do ring[i] = 48 end
+  ring_dirty = true
+  dirty = true
+end
+
+local function load_ring()
+  if ring ~= nil then return end
+  ring = {}
+  local s = h.wr or ''
+  if #s == W then
+    for i = 1, W, 4000 do
+      local chunk = {string.byte(s, i, math.min(i + 3999, W))}
+      for j = 1, #chunk do ring[i + j - 1] = chunk[j] end
+    end
+  else
+    for i = 1, W do ring[i] = 48 end
+  end
+end
+
+local function load_buckets()
+  if buckets ~= nil then return end
+  local decoded = (h.wb and h.wb ~= '') and cjson.decode(h.wb) or {}
+  buckets = {}
+  for _, b in ipairs(decoded) do
+    if b[1] > now_sec - W then
+      buckets[#buckets + 1] = b
+    else
+      S.wt, S.wf, S.ws = S.wt - b[2], S.wf - b[3], S.ws - b[4]
+      dirty = true
+    end
+  end
+end
+
+if S.wk ~= sig then
+  if h.st then reset_window() else S.wk = sig end
+elseif WTYPE == 'time' then
+  load_buckets()
+end
+
+local function add(code, n)
+  local fail = (code % 2 == 0) and 1 or 0
+  local slow = (code >= 3) and 1 or 0
+  if WTYPE == 'count' then
+    load_ring()
+    local i = S.wi + 1
+    local old = ring[i] - 48
+    if old > 0 then
+      S.wt = S.wt - 1
+      if old % 2 == 0 then S.wf = S.wf - 1 end
+      if old >= 3 then S.ws = S.ws - 1 end
+    end
+    ring[i] = 48 + code
+    ring_dirty = true
+    S.wi = i % W
+  else
+    load_buckets()
+    local last = buckets[#buckets]
+    if last == nil or last[1] < now_sec then
+      last = {now_sec, 0, 0, 0}
+      buckets[#buckets + 1] = last
+    end
+    last[2], last[3], last[4] = last[2] + n, last[3] + fail * n, last[4] + slow * n
+  end
+  S.wt, S.wf, S.ws = S.wt + n, S.wf + fail * n, S.ws + slow * n
+  if fail == 1 then S.cf = S.cf + n else S.cf = 0 end
+  dirty = true
+end
+
+local function trip_reason()
+  if FT > 0 and S.cf >= FT then return 'consecutive_failures' end
+  if S.wt >= MINR then
+    if S.wf * 100.0 >= FRT * S.wt then return 'failure_rate' end
+    if S.ws * 100.0 >= SRT * S.wt then return 'slow_call_rate' end
+  end
+  return nil
+end
+
+local function rates()
+  if S.wt <= 0 then return 0.0, 0.0 end
+  return 100.0 * S.wf / S.wt, 100.0 * S.ws / S.wt
+end
+
+local function transition(to, reason)
+  local fr, sr = rates()
+  local open_until = -1
+  if to == 'open' or to == 'forced_open' then open_until = S.ou else S.ou = -1 end
+  events[#events + 1] = {S.st, to, reason, string.format('%.6f', fr), string.format('%.6f', sr),
+                         now, open_until}
+  S.st = to
+  S.ep = S.ep + 1
+  S.cf, S.hs = 0, 0
+  leases = {}
+  reset_window()
+end
+
+local function open_ms(trips)
+  local d = REC
+  if MULT ~= 1.0 and trips > 1 then d = REC * MULT ^ (trips - 1) end
+  if d > CAP then d = CAP end
+  return math.floor(d * 1000 + 0.5)
+end
+
+local function trip(reason)
+  S.tr = S.tr + 1
+  S.ou = now + open_ms(S.tr)
+  transition('open', reason)
+end
+
+-- A run of fast successes in a count window: inline loop; only reaching minimum_requests can trip.
+local function success_run(n)
+  load_ring()
+  local wi, wt, wf, ws = S.wi, S.wt, S.wf, S.ws
+  for _ = 1, n do
+    local i = wi + 1
+    local old = ring[i]
+    ring[i] = 49
+    wi = i % W
+    if old == 48 then
+      wt = wt + 1
+      if wt == MINR then
+        S.wi, S.wt, S.wf, S.ws, S.cf = wi, wt, wf, ws, 0
+        local reason = trip_reason()
+        if reason then
+          if S.st == 'closed' then trip(reason) return false end
+          transition('metrics_only', 'would_trip:' .. reason)
+          wi, wt, wf, ws = 0, 0, 0, 0
+        end
+      end
+    elseif old ~= 49 then
+      if old == 50 or old == 52 then wf = wf - 1 end
+      if old >= 51 then ws = ws - 1 end
+    end
+  end
+  S.wi, S.wt, S.wf, S.ws, S.cf = wi, wt, wf, ws, 0
+  ring_dirty, dirty = true, true
+  return true
+end
+
+-- Apply one outcome run; false once the breaker no longer records (tripped).
+local function apply_run(code, n)
+  if S.st ~= 'closed' and S.st ~= 'metrics_only' then return false end
+  if code == 1 then
+    if WTYPE == 'count' then return success_run(n) end
+    if S.wt >= MINR or S.wt + n < MINR then
+      add(code, n)  -- fast successes that cannot cross minimum_requests cannot trip anything
+      return true
+    end
+  end
+  for _ = 1, n do
+    add(code, 1)
+    local reason = trip_reason()
+    if reason then
+      if S.st == 'closed' then trip(reason) return false end
+      transition('metrics_only', 'would_trip:' .. reason)
+    end
+  end
+  return true
+end
+
+local function apply_aggregate(calls, failures, slow)
+  if S.st ~= 'closed' and S.st ~= 'metrics_only' or calls <= 0 then return end
+  load_buckets()
+  local last = buckets[#buckets]
+  if last == nil or last[1] < now_sec then
+    last = {now_sec, 0, 0, 0}
+    buckets[#buckets + 1] = last
+  end
+  last[2], last[3], last[4] = last[2] + calls, last[3] + failures, last[4] + slow
+  S.wt, S.wf, S.ws = S.wt + calls, S.wf + failures, S.ws + slow
+  dirty = true
+  local reason = trip_reason()
+  if reason then
+    if S.st == 'closed' then trip(reason) else transition('metrics_only', 'would_trip:' .. reason) end
+  end
+end
+
+local function expire_probes()
+  if S.st ~= 'half_open' then return false end
+  for _, deadline in pairs(get_leases()) do
+    if deadline <= now then
+      trip('probe_timeout')
+      return true
+    end
+  end
+  return false
+end
+
+local function save()
+  if not dirty then return end
+  if S.inc == '' then S.inc = t[1] .. '.' .. t[2] end
+  local L = get_leases()
+  local pl = next(L) and cjson.encode(L) or ''
+  local f = {'st', S.st, 'ep', S.ep, 'inc', S.inc, 'ou', S.ou, 'tr', S.tr, 'cf', S.cf, 'hs', S.hs,
+             'wt', S.wt, 'wf', S.wf, 'ws', S.ws, 'wi', S.wi, 'wk', S.wk, 'pl', pl}
+  if WTYPE == 'count' then
+    if ring_dirty then
+      local parts = {}
+      for i = 1, W, 4000 do parts[#parts + 1] = string.char(unpack(ring, i, math.min(i + 3999, W))) end
+      f[#f + 1] = 'wr'
+      f[#f + 1] = table.concat(parts)
+    end
+  elseif buckets ~= nil then
+    f[#f + 1] = 'wb'
+    f[#f + 1] = (#buckets > 0) and cjson.encode(buckets) or ''
+  end
+  redis.call('HSET', key, unpack(f))
+  redis.call('PEXPIRE', key, TTL)
+end
+
+local function result(kind, extra)
+  local remaining = -1
+  if S.st == 'open' or S.st == 'forced_open' then
+    if S.ou >= 0 then remaining = math.max(0, S.ou - now) else remaining = -2 end
+  end
+  local n = 0
+  if S.st == 'half_open' then for _ in pairs(get_leases()) do n = n + 1 end end
+  local out = {kind, S.st, S.ep, S.inc, remaining, now, S.cf, S.wt, S.wf, S.ws, S.tr, n, extra, #events}
+  for _, e in ipairs(events) do
+    for _, v in ipairs(e) do out[#out + 1] = v end
+  end
+  return out
+end
+"""
+
+_LUA_RECORD = r"""
+expire_probes()
+local lost = ARGV[14] ~= '' and ARGV[14] ~= S.inc
+local force = ARGV[15] == '-1' or lost
+if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
+  for entry in string.gmatch(ARGV[16], '[^,]+') do
+    if string.sub(entry, 1, 1) == 'a' then
+      local c, f, s = string.match(entry, '^a:(%d+):(%d+):(%d+)$')
+      apply_aggregate(tonumber(c), tonumber(f), tonumber(s))
+    else
+      local code, n = string.match(entry, '^(%d):(%d+)$')
+      if not apply_run(tonumber(code), tonumber(n)) then break end
+    end
+  end
+end
+local hint = tonumber(ARGV[17])
+if force and hint >= 0 then
+  if S.st == 'closed' then
+    S.tr = S.tr + 1
+    S.ou = now + hint
+    transition('open', 'fallback_open_reconciled')
+  elseif S.st == 'open' and now + hint > S.ou then
+    S.ou = now + hint
+    dirty = true
+  end
+end
+save()
+return result('sync', 0)
+"""
+
+_LUA_ACQUIRE = r"""
+expire_probes()
+if S.st == 'open' and now >= S.ou then transition('half_open', 'recovery_timeout_elapsed') end
+if S.st == 'forced_open' and S.ou >= 0 and now >= S.ou then transition('half_open', 'forced_open_expired') end
+local kind, extra = 'pass', 0
+if S.st == 'half_open' then
+  local L = get_leases()
+  local n, earliest = 0, nil
+  for _, d in pairs(L) do
+    n = n + 1
+    if earliest == nil or d < earliest then earliest = d end
+  end
+  if n < HOM then
+    L[ARGV[14]] = now + math.floor(HOW * 1000 + 0.5)
+    dirty = true
+    kind = 'probe'
+  else
+    kind, extra = 'reject', math.min(earliest - now, HINT_MS)
+  end
+elseif S.st == 'open' then
+  kind, extra = 'reject', S.ou - now
+elseif S.st == 'forced_open' then
+  kind = 'reject'
+  if S.ou >= 0 then extra = S.ou - now else extra = math.floor(REC * 1000) end
+end
+save()
+return result(kind, extra)
+"""
+
+_LUA_RELEASE = r"""
+local token = ARGV[14]
+local code = tonumber(ARGV[15])
+local kind = 'stale'
+local held = S.st == 'half_open' and get_leases()[token] ~= nil
+if held and not expire_probes() then
+  kind = 'released'
+  leases[token] = nil
+  dirty = true
+  if code == 2 or code == 4 then
+    trip('probe_failed')
+  elseif code == 3 then
+    trip('probe_slow')
+  elseif code == 1 then
+    S.hs = S.hs + 1
+    if S.hs >= ST then
+      S.tr = 0
+      transition('closed', 'probes_succeeded')
+    end
+  end
+end
+save()
+return result(kind, 0)
+"""
+
+_LUA_COMMAND = r"""
+local op, reason, dur = ARGV[14], ARGV[15], tonumber(ARGV[16])
+if op == 'reset' or op == 'force_close' then
+  S.tr = 0
+  transition('closed', reason)
+elseif op == 'force_open' then
+  if dur >= 0 then S.ou = now + dur else S.ou = -1 end
+  transition('forced_open', reason)
+elseif op == 'disable' then
+  transition('disabled', reason)
+elseif op == 'metrics_only' then
+  transition('metrics_only', reason)
+else
+  return redis.error_reply('unknown breaker command ' .. op)
+end
+save()
+return result('done', 0)
+"""
+
+SCRIPTS: dict[str, str] = {
+    "record": _LUA_PRELUDE + _LUA_RECORD,
+    "acquire": _LUA_PRELUDE + _LUA_ACQUIRE,
+    "release": _LUA_PRELUDE + _LUA_RELEASE,
+    "command": _LUA_PRELUDE + _LUA_COMMAND,
+}
+
+
+def _config_args(config: CircuitBreakerConfig, options: RedisStoreOptions) -> tuple[str, ...]:
+    """ARGV[1..13] of every script. Floats travel as ``repr`` so Lua sees the same doubles."""
+    cap = 86_400.0 if config.max_recovery_timeout is None else config.max_recovery_timeout
+    return (
+        str(config.failure_threshold),
+        repr(float(config.recovery_timeout)),
+        str(config.success_threshold),
+        str(config.window_size),
+        str(config.minimum_requests),
+        config.window_type,
+        repr(float(config.failure_rate_threshold)),
+        repr(float(config.slow_call_rate_threshold)),
+        str(config.half_open_max_calls),
+        repr(float(config.half_open_max_wait)),
+        repr(float(config.recovery_timeout_multiplier)),
+        repr(float(cap)),
+        str(max(1, round(options.key_ttl * 1000))),
+    )
+
+
+def encode_runs(runs: Sequence[Sequence[int]]) -> str:
+    """``[[code, count], ...]`` -> ``"c:n,c:n"`` (the ``record`` script's outcome format)."""
+    return ",".join(f"{code}:{count}" for code, count in runs)
+
+
+def runs_of(codes: Sequence[int]) -> list[list[int]]:
+    """Run-length encode outcome codes."""
+    runs: list[list[int]] = []
+    for code in codes:
+        if runs and runs[-1][0] == code:
+            runs[-1][1] += 1
+        else:
+            runs.append([code, 1])
+    return runs
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Reply:
+    kind: str
+    state: State
+    epoch: int
+    inc: str
+    open_remaining_ms: int
+    now_ms: int
+    consecutive: int
+    calls: int
+    failures: int
+    slow: int
+    trips: int
+    leases: int
+    extra: int
+    events: tuple[tuple[str, str, str, float, float, int, int], ...]
+
+    @classmethod
+    def parse(cls, raw: Sequence[Any]) -> _Reply:
+        n_events = int(raw[13])
+        events = []
+        for i in range(n_events):
+            e = raw[14 + 7 * i : 21 + 7 * i]
+            events.append(
+                (
+                    _text(e[0]),
+                    _text(e[1]),
+                    _text(e[2]),
+                    float(_text(e[3])),
+                    float(_text(e[4])),
+                    int(e[5]),
+                    int(e[6]),
+                )
+            )
+        return cls(
+            kind=_text(raw[0]),
+            state=State(_text(raw[1])),
+            epoch=int(raw[2]),
+            inc=_text(raw[3]),
+            open_remaining_ms=int(raw[4]),
+            now_ms=int(raw[5]),
+            consecutive=int(raw[6]),
+            calls=int(raw[7]),
+            failures=int(raw[8]),
+            slow=int(raw[9]),
+            trips=int(raw[10]),
+            leases=int(raw[11]),
+            extra=int(raw[12]),
+            events=tuple(events),
+        )
+
+
+# --------------------------------------------------------------------------------------------------
+# The store
+# --------------------------------------------------------------------------------------------------
+
+_stores: weakref.WeakSet[RedisBreakerStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for store in list(_stores):
+        store._after_fork()
+
+
+def _flush_all_at_exit() -> None:
+    for store in list(_stores):
+        try:
+            store.flush_all()
+        except Exception:  # pragma: no cover - best effort at interpreter exit
+            logger.debug("flush at exit failed", exc_info=True)
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_all_at_exit)
+
+
+class RedisBreakerStore:
+    """Shared breaker state in one Redis; one instance per process (and per Redis) is enough.
+
+    Pass a client with short socket timeouts and no automatic retries (``from_url`` builds one);
+    the store retries on its own schedule.
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        options: RedisStoreOptions | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+    ) -> None:
+        self.client = client
+        self.options = options if options is not None else RedisStoreOptions()
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self._lock = threading.Lock()
+        self._down = False
+        self._retry_at = 0.0
+        self._backends: dict[str, RedisBackend] = {}
+        _stores.add(self)
+
+    @classmethod
+    def from_url(cls, url: str, options: RedisStoreOptions | None = None) -> RedisBreakerStore:
+        """A store with its own client: short timeouts, no retries, no health-check pings."""
+        opts = options if options is not None else RedisStoreOptions()
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=opts.socket_timeout,
+            socket_connect_timeout=opts.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, opts)
+
+    def key(self, name: str) -> str:
+        return f"{self.options.prefix}:{{{name}}}"
+
+    def backend(self, name: str, config: CircuitBreakerConfig, listener: Listener) -> RedisBackend:
+        backend = RedisBackend(self, name, config, listener)
+        with self._lock:
+            self._backends[name] = backend
+        return backend
+
+    def flush_all(self) -> None:
+        """Push every breaker's buffered outcomes now."""
+        for backend in list(self._backends.values()):
+            backend.flush()
+
+    # -- availability --------------------------------------------------------------------------
+
+    @property
+    def is_down(self) -> bool:
+        return self._down
+
+    def should_try(self) -> bool:
+        """True when Redis may be used now: it is up, or a reconnect attempt is due (claimed here)."""
+        if not self._down:
+            return True
+        with self._lock:
+            now = self.clock()
+            if now < self._retry_at:
+                return False
+            self._retry_at = now + self._backoff()
+            return True
+
+    def _backoff(self) -> float:
+        return self.options.reconnect_interval * (1.0 + random.random())
+
+    def run(self, script: str, key: str, args: Sequence[str]) -> _Reply:
+        """Run one script atomically; raise :class:`StoreUnavailable` (and go down) on any Redis error."""
+        try:
+            raw = self._scripts[script](keys=[key], args=list(args))
+        except redis.RedisError as exc:
+            self._went_down(exc)
+            raise StoreUnavailable(str(exc)) from exc
+        if self._down:
+            self._came_back()
+        return _Reply.parse(raw)
+
+    def _went_down(self, exc: Exception) -> None:
+        with self._lock:
+            self._retry_at = self.clock() + self._backoff()
+            first = not self._down
+            self._down = True
+        if first and not isinstance(exc, redis.ConnectionError | redis.TimeoutError):
+            logger.error("circuit breaker store: Redis answered with an error", exc_info=exc)
+        if first:
+            logger.warning(
+                "circuit breaker store: Redis unreachable (%s: %s); breakers run per process until it "
+                "answers again (retrying every %.1f-%.1f s)",
+                type(exc).__name__,
+                exc,
+                self.options.reconnect_interval,
+                2 * self.options.reconnect_interval,
+            )
+        try:
+            self.client.connection_pool.disconnect()  # drop sockets a restarted server has closed
+        except Exception:  # pragma: no cover - best effort
+            logger.debug("disconnect failed", exc_info=True)
+
+    def _came_back(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            logger.info("circuit breaker store: Redis reachable again; reconciling breaker state")
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        for backend in self._backends.values():
+            backend._after_fork()
+
+
+class RedisBackend:
+    """One breaker's view of the shared state (created by :meth:`RedisBreakerStore.backend`)."""
+
+    def __init__(
+        self, store: RedisBreakerStore, name: str, config: CircuitBreakerConfig, listener: Listener
+    ) -> None:
+        self.name = name
+        self._store = store
+        self._clock = store.clock
+        self._listener = listener
+        self._key = store.key(name)
+        self._options = store.options
+        self._lock = threading.Lock()  # cache and buffer; never held during I/O
+        self._io_lock = threading.Lock()  # one record script at a time, so batches stay ordered
+        self.config = config
+        self._args = _config_args(config, store.options)
+        self._slow_after = config.timeout
+        # cached shared view
+        self._state = State.CLOSED
+        self._epoch = -1  # unknown until the first sync
+        self._inc = ""
+        self._server_ms = 0
+        self._open_deadline = 0.0
+        self._consecutive = 0
+        self._calls = self._failures = self._slow = 0
+        self._trips = 0
+        self._leases = 0
+        self._fresh_until = 0.0
+        self._reject_until = 0.0  # min(open deadline, fresh_until) while the cache says OPEN
+        self._probe_block_until = 0.0
+        self._fast_permit: Permit | None = None
+        # Outcomes not yet sent: ``_runs`` ([[code, count], ...], under ``_lock``), then the fast
+        # successes queued lock-free in ``_ok`` (their permit's epoch). ``_oldest``: when the oldest
+        # unsent outcome was recorded (inf: none).
+        self._runs: list[list[int]] = []
+        self._pending = 0
+        self._ok: deque[int] = deque()
+        self._oldest = math.inf
+        self._recording = False
+        self._flush_every = store.options.flush_every
+        self._flush_interval = store.options.flush_interval
+        # per-process stand-in while Redis is unreachable
+        self._local: BreakerStateMachine | None = None
+        self._pending_command: tuple[str, str, float | None] | None = None
+
+    # -- admission -----------------------------------------------------------------------------
+
+    def acquire(self) -> Permit:
+        now = self._clock()
+        permit = self._fast_permit
+        if permit is not None:
+            if now < self._fresh_until:
+                return permit
+        elif now < self._reject_until:  # OPEN per a fresh cache: no round trip
+            remaining = self._open_deadline - now
+            if remaining == math.inf:
+                remaining = self.config.recovery_timeout
+            raise CircuitOpenError(self.name, remaining, self._state)
+        return self._acquire_slow()
+
+    def _acquire_slow(self) -> Permit:
+        if self._local is not None or self._store.is_down:
+            local = self._fallback()
+            if local is not None:
+                return local.acquire()
+        now = self._clock()
+        if now >= self._fresh_until:
+            self._sync(blocking=False)
+            local = self._local
+            if local is not None:
+                return local.acquire()
+            now = self._clock()
+        permit = self._fast_permit
+        if permit is not None:
+            return permit
+        state = self._state
+        if state is State.OPEN or state is State.FORCED_OPEN:
+            if now < self._open_deadline:
+                raise CircuitOpenError(self.name, self._retry_after(now), state)
+        elif state is State.HALF_OPEN and now < self._probe_block_until:
+            raise CircuitOpenError(self.name, self._probe_block_until - now, state)
+        return self._acquire_probe()
+
+    def _retry_after(self, now: float) -> float:
+        remaining = self._open_deadline - now
+        return self.config.recovery_timeout if math.isinf(remaining) else remaining
+
+    def _acquire_probe(self) -> Permit:
+        token = uuid.uuid4().hex
+        try:
+            reply = self._store.run("acquire", self._key, (*self._args, token))
+        except StoreUnavailable:
+            return self._enter_fallback(()).acquire()
+        self._apply(reply)
+        if reply.kind == "probe":
+            return Permit(self, reply.epoch, token)
+        if reply.kind == "pass":
+            return self._fast_permit or Permit(self, reply.epoch)
+        retry_after = reply.extra / 1000.0
+        if reply.state is State.FORCED_OPEN and reply.open_remaining_ms == -2:
+            retry_after = self.config.recovery_timeout
+        if reply.state is State.HALF_OPEN:
+            self._probe_block_until = self._clock() + min(retry_after, self._options.probe_poll_interval)
+        raise CircuitOpenError(self.name, retry_after, reply.state)
+
+    # -- recording -----------------------------------------------------------------------------
+
+    def record(self, permit: Permit, outcome: Outcome, duration: float) -> None:
+        if permit.owner is not self:
+            local = self._local
+            if local is not None and permit.owner is local:
+                local.record(permit, outcome, duration)
+            return
+        if permit.token is not None:
+            self._release_probe(permit.token, outcome, duration)
+            return
+        if outcome is Outcome.IGNORED:
+            return
+        code = outcome_code(outcome, duration >= self._slow_after)
+        local = self._local
+        if local is not None:  # admitted before Redis went away: the stand-in gets the outcome
+            local.replay((code,))
+            return
+        now = self._clock()
+        with self._lock:
+            if permit.epoch != self._epoch or not self._recording:
+                return
+            self._drain_ok_locked()
+            runs = self._runs
+            if runs and runs[-1][0] == code:
+                runs[-1][1] += 1
+            else:
+                runs.append([code, 1])
+            self._pending += 1
+            if self._oldest == math.inf:
+                self._oldest = now
+            due = self._pending >= self._flush_every or now - self._oldest >= self._flush_interval
+        if code != CODE_OK:
+            self._sync(blocking=True)  # a failure or slow call may trip: send it now
+        elif due:
+            self._sync(blocking=False)
+
+    def on_success(self, permit: Permit, duration: float) -> None:
+        """The hot path: queue the success lock-free; flush every N calls or flush_interval."""
+        if (
+            permit.owner is not self
+            or permit.token is not None
+            or duration >= self._slow_after
+            or self._local is not None
+        ):
+            self.record(permit, Outcome.SUCCESS, duration)
+            return
+        if not self._recording:
+            return
+        queue = self._ok
+        queue.append(permit.epoch)
+        now = self._clock()
+        oldest = self._oldest
+        if oldest == math.inf:
+            self._oldest = now
+        elif len(queue) + self._pending >= self._flush_every or now - oldest >= self._flush_interval:
+            self._sync(blocking=False)
+
+    def _drain_ok_locked(self) -> None:
+        """Move queued fast successes of the current epoch into ``_runs`` (caller holds ``_lock``)."""
+        queue = self._ok
+        if not queue:
+            return
+        epochs = [queue.popleft() for _ in range(len(queue))]
+        count = epochs.count(self._epoch)
+        if count:
+            runs = self._runs
+            if runs and runs[-1][0] == CODE_OK:
+                runs[-1][1] += count
+            else:
+                runs.append([CODE_OK, count])
+            self._pending += count
+
+    def _take_pending(self) -> list[list[int]]:
+        """Empty the buffer (caller holds ``_lock``) and return its runs."""
+        self._drain_ok_locked()
+        runs = self._runs
+        self._runs = []
+        self._pending = 0
+        self._oldest = math.inf
+        return runs
+
+    def _release_probe(self, token: str, outcome: Outcome, duration: float) -> None:
+        code = 0 if outcome is Outcome.IGNORED else outcome_code(outcome, duration >= self._slow_after)
+        try:
+            reply = self._store.run("release", self._key, (*self._args, token, str(code)))
+        except StoreUnavailable:
+            self._enter_fallback(())  # the lease expires in Redis; this process goes on locally
+            return
+        self._apply(reply)
+
+    def flush(self) -> None:
+        """Send buffered outcomes (and refresh the cached state) now."""
+        if self._local is not None or self._store.is_down:
+            self._fallback()
+            return
+        self._sync(blocking=True)
+
+    def _sync(self, *, blocking: bool) -> bool:
+        """Send the buffer and refresh the cache in one ``record`` script. False if not done."""
+        if self._store.is_down:
+            self._fallback()
+            return False
+        if not self._io_lock.acquire(blocking=blocking):
+            return False
+        try:
+            with self._lock:
+                runs = self._take_pending()
+                epoch, inc = self._epoch, self._inc
+                hint = self._open_hint_ms(self._clock())
+            try:
+                reply = self._store.run(
+                    "record",
+                    self._key,
+                    (*self._args, inc, str(epoch if epoch >= 0 else -2), encode_runs(runs), hint),
+                )
+            except StoreUnavailable:
+                self._enter_fallback(runs)
+                return False
+            self._apply(reply)
+            return True
+        finally:
+            self._io_lock.release()
+
+    def _open_hint_ms(self, now: float) -> str:
+        """Remaining OPEN time as this process sees it, for a Redis that lost the state."""
+        if self._state is State.OPEN and self._open_deadline > now:
+            return str(round((self._open_deadline - now) * 1000))
+        return "-1"
+
+    def _apply(self, reply: _Reply, *, force: bool = False) -> None:
+        """Adopt a script's view of the shared state (unless a newer one was already adopted)."""
+        now = self._clock()
+        with self._lock:
+            newer = (
+                force
+                or reply.inc != self._inc
+                or reply.epoch > self._epoch
+                or (reply.epoch == self._epoch and reply.now_ms >= self._server_ms)
+            )
+            if newer:
+                if reply.epoch != self._epoch or reply.inc != self._inc:
+                    self._take_pending()  # outcomes of an older epoch are void
+                    self._probe_block_until = 0.0
+                self._state = reply.state
+                self._epoch = reply.epoch
+                self._inc = reply.inc
+                self._server_ms = reply.now_ms
+                remaining = reply.open_remaining_ms
+                self._open_deadline = math.inf if remaining == -2 else now + max(remaining, 0) / 1000.0
+                self._consecutive = reply.consecutive
+                self._calls, self._failures, self._slow = reply.calls, reply.failures, reply.slow
+                self._trips = reply.trips
+                self._leases = reply.leases
+                self._fresh_until = now + self._options.sync_interval
+                self._reject_until = (
+                    min(self._open_deadline, self._fresh_until)
+                    if reply.state in (State.OPEN, State.FORCED_OPEN)
+                    else 0.0
+                )
+                self._recording = reply.state in (State.CLOSED, State.METRICS_ONLY)
+                passes = self._recording or reply.state is State.DISABLED
+                permit = self._fast_permit
+                if not passes:
+                    self._fast_permit = None
+                elif permit is None or permit.epoch != reply.epoch:
+                    self._fast_permit = Permit(self, reply.epoch)
+        for from_state, to_state, reason, failure_rate, slow_rate, at_ms, open_until_ms in reply.events:
+            self._listener(
+                TransitionEvent(
+                    name=self.name,
+                    from_state=State(from_state),
+                    to_state=State(to_state),
+                    reason=reason,
+                    failure_rate=failure_rate,
+                    slow_call_rate=slow_rate,
+                    at=at_ms / 1000.0,
+                    open_until=open_until_ms / 1000.0 if open_until_ms >= 0 else None,
+                    source="redis",
+                )
+            )
+
+    # -- fallback ------------------------------------------------------------------------------
+
+    def _fallback(self) -> BreakerStateMachine | None:
+        """The local stand-in while Redis is down; ``None`` once reconciled (back to shared)."""
+        if self._store.should_try() and self._reconcile():
+            return None
+        local = self._local
+        return local if local is not None else self._enter_fallback(())
+
+    def _enter_fallback(self, unsent: Sequence[Sequence[int]]) -> BreakerStateMachine:
+        """Switch to (or feed) the per-process breaker, handing it the outcomes Redis never got."""
+        with self._lock:
+            local = self._local
+            if local is None:
+                local = BreakerStateMachine(
+                    self.name,
+                    self.config,
+                    clock=self._clock,
+                    wall_clock=self._store.wall_clock,
+                    listener=self._listener,
+                    source="fallback",
+                )
+                remaining = self._open_deadline - self._clock()
+                open_for = math.inf if math.isinf(remaining) else max(0.0, remaining)
+                local.seed(
+                    self._state,
+                    open_for=open_for if self._state in (State.OPEN, State.FORCED_OPEN) else None,
+                    consecutive=self._consecutive,
+                    trips=self._trips,
+                )
+                self._local = local
+            codes = [code for code, count in (*unsent, *self._take_pending()) for _ in range(count)]
+            self._fresh_until = 0.0  # force callers off the fast path, onto the stand-in
+            self._reject_until = 0.0
+            self._fast_permit = None
+        if codes:
+            local.replay(codes)
+        return local
+
+    def _reconcile(self) -> bool:
+        """Hand the fallback's knowledge back to Redis; True when the shared state is in use again."""
+        with self._io_lock:
+            local = self._local
+            try:
+                if self._pending_command is not None:
+                    op, reason, deadline = self._pending_command
+                    duration = -1 if deadline is None else max(0, round((deadline - self._clock()) * 1000))
+                    self._apply(
+                        self._store.run("command", self._key, (*self._args, op, reason, str(duration)))
+                    )
+                    self._pending_command = None
+                payload, hint = "", "-1"
+                if local is not None:
+                    if self.config.window_type == "count":
+                        payload = encode_runs(runs_of(local.window_codes()))
+                    else:
+                        snap = local.snapshot()
+                        payload = f"a:{snap.calls}:{snap.failures}:{snap.slow_calls}" if snap.calls else ""
+                    remaining = local.open_remaining()
+                    if local.state is State.OPEN and remaining is not None:
+                        hint = str(round(remaining * 1000))
+                reply = self._store.run("record", self._key, (*self._args, self._inc, "-1", payload, hint))
+            except StoreUnavailable:
+                return False
+            with self._lock:
+                self._local = None
+            self._apply(reply, force=True)
+            return True
+
+    # -- staff commands ------------------------------------------------------------------------
+
+    def _command(self, op: str, reason: str, duration: float | None = None) -> None:
+        if self._local is None and not self._store.is_down:
+            millis = -1 if duration is None else round(duration * 1000)
+            try:
+                self._apply(self._store.run("command", self._key, (*self._args, op, reason, str(millis))))
+                return
+            except StoreUnavailable:
+                pass
+        local = self._local if self._local is not None else self._enter_fallback(())
+        logger.warning(
+            "circuit breaker %r: %s applied in this process only until Redis is back", self.name, op
+        )
+        deadline = None if duration is None else self._clock() + duration
+        self._pending_command = (op, reason, deadline)
+        if op == "force_open":
+            local.force_open(reason, duration)
+        else:
+            getattr(local, op)(reason)
+
+    def reset(self, reason: str = "reset") -> None:
+        self._command("reset", reason)
+
+    def force_open(self, reason: str = "forced_open", duration: float | None = None) -> None:
+        self._command("force_open", reason, duration)
+
+    def force_close(self, reason: str = "forced_close") -> None:
+        self._command("force_close", reason)
+
+    def disable(self, reason: str = "disabled") -> None:
+        self._command("disable", reason)
+
+    def metrics_only(self, reason: str = "metrics_only") -> None:
+        self._command("metrics_only", reason)
+
+    def update_config(self, config: CircuitBreakerConfig) -> None:
+        with self._lock:
+            self.config = config
+            self._args = _config_args(config, self._options)
+            self._slow_after = config.timeout
+            local = self._local
+        if local is not None:
+            local.update_config(config)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> State:
+        if self._local is not None or self._store.is_down:
+            local = self._fallback()
+            if local is not None:
+                return local.state
+        if self._clock() >= self._fresh_until:
+            self._sync(blocking=False)
+            local = self._local
+            if local is not None:
+                return local.state
+        return self._state
+
+    @property
+    def using_fallback(self) -> bool:
+        return self._local is not None
+
+    def snapshot(self) -> BreakerSnapshot:
+        self.flush()
+        local = self._local
+        if local is not None:
+            return local.snapshot()
+        now = self._clock()
+        with self._lock:
+            calls = self._calls
+            retry_after = 0.0
+            if self._state in (State.OPEN, State.FORCED_OPEN):
+                retry_after = max(0.0, self._retry_after(now))
+            return BreakerSnapshot(
+                name=self.name,
+                state=self._state,
+                failure_rate=100.0 * self._failures / calls if calls else 0.0,
+                slow_call_rate=100.0 * self._slow / calls if calls else 0.0,
+                calls=calls,
+                failures=self._failures,
+                slow_calls=self._slow,
+                consecutive_failures=self._consecutive,
+                trips=self._trips,
+                retry_after=retry_after,
+                probes_in_flight=self._leases,
+                source="redis",
+            )
+
+    def _after_fork(self) -> None:
+        """In a forked child: fresh locks, and the parent's unsent outcomes are the parent's to send."""
+        self._lock = threading.Lock()
+        self._io_lock = threading.Lock()
+        self._ok = deque()
+        self._runs = []
+        self._pending = 0
+        self._oldest = math.inf
+        self._fresh_until = 0.0
+        self._reject_until = 0.0

@@ -1,0 +1,168 @@
+"""Redis dies mid-run (a private redis-server, SIGKILLed) and comes back on the same port.
+
+pybreaker's Redis storage never opens while Redis is down; here the per-process fallback must
+still open, the outage must be logged once, Redis must not be hammered on every call, and the
+shared state must catch up with what the process learnt once Redis is back.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State, TransitionEvent
+from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+
+from .conftest import ThrowawayRedis, read_hash
+
+pytestmark = pytest.mark.redis
+
+RECONNECT = 0.2  # the store retries Redis every 0.2-0.4 s in these tests
+
+
+class CountingRedis(redis.Redis):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attempts = 0
+
+    def execute_command(self, *args: Any, **options: Any) -> Any:
+        self.attempts += 1
+        return super().execute_command(*args, **options)
+
+
+def store_on(server: ThrowawayRedis) -> tuple[RedisBreakerStore, CountingRedis]:
+    client = CountingRedis(
+        port=server.port, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0)
+    )
+    return RedisBreakerStore(client, RedisStoreOptions(prefix="outage", reconnect_interval=RECONNECT)), client
+
+
+def boom() -> None:
+    raise TimeoutError("provider timed out")
+
+
+def fail(breaker: CircuitBreaker, times: int = 1) -> None:
+    for _ in range(times):
+        with pytest.raises(TimeoutError):
+            breaker.call(boom)
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.records.append(record)
+
+    def warnings(self) -> list[str]:
+        return [r.getMessage() for r in self.records if r.levelno == logging.WARNING]
+
+
+@pytest.fixture
+def store_log() -> Iterator[Records]:
+    """Records of the store's logger (attached directly: project logging may not propagate)."""
+    handler = Records()
+    log = logging.getLogger("reliability.breaker_store")
+    old_level = log.level
+    log.addHandler(handler)
+    log.setLevel(logging.DEBUG)
+    yield handler
+    log.removeHandler(handler)
+    log.setLevel(old_level)
+
+
+def wait_until_reconnect_is_due() -> None:
+    time.sleep(2 * RECONNECT + 0.05)
+
+
+def test_fallback_opens_while_redis_is_down_then_the_shared_state_catches_up(
+    throwaway_redis: ThrowawayRedis, store_log: Records
+) -> None:
+    store, client = store_on(throwaway_redis)
+    breaker = CircuitBreaker(
+        "provider", CircuitBreakerConfig(failure_threshold=3, recovery_timeout=30), store
+    )
+    events: list[TransitionEvent] = []
+    breaker.add_listener(events.append)
+    fail(breaker)  # recorded in Redis
+
+    throwaway_redis.kill()
+    fail(breaker, 2)  # third consecutive failure: the per-process breaker opens
+    assert breaker.state is State.OPEN
+    assert events[-1].to_state is State.OPEN
+    assert events[-1].source == "fallback"
+    attempts_before = client.attempts
+    started = time.monotonic()
+    called = []
+    for _ in range(500):
+        with pytest.raises(CircuitOpenError) as info:
+            breaker.call(lambda: called.append(1))
+        assert 29 < info.value.retry_after <= 30
+    assert called == []
+    elapsed = time.monotonic() - started
+    assert client.attempts - attempts_before <= 2 + elapsed / RECONNECT  # not one attempt per call
+    assert len(store_log.warnings()) == 1
+    assert "Redis unreachable" in store_log.warnings()[0]
+
+    throwaway_redis.start()  # same port, empty: no persistence
+    wait_until_reconnect_is_due()
+    assert breaker.state is State.OPEN
+    assert not breaker._backend.using_fallback  # type: ignore[attr-defined]
+    assert (events[-1].source, events[-1].reason) == ("redis", "fallback_open_reconciled")
+    other, _ = store_on(throwaway_redis)  # another process, which never saw the failures
+    with pytest.raises(CircuitOpenError) as info:
+        CircuitBreaker("provider", CircuitBreakerConfig(failure_threshold=3), other).call(lambda: None)
+    assert 28 < info.value.retry_after <= 30
+    assert len(store_log.warnings()) == 1
+    assert any("reachable again" in r.getMessage() for r in store_log.records)
+
+
+def test_counts_recorded_during_the_outage_are_pushed_when_redis_returns(
+    throwaway_redis: ThrowawayRedis, store_log: Records
+) -> None:
+    store, _ = store_on(throwaway_redis)
+    config = CircuitBreakerConfig(failure_threshold=5)
+    breaker = CircuitBreaker("provider", config, store)
+    breaker.call(lambda: None)  # buffered in the process, never reaches this Redis
+    throwaway_redis.kill()
+    for _ in range(3):
+        breaker.call(lambda: None)
+    fail(breaker, 2)
+    assert breaker.state is State.CLOSED
+    assert breaker.snapshot().source == "fallback"
+
+    throwaway_redis.start()
+    wait_until_reconnect_is_due()
+    breaker.call(lambda: None)  # reconciles, then this success is buffered
+    assert not breaker._backend.using_fallback  # type: ignore[attr-defined]
+    shared = read_hash(throwaway_redis.client(), store.key("provider"))
+    assert (shared["st"], shared["wt"], shared["wf"], shared["cf"]) == ("closed", "6", "2", "2")
+    fail(breaker, 3)  # 2 (from the outage) + 3 consecutive failures: the shared breaker opens
+    assert breaker.state is State.OPEN
+
+
+def test_a_staff_command_given_during_the_outage_is_replayed(
+    throwaway_redis: ThrowawayRedis, store_log: Records
+) -> None:
+    store, _ = store_on(throwaway_redis)
+    breaker = CircuitBreaker("provider", CircuitBreakerConfig(), store)
+    breaker.call(lambda: None)
+    throwaway_redis.kill()
+    breaker.force_open("provider maintenance")
+    with pytest.raises(CircuitOpenError):
+        breaker.call(lambda: None)
+    assert any("only until Redis is back" in message for message in store_log.warnings())
+
+    throwaway_redis.start()
+    wait_until_reconnect_is_due()
+    assert breaker.state is State.FORCED_OPEN
+    other, _ = store_on(throwaway_redis)
+    assert CircuitBreaker("provider", CircuitBreakerConfig(), other).state is State.FORCED_OPEN
