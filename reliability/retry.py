@@ -1,0 +1,1048 @@
+"""Retries for calls to one named dependency: classification, backoff, Retry-After and a retry budget.
+
+One retry layer per hop (DESIGN.md): these are the short *in-call* retries. Task-level retries
+(Celery countdown) are a different layer and must not wrap a call that already retries here.
+
+**tenacity is the engine.** :class:`RetryHandler` builds a ``tenacity.Retrying`` per call whose
+strategies are the policy of this module:
+
+* ``retry``  -- :func:`is_transient` (or a custom classifier), then Retry-After above the cap;
+* ``wait``   -- :func:`iter_backoff_delays` (backoff kind + jitter + cap), raised to the server's
+  Retry-After when it asks for longer;
+* ``stop``   -- max attempts, then the overall deadline (the *coming* sleep must end before it),
+  then the per-dependency :class:`RetryBudget` -- in that order, so a budget token is only spent
+  on a retry that is really going to happen;
+* ``before`` / ``before_sleep`` / ``retry_error_callback`` -- one structured log line per attempt,
+  per retry and per give-up, plus the :class:`RetryStats` counters.
+
+When the handler gives up, whatever the reason (not transient, attempts, deadline, budget,
+Retry-After too long), the **original** exception is raised (never ``tenacity.RetryError``), or,
+for result-based retries, the last result is returned.
+
+Choices worth knowing:
+
+* ``Retry-After`` (seconds, HTTP-date, or ``retry-after-ms``) is a lower bound: the sleep is
+  ``max(jittered backoff, Retry-After)``. A value above ``retry_after_cap`` means the dependency
+  is out for longer than an in-call retry should hold a worker: we **give up at once** and raise
+  the original error (which still carries ``retry_after`` for a task-level countdown). This is
+  the openai-python 3.x rule ("give up rather than wait"), not the 1.x one (fall back to backoff).
+* ``501`` and ``505`` are 5xx that no retry can fix; every other 5xx, 408 and 429 is transient.
+* Non-idempotent calls (``idempotent=False``) are retried only when the request surely did not
+  reach the server: a connect failure (``TransportError.request_sent`` False, connect timeout,
+  refused) or a 429/503 (refused before processing). A read timeout after sending is not retried:
+  its outcome is unknown and the caller must reconcile.
+* ``decorrelated`` jitter is AWS's recurrence ``min(cap, uniform(base, 3 * previous))``; it is its
+  own schedule, so ``backoff`` does not apply to it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import functools
+import logging
+import math
+import random
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+
+import requests
+import tenacity
+from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
+from tenacity.stop import stop_after_attempt, stop_base
+from tenacity.wait import wait_base
+from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
+from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
+
+from hotelbot.exceptions import HotelbotError
+from reliability.transport import HttpResponse, TransportError
+
+logger = logging.getLogger(__name__)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+Backoff = Literal["exponential", "linear", "fixed", "fibonacci"]
+Jitter = Literal["full", "equal", "decorrelated", "none"]
+BACKOFFS: frozenset[str] = frozenset({"exponential", "linear", "fixed", "fibonacci"})
+JITTERS: frozenset[str] = frozenset({"full", "equal", "decorrelated", "none"})
+
+#: 5xx statuses that mean "this server will never do that", not "try again later".
+PERMANENT_5XX: frozenset[int] = frozenset({501, 505})
+#: Statuses that say the server refused the request before processing it (safe even for POST).
+NOT_PROCESSED_STATUSES: frozenset[int] = frozenset({429, 503})
+_DECORRELATED_FACTOR = 3.0
+_EPSILON = 1e-9
+
+# Give-up reasons, used in logs and in RetryStats.gave_up.
+NOT_TRANSIENT = "not_transient"
+ATTEMPTS_EXHAUSTED = "attempts_exhausted"
+DEADLINE = "deadline"
+BUDGET_EXHAUSTED = "budget_exhausted"
+RETRY_AFTER_TOO_LONG = "retry_after_too_long"
+
+
+class RetryUnsafeError(HotelbotError):
+    """A retry helper was used where retrying is unsafe (e.g. a DB retry inside ``atomic``)."""
+
+    code = "retry_unsafe"
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration
+# --------------------------------------------------------------------------------------------
+
+
+def _finite_number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    return float(value)
+
+
+@dataclass(frozen=True, slots=True)
+class RetryConfig:
+    """How one call is retried. ``max_attempts`` counts the first attempt (3 = 1 try + 2 retries).
+
+    ``deadline`` is the overall budget in seconds from the start of the call: no sleep may end at or
+    past it (so no attempt starts after it). ``multiplier`` applies to ``exponential`` only.
+    """
+
+    max_attempts: int = 3
+    base_delay: float = 1.0
+    max_delay: float = 30.0
+    backoff: Backoff = "exponential"
+    jitter: Jitter = "full"
+    deadline: float | None = None
+    retry_after_cap: float = 60.0
+    idempotent: bool = True
+    multiplier: float = 2.0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.max_attempts, bool) or not isinstance(self.max_attempts, int):
+            raise ValueError(f"max_attempts must be an int, got {self.max_attempts!r}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be >= 1 (1 = no retries), got {self.max_attempts}")
+        base = _finite_number("base_delay", self.base_delay)
+        cap = _finite_number("max_delay", self.max_delay)
+        if base < 0:
+            raise ValueError(f"base_delay must be >= 0, got {base}")
+        if cap < base:
+            raise ValueError(f"max_delay ({cap}) must be >= base_delay ({base})")
+        if self.backoff not in BACKOFFS:
+            raise ValueError(f"backoff must be one of {sorted(BACKOFFS)}, got {self.backoff!r}")
+        if self.jitter not in JITTERS:
+            raise ValueError(f"jitter must be one of {sorted(JITTERS)}, got {self.jitter!r}")
+        if self.deadline is not None and _finite_number("deadline", self.deadline) <= 0:
+            raise ValueError(f"deadline must be > 0 seconds or None, got {self.deadline}")
+        if _finite_number("retry_after_cap", self.retry_after_cap) < 0:
+            raise ValueError(f"retry_after_cap must be >= 0, got {self.retry_after_cap}")
+        if not isinstance(self.idempotent, bool):
+            raise ValueError(f"idempotent must be a bool, got {self.idempotent!r}")
+        if _finite_number("multiplier", self.multiplier) < 1:
+            raise ValueError(f"multiplier must be >= 1 (delays never shrink), got {self.multiplier}")
+
+
+# --------------------------------------------------------------------------------------------
+# Backoff and jitter (pure)
+# --------------------------------------------------------------------------------------------
+
+
+def _raw_delays(config: RetryConfig) -> Iterator[float]:
+    """Un-jittered delays before retry 1, 2, ...: non-decreasing and capped at ``max_delay``."""
+    base, cap = config.base_delay, config.max_delay
+    if config.backoff == "fixed":
+        while True:
+            yield base
+    elif config.backoff == "linear":
+        n = 1
+        while True:
+            yield min(cap, base * n)
+            n += 1
+    elif config.backoff == "exponential":
+        current = base
+        while True:
+            yield min(cap, current)
+            if current < cap:  # stop growing once capped: no float overflow on long runs
+                current *= config.multiplier
+    else:  # fibonacci: base * 1, 1, 2, 3, 5, 8, ...
+        previous, current = 0.0, base
+        while True:
+            yield min(cap, current)
+            if current < cap:
+                previous, current = current, previous + current
+
+
+def iter_backoff_delays(config: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
+    """Endless delays (seconds) before retry 1, 2, ...; every value lies in ``[0, max_delay]``.
+
+    * ``none``: the raw backoff, capped;
+    * ``full``: ``uniform(0, d)`` (AWS "full jitter");
+    * ``equal``: ``d/2 + uniform(0, d/2)``;
+    * ``decorrelated``: ``min(cap, uniform(base, 3 * previous))`` from ``previous = base``, so
+      within ``[base, cap]``; the backoff kind is ignored.
+    """
+    rnd = rng if rng is not None else random.Random()
+    cap = config.max_delay
+    if config.jitter == "decorrelated":
+        previous = config.base_delay
+        while True:
+            delay = min(cap, max(config.base_delay, rnd.uniform(config.base_delay, previous * 3)))
+            previous = delay
+            yield delay
+    for raw in _raw_delays(config):
+        if config.jitter == "full":
+            yield min(raw, raw * rnd.random())
+        elif config.jitter == "equal":
+            half = raw / 2
+            yield min(raw, half + half * rnd.random())
+        else:
+            yield raw
+
+
+def backoff_delays(config: RetryConfig, attempts: int, rng: random.Random | None = None) -> list[float]:
+    """The delays before retries ``1..attempts`` (``attempts`` values), as :class:`RetryHandler` sleeps
+    them when no Retry-After applies."""
+    if attempts < 0:
+        raise ValueError(f"attempts must be >= 0, got {attempts}")
+    delays = iter_backoff_delays(config, rng)
+    return [next(delays) for _ in range(attempts)]
+
+
+# --------------------------------------------------------------------------------------------
+# Classification
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Verdict:
+    transient: bool
+    surely_not_sent: bool = False
+
+
+_PERMANENT = _Verdict(False)
+
+
+def _status_verdict(status: int) -> _Verdict:
+    transient = status in (408, 429) or (500 <= status <= 599 and status not in PERMANENT_5XX)
+    return _Verdict(transient, surely_not_sent=status in NOT_PROCESSED_STATUSES)
+
+
+def _int_attr(obj: object, *names: str) -> int | None:
+    for name in names:
+        value = getattr(obj, name, None)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    return None
+
+
+def _requests_not_sent(exc: requests.RequestException) -> bool:
+    """True only when the connection was never established (mirrors ``reliability.http``)."""
+    if isinstance(exc, requests.ConnectTimeout):
+        return True
+    reason: Any = exc.args[0] if exc.args else None
+    inner = getattr(reason, "reason", reason)
+    return isinstance(inner, NewConnectionError | ConnectTimeoutError)
+
+
+def _transport_verdict(exc: BaseException) -> _Verdict | None:
+    """Verdict for a transport-level failure, or None when ``exc`` is not one."""
+    if isinstance(exc, TransportError):
+        return _Verdict(True, surely_not_sent=not exc.request_sent)
+    if isinstance(exc, requests.RequestException):
+        if isinstance(exc, requests.exceptions.SSLError):
+            return _PERMANENT  # a bad certificate does not heal in a second
+        if isinstance(exc, requests.Timeout | requests.ConnectionError):
+            return _Verdict(True, surely_not_sent=_requests_not_sent(exc))
+        if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+            return _Verdict(True)
+        return None  # HTTPError (handled by status), InvalidURL, TooManyRedirects, ...
+    if isinstance(exc, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
+        return _Verdict(True, surely_not_sent=True)
+    if isinstance(exc, TimeoutError | ConnectionError | Urllib3TimeoutError | ProtocolError):
+        return _Verdict(True)
+    return None
+
+
+def _exception_chain(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:
+    """``exc`` and its explicit causes (``raise X from e``), cycle-safe."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen and len(seen) < limit:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__
+
+
+def _verdict(subject: object) -> _Verdict:
+    if isinstance(subject, bool) or subject is None:
+        return _PERMANENT
+    if isinstance(subject, int):
+        return _status_verdict(subject)
+    if isinstance(subject, BaseException):
+        for exc in _exception_chain(subject):
+            status = _int_attr(exc, "status", "status_code")
+            if status is None:
+                status = _int_attr(getattr(exc, "response", None), "status_code", "status")
+            if status is not None:
+                return _status_verdict(status)
+            verdict = _transport_verdict(exc)
+            if verdict is not None:
+                return verdict
+        return _PERMANENT
+    status = _int_attr(subject, "status", "status_code")
+    return _status_verdict(status) if status is not None else _PERMANENT
+
+
+def is_transient(exc_or_status: object, *, idempotent: bool = True) -> bool:
+    """Whether another attempt may succeed (timeouts, connection errors, 408, 429, 5xx but 501/505).
+
+    Understands an HTTP status ``int``; :class:`~reliability.http.TransportError`; ``requests``,
+    urllib3 and built-in network exceptions; responses (``.status`` / ``.status_code``); exceptions
+    carrying ``.status`` / ``.status_code`` or a ``.response``; and, when none of those decide,
+    the explicit cause (``raise ProviderError(...) from transport_error``). Other 4xx: never.
+
+    With ``idempotent=False`` only failures where the request surely was not processed count:
+    a connect failure (``request_sent`` False) or a 429/503.
+    """
+    verdict = _verdict(exc_or_status)
+    return verdict.transient and (idempotent or verdict.surely_not_sent)
+
+
+# --------------------------------------------------------------------------------------------
+# Retry-After
+# --------------------------------------------------------------------------------------------
+
+
+def parse_retry_after(value: object, *, now: Callable[[], float] = time.time) -> float | None:
+    """Seconds to wait for a Retry-After value: delta-seconds, an HTTP-date, a number, a
+    ``timedelta`` or a ``datetime``. Past dates give 0; garbage gives None. ``now`` is wall time."""
+    if value is None or isinstance(value, bool):
+        return None
+    seconds: float
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, datetime):
+        when = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        seconds = when.timestamp() - now()
+    elif isinstance(value, str | bytes):
+        text = value.decode("latin-1") if isinstance(value, bytes) else value
+        text = text.strip()
+        if not text:
+            return None
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                parsed = email.utils.parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                return None
+            return parse_retry_after(parsed, now=now)
+    else:
+        return None
+    if not math.isfinite(seconds):
+        return None
+    return max(0.0, seconds)
+
+
+def _header(headers: object, name: str) -> object:
+    if not isinstance(headers, Mapping):
+        return None
+    value = headers.get(name)
+    if value is not None:
+        return value
+    lowered = name.lower()
+    for key, candidate in headers.items():
+        if isinstance(key, str) and key.lower() == lowered:
+            return candidate
+    return None
+
+
+def _retry_after_from_headers(headers: object, now: Callable[[], float]) -> float | None:
+    millis = parse_retry_after(_header(headers, "retry-after-ms"), now=now)
+    if millis is not None:
+        return millis / 1000.0
+    return parse_retry_after(_header(headers, "Retry-After"), now=now)
+
+
+def retry_after_seconds(subject: object, *, now: Callable[[], float] = time.time) -> float | None:
+    """The Retry-After a failure or response carries, in seconds, or None.
+
+    Looks at a ``.retry_after`` attribute, then ``.headers``, then ``.response.headers``, along
+    the exception's explicit causes.
+    """
+    subjects: list[object] = (
+        list(_exception_chain(subject)) if isinstance(subject, BaseException) else [subject]
+    )
+    for item in subjects:
+        seconds = parse_retry_after(getattr(item, "retry_after", None), now=now)
+        if seconds is None:
+            seconds = _retry_after_from_headers(getattr(item, "headers", None), now)
+        if seconds is None:
+            response = getattr(item, "response", None)
+            seconds = _retry_after_from_headers(getattr(response, "headers", None), now)
+        if seconds is not None:
+            return seconds
+    return None
+
+
+# --------------------------------------------------------------------------------------------
+# Retry budget and counters
+# --------------------------------------------------------------------------------------------
+
+
+class RetryBudget:
+    """Finagle/gRPC-style retry budget for one dependency, in-process and thread-safe.
+
+    Over a sliding ``window`` (seconds, kept in ``slices`` buckets) retries may not exceed
+    ``ratio`` x first attempts + ``min_retries_per_second`` x ``window`` (the floor lets a quiet
+    service still retry). So a full outage adds at most ``ratio`` extra load instead of multiplying
+    it by ``max_attempts``. Deposit with :meth:`record_attempt` (first attempts only), withdraw
+    with :meth:`try_spend` (each retry).
+    """
+
+    def __init__(
+        self,
+        ratio: float = 0.2,
+        min_retries_per_second: float = 1.0,
+        window: float = 10.0,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        slices: int = 10,
+    ) -> None:
+        if _finite_number("ratio", ratio) < 0:
+            raise ValueError(f"ratio must be >= 0, got {ratio}")
+        if _finite_number("min_retries_per_second", min_retries_per_second) < 0:
+            raise ValueError(f"min_retries_per_second must be >= 0, got {min_retries_per_second}")
+        if _finite_number("window", window) <= 0:
+            raise ValueError(f"window must be > 0 seconds, got {window}")
+        if isinstance(slices, bool) or not isinstance(slices, int) or slices < 1:
+            raise ValueError(f"slices must be an int >= 1, got {slices!r}")
+        self.ratio = float(ratio)
+        self.min_retries_per_second = float(min_retries_per_second)
+        self.window = float(window)
+        self._clock = clock
+        self._slices = slices
+        self._slice_width = self.window / slices
+        self._reserve = self.min_retries_per_second * self.window
+        self._lock = threading.Lock()
+        # [slice number, first attempts, retries], oldest first; only live slices are kept.
+        self._buckets: deque[list[int]] = deque()
+        #: Lifetime totals, for metrics.
+        self.total_attempts = 0
+        self.total_retries = 0
+        self.total_exhausted = 0
+
+    def _current(self) -> list[int]:
+        number = math.floor(self._clock() / self._slice_width)
+        # Keep the current (partial) slice plus ``slices`` full ones: at least ``window`` seconds
+        # of history, so the floor never grants more than min_retries_per_second on average.
+        while self._buckets and self._buckets[0][0] < number - self._slices:
+            self._buckets.popleft()
+        if not self._buckets or self._buckets[-1][0] < number:
+            self._buckets.append([number, 0, 0])
+        return self._buckets[-1]
+
+    def _balance(self) -> float:
+        attempts = sum(bucket[1] for bucket in self._buckets)
+        retries = sum(bucket[2] for bucket in self._buckets)
+        return self.ratio * attempts + self._reserve - retries
+
+    def record_attempt(self) -> None:
+        """Count one first attempt (not a retry) against this dependency."""
+        with self._lock:
+            self._current()[1] += 1
+            self.total_attempts += 1
+
+    def try_spend(self) -> bool:
+        """Take one retry from the budget; False (and counted) when none is left."""
+        with self._lock:
+            bucket = self._current()
+            if self._balance() >= 1.0 - _EPSILON:
+                bucket[2] += 1
+                self.total_retries += 1
+                return True
+            self.total_exhausted += 1
+            return False
+
+    @property
+    def available(self) -> float:
+        """Retries the budget would allow right now."""
+        with self._lock:
+            self._current()
+            return max(0.0, self._balance())
+
+    def __repr__(self) -> str:
+        return (
+            f"RetryBudget(ratio={self.ratio}, min_retries_per_second={self.min_retries_per_second}, "
+            f"window={self.window})"
+        )
+
+
+@dataclass(slots=True)
+class RetryStats:
+    """Lifetime counters for one dependency's retries (a hook for ``reliability/metrics.py``)."""
+
+    dependency: str
+    calls: int = 0
+    attempts: int = 0
+    retries: int = 0
+    recovered: int = 0
+    gave_up: dict[str, int] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def increment(self, name: str, amount: int = 1) -> None:
+        with self._lock:
+            setattr(self, name, getattr(self, name) + amount)
+
+    def count_give_up(self, reason: str) -> None:
+        with self._lock:
+            self.gave_up[reason] = self.gave_up.get(reason, 0) + 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "dependency": self.dependency,
+                "calls": self.calls,
+                "attempts": self.attempts,
+                "retries": self.retries,
+                "recovered": self.recovered,
+                "gave_up": dict(self.gave_up),
+            }
+
+
+_registry_lock = threading.Lock()
+_budgets: dict[str, RetryBudget] = {}
+_stats: dict[str, RetryStats] = {}
+
+
+def get_retry_budget(dependency: str) -> RetryBudget:
+    """The process-wide budget of ``dependency`` (created with defaults on first use)."""
+    with _registry_lock:
+        budget = _budgets.get(dependency)
+        if budget is None:
+            budget = _budgets[dependency] = RetryBudget()
+        return budget
+
+
+def set_retry_budget(dependency: str, budget: RetryBudget) -> None:
+    """Replace ``dependency``'s budget (e.g. with ratios from settings or admin)."""
+    with _registry_lock:
+        _budgets[dependency] = budget
+
+
+def get_retry_stats(dependency: str) -> RetryStats:
+    with _registry_lock:
+        stats = _stats.get(dependency)
+        if stats is None:
+            stats = _stats[dependency] = RetryStats(dependency)
+        return stats
+
+
+def reset_retry_registry() -> None:
+    """Forget every budget and counter (tests)."""
+    with _registry_lock:
+        _budgets.clear()
+        _stats.clear()
+
+
+# --------------------------------------------------------------------------------------------
+# The handler: tenacity strategies bound to one call
+# --------------------------------------------------------------------------------------------
+
+
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)  # looked up per call, so tests may patch time.sleep
+
+
+def _describe(outcome: tenacity.Future | None) -> str:
+    if outcome is None:
+        return "none"
+    if outcome.failed:
+        return type(outcome.exception()).__name__
+    status = _int_attr(outcome.result(), "status", "status_code")
+    return f"status={status}" if status is not None else type(outcome.result()).__name__
+
+
+class _Call:
+    """Per-call state shared by the strategies of one ``tenacity.Retrying``."""
+
+    __slots__ = ("delays", "ends", "reason", "retry_after", "started")
+
+    def __init__(self, delays: Iterator[float], started: float, deadline: float | None) -> None:
+        self.delays = delays
+        self.started = started
+        self.ends = started + deadline if deadline is not None else None
+        self.retry_after: float | None = None
+        self.reason = ATTEMPTS_EXHAUSTED
+
+
+class _Classify(tenacity.retry_base):
+    """``retry``: transient failure (or retryable result) whose Retry-After is within the cap."""
+
+    def __init__(self, handler: RetryHandler, call: _Call) -> None:
+        self.handler = handler
+        self.call = call
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        handler, outcome = self.handler, retry_state.outcome
+        assert outcome is not None
+        subject: object
+        if outcome.failed:
+            subject = outcome.exception()
+            assert subject is not None
+            retryable = handler.classifier(subject)
+        else:
+            subject = outcome.result()
+            retryable = handler.retry_on_result is not None and handler.retry_on_result(subject)
+            if not retryable:
+                if retry_state.attempt_number > 1:
+                    handler.stats.increment("recovered")
+                    handler._log(logging.INFO, "recovered", retry_state)
+                return False
+        if not retryable:
+            handler._give_up(NOT_TRANSIENT, retry_state, level=logging.DEBUG)
+            return False
+        retry_after = retry_after_seconds(subject, now=handler.wall_clock)
+        if retry_after is not None and retry_after > handler.config.retry_after_cap:
+            handler._give_up(RETRY_AFTER_TOO_LONG, retry_state, retry_after=retry_after)
+            return False
+        self.call.retry_after = retry_after
+        return True
+
+
+class _Backoff(wait_base):
+    """``wait``: the next backoff delay, raised to the server's Retry-After."""
+
+    def __init__(self, call: _Call) -> None:
+        self.call = call
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        delay = next(self.call.delays)
+        if self.call.retry_after is not None:
+            delay = max(delay, self.call.retry_after)
+        return delay
+
+
+class _GiveUp(stop_base):
+    """``stop``: attempts, then deadline (the coming sleep must end before it), then budget."""
+
+    def __init__(self, handler: RetryHandler, call: _Call) -> None:
+        self.handler = handler
+        self.call = call
+        self.attempts = stop_after_attempt(handler.config.max_attempts)
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> bool:
+        if self.attempts(retry_state):
+            self.call.reason = ATTEMPTS_EXHAUSTED
+            return True
+        if self.call.ends is not None and self.handler.clock() + retry_state.upcoming_sleep >= self.call.ends:
+            self.call.reason = DEADLINE
+            return True
+        if not self.handler.budget.try_spend():
+            self.call.reason = BUDGET_EXHAUSTED
+            return True
+        return False
+
+
+class RetryHandler:
+    """Runs a callable with the retries ``config`` describes, for one named dependency.
+
+    ``budget`` defaults to the process-wide budget of ``dependency``. ``classifier`` replaces
+    :func:`is_transient` for exceptions; ``retry_on_result`` makes results retryable (the last one
+    is returned when retries run out); ``before_retry`` runs before each sleep with the failed
+    attempt's exception or result (close a broken connection, release a response).
+    """
+
+    def __init__(
+        self,
+        config: RetryConfig,
+        *,
+        dependency: str = "default",
+        budget: RetryBudget | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        rng: random.Random | None = None,
+        classifier: Callable[[BaseException], bool] | None = None,
+        retry_on_result: Callable[[Any], bool] | None = None,
+        before_retry: Callable[[object], None] | None = None,
+    ) -> None:
+        self.config = config
+        self.dependency = dependency
+        self.budget = budget if budget is not None else get_retry_budget(dependency)
+        self.stats = get_retry_stats(dependency)
+        self.sleep = sleep
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.rng = rng if rng is not None else random.Random()
+        self.classifier: Callable[[BaseException], bool] = classifier or functools.partial(
+            is_transient, idempotent=config.idempotent
+        )
+        self.retry_on_result = retry_on_result
+        self.before_retry = before_retry
+
+    def execute(self, fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call ``fn(*args, **kwargs)``, retrying per the policy; raise the original error on give-up.
+
+        The first attempt runs directly: a call that succeeds costs no tenacity machinery (about
+        25 us per call). Only after a failed first attempt does tenacity take over, with that
+        outcome replayed as its attempt 1, so classification, waits, hooks and stats are the same.
+        """
+        started = self.clock()
+        self.budget.record_attempt()
+        self.stats.increment("calls")
+        try:
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            first: list[tuple[bool, Any]] = [(False, exc)]
+        else:
+            if self.retry_on_result is None or not self.retry_on_result(result):
+                self.stats.increment("attempts")
+                return result
+            first = [(True, result)]
+
+        def attempt() -> R:
+            if first:
+                ok, value = first.pop()
+                if ok:
+                    return cast(R, value)
+                raise value
+            return fn(*args, **kwargs)
+
+        call = _Call(iter_backoff_delays(self.config, self.rng), started, self.config.deadline)
+        retrying = tenacity.Retrying(
+            sleep=self.sleep,
+            stop=_GiveUp(self, call),
+            wait=_Backoff(call),
+            retry=_Classify(self, call),
+            before=self._before_attempt,
+            before_sleep=self._before_sleep,
+            retry_error_callback=functools.partial(self._exhausted, call),
+            name=self.dependency,
+        )
+        return retrying(attempt)
+
+    # -- tenacity hooks ---------------------------------------------------------------------
+
+    def _before_attempt(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.increment("attempts")
+        logger.debug(
+            "retry attempt dependency=%s attempt=%d",
+            self.dependency,
+            retry_state.attempt_number,
+            extra={"dependency": self.dependency, "attempt": retry_state.attempt_number},
+        )
+
+    def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
+        self.stats.increment("retries")
+        self._log(logging.WARNING, "retrying", retry_state, delay=retry_state.upcoming_sleep)
+        if self.before_retry is not None and retry_state.outcome is not None:
+            outcome = retry_state.outcome
+            try:
+                self.before_retry(outcome.exception() if outcome.failed else outcome.result())
+            except Exception:  # a cleanup hook must not turn a retry into a different failure
+                logger.exception("retry before_retry hook failed dependency=%s", self.dependency)
+
+    def _exhausted(self, call: _Call, retry_state: tenacity.RetryCallState) -> Any:
+        self._give_up(call.reason, retry_state)
+        assert retry_state.outcome is not None
+        return retry_state.outcome.result()  # raises the original exception, or the last result
+
+    # -- logging ----------------------------------------------------------------------------
+
+    def _give_up(
+        self,
+        reason: str,
+        retry_state: tenacity.RetryCallState,
+        *,
+        level: int = logging.WARNING,
+        **fields: Any,
+    ) -> None:
+        self.stats.count_give_up(reason)
+        self._log(level, "giving up", retry_state, reason=reason, **fields)
+
+    def _log(self, level: int, event: str, retry_state: tenacity.RetryCallState, **fields: Any) -> None:
+        """One structured line: dependency, attempt, delay, error class (+ reason, retry_after)."""
+        if not logger.isEnabledFor(level):
+            return
+        data: dict[str, Any] = {
+            "dependency": self.dependency,
+            "attempt": retry_state.attempt_number,
+            "delay": round(float(fields.pop("delay", 0.0)), 3),
+            "error_class": _describe(retry_state.outcome),
+            **fields,
+        }
+        text = " ".join(f"{key}={value}" for key, value in data.items())
+        logger.log(level, "retry %s %s", event, text, extra=data)
+
+
+# --------------------------------------------------------------------------------------------
+# Decorators
+# --------------------------------------------------------------------------------------------
+
+
+def _decorate(
+    make_handler: Callable[[], RetryHandler], fn: Callable[P, R] | None
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        handler = make_handler()
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            return handler.execute(func, *args, **kwargs)
+
+        wrapper.retry_handler = handler  # type: ignore[attr-defined]
+        return wrapper
+
+    return decorator(fn) if fn is not None else decorator
+
+
+@overload
+def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def retry(
+    fn: None = None,
+    /,
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    backoff: Backoff = "exponential",
+    jitter: Jitter = "full",
+    deadline: float | None = None,
+    retry_after_cap: float = 60.0,
+    idempotent: bool = True,
+    multiplier: float = 2.0,
+    dependency: str = "default",
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def retry(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    backoff: Backoff = "exponential",
+    jitter: Jitter = "full",
+    deadline: float | None = None,
+    retry_after_cap: float = 60.0,
+    idempotent: bool = True,
+    multiplier: float = 2.0,
+    dependency: str = "default",
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Retry a function on transient exceptions; ``max_retries`` = retries after the first attempt.
+
+    Usable as ``@retry`` or ``@retry(max_retries=2, dependency="deepseek")``.
+    """
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    config = RetryConfig(
+        max_attempts=max_retries + 1,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        backoff=backoff,
+        jitter=jitter,
+        deadline=deadline,
+        retry_after_cap=retry_after_cap,
+        idempotent=idempotent,
+        multiplier=multiplier,
+    )
+
+    def make() -> RetryHandler:
+        return RetryHandler(
+            config,
+            dependency=dependency,
+            budget=budget,
+            sleep=sleep or _sleep,
+            clock=clock or time.monotonic,
+        )
+
+    return _decorate(make, fn)
+
+
+def _response_status(result: object) -> int | None:
+    if isinstance(result, requests.Response):
+        return result.status_code
+    if isinstance(result, HttpResponse):
+        return result.status
+    return None
+
+
+def _release(subject: object) -> None:
+    if isinstance(subject, requests.Response) and subject.raw is not None:
+        subject.close()  # a discarded (possibly streamed) response must free its connection
+
+
+@overload
+def retry_http_requests(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def retry_http_requests(
+    fn: None = None,
+    /,
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    backoff: Backoff = "exponential",
+    jitter: Jitter = "full",
+    deadline: float | None = None,
+    retry_after_cap: float = 60.0,
+    idempotent: bool = True,
+    multiplier: float = 2.0,
+    dependency: str = "default",
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def retry_http_requests(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    max_retries: int = 3,
+    base_delay: float = 1.0,
+    max_delay: float = 30.0,
+    backoff: Backoff = "exponential",
+    jitter: Jitter = "full",
+    deadline: float | None = None,
+    retry_after_cap: float = 60.0,
+    idempotent: bool = True,
+    multiplier: float = 2.0,
+    dependency: str = "default",
+    budget: RetryBudget | None = None,
+    sleep: Callable[[float], None] | None = None,
+    clock: Callable[[], float] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Retry an HTTP call on transient exceptions *and* on a returned ``requests.Response`` /
+    :class:`~reliability.http.HttpResponse` with a transient status (honouring its Retry-After).
+
+    When retries run out on responses, the last response is returned (the caller still sees the
+    503); discarded ``requests`` responses are closed. Pass ``idempotent=False`` for a POST.
+    """
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    config = RetryConfig(
+        max_attempts=max_retries + 1,
+        base_delay=base_delay,
+        max_delay=max_delay,
+        backoff=backoff,
+        jitter=jitter,
+        deadline=deadline,
+        retry_after_cap=retry_after_cap,
+        idempotent=idempotent,
+        multiplier=multiplier,
+    )
+
+    def retry_on_response(result: object) -> bool:
+        status = _response_status(result)
+        return status is not None and is_transient(status, idempotent=idempotent)
+
+    def make() -> RetryHandler:
+        return RetryHandler(
+            config,
+            dependency=dependency,
+            budget=budget,
+            sleep=sleep or _sleep,
+            clock=clock or time.monotonic,
+            retry_on_result=retry_on_response,
+            before_retry=_release,
+        )
+
+    return _decorate(make, fn)
+
+
+# --------------------------------------------------------------------------------------------
+# Database reads
+# --------------------------------------------------------------------------------------------
+
+#: A couple of quick attempts: enough to ride out a dropped connection or a failover blip.
+DB_READ_RETRY = RetryConfig(max_attempts=3, base_delay=0.05, max_delay=0.5, jitter="full", deadline=5.0)
+
+
+def _is_db_connection_error(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError | InterfaceError)
+
+
+def _db_handler(using: str, config: RetryConfig, sleep: Callable[[float], None] | None) -> RetryHandler:
+    def close_connection(_: object) -> None:
+        try:
+            connections[using].close()
+        except DatabaseError:  # already broken: the next attempt opens a fresh one
+            logger.debug("closing the broken %s connection failed", using, exc_info=True)
+
+    return RetryHandler(
+        config,
+        dependency=f"database:{using}",
+        sleep=sleep or _sleep,
+        classifier=_is_db_connection_error,
+        before_retry=close_connection,
+    )
+
+
+def _refuse_inside_atomic(using: str, fn: Callable[..., object]) -> None:
+    if connections[using].in_atomic_block:
+        name = getattr(fn, "__qualname__", repr(fn))
+        raise RetryUnsafeError(
+            f"db read retry around {name} refused: database {using!r} is inside transaction.atomic. "
+            "A failed statement has broken the transaction, and closing the connection would "
+            "discard it; retry the whole transaction from outside instead."
+        )
+
+
+def db_read_retry(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Run a **read-only** ``fn`` on the default database, retrying ``OperationalError`` /
+    ``InterfaceError`` after closing the broken connection.
+
+    NEVER for writes: a write whose connection dropped may have committed, and a retry would apply
+    it twice. Raises :class:`RetryUnsafeError` when called inside ``transaction.atomic``.
+    """
+    _refuse_inside_atomic(DEFAULT_DB_ALIAS, fn)
+    return _db_handler(DEFAULT_DB_ALIAS, DB_READ_RETRY, None).execute(fn, *args, **kwargs)
+
+
+@overload
+def retry_db_read(fn: Callable[P, R], /) -> Callable[P, R]: ...
+@overload
+def retry_db_read(
+    fn: None = None,
+    /,
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    config: RetryConfig = DB_READ_RETRY,
+    sleep: Callable[[float], None] | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+def retry_db_read(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    using: str = DEFAULT_DB_ALIAS,
+    config: RetryConfig = DB_READ_RETRY,
+    sleep: Callable[[float], None] | None = None,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorator form of :func:`db_read_retry` (``@retry_db_read`` or ``@retry_db_read(using=...)``).
+
+    NEVER for writes; refuses to run inside ``transaction.atomic`` (:class:`RetryUnsafeError`).
+    """
+
+    def decorator(func: Callable[P, R]) -> Callable[P, R]:
+        handler = _db_handler(using, config, sleep)
+
+        @functools.wraps(func)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+            _refuse_inside_atomic(using, func)
+            return handler.execute(func, *args, **kwargs)
+
+        return wrapper
+
+    return decorator(fn) if fn is not None else decorator
