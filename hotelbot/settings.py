@@ -198,10 +198,15 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "in
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TIMEZONE = "UTC"
 REPLY_SWEEP_INTERVAL = env_float("REPLY_SWEEP_INTERVAL", 15.0)
+REPLY_DRAIN_INTERVAL = env_float("REPLY_DRAIN_INTERVAL", 5.0)
 CELERY_BEAT_SCHEDULE = {
     "messaging.sweep_reply_jobs": {
         "task": "messaging.tasks.sweep_reply_jobs",
         "schedule": REPLY_SWEEP_INTERVAL,
+    },
+    "messaging.drain_provider_recovery": {
+        "task": "messaging.tasks.drain_provider_recovery",
+        "schedule": REPLY_DRAIN_INTERVAL,
     },
 }
 
@@ -214,6 +219,8 @@ if not GREEN_API_WEBHOOK_TOKEN:
     raise ImproperlyConfigured("GREEN_API_WEBHOOK_TOKEN must be set when DJANGO_DEBUG is off")
 GREEN_API_CONNECT_TIMEOUT = env_float("GREEN_API_CONNECT_TIMEOUT", 3.0)
 GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
+# Sends per second when draining replies parked while the breaker was open (Green API allows 50).
+GREEN_API_SEND_RATE = env_float("GREEN_API_SEND_RATE", 20.0)
 
 DEEPSEEK_URL = env_str("DEEPSEEK_URL", "http://127.0.0.1:8702")
 DEEPSEEK_API_KEY = env_str("DEEPSEEK_API_KEY", "sk-test")
@@ -289,3 +296,12 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Circuit breakers ----------------------------------------------------------------------------
+# Shared breaker state lives in Redis (atomic Lua); without it each process keeps its own.
+BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", REDIS_URL)
+BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
+# Admin edits of BreakerConfig reach every process within this many seconds.
+BREAKER_CONFIG_REFRESH = env_float("BREAKER_CONFIG_REFRESH", 2.0)
+# Write BreakerEvent rows from a background thread per process (off only in unit tests).
+BREAKER_EVENT_WRITER = env_bool("BREAKER_EVENT_WRITER", True)

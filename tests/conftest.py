@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 from rest_framework.test import APIClient
@@ -24,3 +25,19 @@ def webhook_client() -> APIClient:
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Bearer {settings.GREEN_API_WEBHOOK_TOKEN}")
     return client
+
+
+@pytest.fixture(autouse=True)
+def _isolated_reliability_state(settings) -> Iterator[None]:
+    """Each test starts with fresh in-process breakers and retry budgets (tests of the Redis store
+    build their own). Breaker events stay queued; tests call write_pending_events() to check them."""
+    from reliability import breakers
+    from reliability.retry import reset_retry_registry
+
+    settings.BREAKER_EVENT_WRITER = False
+    settings.BREAKER_REDIS_URL = ""
+    breakers.reset_for_tests()
+    reset_retry_registry()
+    yield
+    breakers.reset_for_tests()
+    reset_retry_registry()

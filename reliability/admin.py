@@ -1,0 +1,145 @@
+"""Breakers in admin: thresholds editable with validation, live state, overrides with a reason."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from hotelbot.exceptions import HotelbotError
+from reliability import breakers, services
+from reliability.models import BreakerConfig, BreakerEvent
+
+
+class BreakerActionForm(helpers.ActionForm):
+    reason = forms.CharField(
+        required=False, help_text="Why (required to force open, disable or metrics-only)."
+    )
+    minutes = forms.IntegerField(
+        required=False, min_value=1, help_text="Override ends after this many minutes (empty: until cleared)."
+    )
+
+
+@admin.register(BreakerConfig)
+class BreakerConfigAdmin(admin.ModelAdmin):
+    list_display = (
+        "name",
+        "live_state",
+        "live_failure_rate",
+        "mode",
+        "mode_until",
+        "failure_threshold",
+        "recovery_timeout",
+        "version",
+        "updated_at",
+    )
+    list_filter = ("mode", "window_type")
+    search_fields = ("name", "description", "mode_reason")
+    readonly_fields = ("version", "updated_at", "live_state", "live_failure_rate")
+    action_form = BreakerActionForm
+    actions = ["reset", "force_open", "force_close", "disable", "metrics_only"]
+    fieldsets = (
+        (None, {"fields": ("name", "description", "live_state", "live_failure_rate")}),
+        ("Staff override", {"fields": ("mode", "mode_reason", "mode_until")}),
+        (
+            "When to open",
+            {
+                "fields": (
+                    "failure_threshold",
+                    "failure_rate_threshold",
+                    "slow_call_rate_threshold",
+                    "slow_call_duration",
+                    "window_type",
+                    "window_size",
+                    "minimum_requests",
+                    "failure_statuses",
+                )
+            },
+        ),
+        (
+            "Recovery",
+            {
+                "fields": (
+                    "recovery_timeout",
+                    "recovery_timeout_multiplier",
+                    "max_recovery_timeout",
+                    "half_open_max_calls",
+                    "success_threshold",
+                    "half_open_max_wait",
+                )
+            },
+        ),
+        ("Bookkeeping", {"fields": ("version", "updated_at")}),
+    )
+
+    @admin.display(description="live state")
+    def live_state(self, obj: BreakerConfig) -> str:
+        snap = breakers.breaker(obj.name).snapshot()
+        wait = f" (retry in {snap.retry_after:.0f}s)" if snap.retry_after else ""
+        return f"{snap.state.value}{wait}"
+
+    @admin.display(description="failure rate")
+    def live_failure_rate(self, obj: BreakerConfig) -> str:
+        snap = breakers.breaker(obj.name).snapshot()
+        return f"{snap.failure_rate:.0f}% of {snap.calls}"
+
+    def save_model(self, request: HttpRequest, obj: BreakerConfig, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        breakers.apply_now(obj.name)
+
+    def _override(self, request: HttpRequest, queryset: QuerySet[BreakerConfig], mode: str) -> None:
+        reason = request.POST.get("reason", "")
+        minutes = request.POST.get("minutes") or ""
+        until = timezone.now() + timedelta(minutes=int(minutes)) if minutes.isdigit() else None
+        done = 0
+        for name in queryset.values_list("name", flat=True):
+            try:
+                services.breaker_set_mode(name=name, mode=mode, reason=reason, until=until)
+            except HotelbotError as e:
+                self.message_user(request, f"{name}: {e.message}", messages.ERROR)
+                return
+            done += 1
+        self.message_user(request, f"{done} breaker(s) set to {mode}.", messages.SUCCESS)
+
+    @admin.action(description="Reset (close, clear counters and override)")
+    def reset(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
+        names = list(queryset.values_list("name", flat=True))
+        for name in names:
+            services.breaker_reset(name=name)
+        self.message_user(request, f"{len(names)} breaker(s) reset.", messages.SUCCESS)
+
+    @admin.action(description="Force open (reason, optional minutes)")
+    def force_open(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
+        self._override(request, queryset, BreakerConfig.Mode.FORCED_OPEN)
+
+    @admin.action(description="Force close (clear override)")
+    def force_close(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
+        self._override(request, queryset, BreakerConfig.Mode.AUTO)
+
+    @admin.action(description="Disable (admit every call; reason, optional minutes)")
+    def disable(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
+        self._override(request, queryset, BreakerConfig.Mode.DISABLED)
+
+    @admin.action(description="Metrics only (never reject; reason, optional minutes)")
+    def metrics_only(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
+        self._override(request, queryset, BreakerConfig.Mode.METRICS_ONLY)
+
+
+@admin.register(BreakerEvent)
+class BreakerEventAdmin(admin.ModelAdmin):
+    list_display = ("at", "breaker", "from_state", "to_state", "reason", "failure_rate", "source", "process")
+    list_filter = ("breaker", "to_state", "source")
+    search_fields = ("breaker", "reason", "process")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

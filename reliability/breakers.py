@@ -1,0 +1,236 @@
+"""Django wiring of the circuit breakers: store from settings, config from the DB, events to rows.
+
+``breaker(name)`` is the one entry point for code. It returns the process's breaker for a named
+dependency, created on first use with the store chosen by settings (Redis when ``REDIS_URL`` or
+``BREAKER_REDIS_URL`` is set, else in-process) and the thresholds of its ``BreakerConfig`` row.
+Every ``BREAKER_CONFIG_REFRESH`` seconds (checked lazily, at most one indexed query per breaker per
+interval) the row's ``version`` is compared; a new version applies the thresholds and the staff
+override without a restart. If the database is unreachable the last known config stays in force.
+
+Transition events go to a queue drained by one daemon thread per process that writes
+``BreakerEvent`` rows on its own connection: the protected call never waits for the database and a
+caller's rolled-back transaction cannot swallow an event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from django.conf import settings
+from django.db import DatabaseError, close_old_connections
+from django.utils import timezone
+
+from reliability.breaker import (
+    BreakerStore,
+    CircuitBreaker,
+    InMemoryStore,
+    State,
+    TransitionEvent,
+    add_global_listener,
+    clear_registry,
+    get_circuit_breaker,
+)
+
+logger = logging.getLogger(__name__)
+
+_OVERRIDE_STATES = {State.FORCED_OPEN, State.DISABLED, State.METRICS_ONLY}
+
+
+@dataclass
+class _Loaded:
+    version: int
+    next_check: float
+
+
+_lock = threading.Lock()
+_store: BreakerStore | None = None
+_loaded: dict[str, _Loaded] = {}
+_events: queue.Queue[TransitionEvent] = queue.Queue(maxsize=10_000)
+_writer: threading.Thread | None = None
+_writer_pid = 0
+_db_down_logged = False
+
+
+def process_label() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:120]
+
+
+def _make_store() -> BreakerStore:
+    url = settings.BREAKER_REDIS_URL
+    if not url:
+        return InMemoryStore()
+    from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+
+    return RedisBreakerStore.from_url(url, RedisStoreOptions(prefix=settings.BREAKER_REDIS_PREFIX))
+
+
+def store() -> BreakerStore:
+    global _store
+    with _lock:
+        if _store is None:
+            _store = _make_store()
+            add_global_listener(_enqueue_event)
+        return _store
+
+
+def breaker(name: str) -> CircuitBreaker:
+    """The breaker of dependency ``name`` with its current admin config (hot path: one dict lookup)."""
+    loaded = _loaded.get(name)
+    if loaded is not None and time.monotonic() < loaded.next_check:
+        return get_circuit_breaker(name)
+    return _refresh(name)
+
+
+def apply_now(name: str) -> CircuitBreaker:
+    """Re-read the config row at once (after a staff edit in this process)."""
+    loaded = _loaded.get(name)
+    if loaded is not None:
+        loaded.next_check = 0.0
+    return breaker(name)
+
+
+def _refresh(name: str) -> CircuitBreaker:
+    global _db_down_logged
+    from reliability.models import BreakerConfig
+
+    cb = get_circuit_breaker(name, store=store()) if name not in _loaded else get_circuit_breaker(name)
+    loaded = _loaded.setdefault(name, _Loaded(version=0, next_check=0.0))
+    loaded.next_check = time.monotonic() + settings.BREAKER_CONFIG_REFRESH
+    try:
+        row = BreakerConfig.objects.filter(name=name).first()
+        _db_down_logged = False
+    except DatabaseError as e:
+        if not _db_down_logged:
+            logger.warning("breaker %s: config unavailable, keeping the last one: %s", name, e)
+            _db_down_logged = True
+        return cb
+    if row is None or row.version == loaded.version:
+        return cb
+    try:
+        config = row.to_config()
+    except ValueError as e:  # rows are validated in admin; a bad manual edit must not break calls
+        logger.error("breaker %s: invalid config version %s ignored: %s", name, row.version, e)
+        loaded.version = row.version
+        return cb
+    cb.update_config(config)
+    _apply_mode(cb, row)
+    loaded.version = row.version
+    return cb
+
+
+def _apply_mode(cb: CircuitBreaker, row: object) -> None:
+    """Make the live state agree with the row's staff override (once per config version)."""
+    from reliability.models import BreakerConfig
+
+    assert isinstance(row, BreakerConfig)
+    state = cb.state
+    if row.override_active():
+        target = State(row.mode)
+        if state == target:
+            return
+        reason = f"admin: {row.mode_reason}"[:200]
+        if target == State.FORCED_OPEN:
+            cb.force_open(reason, until=row.mode_until)
+        elif target == State.DISABLED:
+            cb.disable(reason)
+        else:
+            cb.metrics_only(reason)
+    elif state in _OVERRIDE_STATES and row.mode == BreakerConfig.Mode.AUTO:
+        cb.force_close("admin: override cleared")
+
+
+def reset_for_tests() -> None:
+    """Forget breakers, store and loaded versions (tests only)."""
+    global _store
+    with _lock:
+        clear_registry()
+        _store = None
+        _loaded.clear()
+
+
+# --- events -> BreakerEvent rows ------------------------------------------------------------------
+def _enqueue_event(event: TransitionEvent) -> None:
+    global _writer, _writer_pid
+    try:
+        _events.put_nowait(event)
+    except queue.Full:
+        logger.error(
+            "breaker event queue full; dropped %s %s->%s", event.name, event.from_state, event.to_state
+        )
+        return
+    if not settings.BREAKER_EVENT_WRITER:
+        return  # events wait for write_pending_events() (tests)
+    pid = os.getpid()
+    if _writer is None or _writer_pid != pid or not _writer.is_alive():  # first event, or after fork
+        with _lock:
+            if _writer is None or _writer_pid != pid or not _writer.is_alive():
+                _writer = threading.Thread(target=_write_events_forever, name="breaker-events", daemon=True)
+                _writer_pid = pid
+                _writer.start()
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, tz=UTC)
+
+
+def write_pending_events(*, block: float = 0.0) -> int:
+    """Write queued events as rows; returns how many. Keeps them queued if the database is down."""
+    from reliability.models import BreakerEvent
+
+    batch: list[TransitionEvent] = []
+    try:
+        batch.append(_events.get(timeout=block) if block else _events.get_nowait())
+        while len(batch) < 500:
+            batch.append(_events.get_nowait())
+    except queue.Empty:
+        pass
+    if not batch:
+        return 0
+    label = process_label()
+    rows = [
+        BreakerEvent(
+            breaker=e.name,
+            from_state=str(e.from_state),
+            to_state=str(e.to_state),
+            reason=e.reason[:300],
+            failure_rate=e.failure_rate,
+            slow_call_rate=e.slow_call_rate,
+            source=e.source,
+            process=label,
+            at=_timestamp(e.at) or timezone.now(),
+            open_until=_timestamp(e.open_until),
+        )
+        for e in batch
+    ]
+    try:
+        BreakerEvent.objects.bulk_create(rows)
+    except DatabaseError as e:
+        logger.warning("could not store %d breaker events yet: %s", len(rows), e)
+        for event in batch:
+            try:
+                _events.put_nowait(event)
+            except queue.Full:
+                break
+        raise
+    return len(rows)
+
+
+def _write_events_forever() -> None:
+    while True:
+        try:
+            write_pending_events(block=1.0)
+        except DatabaseError:
+            time.sleep(2.0)
+        except Exception:  # never let the writer die
+            logger.exception("breaker event writer failed")
+            time.sleep(2.0)
+        with contextlib.suppress(Exception):  # a broken connection is replaced on next use
+            close_old_connections()

@@ -1,0 +1,26 @@
+"""Every Prometheus metric of the reliability layer, declared once. Tests assert on deltas."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+HTTP_REQUESTS = Counter(
+    "hotelbot_dependency_requests_total",
+    "Attempts to call an external dependency, by outcome (2xx, 4xx, 5xx, transport, deadline, rejected).",
+    ["dependency", "outcome"],
+)
+HTTP_SECONDS = Histogram(
+    "hotelbot_dependency_request_seconds",
+    "Duration of one attempt to call an external dependency.",
+    ["dependency"],
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30),
+)
+BREAKER_TRANSITIONS = Counter(
+    "hotelbot_breaker_transitions_total", "Circuit breaker state changes.", ["breaker", "to_state"]
+)
+BREAKER_STATE = Gauge(
+    "hotelbot_breaker_open", "1 while the breaker rejects calls (open or forced open), else 0.", ["breaker"]
+)
+REPLIES = Counter(
+    "hotelbot_replies_total", "Reply jobs finished, by result (done, degraded, dead).", ["result"]
+)

@@ -1,0 +1,198 @@
+"""Breaker configuration edited by staff in admin, and the log of every breaker transition."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import MinValueValidator
+from django.db import models
+from django.utils import timezone
+
+from reliability.breaker import DEFAULT_FAILURE_STATUSES, CircuitBreakerConfig, State
+
+
+def _statuses_text(statuses: frozenset[int]) -> str:
+    """Compact text for a status set: ``429,500-599``."""
+    ordered = sorted(statuses)
+    parts: list[str] = []
+    start = prev = None
+    for status in [*ordered, None]:
+        if status is not None and prev is not None and status == prev + 1:
+            prev = status
+            continue
+        if start is not None:
+            parts.append(str(start) if start == prev else f"{start}-{prev}")
+        start = prev = status
+    return ",".join(parts)
+
+
+def parse_statuses(text: str) -> frozenset[int]:
+    """``"408,429,500-599"`` → the set of statuses; raises ValueError with a clear message."""
+    statuses: set[int] = set()
+    for raw in text.replace(" ", "").split(","):
+        if not raw:
+            continue
+        low, _, high = raw.partition("-")
+        try:
+            first, last = int(low), int(high or low)
+        except ValueError as e:
+            raise ValueError(f"{raw!r} is not a status or a range like 500-599") from e
+        if not (100 <= first <= last <= 599):
+            raise ValueError(f"{raw!r} is outside 100-599 or reversed")
+        statuses.update(range(first, last + 1))
+    return frozenset(statuses)
+
+
+DEFAULT_FAILURE_STATUSES_TEXT = _statuses_text(DEFAULT_FAILURE_STATUSES)
+
+
+class BreakerConfig(models.Model):
+    """One circuit breaker per named dependency; edits reach every process within seconds."""
+
+    class WindowType(models.TextChoices):
+        COUNT = "count", "last N calls"
+        TIME = "time", "last N seconds"
+
+    class Mode(models.TextChoices):
+        AUTO = "auto", "automatic (state machine decides)"
+        FORCED_OPEN = State.FORCED_OPEN.value, "forced open (reject every call)"
+        DISABLED = State.DISABLED.value, "disabled (admit every call, record nothing)"
+        METRICS_ONLY = State.METRICS_ONLY.value, "metrics only (record, never reject)"
+
+    name = models.SlugField(
+        max_length=100, unique=True, help_text="Dependency name used in code, e.g. green_api, deepseek."
+    )
+    description = models.CharField(max_length=200, blank=True)
+    mode = models.CharField(
+        max_length=20,
+        choices=Mode.choices,
+        default=Mode.AUTO,
+        help_text="Staff override of the state machine. Use the list actions to set it with a reason.",
+    )
+    mode_reason = models.CharField(max_length=200, blank=True, help_text="Why the override was set.")
+    mode_until = models.DateTimeField(
+        null=True, blank=True, help_text="The override ends by itself at this time (empty: until cleared)."
+    )
+    failure_threshold = models.PositiveIntegerField(
+        default=5, help_text="Consecutive failures that open the breaker (0 turns this rule off)."
+    )
+    failure_rate_threshold = models.FloatField(
+        default=50.0, help_text="Failure percentage over the window that opens the breaker (0-100]."
+    )
+    slow_call_rate_threshold = models.FloatField(
+        default=100.0, help_text="Slow-call percentage over the window that opens the breaker (0-100]."
+    )
+    slow_call_duration = models.FloatField(
+        default=30.0,
+        validators=[MinValueValidator(0.001)],
+        help_text="Seconds from which a call counts as slow.",
+    )
+    window_type = models.CharField(
+        max_length=5,
+        choices=WindowType.choices,
+        default=WindowType.COUNT,
+        help_text="Kind of sliding window.",
+    )
+    window_size = models.PositiveIntegerField(
+        default=100, help_text="Calls or seconds in the sliding window."
+    )
+    minimum_requests = models.PositiveIntegerField(
+        default=10, help_text="Calls the window must hold before the rate rules apply."
+    )
+    recovery_timeout = models.FloatField(
+        default=60.0, help_text="Seconds the breaker stays open before probing."
+    )
+    recovery_timeout_multiplier = models.FloatField(
+        default=1.0, help_text="Open duration grows by this factor on each consecutive trip (1 = constant)."
+    )
+    max_recovery_timeout = models.FloatField(
+        null=True, blank=True, help_text="Cap on the grown open duration in seconds (empty: one day)."
+    )
+    half_open_max_calls = models.PositiveIntegerField(
+        default=1, help_text="Probe calls admitted at once in half-open, across all processes."
+    )
+    success_threshold = models.PositiveIntegerField(
+        default=3, help_text="Successful probes that close the breaker again."
+    )
+    half_open_max_wait = models.FloatField(
+        default=60.0, help_text="Seconds a probe may take; an overdue probe counts as failed."
+    )
+    failure_statuses = models.CharField(
+        max_length=200,
+        default=DEFAULT_FAILURE_STATUSES_TEXT,
+        help_text="HTTP statuses that count as failures, e.g. 408,429,500-599. Other 4xx are ignored.",
+    )
+    version = models.PositiveIntegerField(default=1, editable=False, help_text="Bumped on every save.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None:
+            self.version = models.F("version") + 1
+        super().save(*args, **kwargs)
+        if self.pk is not None:
+            self.refresh_from_db(fields=["version"])
+
+    def to_config(self) -> CircuitBreakerConfig:
+        """The immutable runtime config; raises ValueError for invalid combinations."""
+        return CircuitBreakerConfig(
+            failure_threshold=self.failure_threshold,
+            recovery_timeout=self.recovery_timeout,
+            success_threshold=self.success_threshold,
+            timeout=self.slow_call_duration,
+            window_size=self.window_size,
+            minimum_requests=self.minimum_requests,
+            window_type=self.window_type,  # type: ignore[arg-type]
+            failure_rate_threshold=self.failure_rate_threshold,
+            slow_call_rate_threshold=self.slow_call_rate_threshold,
+            half_open_max_calls=self.half_open_max_calls,
+            half_open_max_wait=self.half_open_max_wait,
+            recovery_timeout_multiplier=self.recovery_timeout_multiplier,
+            max_recovery_timeout=self.max_recovery_timeout,
+            failure_statuses=parse_statuses(self.failure_statuses),
+        )
+
+    def clean(self) -> None:
+        try:
+            parse_statuses(self.failure_statuses)
+        except ValueError as e:
+            raise ValidationError({"failure_statuses": str(e)}) from e
+        try:
+            self.to_config()
+        except ValueError as e:
+            raise ValidationError(str(e)) from e
+        if self.mode != self.Mode.AUTO and not self.mode_reason:
+            raise ValidationError({"mode_reason": "Say why the breaker is overridden."})
+
+    def override_active(self, now: Any = None) -> bool:
+        if self.mode == self.Mode.AUTO:
+            return False
+        return self.mode_until is None or self.mode_until > (now or timezone.now())
+
+
+class BreakerEvent(models.Model):
+    """A breaker changed state (reported once cluster-wide, by the process that caused it)."""
+
+    breaker = models.CharField(max_length=100, db_index=True)
+    from_state = models.CharField(max_length=20)
+    to_state = models.CharField(max_length=20, db_index=True)
+    reason = models.CharField(max_length=300)
+    failure_rate = models.FloatField(help_text="Failure percentage over the window before the change.")
+    slow_call_rate = models.FloatField(help_text="Slow-call percentage over the window before the change.")
+    source = models.CharField(max_length=20, help_text="redis (shared), fallback (Redis down) or local.")
+    process = models.CharField(max_length=120, help_text="host:pid of the process that saw the change.")
+    at = models.DateTimeField(db_index=True, help_text="When the change happened.")
+    open_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["breaker", "-at"], name="breakerevent_recent")]
+
+    def __str__(self) -> str:
+        return f"{self.breaker}: {self.from_state} → {self.to_state} ({self.reason})"
