@@ -134,6 +134,8 @@ class ReplyJob(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         IN_PROGRESS = "in_progress", "in progress"
+        # Green API's breaker is open: nothing was sent; drained at the send rate once it admits calls.
+        WAITING_PROVIDER = "pending_provider_recovery", "pending provider recovery"
         DONE = "done", "done"
         DEAD = "dead", "dead"
 
@@ -141,7 +143,7 @@ class ReplyJob(models.Model):
     outbound = models.OneToOneField(
         Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_by_job"
     )
-    status = models.CharField(max_length=12, choices=Status.choices, default=Status.PENDING)
+    status = models.CharField(max_length=30, choices=Status.choices, default=Status.PENDING)
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker claimed this job.")
     next_attempt_at = models.DateTimeField(help_text="Not claimable before this time (retry backoff).")
     lease_expires_at = models.DateTimeField(

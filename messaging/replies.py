@@ -24,6 +24,9 @@ from messaging.clients import deepseek, green_api
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
+from reliability import breakers
+from reliability.breaker import State
+from reliability.metrics import REPLIES
 
 logger = logging.getLogger(__name__)
 
@@ -184,6 +187,9 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     job.save(update_fields=["send_started_at", "updated_at"])
     try:
         sent = client.send_message(chat_id=chat_id, text=job.reply_text)
+    except green_api.GreenApiCircuitOpen as e:
+        job.send_started_at = None  # rejected before any I/O: surely not sent
+        return _wait_for_provider(job, e.retry_after or 0.0)
     except green_api.GreenApiOutcomeUnknown as e:
         return _schedule_retry(job, str(e))  # keep send_started_at: reconcile before resending
     except green_api.GreenApiTransientError as e:
@@ -206,6 +212,8 @@ def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) ->
     minutes = int((timezone.now() - since).total_seconds() // 60) + 2
     try:
         journal = client.last_outgoing_messages(minutes=minutes)
+    except green_api.GreenApiCircuitOpen as e:
+        return _wait_for_provider(job, e.retry_after or 0.0)
     except green_api.GreenApiError as e:
         return _schedule_retry(job, f"reconcile: {e}")
     for entry in journal:
@@ -297,5 +305,61 @@ def _bury(job: ReplyJob, reason: str) -> ProcessOutcome:
             Message.objects.filter(pk=job.outbound.pk).update(
                 status=Message.Status.FAILED, failed_at=now, status_detail=reason[:300]
             )
+    REPLIES.labels("dead").inc()
     logger.error("reply job %s is dead: %s", job.pk, reason)
     return ProcessOutcome(job.pk, "dead", reason)
+
+
+# --- provider recovery ----------------------------------------------------------------------------
+def _wait_for_provider(job: ReplyJob, retry_after: float) -> ProcessOutcome:
+    """Green API's breaker rejected the send: park the job; the drain releases it. Not an attempt."""
+    with transaction.atomic():
+        job.status = ReplyJob.Status.WAITING_PROVIDER
+        job.attempts = max(0, job.attempts - 1)
+        job.next_attempt_at = timezone.now() + timedelta(seconds=retry_after)
+        job.lease_expires_at = None
+        job.last_error = f"Green API circuit open; retry in {retry_after:.0f}s"
+        job.save(
+            update_fields=[
+                "status",
+                "attempts",
+                "next_attempt_at",
+                "lease_expires_at",
+                "last_error",
+                "send_started_at",
+                "updated_at",
+            ]
+        )
+    return ProcessOutcome(job.pk, "waiting", job.last_error)
+
+
+def reply_jobs_drain(*, limit: int = 500) -> int:
+    """Release jobs parked while Green API's breaker was open, oldest first.
+
+    Breaker admitting calls: release up to ``limit`` at ``GREEN_API_SEND_RATE`` per second
+    (staggered countdowns). Open with its wait over, or half-open: release one job, the probe.
+    Still open: release nothing.
+    """
+    waiting = ReplyJob.objects.filter(status=ReplyJob.Status.WAITING_PROVIDER).order_by(
+        "next_attempt_at", "pk"
+    )
+    snap = breakers.breaker(green_api.DEPENDENCY).snapshot()
+    if snap.state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
+        batch = limit
+    elif snap.state == State.HALF_OPEN or (snap.state == State.OPEN and snap.retry_after <= 0):
+        batch = 1
+    else:
+        return 0
+    ids = list(waiting.values_list("pk", flat=True)[:batch])
+    now = timezone.now()
+    rate = max(settings.GREEN_API_SEND_RATE, 0.1)
+    released = 0
+    for i, job_id in enumerate(ids):
+        countdown = i / rate
+        updated = ReplyJob.objects.filter(pk=job_id, status=ReplyJob.Status.WAITING_PROVIDER).update(
+            status=ReplyJob.Status.PENDING, next_attempt_at=now + timedelta(seconds=countdown)
+        )
+        if updated:
+            released += 1
+            reply_job_publish(job_id=job_id, countdown=countdown)
+    return released

@@ -15,3 +15,8 @@ def process_reply_job(job_id: int) -> str:
 @shared_task(name="messaging.tasks.sweep_reply_jobs", ignore_result=True)
 def sweep_reply_jobs() -> int:
     return replies.reply_jobs_sweep()
+
+
+@shared_task(name="messaging.tasks.drain_provider_recovery", ignore_result=True)
+def drain_provider_recovery() -> int:
+    return replies.reply_jobs_drain()

@@ -12,7 +12,9 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability.breaker import CircuitOpenError
 from reliability.http import DeadlineExceeded, ResilientSession, TransportError
+from reliability.retry import RetryConfig
 
 DEPENDENCY = "deepseek"
 
@@ -84,6 +86,8 @@ class DeepSeekClient:
             resp = self._http.request(
                 "POST", self._url, json=payload, headers=self._headers, deadline=self._deadline
             )
+        except CircuitOpenError as e:
+            raise DeepSeekUnavailable(f"DeepSeek circuit open (retry in {e.retry_after:.0f}s)") from e
         except DeadlineExceeded as e:
             raise DeepSeekUnavailable(f"DeepSeek deadline of {self._deadline}s exceeded") from e
         except TransportError as e:
@@ -126,6 +130,9 @@ def default_session() -> ResilientSession:
             connect_timeout=settings.DEEPSEEK_CONNECT_TIMEOUT,
             read_timeout=settings.DEEPSEEK_READ_TIMEOUT,
             deadline=settings.DEEPSEEK_DEADLINE,
+            # The only retry layer for AI calls (a failed generation degrades, it is not re-queued);
+            # bounded by the deadline and the dependency's retry budget.
+            retry=RetryConfig(max_attempts=2, base_delay=0.5, max_delay=2.0, retry_after_cap=5.0),
         )
     return _session
 

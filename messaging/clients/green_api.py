@@ -15,7 +15,9 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability.breaker import CircuitOpenError
 from reliability.http import HttpResponse, ResilientSession, TransportError
+from reliability.retry import RetryConfig
 
 DEPENDENCY = "green_api"
 _STARTING = "instance in starting process"
@@ -40,6 +42,12 @@ class GreenApiOutcomeUnknown(GreenApiTransientError):
     """The request left; no answer came back. It may or may not have been sent."""
 
     code = "green_api_outcome_unknown"
+
+
+class GreenApiCircuitOpen(GreenApiTransientError):
+    """Our breaker for Green API is open: nothing was sent; try again after ``retry_after``."""
+
+    code = "green_api_circuit_open"
 
 
 class GreenApiPermanentError(GreenApiError):
@@ -98,6 +106,8 @@ class GreenApiClient:
     def _call(self, http_method: str, method: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(http_method, self._url(method), **kwargs)
+        except CircuitOpenError as e:
+            raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=e.retry_after) from e
         except TransportError as e:
             if e.request_sent:
                 raise GreenApiOutcomeUnknown(f"Green API {method}: {e.message}") from e
@@ -110,8 +120,13 @@ class GreenApiClient:
             raise GreenApiTransientError(f"Green API {method} returned invalid JSON", status=200) from e
 
     def send_message(self, *, chat_id: str, text: str) -> SentMessage:
+        # Not idempotent, and retried by the reply job (with reconciliation): no in-call retry.
         data = self._call(
-            "POST", "sendMessage", json={"chatId": chat_id, "message": text, "linkPreview": False}
+            "POST",
+            "sendMessage",
+            json={"chatId": chat_id, "message": text, "linkPreview": False},
+            idempotent=False,
+            retry=False,
         )
         id_message = data.get("idMessage") if isinstance(data, dict) else None
         if not isinstance(id_message, str) or not id_message:
@@ -150,6 +165,8 @@ def default_session() -> ResilientSession:
             DEPENDENCY,
             connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
             read_timeout=settings.GREEN_API_READ_TIMEOUT,
+            # Reads only (getStateInstance, lastOutgoingMessages); sends retry at job level.
+            retry=RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0),
         )
     return _session
 

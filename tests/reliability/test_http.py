@@ -57,13 +57,13 @@ def server() -> Iterator[str]:
 
 
 def test_plain_request_returns_body_and_status(server):
-    session = ResilientSession("dep", connect_timeout=1, read_timeout=1)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
     resp = session.request("GET", f"{server}/ok")
     assert (resp.status, resp.json()) == (200, {"ok": True})
 
 
 def test_deadline_cuts_a_trickling_body_that_read_timeouts_cannot(server):
-    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, deadline=0.5)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, deadline=0.5, use_breaker=False)
     # Without the deadline the 5 s trickle would end in an incomplete read, not DeadlineExceeded.
     with pytest.raises(DeadlineExceeded) as info:
         session.request("GET", f"{server}/trickle")
@@ -71,7 +71,7 @@ def test_deadline_cuts_a_trickling_body_that_read_timeouts_cannot(server):
 
 
 def test_read_timeout_means_outcome_unknown(server):
-    session = ResilientSession("dep", connect_timeout=1, read_timeout=0.3)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=0.3, use_breaker=False)
     with pytest.raises(TransportError) as info:
         session.request("GET", f"{server}/hang")
     assert info.value.request_sent
@@ -79,7 +79,7 @@ def test_read_timeout_means_outcome_unknown(server):
 
 
 def test_reset_after_sending_means_outcome_unknown(server):
-    session = ResilientSession("dep", connect_timeout=1, read_timeout=1)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
     with pytest.raises(TransportError) as info:
         session.request("GET", f"{server}/reset")
     assert info.value.request_sent
@@ -89,7 +89,77 @@ def test_connection_refused_means_not_sent():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again: nothing listens there
-    session = ResilientSession("dep", connect_timeout=1, read_timeout=1)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
     with pytest.raises(TransportError) as info:
         session.request("GET", f"http://127.0.0.1:{port}/")
     assert not info.value.request_sent
+
+
+@pytest.mark.django_db
+def test_breaker_counts_failures_and_then_rejects_without_io(server):
+    from reliability import breakers
+    from reliability.breaker import CircuitOpenError, State
+    from reliability.models import BreakerConfig
+
+    BreakerConfig.objects.create(name="dep", failure_threshold=2, recovery_timeout=60)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1)
+    for _ in range(2):
+        with pytest.raises(TransportError):
+            session.request("GET", f"{server}/reset")
+    assert breakers.breaker("dep").state == State.OPEN
+    with pytest.raises(CircuitOpenError) as info:
+        session.request("GET", f"{server}/ok")
+    assert info.value.retry_after > 0
+
+
+@pytest.mark.django_db
+def test_retry_layer_retries_transient_responses_within_the_session(server):
+    from reliability.retry import RetryConfig
+
+    calls = {"n": 0}
+    session = ResilientSession(
+        "dep2",
+        connect_timeout=1,
+        read_timeout=1,
+        retry=RetryConfig(max_attempts=3, base_delay=0.01),
+        use_breaker=False,
+    )
+    original = session._attempt
+
+    def flaky(*args):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise TransportError("dep2", "refused", request_sent=False)
+        return original(*args)
+
+    session._attempt = flaky  # type: ignore[method-assign]
+    assert session.request("GET", f"{server}/ok").status == 200
+    assert calls["n"] == 2
+    calls["n"] = 0
+
+    def reset_after_sending(*args):
+        calls["n"] += 1
+        raise TransportError("dep2", "reset", request_sent=True)
+
+    session._attempt = reset_after_sending  # type: ignore[method-assign]
+    with pytest.raises(TransportError):  # not idempotent and maybe sent: no retry
+        session.request("POST", f"{server}/ok", idempotent=False)
+    assert calls["n"] == 1
+
+
+def test_environment_proxies_are_read_once_and_no_proxy_is_honoured(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
+    assert session._proxies_for("http://api.green-api.com/x")["http"] == "http://proxy.internal:3128"
+    assert session._proxies_for("http://127.0.0.1:8701/x") == {}
+    monkeypatch.delenv("HTTP_PROXY")  # read at construction, like the rest of the settings
+    assert session._proxies_for("http://api.green-api.com/y")["http"] == "http://proxy.internal:3128"
+
+
+def test_no_proxy_environment_means_direct_calls(server, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
+    assert session._env_proxies == {}
+    assert session.request("GET", f"{server}/ok").status == 200

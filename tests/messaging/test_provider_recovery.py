@@ -1,0 +1,118 @@
+"""The reply pipeline with the breakers: AI breaker open → canned answer; Green API breaker open →
+the reply waits (pending_provider_recovery) and is drained once the breaker admits calls."""
+
+from __future__ import annotations
+
+import pytest
+from django.utils import timezone
+
+from messaging import replies
+from messaging.models import ReplyJob
+from reliability import breakers, services
+from reliability.breaker import State
+from reliability.models import BreakerConfig
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+
+pytestmark = pytest.mark.django_db
+
+
+def _job(chat: str = "79001234568@c.us", text: str = "What time is check-out?") -> ReplyJob:
+    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=chat)
+    return ReplyJobFactory.create(inbound=MessageFactory.create(conversation=conversation, text=text))
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[tuple[int, float]]:
+    calls: list[tuple[int, float]] = []
+
+    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
+        calls.append((job_id, countdown))
+        return True
+
+    monkeypatch.setattr(replies, "reply_job_publish", publish)
+    return calls
+
+
+def test_ai_breaker_open_answers_from_faq_without_calling_the_ai(fake_green, fake_deepseek):
+    services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    job = _job()
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert job.degraded
+    assert "circuit open" in job.degraded_reason
+    assert "11:00" in job.reply_text
+    assert fake_deepseek.journal(path_regex="chat/completions") == []
+    assert len(fake_green.sent_messages()) == 1
+
+
+def test_ai_transient_error_is_retried_once_within_the_deadline(fake_green, fake_deepseek):
+    fake_deepseek.add_fault({"match": {"path_regex": "chat/completions"}, "mode": "overloaded", "count": 1})
+    job = _job()
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert not job.degraded  # the in-call retry got the AI answer
+    assert len(fake_deepseek.journal(path_regex="chat/completions")) == 2
+
+
+def test_green_api_breaker_open_parks_the_reply_without_sending(fake_green, fake_deepseek, published):
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    job = _job()
+    outcome = replies.reply_job_process(job_id=job.pk)
+    assert outcome.result == "waiting"
+    job.refresh_from_db()
+    assert job.status == ReplyJob.Status.WAITING_PROVIDER
+    assert job.attempts == 0  # a rejected call is not an attempt
+    assert job.send_started_at is None
+    assert job.reply_text  # generated once, kept for the send
+    assert fake_green.journal("sendMessage") == []
+    assert replies.reply_jobs_drain() == 0  # still forced open
+    assert published == []
+
+
+def test_drain_releases_parked_replies_at_the_send_rate_once_closed(fake_green, fake_deepseek, published, settings):
+    settings.GREEN_API_SEND_RATE = 10.0
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    jobs = [_job(chat=f"7900123456{i}@c.us") for i in range(3)]
+    for job in jobs:
+        assert replies.reply_job_process(job_id=job.pk).result == "waiting"
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
+    assert replies.reply_jobs_drain() == 3
+    assert [job_id for job_id, _ in published] == [j.pk for j in jobs]
+    assert [countdown for _, countdown in published] == pytest.approx([0.0, 0.1, 0.2])
+    for job in jobs:
+        ReplyJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
+        assert replies.reply_job_process(job_id=job.pk).result == "done"
+    assert len(fake_green.sent_messages()) == 3  # each exactly once
+
+
+def test_repeated_send_failures_open_the_breaker_and_later_replies_wait(fake_green, fake_deepseek, published):
+    fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded"})
+    for i in range(5):  # green_api trips after 5 consecutive failures
+        assert replies.reply_job_process(job_id=_job(chat=f"7900999000{i}@c.us").pk).result == "retry"
+    assert breakers.breaker("green_api").state == State.OPEN
+    sends_before = len(fake_green.journal("sendMessage"))
+    assert replies.reply_job_process(job_id=_job(chat="79009990099@c.us").pk).result == "waiting"
+    assert len(fake_green.journal("sendMessage")) == sends_before
+    breakers.write_pending_events()
+    from reliability.models import BreakerEvent
+
+    assert BreakerEvent.objects.filter(breaker="green_api", to_state="open").count() == 1
+
+
+def test_half_open_drain_releases_a_single_probe(fake_green, fake_deepseek, published):
+    row = BreakerConfig.objects.get(name="green_api")
+    row.recovery_timeout = 0.05
+    row.save()
+    fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded", "count": 5})
+    for i in range(5):
+        replies.reply_job_process(job_id=_job(chat=f"7900888000{i}@c.us").pk)
+    assert breakers.breaker("green_api").state == State.OPEN
+    parked = [_job(chat=f"7900777000{i}@c.us") for i in range(3)]
+    for job in parked:
+        ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.WAITING_PROVIDER, reply_text="Hello")
+    import time
+
+    time.sleep(0.1)  # the open period (50 ms) is over: the next call is the probe
+    published.clear()
+    assert replies.reply_jobs_drain() == 1
+    assert published[0][0] == parked[0].pk
