@@ -42,6 +42,7 @@ from reliability.breaker import (
 logger = logging.getLogger(__name__)
 
 _OVERRIDE_STATES = {State.FORCED_OPEN, State.DISABLED, State.METRICS_ONLY}
+_REJECTING = {State.OPEN, State.FORCED_OPEN}
 
 
 @dataclass

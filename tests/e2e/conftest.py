@@ -111,6 +111,11 @@ class Stack:
         resp.raise_for_status()
         return resp.json()
 
+    def shell(self, code: str) -> str:
+        result = self.manage("shell", "-c", code)
+        assert result.returncode == 0, result.stdout + result.stderr
+        return result.stdout.strip()
+
     def log_tail(self) -> str:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs.glob("*.log")
@@ -150,6 +155,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "FAKE_DEEPSEEK_PORT": str(deepseek_port),
             "FAKE_GREEN_API_WEBHOOK_URL": f"{web_url}/webhooks/green-api/",
             "REPLY_STALE_AFTER": "5",
+            "REPLY_SWEEP_INTERVAL": "2",
+            "REPLY_DRAIN_INTERVAL": "1",
+            "BREAKER_CONFIG_REFRESH": "1",
+            "BREAKER_REDIS_PREFIX": f"hotelbot-e2e-{uuid.uuid4().hex[:8]}:cb",
             "PYTHONUNBUFFERED": "1",
         }
     )
@@ -182,6 +191,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "--without-mingle",
             ],
         )
+        s.start("beat", [str(BIN / "celery"), "-A", "hotelbot", "beat", "--loglevel=INFO"])
         s.start_web()
         yield s
     finally:

@@ -69,7 +69,9 @@ def test_green_api_breaker_open_parks_the_reply_without_sending(fake_green, fake
     assert published == []
 
 
-def test_drain_releases_parked_replies_at_the_send_rate_once_closed(fake_green, fake_deepseek, published, settings):
+def test_drain_releases_parked_replies_at_the_send_rate_once_closed(
+    fake_green, fake_deepseek, published, settings
+):
     settings.GREEN_API_SEND_RATE = 10.0
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
     jobs = [_job(chat=f"7900123456{i}@c.us") for i in range(3)]

@@ -1,0 +1,48 @@
+"""``make bench``: every reliability benchmark in one run; prints a table, writes bench-results.json.
+
+Needs the Redis of ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); everything else is local.
+Exit status 1 when a target is missed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+from bench import breaker_bench, http_bench
+
+TARGETS = (*breaker_bench.TARGETS, breaker_bench.Target("http_overhead_ratio", 1.03))
+RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
+
+
+def main() -> int:
+    redis_url = os.environ.get("REDIS_URL") or "redis://127.0.0.1:6379/0"
+    print(f"breaker benchmarks against {redis_url} ...", flush=True)
+    results: dict[str, float] = dict(breaker_bench.run(redis_url))
+    print("http overhead against a local fake Green API ...", flush=True)
+    results.update(http_bench.measure())
+    width = max(len(k) for k in results)
+    print()
+    for key, value in results.items():
+        print(
+            f"  {key:<{width}}  {value:>14,.4g}"
+            if isinstance(value, float)
+            else f"  {key:<{width}}  {value:>14,}"
+        )
+    print()
+    failed = 0
+    for target in TARGETS:
+        value, bound = results[target.metric], target.bound(results)
+        ok = value <= bound
+        failed += not ok
+        verdict = "PASS" if ok else "FAIL"
+        print(f"  {verdict}  {target.metric} = {value:,.4g}  (target {target.describe()} = {bound:,.4g})")
+    RESULTS.write_text(json.dumps({"results": results, "failed_targets": failed}, indent=2) + "\n")
+    print(f"\nwrote {RESULTS.name}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+from django.utils import timezone
+
+from hotelbot.exceptions import HotelbotError
+from reliability import breakers, services
+from reliability.models import BreakerConfig
+
+_MODES = {
+    "force-open": BreakerConfig.Mode.FORCED_OPEN,
+    "disable": BreakerConfig.Mode.DISABLED,
+    "metrics-only": BreakerConfig.Mode.METRICS_ONLY,
+    "close": BreakerConfig.Mode.AUTO,
+}
+
+
+class Command(BaseCommand):
+    help = (
+        "Show the circuit breakers, or override one: force-open / disable / metrics-only (with a "
+        "reason, optionally for N minutes), close (clear the override) or reset (close and clear counters)."
+    )
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument(
+            "action",
+            nargs="?",
+            default="list",
+            choices=["list", *_MODES, "reset"],
+            help="What to do (default: list).",
+        )
+        parser.add_argument("name", nargs="?", help="Breaker name, e.g. green_api (not for list).")
+        parser.add_argument(
+            "--reason", default="", help="Why (required for force-open, disable, metrics-only)."
+        )
+        parser.add_argument(
+            "--minutes", type=int, help="The override ends by itself after this many minutes."
+        )
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        action, name = options["action"], options["name"]
+        if action == "list":
+            self._list()
+            return
+        if not name:
+            raise CommandError(f"'{action}' needs a breaker name")
+        if options["minutes"] is not None and options["minutes"] < 1:
+            raise CommandError("--minutes must be at least 1")
+        until = timezone.now() + timedelta(minutes=options["minutes"]) if options["minutes"] else None
+        try:
+            if action == "reset":
+                services.breaker_reset(name=name)
+            else:
+                services.breaker_set_mode(
+                    name=name, mode=_MODES[action], reason=options["reason"], until=until
+                )
+        except HotelbotError as e:
+            raise CommandError(e.message) from e
+        self.stdout.write(self.style.SUCCESS(f"{name}: {breakers.breaker(name).state.value}"))
+
+    def _list(self) -> None:
+        rows = list(BreakerConfig.objects.all())
+        if not rows:
+            self.stdout.write("no breakers configured")
+            return
+        self.stdout.write(
+            f"{'name':<14} {'state':<13} {'mode':<13} {'failures':>8} {'rate':>6} {'calls':>6}  until"
+        )
+        for row in rows:
+            snap = breakers.breaker(row.name).snapshot()
+            until = row.mode_until.isoformat(timespec="seconds") if row.mode_until else ""
+            self.stdout.write(
+                f"{row.name:<14} {snap.state.value:<13} {row.mode:<13} {row.failure_threshold:>8} "
+                f"{snap.failure_rate:>5.0f}% {snap.calls:>6}  {until}"
+            )
