@@ -112,7 +112,7 @@ class Stack:
         return resp.json()
 
     def shell(self, code: str) -> str:
-        result = self.manage("shell", "-c", code)
+        result = self.manage("shell", "--no-imports", "-c", code)
         assert result.returncode == 0, result.stdout + result.stderr
         return result.stdout.strip()
 
