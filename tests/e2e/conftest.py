@@ -23,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+import redis
 import requests
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -168,6 +169,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         env["DATABASE_URL"], db_name = _throwaway_database(base_db_url)
     if os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
         env["CELERY_BROKER_URL"] = urlunsplit(urlsplit(os.environ["CELERY_BROKER_URL"])._replace(path="/14"))
+        # A stopped worker requeues its unacked and countdown tasks; start from an empty broker.
+        redis.Redis.from_url(env["CELERY_BROKER_URL"], socket_timeout=5).flushdb()
     s = Stack(
         env=env, web_url=web_url, green_url=env["GREEN_API_URL"], deepseek_url=env["DEEPSEEK_URL"], logs=logs
     )
