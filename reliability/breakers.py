@@ -155,6 +155,9 @@ def reset_for_tests() -> None:
         clear_registry()
         _store = None
         _loaded.clear()
+    with contextlib.suppress(queue.Empty):
+        while True:
+            _events.get_nowait()
 
 
 # --- events -> BreakerEvent rows ------------------------------------------------------------------

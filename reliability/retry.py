@@ -803,6 +803,37 @@ def _decorate(
     return decorator(fn) if fn is not None else decorator
 
 
+def _decorator(
+    fn: Callable[P, R] | None,
+    *,
+    max_retries: int,
+    dependency: str,
+    budget: RetryBudget | None,
+    sleep: Callable[[float], None] | None,
+    clock: Callable[[], float] | None,
+    retry_on_result: Callable[[Any], bool] | None = None,
+    before_retry: Callable[[object], None] | None = None,
+    **config: Any,
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """What ``@retry`` and ``@retry_http_requests`` share: validate, build the config and handler."""
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
+    policy = RetryConfig(max_attempts=max_retries + 1, **config)
+
+    def make() -> RetryHandler:
+        return RetryHandler(
+            policy,
+            dependency=dependency,
+            budget=budget,
+            sleep=sleep or _sleep,
+            clock=clock or time.monotonic,
+            retry_on_result=retry_on_result,
+            before_retry=before_retry,
+        )
+
+    return _decorate(make, fn)
+
+
 @overload
 def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
 @overload
@@ -846,10 +877,13 @@ def retry(
 
     Usable as ``@retry`` or ``@retry(max_retries=2, dependency="deepseek")``.
     """
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    config = RetryConfig(
-        max_attempts=max_retries + 1,
+    return _decorator(
+        fn,
+        max_retries=max_retries,
+        dependency=dependency,
+        budget=budget,
+        sleep=sleep,
+        clock=clock,
         base_delay=base_delay,
         max_delay=max_delay,
         backoff=backoff,
@@ -859,17 +893,6 @@ def retry(
         idempotent=idempotent,
         multiplier=multiplier,
     )
-
-    def make() -> RetryHandler:
-        return RetryHandler(
-            config,
-            dependency=dependency,
-            budget=budget,
-            sleep=sleep or _sleep,
-            clock=clock or time.monotonic,
-        )
-
-    return _decorate(make, fn)
 
 
 def _response_status(result: object) -> int | None:
@@ -930,10 +953,18 @@ def retry_http_requests(
     When retries run out on responses, the last response is returned (the caller still sees the
     503); discarded ``requests`` responses are closed. Pass ``idempotent=False`` for a POST.
     """
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    config = RetryConfig(
-        max_attempts=max_retries + 1,
+
+    def retry_on_response(result: object) -> bool:
+        status = _response_status(result)
+        return status is not None and is_transient(status, idempotent=idempotent)
+
+    return _decorator(
+        fn,
+        max_retries=max_retries,
+        dependency=dependency,
+        budget=budget,
+        sleep=sleep,
+        clock=clock,
         base_delay=base_delay,
         max_delay=max_delay,
         backoff=backoff,
@@ -942,24 +973,9 @@ def retry_http_requests(
         retry_after_cap=retry_after_cap,
         idempotent=idempotent,
         multiplier=multiplier,
+        retry_on_result=retry_on_response,
+        before_retry=_release,
     )
-
-    def retry_on_response(result: object) -> bool:
-        status = _response_status(result)
-        return status is not None and is_transient(status, idempotent=idempotent)
-
-    def make() -> RetryHandler:
-        return RetryHandler(
-            config,
-            dependency=dependency,
-            budget=budget,
-            sleep=sleep or _sleep,
-            clock=clock or time.monotonic,
-            retry_on_result=retry_on_response,
-            before_retry=_release,
-        )
-
-    return _decorate(make, fn)
 
 
 # --------------------------------------------------------------------------------------------
