@@ -6,6 +6,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from messaging.notifications import TEXT_TYPES
+
 SWE001_MARKER = "{{SWE001}}"
 
 
@@ -81,7 +83,7 @@ def _mentions(text: str, keyword: str) -> bool:
 def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:
     """An answer without AI: the matching fact, or a pointer to the staff."""
     staff = f" Our staff can help: {facts.staff_contact}." if facts.staff_contact else ""
-    if type_message not in {"textMessage", "extendedTextMessage", "quotedMessage"}:
+    if type_message not in TEXT_TYPES:
         return f"Thank you! I can read text messages only, please type your question.{staff}"
     if SWE001_MARKER in question:
         return "Sorry, your message did not come through. Could you send it again?"

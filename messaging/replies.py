@@ -22,15 +22,14 @@ from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
 from messaging.models import Hotel, Message, ReplyJob
-from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages
+from messaging.notifications import TEXT_TYPES
+from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from reliability import breakers
 from reliability.breaker import State
 from reliability.metrics import REPLIES
 
 logger = logging.getLogger(__name__)
-
-TEXT_TYPES = frozenset({"textMessage", "extendedTextMessage", "quotedMessage"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +139,9 @@ def _generate(job: ReplyJob) -> tuple[str, str]:
     inbound = job.inbound
     conversation = inbound.conversation
     facts = _facts(conversation.hotel)
-    if inbound.message_type not in TEXT_TYPES or not inbound.text.strip() or "{{SWE001}}" in inbound.text:
-        return canned_reply(facts, inbound.text, type_message=inbound.message_type), "not a text question"
+    if inbound.message_type not in TEXT_TYPES or not inbound.text.strip() or SWE001_MARKER in inbound.text:
+        # Media or an undelivered-message marker: the designed answer, not a degradation.
+        return canned_reply(facts, inbound.text, type_message=inbound.message_type), ""
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(

@@ -227,4 +227,5 @@ def test_non_text_message_gets_a_canned_answer_without_ai(fake_green, fake_deeps
     assert replies.reply_job_process(job_id=job.pk).result == "done"
     job.refresh_from_db()
     assert "text messages only" in job.reply_text
+    assert not job.degraded  # the designed answer to media, not a degradation
     assert fake_deepseek.journal(path_regex="chat/completions") == []
