@@ -208,6 +208,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.drain_provider_recovery",
         "schedule": REPLY_DRAIN_INTERVAL,
     },
+    "messaging.purge_deferred_statuses": {
+        "task": "messaging.tasks.purge_deferred_statuses",
+        "schedule": 3600.0,
+    },
 }
 
 # --- Providers -----------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from messaging import replies
-from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
+from messaging.models import Conversation, DeferredStatus, Guest, Hotel, Message, ReplyJob
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -129,3 +129,10 @@ class ReplyJobAdmin(ReadOnlyAdmin):
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
         count = replies.reply_jobs_requeue(job_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)
+
+
+@admin.register(DeferredStatus)
+class DeferredStatusAdmin(ReadOnlyAdmin):
+    list_display = ("id_message", "status", "provider_timestamp", "received_at")
+    list_filter = ("status",)
+    search_fields = ("id_message",)

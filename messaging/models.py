@@ -169,3 +169,20 @@ class ReplyJob(models.Model):
 
     def __str__(self) -> str:
         return f"reply job {self.pk} ({self.status})"
+
+
+class DeferredStatus(models.Model):
+    """An ``outgoingMessageStatus`` that arrived before we knew its ``idMessage`` (see statuses.py)."""
+
+    id_message = models.CharField(max_length=64, db_index=True, help_text="Green API idMessage.")
+    status = models.CharField(max_length=20, help_text="Provider status (sent, delivered, read, failed...).")
+    description = models.CharField(max_length=300, blank=True)
+    provider_timestamp = models.DateTimeField(help_text="When Green API says it happened.")
+    received_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["provider_timestamp", "id"]
+        verbose_name_plural = "deferred statuses"
+
+    def __str__(self) -> str:
+        return f"{self.id_message}: {self.status}"

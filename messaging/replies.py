@@ -20,6 +20,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from messaging import statuses
 from messaging.clients import deepseek, green_api
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
@@ -238,6 +239,7 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
         Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
             status=Message.Status.ACCEPTED, accepted_at=now
         )
+        statuses.deferred_statuses_apply(id_message=id_message)
         job.status = ReplyJob.Status.DONE
         job.send_started_at = None
         job.lease_expires_at = None

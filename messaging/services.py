@@ -11,7 +11,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound
-from messaging import replies
+from messaging import replies, statuses
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import (
     Ignored,
@@ -23,26 +23,6 @@ from messaging.notifications import (
 )
 
 logger = logging.getLogger(__name__)
-
-# Outbound statuses only move forward; a late "delivered" never overwrites "read".
-_STATUS_RANK = {
-    Message.Status.PENDING: 0,
-    Message.Status.ACCEPTED: 1,
-    Message.Status.SENT: 2,
-    Message.Status.DELIVERED: 3,
-    Message.Status.READ: 4,
-}
-_PROVIDER_STATUS = {
-    "sent": Message.Status.SENT,
-    "delivered": Message.Status.DELIVERED,
-    "read": Message.Status.READ,
-}
-_STATUS_TIMESTAMP = {
-    Message.Status.SENT: "sent_at",
-    Message.Status.DELIVERED: "delivered_at",
-    Message.Status.READ: "read_at",
-    Message.Status.FAILED: "failed_at",
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,32 +108,8 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage) -> Ingest
 
 
 def outbound_status_apply(*, status: OutgoingStatus) -> IngestResult:
-    """Move an outbound message along sent → delivered → read, or to failed (never backwards)."""
-    with transaction.atomic():
-        message = (
-            Message.objects.select_for_update()
-            .filter(direction=Message.Direction.OUTBOUND, provider_message_id=status.id_message)
-            .first()
-        )
-        if message is None:
-            logger.info("status %s for unknown outbound idMessage %s", status.status, status.id_message)
-            return IngestResult(action="status_unmatched")
-        new = _PROVIDER_STATUS.get(status.status, Message.Status.FAILED)
-        current = Message.Status(message.status)
-        if current == Message.Status.FAILED or (
-            new != Message.Status.FAILED and _STATUS_RANK.get(new, 0) <= _STATUS_RANK.get(current, 0)
-        ):
-            return IngestResult(action="status_stale", message_id=message.pk)
-        if new == Message.Status.FAILED and current in (Message.Status.DELIVERED, Message.Status.READ):
-            return IngestResult(action="status_stale", message_id=message.pk)
-        message.status = new
-        setattr(message, _STATUS_TIMESTAMP[new], status.timestamp)
-        fields = ["status", _STATUS_TIMESTAMP[new]]
-        if new == Message.Status.FAILED:
-            message.status_detail = f"{status.status}: {status.description}".strip(": ")[:300]
-            fields.append("status_detail")
-        message.save(update_fields=fields)
-    return IngestResult(action="status_updated", message_id=message.pk)
+    action, message_id = statuses.outbound_status_apply(status=status)
+    return IngestResult(action=action, message_id=message_id)
 
 
 def hotel_state_record(*, hotel: Hotel, state: StateChanged) -> IngestResult:
@@ -187,7 +143,9 @@ def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> Ing
     )
     if outbound_id is None:
         return IngestResult(action="journal_unmatched")
-    Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
-        provider_message_id=journal.id_message
-    )
+    with transaction.atomic():
+        Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
+            provider_message_id=journal.id_message
+        )
+        statuses.deferred_statuses_apply(id_message=journal.id_message)
     return IngestResult(action="journal_matched", message_id=outbound_id)

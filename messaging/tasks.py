@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from messaging import replies
+from messaging import replies, statuses
 
 
 @shared_task(name="messaging.tasks.process_reply_job", acks_late=True, ignore_result=True)
@@ -15,6 +15,11 @@ def process_reply_job(job_id: int) -> str:
 @shared_task(name="messaging.tasks.sweep_reply_jobs", ignore_result=True)
 def sweep_reply_jobs() -> int:
     return replies.reply_jobs_sweep()
+
+
+@shared_task(name="messaging.tasks.purge_deferred_statuses", ignore_result=True)
+def purge_deferred_statuses() -> int:
+    return statuses.deferred_statuses_purge()
 
 
 @shared_task(name="messaging.tasks.drain_provider_recovery", ignore_result=True)

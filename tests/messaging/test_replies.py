@@ -152,6 +152,24 @@ def test_lost_response_is_reconciled_from_the_journal_not_resent(job, fake_green
     assert len(_sends(fake_green)) == 1  # reconciled, never sent twice
 
 
+def test_statuses_that_arrived_while_the_send_was_in_doubt_are_applied_on_reconcile(job, fake_green):
+    from messaging import statuses
+    from messaging.notifications import OutgoingStatus
+
+    fake_green.add_fault(
+        {"match": {"method_name": "sendMessage"}, "mode": "reset", "after_process": True, "count": 1}
+    )
+    assert replies.reply_job_process(job_id=job.pk).result == "retry"
+    [sent] = fake_green.sent_messages()
+    early = OutgoingStatus("1101000001", sent["idMessage"], "delivered", "", timezone.now())
+    assert statuses.outbound_status_apply(status=early) == ("status_deferred", None)
+    _make_due(job)
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    job.refresh_from_db()
+    assert job.outbound is not None
+    assert job.outbound.status == Message.Status.DELIVERED
+
+
 def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_green, settings):
     settings.GREEN_API_READ_TIMEOUT = 0.5
     settings.REPLY_RECONCILE_GRACE = 60

@@ -133,9 +133,54 @@ def test_failed_status_records_the_reason(webhook_client):
     assert message.status_detail == "noAccount: SWE004: 1000"
 
 
-def test_status_for_unknown_message_is_acknowledged(webhook_client, hotel):
-    resp = webhook_client.post(URL, payloads.outgoing_status(id_message="NOPE", status="sent"), format="json")
-    assert resp.json() == {"status": "status_unmatched"}
+def test_status_before_the_id_is_known_is_deferred_then_applied(webhook_client, hotel):
+    from django.utils import timezone
+
+    from messaging.models import DeferredStatus
+    from tests.factories import ReplyJobFactory
+
+    for status in ("sent", "delivered"):
+        resp = webhook_client.post(
+            URL, payloads.outgoing_status(id_message="EARLY", status=status), format="json"
+        )
+        assert resp.json() == {"status": "status_deferred"}
+    assert DeferredStatus.objects.filter(id_message="EARLY").count() == 2
+    conversation = ConversationFactory.create(
+        guest__hotel=HotelFactory.create(), guest__chat_id="79001234568@c.us"
+    )
+    outbound = MessageFactory.create(
+        conversation=conversation,
+        direction=Message.Direction.OUTBOUND,
+        provider_message_id=None,
+        status=Message.Status.PENDING,
+        text="Hello",
+    )
+    ReplyJobFactory.create(
+        inbound__conversation=conversation,
+        outbound=outbound,
+        reply_text="Hello",
+        send_started_at=timezone.now(),
+    )
+    body = payloads.outgoing_api_message(id_message="EARLY", text="Hello")
+    assert webhook_client.post(URL, body, format="json").json() == {"status": "journal_matched"}
+    outbound.refresh_from_db()
+    assert outbound.status == Message.Status.DELIVERED
+    assert outbound.sent_at is not None
+    assert not DeferredStatus.objects.exists()
+
+
+def test_deferred_statuses_nobody_claims_are_purged_after_two_days(webhook_client, hotel):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from messaging import statuses
+    from messaging.models import DeferredStatus
+
+    webhook_client.post(URL, payloads.outgoing_status(id_message="PHONE", status="sent"), format="json")
+    assert statuses.deferred_statuses_purge(now=timezone.now() + timedelta(days=1)) == 0
+    assert statuses.deferred_statuses_purge(now=timezone.now() + timedelta(days=3)) == 1
+    assert not DeferredStatus.objects.exists()
 
 
 def test_state_change_is_recorded_on_the_hotel(webhook_client, hotel):

@@ -1,0 +1,111 @@
+"""Outbound delivery statuses: applied in order and never backwards; early ones wait for their id.
+
+A status can arrive before we know the message's ``idMessage``: the worker died after Green API
+accepted the send, and the id is only adopted later by reconciliation. Such statuses are kept as
+:class:`DeferredStatus` rows and applied when the id becomes known, instead of being dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from django.db import transaction
+from django.utils import timezone
+
+from messaging.models import DeferredStatus, Message
+from messaging.notifications import OutgoingStatus
+
+logger = logging.getLogger(__name__)
+
+# Outbound statuses only move forward; a late "delivered" never overwrites "read".
+_RANK = {
+    Message.Status.PENDING: 0,
+    Message.Status.ACCEPTED: 1,
+    Message.Status.SENT: 2,
+    Message.Status.DELIVERED: 3,
+    Message.Status.READ: 4,
+}
+_PROVIDER_STATUS = {
+    "sent": Message.Status.SENT,
+    "delivered": Message.Status.DELIVERED,
+    "read": Message.Status.READ,
+}
+_TIMESTAMP_FIELD = {
+    Message.Status.SENT: "sent_at",
+    Message.Status.DELIVERED: "delivered_at",
+    Message.Status.READ: "read_at",
+    Message.Status.FAILED: "failed_at",
+}
+DEFERRED_KEEP = timedelta(days=2)  # Green API keeps undelivered notifications for 24 h
+
+
+def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
+    """Move an outbound message along sent → delivered → read, or to failed (never backwards).
+
+    Returns the action taken and the message's pk (None when the status was deferred).
+    """
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(direction=Message.Direction.OUTBOUND, provider_message_id=status.id_message)
+            .first()
+        )
+        if message is None:
+            DeferredStatus.objects.create(
+                id_message=status.id_message,
+                status=status.status,
+                description=status.description[:300],
+                provider_timestamp=status.timestamp,
+            )
+            logger.info("status %s for unknown idMessage %s deferred", status.status, status.id_message)
+            return "status_deferred", None
+        return _apply(message, status.status, status.description, status.timestamp), message.pk
+
+
+def _apply(message: Message, provider_status: str, description: str, at: datetime) -> str:
+    new = _PROVIDER_STATUS.get(provider_status, Message.Status.FAILED)
+    current = Message.Status(message.status)
+    if current == Message.Status.FAILED:
+        return "status_stale"
+    if new == Message.Status.FAILED:
+        if current in (Message.Status.DELIVERED, Message.Status.READ):
+            return "status_stale"
+    elif _RANK.get(new, 0) <= _RANK.get(current, 0):
+        return "status_stale"
+    message.status = new
+    setattr(message, _TIMESTAMP_FIELD[new], at)
+    fields = ["status", _TIMESTAMP_FIELD[new]]
+    if new == Message.Status.FAILED:
+        message.status_detail = f"{provider_status}: {description}".strip(": ")[:300]
+        fields.append("status_detail")
+    message.save(update_fields=fields)
+    return "status_updated"
+
+
+def deferred_statuses_apply(*, id_message: str) -> int:
+    """Apply, oldest first, the statuses that arrived before ``id_message`` was known."""
+    with transaction.atomic():
+        message = (
+            Message.objects.select_for_update()
+            .filter(direction=Message.Direction.OUTBOUND, provider_message_id=id_message)
+            .first()
+        )
+        pending = list(
+            DeferredStatus.objects.filter(id_message=id_message).order_by("provider_timestamp", "pk")
+        )
+        if message is None or not pending:
+            return 0
+        applied = sum(
+            _apply(message, d.status, d.description, d.provider_timestamp) == "status_updated"
+            for d in pending
+        )
+        DeferredStatus.objects.filter(pk__in=[d.pk for d in pending]).delete()
+    return applied
+
+
+def deferred_statuses_purge(*, now: datetime | None = None) -> int:
+    """Forget deferred statuses no message claimed (e.g. sent from the phone, not by us)."""
+    cutoff = (now or timezone.now()) - DEFERRED_KEEP
+    deleted, _ = DeferredStatus.objects.filter(received_at__lt=cutoff).delete()
+    return deleted
