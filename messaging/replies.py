@@ -96,17 +96,22 @@ def _claim(job_id: int, now: datetime) -> ReplyJob | None:
     claimable = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=now) | Q(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lt=now
     )
+    # Lock only the job row (``of``): PostgreSQL cannot lock the nullable side of the outbound
+    # join, and this way the relations the pipeline needs come with the same query.
     with transaction.atomic():
-        job = ReplyJob.objects.select_for_update().filter(claimable, pk=job_id).first()
+        job = (
+            ReplyJob.objects.select_for_update(of=("self",))
+            .select_related("inbound__conversation__guest", "inbound__conversation__hotel", "outbound")
+            .filter(claimable, pk=job_id)
+            .first()
+        )
         if job is None:
             return None
         job.status = ReplyJob.Status.IN_PROGRESS
         job.lease_expires_at = lease
         job.attempts += 1
         job.save(update_fields=["status", "lease_expires_at", "attempts", "updated_at"])
-    return ReplyJob.objects.select_related(
-        "inbound__conversation__guest", "inbound__conversation__hotel", "outbound"
-    ).get(pk=job_id)
+    return job
 
 
 def reply_job_process(*, job_id: int) -> ProcessOutcome:
