@@ -29,7 +29,7 @@ import redis
 import tenacity
 
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError
-from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
 Loop = Callable[[int], None]
 

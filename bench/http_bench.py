@@ -37,7 +37,7 @@ def _free_port() -> int:
 
 def _start_fake(port: int) -> subprocess.Popen[bytes]:
     code = (
-        "import time; from messaging.fakes.green_api import FakeGreenApi; "
+        "import time; from fakes.green_api import FakeGreenApi; "
         f"FakeGreenApi(port={port}, rate_limits=False).start(); time.sleep(3600)"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=os.path.dirname(os.path.dirname(__file__)))  # noqa: S603

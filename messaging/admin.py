@@ -6,8 +6,8 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from messaging import replies
 from messaging.models import Conversation, DeferredStatus, Guest, Hotel, Message, ReplyJob
+from messaging.services import replies
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from messaging import replies, statuses
+from messaging.services import replies, statuses
 
 
 @shared_task(name="messaging.tasks.process_reply_job", acks_late=True, ignore_result=True)

@@ -13,7 +13,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from hotelbot.exceptions import HotelbotError
-from reliability import breakers, services
+from reliability import services
+from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent
 
 
@@ -80,18 +81,18 @@ class BreakerConfigAdmin(admin.ModelAdmin):
 
     @admin.display(description="live state")
     def live_state(self, obj: BreakerConfig) -> str:
-        snap = breakers.breaker(obj.name).snapshot()
+        snap = registry.breaker(obj.name).snapshot()
         wait = f" (retry in {snap.retry_after:.0f}s)" if snap.retry_after else ""
         return f"{snap.state.value}{wait}"
 
     @admin.display(description="failure rate")
     def live_failure_rate(self, obj: BreakerConfig) -> str:
-        snap = breakers.breaker(obj.name).snapshot()
+        snap = registry.breaker(obj.name).snapshot()
         return f"{snap.failure_rate:.0f}% of {snap.calls}"
 
     def save_model(self, request: HttpRequest, obj: BreakerConfig, form: Any, change: bool) -> None:
         super().save_model(request, obj, form, change)
-        breakers.apply_now(obj.name)
+        registry.apply_now(obj.name)
 
     def _override(self, request: HttpRequest, queryset: QuerySet[BreakerConfig], mode: str) -> None:
         reason = request.POST.get("reason", "")

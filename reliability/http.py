@@ -30,7 +30,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
-from reliability import breakers
+from reliability.breaker import registry
 from reliability.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from reliability.retry import RetryConfig, RetryHandler, is_transient
 from reliability.transport import DeadlineExceeded, HttpResponse, TransportError
@@ -129,7 +129,7 @@ class ResilientSession:
         ends = time.monotonic() + budget if budget is not None else None
         attempt = functools.partial(self._attempt, method, url, json, params, headers, ends)
         if self.use_breaker:
-            attempt = functools.partial(breakers.breaker(self.dependency).call, attempt)
+            attempt = functools.partial(registry.breaker(self.dependency).call, attempt)
         handler = self._retry.get(idempotent) if retry else None
         return handler.execute(attempt) if handler is not None else attempt()
 

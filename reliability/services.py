@@ -7,7 +7,7 @@ from datetime import datetime
 from django.db import transaction
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from reliability import breakers
+from reliability.breaker import registry
 from reliability.models import BreakerConfig
 
 
@@ -33,12 +33,12 @@ def breaker_set_mode(
         row.mode_reason = reason.strip()[:200] if mode != BreakerConfig.Mode.AUTO else ""
         row.mode_until = until if mode != BreakerConfig.Mode.AUTO else None
         row.save()
-    breakers.apply_now(name)
+    registry.apply_now(name)
     return row
 
 
 def breaker_reset(*, name: str) -> BreakerConfig:
     """Clear any override and close the breaker with fresh counters."""
     row = breaker_set_mode(name=name, mode=BreakerConfig.Mode.AUTO)
-    breakers.breaker(name).reset()
+    registry.breaker(name).reset()
     return row

@@ -31,13 +31,13 @@ def webhook_client() -> APIClient:
 def _isolated_reliability_state(settings) -> Iterator[None]:
     """Each test starts with fresh in-process breakers and retry budgets (tests of the Redis store
     build their own). Breaker events stay queued; tests call write_pending_events() to check them."""
-    from reliability import breakers
+    from reliability.breaker import registry
     from reliability.retry import reset_retry_registry
 
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
-    breakers.reset_for_tests()
+    registry.reset_for_tests()
     reset_retry_registry()
     yield
-    breakers.reset_for_tests()
+    registry.reset_for_tests()
     reset_retry_registry()

@@ -9,7 +9,7 @@ from rest_framework.views import APIView
 
 from messaging.api.authentication import GreenApiWebhookAuthentication
 from messaging.notifications import parse_notification
-from messaging.services import notification_ingest
+from messaging.services.intake import notification_ingest
 
 
 class GreenApiWebhookView(APIView):

@@ -4,8 +4,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from messaging.fakes.deepseek import FakeDeepSeek
-from messaging.fakes.green_api import FakeGreenApi
+from fakes.deepseek import FakeDeepSeek
+from fakes.green_api import FakeGreenApi
 
 
 @pytest.fixture

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 from django.utils import timezone
 
-from messaging import replies
 from messaging.models import ReplyJob
-from reliability import breakers, services
-from reliability.breaker import State
+from messaging.services import replies
+from reliability import services
+from reliability.breaker import State, registry
 from reliability.models import BreakerConfig
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
@@ -91,11 +91,11 @@ def test_repeated_send_failures_open_the_breaker_and_later_replies_wait(fake_gre
     fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded"})
     for i in range(5):  # green_api trips after 5 consecutive failures
         assert replies.reply_job_process(job_id=_job(chat=f"7900999000{i}@c.us").pk).result == "retry"
-    assert breakers.breaker("green_api").state == State.OPEN
+    assert registry.breaker("green_api").state == State.OPEN
     sends_before = len(fake_green.journal("sendMessage"))
     assert replies.reply_job_process(job_id=_job(chat="79009990099@c.us").pk).result == "waiting"
     assert len(fake_green.journal("sendMessage")) == sends_before
-    breakers.write_pending_events()
+    registry.write_pending_events()
     from reliability.models import BreakerEvent
 
     assert BreakerEvent.objects.filter(breaker="green_api", to_state="open").count() == 1
@@ -108,7 +108,7 @@ def test_half_open_drain_releases_a_single_probe(fake_green, fake_deepseek, publ
     fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded", "count": 5})
     for i in range(5):
         replies.reply_job_process(job_id=_job(chat=f"7900888000{i}@c.us").pk)
-    assert breakers.breaker("green_api").state == State.OPEN
+    assert registry.breaker("green_api").state == State.OPEN
     parked = [_job(chat=f"7900777000{i}@c.us") for i in range(3)]
     for job in parked:
         ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.WAITING_PROVIDER, reply_text="Hello")

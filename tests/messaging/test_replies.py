@@ -7,8 +7,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from messaging import replies
 from messaging.models import Message, ReplyJob
+from messaging.services import replies
 from messaging.tasks import process_reply_job
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
@@ -153,8 +153,8 @@ def test_lost_response_is_reconciled_from_the_journal_not_resent(job, fake_green
 
 
 def test_statuses_that_arrived_while_the_send_was_in_doubt_are_applied_on_reconcile(job, fake_green):
-    from messaging import statuses
     from messaging.notifications import OutgoingStatus
+    from messaging.services import statuses
 
     fake_green.add_fault(
         {"match": {"method_name": "sendMessage"}, "mode": "reset", "after_process": True, "count": 1}

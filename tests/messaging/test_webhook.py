@@ -156,8 +156,8 @@ def test_deferred_statuses_nobody_claims_are_purged_after_two_days(webhook_clien
 
     from django.utils import timezone
 
-    from messaging import statuses
     from messaging.models import DeferredStatus
+    from messaging.services import statuses
 
     webhook_client.post(URL, payloads.outgoing_status(id_message="PHONE", status="sent"), format="json")
     assert statuses.deferred_statuses_purge(now=timezone.now() + timedelta(days=1)) == 0

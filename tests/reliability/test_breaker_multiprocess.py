@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State
-from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
 from .conftest import read_hash
 

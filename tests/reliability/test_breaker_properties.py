@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
-from reliability.breaker import (
+from reliability.breaker.machine import (
     BreakerStateMachine,
     CircuitBreakerConfig,
     CircuitOpenError,
@@ -23,7 +23,7 @@ from reliability.breaker import (
     classify,
     open_duration,
 )
-from reliability.breaker_store import encode_runs, runs_of
+from reliability.breaker.stores.redis import encode_runs, runs_of
 
 from .conftest import FakeClock
 

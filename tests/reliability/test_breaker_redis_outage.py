@@ -18,7 +18,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State, TransitionEvent
-from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
 from .conftest import ThrowawayRedis, read_hash
 
@@ -70,7 +70,7 @@ class Records(logging.Handler):
 def store_log() -> Iterator[Records]:
     """Records of the store's logger (attached directly: project logging may not propagate)."""
     handler = Records()
-    log = logging.getLogger("reliability.breaker_store")
+    log = logging.getLogger("reliability.breaker.stores.redis")
     old_level = log.level
     log.addHandler(handler)
     log.setLevel(logging.DEBUG)

@@ -23,7 +23,7 @@ from reliability.breaker import (
     State,
     TransitionEvent,
 )
-from reliability.breaker_store import (
+from reliability.breaker.stores.redis import (
     RedisBreakerStore,
     RedisStoreOptions,
     _config_args,

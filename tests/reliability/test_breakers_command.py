@@ -5,8 +5,7 @@ from io import StringIO
 import pytest
 from django.core.management import CommandError, call_command
 
-from reliability import breakers
-from reliability.breaker import State
+from reliability.breaker import State, registry
 from reliability.models import BreakerConfig
 
 pytestmark = pytest.mark.django_db
@@ -31,7 +30,7 @@ def test_force_open_for_minutes_then_close():
     assert (row.mode, row.mode_reason) == ("forced_open", "incident 42")
     assert row.mode_until is not None
     assert "closed" in run("close", "deepseek")
-    assert breakers.breaker("deepseek").state == State.CLOSED
+    assert registry.breaker("deepseek").state == State.CLOSED
 
 
 @pytest.mark.parametrize(

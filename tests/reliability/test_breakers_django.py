@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from reliability import breakers, services
-from reliability.breaker import CircuitOpenError, State
+from reliability import services
+from reliability.breaker import CircuitOpenError, State, registry
 from reliability.models import BreakerConfig, BreakerEvent, parse_statuses
 
 pytestmark = pytest.mark.django_db
@@ -24,22 +24,22 @@ def test_seeded_breakers_carry_their_thresholds():
         "database": (10, 30.0),
         "redis": (5, 30.0),
     }
-    assert breakers.breaker("deepseek").config.failure_threshold == 3
+    assert registry.breaker("deepseek").config.failure_threshold == 3
 
 
 def test_admin_edit_reaches_the_live_breaker_after_the_refresh_interval(settings, monkeypatch):
     clock = [1000.0]
-    monkeypatch.setattr(breakers.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr(registry.time, "monotonic", lambda: clock[0])
     settings.BREAKER_CONFIG_REFRESH = 2.0
-    assert breakers.breaker("green_api").config.failure_threshold == 5
+    assert registry.breaker("green_api").config.failure_threshold == 5
     row = BreakerConfig.objects.get(name="green_api")
     row.failure_threshold = 2
     row.save()
     assert row.version == 2
     clock[0] += 1.0
-    assert breakers.breaker("green_api").config.failure_threshold == 5  # cached within the interval
+    assert registry.breaker("green_api").config.failure_threshold == 5  # cached within the interval
     clock[0] += 1.5
-    cb = breakers.breaker("green_api")
+    cb = registry.breaker("green_api")
     assert cb.config.failure_threshold == 2
     for _ in range(2):
         with pytest.raises(ConnectionError):
@@ -51,11 +51,11 @@ def test_force_open_with_expiry_rejects_calls_and_is_logged_as_an_event():
     services.breaker_set_mode(
         name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="provider incident"
     )
-    cb = breakers.breaker("deepseek")
+    cb = registry.breaker("deepseek")
     assert cb.state == State.FORCED_OPEN
     with pytest.raises(CircuitOpenError):
         cb.call(lambda: "never runs")
-    breakers.write_pending_events()
+    registry.write_pending_events()
     event = BreakerEvent.objects.get(breaker="deepseek")
     assert (event.from_state, event.to_state) == ("closed", "forced_open")
     assert "provider incident" in event.reason
@@ -64,9 +64,9 @@ def test_force_open_with_expiry_rejects_calls_and_is_logged_as_an_event():
 
 def test_clearing_the_override_closes_the_breaker():
     services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.DISABLED, reason="testing")
-    assert breakers.breaker("deepseek").state == State.DISABLED
+    assert registry.breaker("deepseek").state == State.DISABLED
     services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.AUTO)
-    assert breakers.breaker("deepseek").state == State.CLOSED
+    assert registry.breaker("deepseek").state == State.CLOSED
 
 
 def test_override_needs_a_reason_and_a_known_breaker():
@@ -79,7 +79,7 @@ def test_override_needs_a_reason_and_a_known_breaker():
 
 
 def test_reset_closes_an_open_breaker():
-    cb = breakers.breaker("deepseek")
+    cb = registry.breaker("deepseek")
     for _ in range(3):
         with pytest.raises(ConnectionError):
             cb.call(boom)
@@ -125,7 +125,7 @@ def test_admin_changelist_shows_live_state_and_actions_need_a_reason(admin_clien
     row = BreakerConfig.objects.get(pk=pk)
     assert (row.mode, row.mode_reason) == ("forced_open", "maintenance")
     assert row.mode_until is not None
-    assert breakers.breaker("green_api").state == State.FORCED_OPEN
+    assert registry.breaker("green_api").state == State.FORCED_OPEN
 
 
 def test_admin_change_form_rejects_invalid_values(admin_client):

@@ -97,8 +97,7 @@ def test_connection_refused_means_not_sent():
 
 @pytest.mark.django_db
 def test_breaker_counts_failures_and_then_rejects_without_io(server):
-    from reliability import breakers
-    from reliability.breaker import CircuitOpenError, State
+    from reliability.breaker import CircuitOpenError, State, registry
     from reliability.models import BreakerConfig
 
     BreakerConfig.objects.create(name="dep", failure_threshold=2, recovery_timeout=60)
@@ -106,7 +105,7 @@ def test_breaker_counts_failures_and_then_rejects_without_io(server):
     for _ in range(2):
         with pytest.raises(TransportError):
             session.request("GET", f"{server}/reset")
-    assert breakers.breaker("dep").state == State.OPEN
+    assert registry.breaker("dep").state == State.OPEN
     with pytest.raises(CircuitOpenError) as info:
         session.request("GET", f"{server}/ok")
     assert info.value.retry_after > 0

@@ -10,7 +10,7 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from messaging.fakes import FakeDeepSeek, FakeGreenApi
+from fakes import FakeDeepSeek, FakeGreenApi
 
 
 def _setting(name: str, default: Any) -> Any:

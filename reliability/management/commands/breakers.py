@@ -7,7 +7,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
 from hotelbot.exceptions import HotelbotError
-from reliability import breakers, services
+from reliability import services
+from reliability.breaker import registry
 from reliability.models import BreakerConfig
 
 _MODES = {
@@ -59,7 +60,7 @@ class Command(BaseCommand):
                 )
         except HotelbotError as e:
             raise CommandError(e.message) from e
-        self.stdout.write(self.style.SUCCESS(f"{name}: {breakers.breaker(name).state.value}"))
+        self.stdout.write(self.style.SUCCESS(f"{name}: {registry.breaker(name).state.value}"))
 
     def _list(self) -> None:
         rows = list(BreakerConfig.objects.all())
@@ -70,7 +71,7 @@ class Command(BaseCommand):
             f"{'name':<14} {'state':<13} {'mode':<13} {'failures':>8} {'rate':>6} {'calls':>6}  until"
         )
         for row in rows:
-            snap = breakers.breaker(row.name).snapshot()
+            snap = registry.breaker(row.name).snapshot()
             until = row.mode_until.isoformat(timespec="seconds") if row.mode_until else ""
             self.stdout.write(
                 f"{row.name:<14} {snap.state.value:<13} {row.mode:<13} {row.failure_threshold:>8} "

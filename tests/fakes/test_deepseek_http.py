@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from messaging.fakes import FakeDeepSeek, compose_reply, parse_hotel_facts
-from tests.messaging.fakes.conftest import HOTEL_PROMPT, Reply, call, wait_until
+from fakes import FakeDeepSeek, compose_reply, parse_hotel_facts
+from tests.fakes.conftest import HOTEL_PROMPT, Reply, call, wait_until
 
 AUTH = {"Authorization": "Bearer sk-test"}
 

@@ -19,7 +19,7 @@ import pytest
 from openai import OpenAI
 from whatsapp_api_client_python import API
 
-from messaging.fakes import FakeDeepSeek, FakeGreenApi
+from fakes import FakeDeepSeek, FakeGreenApi
 
 HOTEL_PROMPT = """You are the WhatsApp concierge of Seaside Inn. Answer briefly.
 

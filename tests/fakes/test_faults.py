@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from messaging.fakes import FakeDeepSeek, FakeGreenApi
-from tests.messaging.fakes.conftest import Reply, call, wait_until
+from fakes import FakeDeepSeek, FakeGreenApi
+from tests.fakes.conftest import Reply, call, wait_until
 
 STATE = "/waInstance1101000001/getStateInstance/test-token"
 SETTINGS = "/waInstance1101000001/getSettings/test-token"

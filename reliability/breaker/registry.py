@@ -68,7 +68,7 @@ def _make_store() -> BreakerStore:
     url = settings.BREAKER_REDIS_URL
     if not url:
         return InMemoryStore()
-    from reliability.breaker_store import RedisBreakerStore, RedisStoreOptions
+    from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
     return RedisBreakerStore.from_url(url, RedisStoreOptions(prefix=settings.BREAKER_REDIS_PREFIX))
 

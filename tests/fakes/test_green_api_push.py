@@ -6,8 +6,8 @@ import socket
 import threading
 import time
 
-from messaging.fakes import FakeGreenApi
-from tests.messaging.fakes.conftest import Receiver, call, wait_until
+from fakes import FakeGreenApi
+from tests.fakes.conftest import Receiver, call, wait_until
 
 CHAT = "79001234567@c.us"
 

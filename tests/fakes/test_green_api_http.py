@@ -7,8 +7,8 @@ import time
 
 import pytest
 
-from messaging.fakes import FakeGreenApi
-from tests.messaging.fakes.conftest import call, wait_until
+from fakes import FakeGreenApi
+from tests.fakes.conftest import call, wait_until
 
 CHAT = "79001234567@c.us"
 SEND = "/waInstance1101000001/sendMessage/test-token"

@@ -11,7 +11,6 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound
-from messaging import replies, statuses
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import (
     Ignored,
@@ -21,6 +20,7 @@ from messaging.notifications import (
     OutgoingStatus,
     StateChanged,
 )
+from messaging.services import replies, statuses
 
 logger = logging.getLogger(__name__)
 

@@ -10,9 +10,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.messaging.fakes.conftest import call
+from tests.fakes.conftest import call
 
-ROOT = Path(__file__).resolve().parents[3]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_command_serves_both_fakes_until_sigterm() -> None:

@@ -9,8 +9,8 @@ import pytest
 from openai import OpenAI
 from openai.types.chat import ChatCompletionMessageParam
 
-from messaging.fakes import FakeDeepSeek
-from tests.messaging.fakes.conftest import HOTEL_PROMPT
+from fakes import FakeDeepSeek
+from tests.fakes.conftest import HOTEL_PROMPT
 
 
 def ask(question: str, system: str = HOTEL_PROMPT) -> list[ChatCompletionMessageParam]:

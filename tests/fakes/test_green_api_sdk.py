@@ -8,8 +8,8 @@ import time
 import pytest
 from whatsapp_api_client_python import API
 
-from messaging.fakes import FakeGreenApi
-from tests.messaging.fakes.conftest import wait_until
+from fakes import FakeGreenApi
+from tests.fakes.conftest import wait_until
 
 CHAT = "79001234567@c.us"
 SETTINGS_FIELDS = {

@@ -20,14 +20,13 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from messaging import statuses
 from messaging.clients import deepseek, green_api
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
-from reliability import breakers
-from reliability.breaker import State
+from messaging.services import statuses
+from reliability.breaker import State, registry
 from reliability.metrics import REPLIES
 
 logger = logging.getLogger(__name__)
@@ -350,7 +349,7 @@ def reply_jobs_drain(*, limit: int = 500) -> int:
     waiting = ReplyJob.objects.filter(status=ReplyJob.Status.WAITING_PROVIDER).order_by(
         "next_attempt_at", "pk"
     )
-    snap = breakers.breaker(green_api.DEPENDENCY).snapshot()
+    snap = registry.breaker(green_api.DEPENDENCY).snapshot()
     if snap.state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
         batch = limit
     elif snap.state == State.HALF_OPEN or (snap.state == State.OPEN and snap.retry_after <= 0):

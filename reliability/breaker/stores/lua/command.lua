@@ -1,0 +1,16 @@
+local op, reason, dur = ARGV[14], ARGV[15], tonumber(ARGV[16])
+if op == 'reset' or op == 'force_close' then
+  S.tr = 0
+  transition('closed', reason)
+elseif op == 'force_open' then
+  if dur >= 0 then S.ou = now + dur else S.ou = -1 end
+  transition('forced_open', reason)
+elseif op == 'disable' then
+  transition('disabled', reason)
+elseif op == 'metrics_only' then
+  transition('metrics_only', reason)
+else
+  return redis.error_reply('unknown breaker command ' .. op)
+end
+save()
+return result('done', 0)

@@ -1,0 +1,27 @@
+expire_probes()
+local lost = ARGV[14] ~= '' and ARGV[14] ~= S.inc
+local force = ARGV[15] == '-1' or lost
+if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
+  for entry in string.gmatch(ARGV[16], '[^,]+') do
+    if string.sub(entry, 1, 1) == 'a' then
+      local c, f, s = string.match(entry, '^a:(%d+):(%d+):(%d+)$')
+      apply_aggregate(tonumber(c), tonumber(f), tonumber(s))
+    else
+      local code, n = string.match(entry, '^(%d):(%d+)$')
+      if not apply_run(tonumber(code), tonumber(n)) then break end
+    end
+  end
+end
+local hint = tonumber(ARGV[17])
+if force and hint >= 0 then
+  if S.st == 'closed' then
+    S.tr = S.tr + 1
+    S.ou = now + hint
+    transition('open', 'fallback_open_reconciled')
+  elseif S.st == 'open' and now + hint > S.ou then
+    S.ou = now + hint
+    dirty = true
+  end
+end
+save()
+return result('sync', 0)
