@@ -22,7 +22,7 @@ Trip rules (CLOSED), checked after every recorded outcome:
     * failure rate >= ``failure_rate_threshold`` % or slow-call rate >= ``slow_call_rate_threshold`` %
       over the sliding window (the last ``window_size`` calls, or the calls of the last
       ``window_size`` seconds in one-second buckets), once it holds ``minimum_requests`` calls.
-    A call is slow when it takes at least ``timeout`` seconds; a slow call can be a success or a
+    A call is slow when it takes at least ``slow_call_duration`` seconds; a slow call can be a success or a
     failure. Ignored outcomes (see :func:`classify`) touch no counter.
 
 The open duration is ``recovery_timeout * recovery_timeout_multiplier ** (trips - 1)`` capped at
@@ -132,7 +132,7 @@ class CircuitBreakerConfig:
     ``failure_threshold``: consecutive failures that trip (0 disables the rule).
     ``recovery_timeout``: seconds OPEN before probing (first trip).
     ``success_threshold``: probe successes that close the breaker from HALF_OPEN.
-    ``timeout``: seconds from which a call counts as slow.
+    ``slow_call_duration``: seconds from which a call counts as slow.
     ``window_size``: calls (``window_type="count"``) or seconds (``"time"``) in the sliding window.
     ``minimum_requests``: calls the window must hold before the rate rules apply.
     ``failure_rate_threshold`` / ``slow_call_rate_threshold``: percentages (0, 100] that trip.
@@ -152,7 +152,7 @@ class CircuitBreakerConfig:
     failure_threshold: int = 5
     recovery_timeout: float = 60.0
     success_threshold: int = 3
-    timeout: float = 30.0
+    slow_call_duration: float = 30.0
     window_size: int = 100
     minimum_requests: int = 10
     window_type: Literal["count", "time"] = "count"
@@ -196,7 +196,7 @@ class CircuitBreakerConfig:
         integer("failure_threshold", 0)
         number("recovery_timeout", 0.0, high=OPEN_DURATION_CEILING)
         integer("success_threshold", 1)
-        number("timeout", 0.0)
+        number("slow_call_duration", 0.0)
         integer("minimum_requests", 1)
         number("failure_rate_threshold", 0.0, high=100.0)
         number("slow_call_rate_threshold", 0.0, high=100.0)
@@ -637,7 +637,7 @@ class BreakerStateMachine:
         self._epoch = 0
         self._window: Window = make_window(config)
         self._time_window = config.window_type == "time"
-        self._slow_after = config.timeout
+        self._slow_after = config.slow_call_duration
         self._consecutive = 0
         self._trips = 0
         self._open_until: float | None = None
@@ -889,7 +889,7 @@ class BreakerStateMachine:
             self._fold_locked()
             old = self.config
             self.config = config
-            self._slow_after = config.timeout
+            self._slow_after = config.slow_call_duration
             self._armed = False  # re-armed by the next recorded outcome
             if (old.window_type, old.window_size) != (config.window_type, config.window_size):
                 self._window = make_window(config)

@@ -194,7 +194,7 @@ def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
         failure_threshold=draw(st.integers(0, 4)),
         recovery_timeout=recovery,
         success_threshold=draw(st.integers(1, 3)),
-        timeout=1.0,
+        slow_call_duration=1.0,
         window_size=window_size,
         minimum_requests=minimum,
         window_type=window_type,

@@ -419,7 +419,7 @@ class RedisBackend:
         self._io_lock = threading.Lock()  # one record script at a time, so batches stay ordered
         self.config = config
         self._args = _config_args(config, store.options)
-        self._slow_after = config.timeout
+        self._slow_after = config.slow_call_duration
         # cached shared view
         self._state = State.CLOSED
         self._epoch = -1  # unknown until the first sync
@@ -799,7 +799,7 @@ class RedisBackend:
         with self._lock:
             self.config = config
             self._args = _config_args(config, self._options)
-            self._slow_after = config.timeout
+            self._slow_after = config.slow_call_duration
             local = self._local
         if local is not None:
             local.update_config(config)
