@@ -1,5 +1,13 @@
-expire_probes()
 local lost = ARGV[14] ~= '' and ARGV[14] ~= S.inc
+-- The caller knew a hash that is gone (restart without persistence, FLUSHALL, expiry): this script
+-- recreates it, and its caller alone reports the inferred transition (extra = 1).
+local noticed = 0
+if lost and not h.st then
+  noticed = 1
+  dirty = true
+end
+expire_probes()
+end_overrides()
 local force = ARGV[15] == '-1' or lost
 if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
   for entry in string.gmatch(ARGV[16], '[^,]+') do
@@ -24,4 +32,4 @@ if force and hint >= 0 then
   end
 end
 save()
-return result('sync', 0)
+return result('sync', noticed)
