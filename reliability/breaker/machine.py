@@ -55,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_FAILURE_STATUSES",
+    "OVERRIDE_STATES",
     "BreakerBackend",
     "BreakerSnapshot",
     "BreakerStateMachine",

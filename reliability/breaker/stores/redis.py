@@ -61,7 +61,9 @@ once cluster-wide, to the process whose script made it.
 
     record   ARGV[14] incarnation seen, [15] epoch seen (-1: apply anyway), [16] outcomes
              ("c:n" runs of code c, or "a:calls:failures:slow" aggregates), [17] open hint ms
-             (-1: none; applied only when reconciling or when Redis lost the state). kind "sync";
+             (-1: none; applied only when reconciling or when Redis lost the state), [18] optional
+             force-open hint ms (-1 none, -2 no end; re-asserted only when Redis lost the state).
+             kind "sync";
              extra 1 when this call found the hash gone although the caller knew one (it recreates
              the hash, so exactly one caller reports the inferred transition).
     acquire  ARGV[14] lease token. kind "pass" (breaker admits everyone), "probe" (lease
@@ -628,12 +630,13 @@ class RedisBackend:
             with self._lock:
                 runs = self._take_pending()
                 epoch, inc = self._epoch, self._inc
-                hint = self._open_hint_ms(self._clock())
+                now = self._clock()
+                hint, forced = self._open_hint_ms(now), self._forced_hint_ms(now)
             try:
                 reply = self._store.run(
                     "record",
                     self._key,
-                    (*self._args, inc, str(epoch if epoch >= 0 else -2), encode_runs(runs), hint),
+                    (*self._args, inc, str(epoch if epoch >= 0 else -2), encode_runs(runs), hint, forced),
                 )
             except StoreUnavailable:
                 self._enter_fallback(runs)
@@ -648,6 +651,14 @@ class RedisBackend:
         if self._state is State.OPEN and self._open_deadline > now:
             return str(round((self._open_deadline - now) * 1000))
         return "-1"
+
+    def _forced_hint_ms(self, now: float) -> str:
+        """Remaining staff force-open as this process sees it (-2: no end), for a Redis that lost it."""
+        if self._state is not State.FORCED_OPEN:
+            return "-1"
+        if math.isinf(self._open_deadline):
+            return "-2"
+        return str(round((self._open_deadline - now) * 1000)) if self._open_deadline > now else "-1"
 
     def _apply(self, reply: _Reply, *, force: bool = False) -> None:
         """Adopt a script's view of the shared state (unless a newer one was already adopted)."""

@@ -31,5 +31,12 @@ if force and hint >= 0 then
     dirty = true
   end
 end
+-- ARGV[18] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none). If Redis
+-- lost the state, the force is re-asserted at once, before any process admits a call.
+local forced = tonumber(ARGV[18] or '-1')
+if lost and forced ~= -1 and S.st == 'closed' then
+  if forced >= 0 then S.ou = now + forced else S.ou = -1 end
+  transition('forced_open', 'forced_open re-asserted: shared state lost')
+end
 save()
 return result('sync', noticed)
