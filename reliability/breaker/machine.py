@@ -721,9 +721,12 @@ class BreakerStateMachine:
         if state is State.FORCED_OPEN:
             if self._open_until is not None and now >= self._open_until:
                 self._transition(State.HALF_OPEN, "forced_open_expired", now)
-        elif state is State.DISABLED or state is State.METRICS_ONLY:
-            if self._override_until is not None and now >= self._override_until:
-                self._transition(State.CLOSED, f"{state.value}_expired", now)
+        elif (
+            state in (State.DISABLED, State.METRICS_ONLY)
+            and self._override_until is not None
+            and now >= self._override_until
+        ):
+            self._transition(State.CLOSED, f"{state.value}_expired", now)
 
     def _expire_probes(self, now: float) -> bool:
         """Reopen if a probe overran ``half_open_max_wait``; True when it did."""

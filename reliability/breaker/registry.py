@@ -46,7 +46,6 @@ from reliability.breaker import (
     clear_registry,
     get_circuit_breaker,
 )
-
 from reliability.metrics import BREAKER_STATE, BREAKER_TRANSITIONS
 
 logger = logging.getLogger(__name__)
@@ -158,7 +157,7 @@ def _apply_mode(cb: CircuitBreaker, row: object, loaded: _Loaded, *, staff_edit:
         left = None if row.mode_until is None else (row.mode_until - now).total_seconds()
         if state == target and not (staff_edit and edited):
             return
-        if state != target and left is not None and left < _END_GRACE and not staff_edit:
+        if not (edited or staff_edit) and left is not None and left < _END_GRACE:
             return  # the store ended it a moment early by its clock: not lost
         kind = "admin" if edited or staff_edit else "admin (re-asserted)"  # unchanged row: store lost it
         reason = f"{kind}: {row.mode_reason}"[:200]

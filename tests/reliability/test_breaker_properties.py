@@ -90,9 +90,12 @@ class ReferenceBreaker:
         self.now = now
         if self.state is State.FORCED_OPEN and self.open_until is not None and now >= self.open_until:
             self.transition(State.HALF_OPEN, "forced_open_expired")
-        elif self.state in (State.DISABLED, State.METRICS_ONLY):
-            if self.override_until is not None and now >= self.override_until:
-                self.transition(State.CLOSED, f"{self.state.value}_expired")
+        elif (
+            self.state in (State.DISABLED, State.METRICS_ONLY)
+            and self.override_until is not None
+            and now >= self.override_until
+        ):
+            self.transition(State.CLOSED, f"{self.state.value}_expired")
 
     def trip(self, reason: str, now: float) -> None:
         self.trips += 1
