@@ -181,7 +181,8 @@ class _CountingStream(io.BytesIO):
         self.requested = 0
 
     def read(self, size: int | None = -1) -> bytes:
-        assert size is not None and size >= 0, "the body must never be read without a bound"
+        assert size is not None, "the body must never be read without a bound"
+        assert size >= 0, "the body must never be read without a bound"
         self.requested += size
         return super().read(size)
 
