@@ -20,9 +20,6 @@ from django.conf import settings
 from kombu import Connection
 from kombu.connection import ConnectionPool
 
-# Options for the publish itself: one attempt, no retry policy on the request path.
-REQUEST_PATH_PUBLISH_OPTIONS: dict[str, Any] = {"retry": False}
-
 _lock = threading.Lock()
 _pool: ConnectionPool | None = None
 _pool_key: tuple[str, float] | None = None
@@ -71,6 +68,11 @@ def request_path_connection() -> Iterator[Connection]:
         raise
     finally:
         connection.release()
+
+
+def request_path_publish_options(connection: Connection) -> dict[str, Any]:
+    """``apply_async`` options for a request-path publish: this connection, one attempt, no retries."""
+    return {"connection": connection, "retry": False}
 
 
 def reset_request_path_pool() -> None:

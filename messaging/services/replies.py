@@ -52,12 +52,8 @@ def reply_job_publish(*, job_id: int, countdown: float = 0.0, request_path: bool
     try:
         if request_path:
             with broker.request_path_connection() as connection:
-                process_reply_job.apply_async(
-                    args=(job_id,),
-                    countdown=countdown,
-                    connection=connection,
-                    **broker.REQUEST_PATH_PUBLISH_OPTIONS,
-                )
+                options = broker.request_path_publish_options(connection)
+                process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
         else:
             process_reply_job.apply_async(args=(job_id,), countdown=countdown)
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
