@@ -11,9 +11,13 @@ import os
 import sys
 from pathlib import Path
 
-from bench import breaker_bench, http_bench
+from bench import breaker_bench, http_bench, webhook_bench
 
-TARGETS = (*breaker_bench.TARGETS, breaker_bench.Target("http_overhead_ratio", 1.03))
+TARGETS = (
+    *breaker_bench.TARGETS,
+    breaker_bench.Target("http_overhead_ratio", 1.03),
+    breaker_bench.Target("webhook_hung_broker_p99_ms", 100.0),
+)
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
 
 
@@ -23,6 +27,8 @@ def main() -> int:
     results: dict[str, float] = dict(breaker_bench.run(redis_url))
     print("http overhead against a local fake Green API ...", flush=True)
     results.update(http_bench.measure())
+    print("webhook latency with a hung broker ...", flush=True)
+    results.update(webhook_bench.measure())
     width = max(len(k) for k in results)
     print()
     for key, value in results.items():

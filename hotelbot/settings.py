@@ -192,7 +192,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Publishing happens in on_commit hooks of web requests: fail fast, the sweeper re-enqueues.
+# Worker/beat publishes (sweeper, retries) retry briefly; request-path publishes never retry and
+# use their own short timeouts (CELERY_REQUEST_PUBLISH_TIMEOUT below).
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -309,3 +310,14 @@ BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
 BREAKER_CONFIG_REFRESH = env_float("BREAKER_CONFIG_REFRESH", 2.0)
 # Write BreakerEvent rows from a background thread per process (off only in unit tests).
 BREAKER_EVENT_WRITER = env_bool("BREAKER_EVENT_WRITER", True)
+
+# --- Webhook intake: acknowledge, then quarantine (issue 6) --------------------------------------
+# Bodies larger than this are quarantined from their first bytes without being read into memory.
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+# A dead letter keeps at most this many characters of the raw body.
+DEAD_LETTER_RAW_MAX_CHARS = env_int("DEAD_LETTER_RAW_MAX_CHARS", 64 * 1024)
+# Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
+# a hung broker costs a request at most about this long; the sweeper publishes what was missed.
+CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)
+# Workers and beat keep kombu's connection timeout for their own (retried) connections.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)

@@ -24,3 +24,11 @@ BREAKER_STATE = Gauge(
 REPLIES = Counter(
     "hotelbot_replies_total", "Reply jobs finished, by result (done, degraded, dead).", ["result"]
 )
+
+# --- Dead letters / webhook quarantine (issue 6) ---
+WEBHOOK_QUARANTINED = Counter(
+    "hotelbot_webhook_quarantined_total",
+    "Authenticated webhook notifications acknowledged with 200 but quarantined as dead letters, "
+    "by reason category (too_large, not_json, wrong_type, too_long, unsafe_text, ...).",
+    ["reason"],
+)

@@ -40,20 +40,32 @@ class ProcessOutcome:
 
 
 # --- enqueueing -----------------------------------------------------------------------------------
-def reply_job_publish(*, job_id: int, countdown: float = 0.0) -> bool:
-    """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB."""
+def reply_job_publish(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> bool:
+    """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB.
+
+    ``request_path=True`` (web requests) publishes once, without retries, on a connection whose
+    sockets time out after ``CELERY_REQUEST_PUBLISH_TIMEOUT``: a hung broker never holds a webhook.
+    """
     from messaging.tasks import process_reply_job
+    from reliability import broker
 
     try:
-        process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+        if request_path:
+            with broker.request_path_connection() as connection:
+                options = broker.request_path_publish_options(connection)
+                process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
+        else:
+            process_reply_job.apply_async(args=(job_id,), countdown=countdown)
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
         logger.warning("could not publish reply job %s (the sweeper will retry): %s", job_id, e)
         return False
     return True
 
 
-def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0) -> None:
-    transaction.on_commit(partial(reply_job_publish, job_id=job_id, countdown=countdown))
+def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> None:
+    transaction.on_commit(
+        partial(reply_job_publish, job_id=job_id, countdown=countdown, request_path=request_path)
+    )
 
 
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
