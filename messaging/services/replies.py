@@ -320,7 +320,9 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
             )
             # A status whose transaction was open while this one ran could not see the id and was
             # stored deferred after the lookup above: look again once this commit is visible.
-            transaction.on_commit(partial(statuses.deferred_statuses_apply, id_message=id_message))
+            transaction.on_commit(
+                partial(statuses.deferred_statuses_apply, id_message=id_message), robust=True
+            )
     except LeaseLost:
         # Sent, but the job is another worker's now: leave it the id, so its reconcile is instant.
         with contextlib.suppress(IntegrityError), transaction.atomic():

@@ -65,7 +65,7 @@ def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
             # A reply job may be committing this id right now (its transaction was open when we
             # looked, so we could not see it): look again once this row is visible. With the
             # job's own post-commit look (replies._confirm) one of the two always finds both.
-            transaction.on_commit(partial(deferred_statuses_apply, id_message=status.id_message))
+            transaction.on_commit(partial(deferred_statuses_apply, id_message=status.id_message), robust=True)
             return "status_deferred", None
         return _apply(message, status.status, status.description, status.timestamp), message.pk
 

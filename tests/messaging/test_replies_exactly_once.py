@@ -361,7 +361,7 @@ def _text_values() -> Iterator[tuple[str, str]]:
                 if isinstance(f, models.CharField | models.TextField | models.JSONField)
                 and not (model._meta.model_name == "hotel" and f.name == "green_api_token")
             ]
-            for row in model.objects.values(*text_fields):
+            for row in model._default_manager.values(*text_fields):
                 for name, value in row.items():
                     yield f"{model.__name__}.{name}", str(value)
 
