@@ -224,6 +224,9 @@ if not GREEN_API_WEBHOOK_TOKEN:
     raise ImproperlyConfigured("GREEN_API_WEBHOOK_TOKEN must be set when DJANGO_DEBUG is off")
 GREEN_API_CONNECT_TIMEOUT = env_float("GREEN_API_CONNECT_TIMEOUT", 3.0)
 GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
+# Overall deadline of one Green API call (a trickling answer defeats the read timeout); it must be
+# shorter than REPLY_JOB_LEASE so a send always ends before the job's lease can pass to another worker.
+GREEN_API_DEADLINE = env_float("GREEN_API_DEADLINE", 15.0)
 # Sends per second when draining replies parked while the breaker was open (Green API allows 50).
 GREEN_API_SEND_RATE = env_float("GREEN_API_SEND_RATE", 20.0)
 
@@ -251,6 +254,13 @@ REPLY_JOB_LEASE = env_float("REPLY_JOB_LEASE", 120.0)
 REPLY_STALE_AFTER = env_float("REPLY_STALE_AFTER", 30.0)
 # Green API's outgoing journal can lag up to 2 min: wait that long before deciding an unknown send failed.
 REPLY_RECONCILE_GRACE = env_float("REPLY_RECONCILE_GRACE", 120.0)
+if not 0 < GREEN_API_DEADLINE < REPLY_JOB_LEASE:
+    raise ImproperlyConfigured(
+        f"GREEN_API_DEADLINE ({GREEN_API_DEADLINE}s) must be > 0 and shorter than REPLY_JOB_LEASE "
+        f"({REPLY_JOB_LEASE}s): a send must end before its job's lease can pass to another worker"
+    )
+# The longest any layer (in-call retries, reply jobs) honours a provider's Retry-After, in seconds.
+RETRY_AFTER_CAP = env_float("RETRY_AFTER_CAP", 900.0)
 CONVERSATION_IDLE_HOURS = env_float("CONVERSATION_IDLE_HOURS", 24.0)
 
 # --- DRF -----------------------------------------------------------------------------------------

@@ -134,8 +134,9 @@ class ReplyJob(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         IN_PROGRESS = "in_progress", "in progress"
-        # Green API's breaker is open: nothing was sent; drained at the send rate once it admits calls.
-        WAITING_PROVIDER = "pending_provider_recovery", "pending provider recovery"
+        # Parked: Green API's breaker rejected the send (nothing left); drained at the send rate
+        # once the breaker admits calls again (replies.reply_jobs_drain).
+        PENDING_PROVIDER_RECOVERY = "pending_provider_recovery", "pending provider recovery"
         DONE = "done", "done"
         DEAD = "dead", "dead"
 
@@ -148,6 +149,12 @@ class ReplyJob(models.Model):
     next_attempt_at = models.DateTimeField(help_text="Not claimable before this time (retry backoff).")
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="While in progress: after this the worker is presumed dead."
+    )
+    lease_token = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Fencing token of the current claim: every write after the claim is conditional on "
+        "it, so a worker whose lease passed to another stops (and never sends).",
     )
     reply_text = models.TextField(blank=True, help_text="Generated once, reused by every send attempt.")
     degraded = models.BooleanField(default=False, help_text="True when a canned answer replaced the AI.")

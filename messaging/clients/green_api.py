@@ -1,13 +1,22 @@
 """The only module that speaks Green API's HTTP API (sending side).
 
-Errors are ours: :class:`GreenApiTransientError` (retry later; ``retry_after`` when the provider
-said so), :class:`GreenApiOutcomeUnknown` (the request may have been processed: reconcile before
-any resend), :class:`GreenApiPermanentError` (retrying will not help).
+Errors are ours, chosen by ``reliability.retry.classify_failure`` (the one classification):
+:class:`GreenApiTransientError` (surely not processed -- 429, 503, a connect failure -- so a send
+may be repeated; ``retry_after`` when the provider said so, capped at ``RETRY_AFTER_CAP``),
+:class:`GreenApiOutcomeUnknown` (500, 502, 504, 408, 499, a reset, timeout or deadline after the
+request left: the request may have been processed, reconcile before any resend),
+:class:`GreenApiCircuitOpen` (our breaker rejected it, nothing left), :class:`GreenApiPermanentError`
+(retrying will not help).
+
+The instance token is part of every URL; it is masked (:func:`mask_token`) in every text this
+module or its HTTP session produces: log lines, exception messages, and so DB fields and admin.
+Every call runs under the overall ``GREEN_API_DEADLINE`` (shorter than a reply job's lease).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -17,12 +26,19 @@ from django.conf import settings
 from hotelbot.exceptions import ProviderError
 from reliability.breaker import CircuitOpenError
 from reliability.http import HttpResponse, ResilientSession, TransportError
-from reliability.retry import RetryConfig
+from reliability.retry import FailureKind, RetryConfig, classify_failure, retry_after_cap, retry_after_seconds
 
 DEPENDENCY = "green_api"
+# A 400 that means "refused for now" (the instance is booting): not processed, retry in a few seconds.
 _STARTING = "instance in starting process"
-# 499 (client closed), 502/503/504 and the rest of 5xx are worth another try later.
-_TRANSIENT_STATUSES = frozenset({408, 429, 499})
+# ``/waInstance{id}/{method}/{token}``: the path segment after the method is the secret.
+_TOKEN_IN_URL = re.compile(r"(/waInstance\d+/[^/?#\s]+/)[^/?#\s\"'<>]+")
+_MASK = "***"
+
+
+def mask_token(text: str) -> str:
+    """``text`` with the instance token of every Green API URL in it replaced by ``***``."""
+    return _TOKEN_IN_URL.sub(rf"\g<1>{_MASK}", text)
 
 
 class GreenApiError(ProviderError):
@@ -67,22 +83,19 @@ class OutgoingJournalEntry:
     timestamp: datetime
 
 
-def _retry_after(resp: HttpResponse) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
+_ERRORS: dict[FailureKind, type[GreenApiError]] = {
+    FailureKind.NOT_PROCESSED: GreenApiTransientError,
+    FailureKind.OUTCOME_UNKNOWN: GreenApiOutcomeUnknown,
+    FailureKind.PERMANENT: GreenApiPermanentError,
+}
 
 
-def _error_for(resp: HttpResponse, method: str) -> GreenApiError:
+def _error_for(resp: HttpResponse, method: str, mask: Callable[[str], str]) -> GreenApiError:
     detail = resp.text[:300]
-    message = f"Green API {method} answered {resp.status}: {detail}"
-    if resp.status >= 500 or resp.status in _TRANSIENT_STATUSES or _STARTING in detail:
-        return GreenApiTransientError(message, status=resp.status, retry_after=_retry_after(resp))
-    return GreenApiPermanentError(message, status=resp.status)
+    message = mask(f"Green API {method} answered {resp.status}: {detail}")
+    kind = FailureKind.NOT_PROCESSED if _STARTING in detail else classify_failure(resp.status)
+    retry_after = retry_after_seconds(resp, cap=retry_after_cap()) if kind.transient else None
+    return _ERRORS[kind](message, status=resp.status, retry_after=retry_after)
 
 
 class GreenApiClient:
@@ -103,21 +116,27 @@ class GreenApiClient:
     def _url(self, method: str) -> str:
         return f"{self._prefix}/{method}/{self._token}"
 
+    def _mask(self, text: str) -> str:
+        """Mask the token in URLs and, should a body or error echo it bare, anywhere."""
+        text = mask_token(text)
+        return text.replace(self._token, _MASK) if len(self._token) >= 4 else text
+
     def _call(self, http_method: str, method: str, **kwargs: Any) -> Any:
         try:
             resp = self._http.request(http_method, self._url(method), **kwargs)
         except CircuitOpenError as e:
-            raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=e.retry_after) from e
+            cap = retry_after_cap()
+            raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=min(e.retry_after, cap)) from e
         except TransportError as e:
-            if e.request_sent:
-                raise GreenApiOutcomeUnknown(f"Green API {method}: {e.message}") from e
-            raise GreenApiTransientError(f"Green API {method}: {e.message}") from e
+            kind = classify_failure(e)
+            raise _ERRORS[kind](self._mask(f"Green API {method}: {e.message}")) from e
         if resp.status != 200:
-            raise _error_for(resp, method)
+            raise _error_for(resp, method, self._mask)
         try:
             return resp.json()
         except ValueError as e:
-            raise GreenApiTransientError(f"Green API {method} returned invalid JSON", status=200) from e
+            # It was processed (200) but we cannot read the idMessage: unknown, not "not sent".
+            raise GreenApiOutcomeUnknown(f"Green API {method} returned invalid JSON", status=200) from e
 
     def send_message(self, *, chat_id: str, text: str) -> SentMessage:
         # Not idempotent, and retried by the reply job (with reconciliation): no in-call retry.
@@ -165,6 +184,8 @@ def default_session() -> ResilientSession:
             DEPENDENCY,
             connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
             read_timeout=settings.GREEN_API_READ_TIMEOUT,
+            deadline=settings.GREEN_API_DEADLINE,
+            redact=mask_token,
             # Reads only (getStateInstance, lastOutgoingMessages); sends retry at job level.
             retry=RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0),
         )
