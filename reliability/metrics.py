@@ -22,7 +22,10 @@ BREAKER_STATE = Gauge(
     "hotelbot_breaker_open", "1 while the breaker rejects calls (open or forced open), else 0.", ["breaker"]
 )
 REPLIES = Counter(
-    "hotelbot_replies_total", "Reply jobs finished, by result (done, degraded, dead).", ["result"]
+    "hotelbot_replies_total",
+    "Guest messages finished, by result: done (AI reply sent), degraded (canned answer sent), "
+    "dead (gave up), quarantined (the notification could not be processed).",
+    ["result"],
 )
 
 # --- Dead letters / webhook quarantine (issue 6) ---

@@ -34,7 +34,7 @@ from messaging.notifications import (
     Unparseable,
 )
 from messaging.services import replies, statuses
-from reliability.metrics import WEBHOOK_QUARANTINED
+from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
 from reliability.models import DeadLetter
 from reliability.services import dead_letter_quarantine
 
@@ -125,6 +125,8 @@ def notification_quarantine(
         secrets=(settings.GREEN_API_WEBHOOK_TOKEN,),
     )
     WEBHOOK_QUARANTINED.labels(reason=reason.value).inc()
+    if isinstance(payload, dict) and payload.get("typeWebhook") == "incomingMessageReceived":
+        REPLIES.labels("quarantined").inc()  # a guest message that gets no automatic reply
     return IngestResult(action="quarantined", dead_letter_id=letter.pk)
 
 

@@ -135,7 +135,7 @@ def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_for
     )
     jobs = [_job(chat=f"7900555000{i}@c.us") for i in range(2)]
     for job in jobs:
-        assert replies.reply_job_process(job_id=job.pk).result == "waiting"
+        assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     assert replies.reply_jobs_drain() == 0  # still forced open
     time.sleep(0.4)  # the force-open is over; no send has touched the breaker since
     assert replies.reply_jobs_drain() == 1  # the probe, at the first drain after the end

@@ -33,6 +33,10 @@ def _quarantined(reason: str) -> float:
     return REGISTRY.get_sample_value("hotelbot_webhook_quarantined_total", {"reason": reason}) or 0.0
 
 
+def _replies_quarantined() -> float:
+    return REGISTRY.get_sample_value("hotelbot_replies_total", {"result": "quarantined"}) or 0.0
+
+
 def _incoming(**changes: Any) -> dict[str, Any]:
     body = payloads.incoming_text(id_message="BAD1")
     for path, value in changes.items():
@@ -131,6 +135,7 @@ def test_bad_notification_is_quarantined_with_200_and_the_next_message_is_stored
     webhook_client, hotel, case, body, reason, field
 ):
     before = _quarantined(reason)
+    replies_before = _replies_quarantined()
 
     resp = webhook_client.post(URL, data=body, content_type="application/json")
 
@@ -143,6 +148,10 @@ def test_bad_notification_is_quarantined_with_200_and_the_next_message_is_stored
     assert "\x00" not in letter.raw
     letter.raw.encode("utf-8")  # storable: no lone surrogates
     assert _quarantined(reason) == before + 1
+    guest_message = isinstance(letter.payload, dict) and (
+        letter.payload.get("typeWebhook") == "incomingMessageReceived"
+    )
+    assert _replies_quarantined() == replies_before + (1 if guest_message else 0)
     assert not Message.objects.exists()
     # Nothing waits behind it: the hotel's next message is stored at once.
     good = webhook_client.post(URL, payloads.incoming_text(id_message="GOOD"), format="json")
