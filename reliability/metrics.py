@@ -24,3 +24,14 @@ BREAKER_STATE = Gauge(
 REPLIES = Counter(
     "hotelbot_replies_total", "Reply jobs finished, by result (done, degraded, dead).", ["result"]
 )
+RATE_LIMIT_CALLS = Counter(
+    "hotelbot_rate_limit_total",
+    "Client-side pacing decisions, by outcome (granted, denied) and store (redis, database, memory).",
+    ["dependency", "outcome", "store"],
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "hotelbot_rate_limit_wait_seconds",
+    "Seconds a granted call waited for its slot.",
+    ["dependency"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)

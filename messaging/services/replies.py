@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import DatabaseError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
@@ -40,35 +40,62 @@ class ProcessOutcome:
 
 
 # --- enqueueing -----------------------------------------------------------------------------------
-def reply_job_publish(*, job_id: int, countdown: float = 0.0) -> bool:
+def reply_job_publish(*, job_id: int, countdown: float = 0.0, swept: bool = False) -> bool:
     """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB."""
     from messaging.tasks import process_reply_job
 
     try:
-        process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+        result = process_reply_job.apply_async(args=(job_id,), countdown=countdown)
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
         logger.warning("could not publish reply job %s (the sweeper will retry): %s", job_id, e)
         return False
+    _mark_published(job_id, str(result.id or ""), swept=swept)
     return True
+
+
+def _mark_published(job_id: int, task_id: str, *, swept: bool) -> None:
+    """Remember the publish, so the sweeper re-publishes a lost task, never a still-queued one."""
+    try:
+        ReplyJob.objects.filter(pk=job_id).update(
+            published_at=timezone.now(),
+            published_task_id=task_id[:64],
+            republish_count=F("republish_count") + 1 if swept else 0,
+        )
+    except DatabaseError as e:  # the task is queued; at worst the sweeper publishes it once more
+        logger.warning("reply job %s: could not record its publish: %s", job_id, e)
 
 
 def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0) -> None:
     transaction.on_commit(partial(reply_job_publish, job_id=job_id, countdown=countdown))
 
 
+def _publish_is_stale(now: datetime) -> Q:
+    """The job's last publish is older than REPLY_STALE_AFTER x 2^n (n = re-publishes in a row, capped
+    at REPLY_REPUBLISH_MAX_SPACING), or it was never published (broker down at commit)."""
+    stale, cap = settings.REPLY_STALE_AFTER, settings.REPLY_REPUBLISH_MAX_SPACING
+    due = Q(published_at__isnull=True)
+    for n in range(32):
+        spacing = min(stale * 2**n, cap)
+        if spacing >= cap or n == 31:
+            return due | Q(republish_count__gte=n, published_at__lte=now - timedelta(seconds=spacing))
+        due |= Q(republish_count=n, published_at__lte=now - timedelta(seconds=spacing))
+    return due  # pragma: no cover
+
+
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Re-enqueue jobs whose task was lost: due for longer than REPLY_STALE_AFTER, or lease expired."""
+    """Re-publish jobs whose task was lost: due for longer than REPLY_STALE_AFTER (or lease expired)
+    AND last published long enough ago that the task cannot merely be waiting in a slow queue."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REPLY_STALE_AFTER)
-    due = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
+    lost = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lt=now
     )
-    ids = list(ReplyJob.objects.filter(due).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return 0
-    # Pushing next_attempt_at to now means a job is re-swept only after another stale period.
-    ReplyJob.objects.filter(pk__in=ids, status=ReplyJob.Status.PENDING).update(next_attempt_at=now)
-    return sum(reply_job_publish(job_id=job_id) for job_id in ids)
+    ids = list(
+        ReplyJob.objects.filter(lost & _publish_is_stale(now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:
