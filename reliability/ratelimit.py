@@ -55,10 +55,19 @@ class Grant:
     store: str
 
 
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A store's answer: ``slot`` is the granted slot on the store's clock (None when refused)."""
+
+    granted: bool
+    wait: float
+    slot: float | None
+
+
 class SlotStore(Protocol):
     name: str
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         """Atomically reserve the stream's next slot if it is at most ``max_wait`` away."""
         ...
 
@@ -72,15 +81,15 @@ class MemorySlots:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         with self._lock:
             now = time.monotonic()
             slot = max(now, self._next.get(key, 0.0))
             wait = slot - now
             if wait > max_wait:
-                return False, wait
+                return Reservation(False, wait, None)
             self._next[key] = slot + interval
-            return True, wait
+            return Reservation(True, wait, slot)
 
 
 class RedisSlots:
@@ -104,13 +113,13 @@ class RedisSlots:
         )
         return cls(client, prefix=prefix)
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         interval_us = max(1, round(interval * 1e6))
         ttl_ms = max(60_000, round(interval * 2000) + round(max_wait * 1000))
-        granted, wait_us = self._script(
+        granted, wait_us, slot_us = self._script(
             keys=[f"{self._prefix}:{{{key}}}"], args=[interval_us, round(max_wait * 1e6), ttl_ms]
         )
-        return bool(granted), int(wait_us) / 1e6
+        return Reservation(bool(granted), int(wait_us) / 1e6, int(slot_us) / 1e6 if granted else None)
 
 
 class DatabaseSlots:
@@ -127,35 +136,55 @@ class DatabaseSlots:
             return self._connection
         from django.db import connection
 
-        return connection  # type: ignore[return-value]  # the default alias's wrapper (a proxy)
+        return connection  # the default alias's wrapper
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> tuple[bool, float]:
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         from reliability.models import RateLimitSlot
 
         conn = self._conn()
         table = conn.ops.quote_name(RateLimitSlot._meta.db_table)
-        greatest = "GREATEST" if conn.vendor == "postgresql" else "MAX"
+        if conn.vendor == "postgresql":
+            # The server's clock, read after the row lock is granted (a waiting UPDATE re-evaluates
+            # its SET list on the locked row): every host paces on one clock.
+            now, greatest, lock_first = "EXTRACT(EPOCH FROM clock_timestamp())::float8", "GREATEST", False
+        else:
+            # SQLite: take the write lock first, then read the clock, so a caller that waited for
+            # the lock is not handed a slot in the past.
+            now, greatest, lock_first = "%(now)s", "MAX", not conn.in_atomic_block
         # The slot granted is max(next_at, now); the row then holds the one after it.
         update = (
-            f"UPDATE {table} SET next_at = {greatest}(next_at, %s) + %s "  # noqa: S608 - names, not data
-            "WHERE name = %s AND next_at <= %s RETURNING next_at"
+            f"UPDATE {table} SET next_at = {greatest}(next_at, {now}) + %(interval)s "  # noqa: S608
+            f"WHERE name = %(key)s AND next_at <= {now} + %(max_wait)s RETURNING next_at, {now}"
         )
+        select = f"SELECT next_at, {now} FROM {table} WHERE name = %(key)s"  # noqa: S608
+        insert = f"INSERT INTO {table} (name, next_at) VALUES (%(key)s, 0) ON CONFLICT (name) DO NOTHING"  # noqa: S608
         for _ in range(2):
-            now = time.time()
+            current = None
             with conn.cursor() as cursor:
-                cursor.execute(update, [now, interval, key, now + max_wait])
-                row = cursor.fetchone()
-                if row is not None:
-                    return True, max(0.0, float(row[0]) - interval - now)
-                cursor.execute(f"SELECT next_at FROM {table} WHERE name = %s", [key])  # noqa: S608
-                current = cursor.fetchone()
-                if current is not None:
-                    return False, max(0.0, float(current[0]) - now)
-                # First call of this stream anywhere: create its row, then reserve again.
-                cursor.execute(
-                    f"INSERT INTO {table} (name, next_at) VALUES (%s, 0) ON CONFLICT (name) DO NOTHING",  # noqa: S608
-                    [key],
-                )
+                if lock_first:
+                    cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    params: dict[str, float | str] = {"interval": interval, "key": key, "max_wait": max_wait}
+                    if conn.vendor != "postgresql":
+                        params["now"] = time.time()
+                    cursor.execute(update, params)
+                    row = cursor.fetchone()
+                    if row is None:
+                        cursor.execute(select, params)
+                        current = cursor.fetchone()
+                        if current is None:  # first call of this stream anywhere: create its row
+                            cursor.execute(insert, params)
+                except BaseException:
+                    if lock_first:
+                        cursor.execute("ROLLBACK")
+                    raise
+                if lock_first:
+                    cursor.execute("COMMIT")
+            if row is not None:
+                slot = float(row[0]) - interval
+                return Reservation(True, max(0.0, slot - float(row[1])), slot)
+            if current is not None:
+                return Reservation(False, max(0.0, float(current[0]) - float(current[1])), None)
         raise RuntimeError(f"rate-limit row for {key!r} vanished while reserving")
 
 
@@ -174,7 +203,7 @@ class RateLimiter:
             if time.monotonic() < self._down_until.get(store.name, 0.0):
                 continue
             try:
-                granted, wait = store.reserve(key, interval, max_wait)
+                answer = store.reserve(key, interval, max_wait)
             except Exception as e:  # a pacing store must never fail the call it paces
                 if store.name not in self._down_until:
                     logger.warning("rate limiter: %s store unavailable, falling back: %s", store.name, e)
@@ -183,7 +212,7 @@ class RateLimiter:
             if store.name in self._down_until:
                 logger.info("rate limiter: %s store answers again", store.name)
                 del self._down_until[store.name]
-            return Grant(granted, wait, store.name)
+            return Grant(answer.granted, answer.wait, store.name)
         raise AssertionError("the memory store always answers")  # pragma: no cover
 
     def acquire(self, key: str, *, rate: float, max_wait: float) -> Grant:
