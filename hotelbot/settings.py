@@ -185,6 +185,8 @@ else:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),  # fanout (remote control); default is the CWD
         "store_processed": False,
+        # kombu sleeps this long whenever a worker holds its prefetch limit (default 1 s: ~2 tasks/s).
+        "polling_interval": env_float("CELERY_FILESYSTEM_POLLING_INTERVAL", 0.05),
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -229,6 +231,12 @@ GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
 GREEN_API_DEADLINE = env_float("GREEN_API_DEADLINE", 15.0)
 # Sends per second when draining replies parked while the breaker was open (Green API allows 50).
 GREEN_API_SEND_RATE = env_float("GREEN_API_SEND_RATE", 20.0)
+# Client-side pacing per instance and method, shared by all processes (reliability/ratelimit.py).
+# Green API allows 50 sendMessage/s and 1 lastOutgoingMessages/s; 10% headroom absorbs network jitter.
+GREEN_API_RATE_SEND_MESSAGE = env_float("GREEN_API_RATE_SEND_MESSAGE", 45.0)
+GREEN_API_RATE_LAST_OUTGOING = env_float("GREEN_API_RATE_LAST_OUTGOING", 0.9)
+# Longest wait for a slot; beyond it the call is refused at once ("not now") and the job reschedules.
+GREEN_API_RATE_MAX_WAIT = env_float("GREEN_API_RATE_MAX_WAIT", 2.0)
 
 DEEPSEEK_URL = env_str("DEEPSEEK_URL", "http://127.0.0.1:8702")
 DEEPSEEK_API_KEY = env_str("DEEPSEEK_API_KEY", "sk-test")
@@ -252,6 +260,9 @@ REPLY_RETRY_BASE_DELAY = env_float("REPLY_RETRY_BASE_DELAY", 2.0)
 REPLY_RETRY_MAX_DELAY = env_float("REPLY_RETRY_MAX_DELAY", 300.0)
 REPLY_JOB_LEASE = env_float("REPLY_JOB_LEASE", 120.0)
 REPLY_STALE_AFTER = env_float("REPLY_STALE_AFTER", 30.0)
+# The sweeper re-publishes a job's task only after its last publish is stale: REPLY_STALE_AFTER x 2^n
+# after the n-th re-publish in a row, at most this many seconds.
+REPLY_REPUBLISH_MAX_SPACING = env_float("REPLY_REPUBLISH_MAX_SPACING", 600.0)
 # Green API's outgoing journal can lag up to 2 min: wait that long before deciding an unknown send failed.
 REPLY_RECONCILE_GRACE = env_float("REPLY_RECONCILE_GRACE", 120.0)
 if not 0 < GREEN_API_DEADLINE < REPLY_JOB_LEASE:
@@ -331,3 +342,8 @@ DEAD_LETTER_RAW_MAX_CHARS = env_int("DEAD_LETTER_RAW_MAX_CHARS", 64 * 1024)
 CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)
 # Workers and beat keep kombu's connection timeout for their own (retried) connections.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)
+
+# --- Client-side rate limits ---------------------------------------------------------------------
+# Shared pacing slots live in Redis; without it in the database (table reliability_ratelimitslot).
+RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", BREAKER_REDIS_URL)
+RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")

@@ -166,6 +166,20 @@ class ReplyJob(models.Model):
         "with Green API before any resend, so a guest never gets the same reply twice.",
     )
     last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this job's task was last handed to the broker (empty: never, e.g. broker down "
+        "at commit). The sweeper re-publishes only after this is stale.",
+    )
+    published_task_id = models.CharField(
+        max_length=64, blank=True, help_text="Celery task id of the last publish (find it in worker logs)."
+    )
+    republish_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Sweeper re-publishes since the last regular publish; the next one waits "
+        "REPLY_STALE_AFTER x 2^count (capped), so a slow queue is never flooded.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

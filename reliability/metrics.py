@@ -35,3 +35,14 @@ WEBHOOK_QUARANTINED = Counter(
     "by reason category (too_large, not_json, wrong_type, too_long, unsafe_text, ...).",
     ["reason"],
 )
+RATE_LIMIT_CALLS = Counter(
+    "hotelbot_rate_limit_total",
+    "Client-side pacing decisions, by outcome (granted, denied) and store (redis, database, memory).",
+    ["dependency", "outcome", "store"],
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "hotelbot_rate_limit_wait_seconds",
+    "Seconds a granted call waited for its slot.",
+    ["dependency"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
+)

@@ -263,3 +263,22 @@ class DeadLetter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject or '-'}: {self.reason_code}"
+
+
+class RateLimitSlot(models.Model):
+    """The next free slot of one paced call stream when Redis is not configured (reliability/ratelimit.py)."""
+
+    name = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text="Stream: dependency, instance and method, e.g. green_api:1101:sendMessage.",
+    )
+    next_at = models.FloatField(
+        default=0.0, help_text="Unix time of the next free slot; each reservation moves it by 1/rate."
+    )
+
+    class Meta:
+        verbose_name = "rate-limit slot"
+
+    def __str__(self) -> str:
+        return self.name

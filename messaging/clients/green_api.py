@@ -24,11 +24,20 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability import ratelimit
 from reliability.breaker import CircuitOpenError
 from reliability.http import HttpResponse, ResilientSession, TransportError
 from reliability.retry import FailureKind, RetryConfig, classify_failure, retry_after_cap, retry_after_seconds
 
 DEPENDENCY = "green_api"
+#: Journal reads (reconciliation) have their own breaker: their 429s and errors never open the
+#: breaker that guards sends (a 1 request/s endpoint must not park every reply).
+JOURNAL_DEPENDENCY = "green_api_journal"
+#: Methods we pace client-side, per instance, with the setting holding their rate (calls/s).
+_PACED: dict[str, str] = {
+    "sendMessage": "GREEN_API_RATE_SEND_MESSAGE",
+    "lastOutgoingMessages": "GREEN_API_RATE_LAST_OUTGOING",
+}
 # A 400 that means "refused for now" (the instance is booting): not processed, retry in a few seconds.
 _STARTING = "instance in starting process"
 # ``/waInstance{id}/{method}/{token}``: the path segment after the method is the secret.
@@ -64,6 +73,13 @@ class GreenApiCircuitOpen(GreenApiTransientError):
     """Our breaker for Green API is open: nothing was sent; try again after ``retry_after``."""
 
     code = "green_api_circuit_open"
+
+
+class GreenApiRateLimited(GreenApiCircuitOpen):
+    """Our own pacing had no free slot for this method soon enough: nothing was sent; try again
+    after ``retry_after`` (handled like an open breaker: the job waits, it is not an attempt)."""
+
+    code = "green_api_rate_limited"
 
 
 class GreenApiPermanentError(GreenApiError):
@@ -110,8 +126,10 @@ class GreenApiClient:
         if not re.fullmatch(r"\d+", id_instance):
             raise ValueError(f"Green API idInstance must be digits, got {id_instance!r}")
         self._prefix = f"{base_url.rstrip('/')}/waInstance{id_instance}"
+        self._id_instance = id_instance
         self._token = api_token
         self._http = session or default_session()
+        self._journal_http = session or journal_session()
 
     def _url(self, method: str) -> str:
         return f"{self._prefix}/{method}/{self._token}"
@@ -121,9 +139,27 @@ class GreenApiClient:
         text = mask_token(text)
         return text.replace(self._token, _MASK) if len(self._token) >= 4 else text
 
-    def _call(self, http_method: str, method: str, **kwargs: Any) -> Any:
+    def _pace(self, method: str) -> None:
+        """Wait for this instance's next slot of ``method`` (bounded), or refuse without sending."""
+        rate_setting = _PACED.get(method)
+        if rate_setting is None:
+            return
+        grant = ratelimit.acquire(
+            f"{DEPENDENCY}:{self._id_instance}:{method}",
+            rate=getattr(settings, rate_setting),
+            max_wait=settings.GREEN_API_RATE_MAX_WAIT,
+        )
+        if not grant.granted:
+            raise GreenApiRateLimited(
+                f"Green API {method}: paced, next slot in {grant.wait:.1f}s", retry_after=grant.wait
+            )
+
+    def _call(
+        self, http_method: str, method: str, *, session: ResilientSession | None = None, **kwargs: Any
+    ) -> Any:
+        self._pace(method)
         try:
-            resp = self._http.request(http_method, self._url(method), **kwargs)
+            resp = (session or self._http).request(http_method, self._url(method), **kwargs)
         except CircuitOpenError as e:
             cap = retry_after_cap()
             raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=min(e.retry_after, cap)) from e
@@ -157,7 +193,14 @@ class GreenApiClient:
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
 
     def last_outgoing_messages(self, *, minutes: int = 30) -> list[OutgoingJournalEntry]:
-        data = self._call("GET", "lastOutgoingMessages", params={"minutes": minutes})
+        # One retry layer: the reply job's. The journal session retries nothing and has its own breaker.
+        data = self._call(
+            "GET",
+            "lastOutgoingMessages",
+            session=self._journal_http,
+            params={"minutes": minutes},
+            retry=False,
+        )
         entries: list[OutgoingJournalEntry] = []
         for item in data if isinstance(data, list) else []:
             if not isinstance(item, dict) or not item.get("idMessage"):
@@ -186,10 +229,27 @@ def default_session() -> ResilientSession:
             read_timeout=settings.GREEN_API_READ_TIMEOUT,
             deadline=settings.GREEN_API_DEADLINE,
             redact=mask_token,
-            # Reads only (getStateInstance, lastOutgoingMessages); sends retry at job level.
+            # Reads only (getStateInstance); sends and journal reads retry at job level.
             retry=RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0),
         )
     return _session
+
+
+_journal_session: ResilientSession | None = None
+
+
+def journal_session() -> ResilientSession:
+    """Journal reads: breaker ``green_api_journal``, no in-call retry (the reply job retries)."""
+    global _journal_session
+    if _journal_session is None:
+        _journal_session = ResilientSession(
+            JOURNAL_DEPENDENCY,
+            connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
+            read_timeout=settings.GREEN_API_READ_TIMEOUT,
+            deadline=settings.GREEN_API_DEADLINE,
+            redact=mask_token,
+        )
+    return _journal_session
 
 
 def client_for(*, id_instance: str, api_token: str) -> GreenApiClient:

@@ -29,8 +29,8 @@ from functools import partial
 from typing import Any
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
-from django.db.models import Q
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
@@ -60,11 +60,14 @@ class ProcessOutcome:
 
 
 # --- enqueueing -----------------------------------------------------------------------------------
-def reply_job_publish(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> bool:
+def reply_job_publish(
+    *, job_id: int, countdown: float = 0.0, request_path: bool = False, swept: bool = False
+) -> bool:
     """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB.
 
     ``request_path=True`` (web requests) publishes once, without retries, on a connection whose
     sockets time out after ``CELERY_REQUEST_PUBLISH_TIMEOUT``: a hung broker never holds a webhook.
+    ``swept=True`` (the sweeper) counts the re-publish, so the next one waits longer.
     """
     from messaging.tasks import process_reply_job
     from reliability import broker
@@ -73,13 +76,26 @@ def reply_job_publish(*, job_id: int, countdown: float = 0.0, request_path: bool
         if request_path:
             with broker.request_path_connection() as connection:
                 options = broker.request_path_publish_options(connection)
-                process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
+                result = process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
         else:
-            process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+            result = process_reply_job.apply_async(args=(job_id,), countdown=countdown)
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
         logger.warning("could not publish reply job %s (the sweeper will retry): %s", job_id, e)
         return False
+    _mark_published(job_id, str(result.id or ""), swept=swept)
     return True
+
+
+def _mark_published(job_id: int, task_id: str, *, swept: bool) -> None:
+    """Remember the publish, so the sweeper re-publishes a lost task, never a still-queued one."""
+    try:
+        ReplyJob.objects.filter(pk=job_id).update(
+            published_at=timezone.now(),
+            published_task_id=task_id[:64],
+            republish_count=F("republish_count") + 1 if swept else 0,
+        )
+    except DatabaseError as e:  # the task is queued; at worst the sweeper publishes it once more
+        logger.warning("reply job %s: could not record its publish: %s", job_id, e)
 
 
 def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> None:
@@ -88,19 +104,33 @@ def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0, request_
     )
 
 
+def _publish_is_stale(now: datetime) -> Q:
+    """The job's last publish is older than REPLY_STALE_AFTER x 2^n (n = re-publishes in a row, capped
+    at REPLY_REPUBLISH_MAX_SPACING), or it was never published (broker down at commit)."""
+    stale, cap = settings.REPLY_STALE_AFTER, settings.REPLY_REPUBLISH_MAX_SPACING
+    due = Q(published_at__isnull=True)
+    for n in range(32):
+        spacing = min(stale * 2**n, cap)
+        if spacing >= cap or n == 31:
+            return due | Q(republish_count__gte=n, published_at__lte=now - timedelta(seconds=spacing))
+        due |= Q(republish_count=n, published_at__lte=now - timedelta(seconds=spacing))
+    return due  # pragma: no cover
+
+
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Re-enqueue jobs whose task was lost: due for longer than REPLY_STALE_AFTER, or lease expired."""
+    """Re-publish jobs whose task was lost: due for longer than REPLY_STALE_AFTER (or lease expired)
+    AND last published long enough ago that the task cannot merely be waiting in a slow queue."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REPLY_STALE_AFTER)
-    due = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
+    lost = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lt=now
     )
-    ids = list(ReplyJob.objects.filter(due).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return 0
-    # Pushing next_attempt_at to now means a job is re-swept only after another stale period.
-    ReplyJob.objects.filter(pk__in=ids, status=ReplyJob.Status.PENDING).update(next_attempt_at=now)
-    return sum(reply_job_publish(job_id=job_id) for job_id in ids)
+    ids = list(
+        ReplyJob.objects.filter(lost & _publish_is_stale(now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:
@@ -251,7 +281,7 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     try:
         sent = client.send_message(chat_id=chat_id, text=job.reply_text)
     except green_api.GreenApiCircuitOpen as e:  # rejected before any I/O: surely not sent
-        return _park_pending_provider_recovery(job, e.retry_after or 0.0, not_sent=True)
+        return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e), not_sent=True)
     except green_api.GreenApiOutcomeUnknown as e:  # 500/502/504, reset or timeout after sending
         return _schedule_retry(job, str(e))  # keep send_started_at: reconcile before resending
     except green_api.GreenApiTransientError as e:  # 429, 503, connect failure: not processed
@@ -298,7 +328,7 @@ def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) ->
     try:
         journal = client.last_outgoing_messages(minutes=minutes)
     except green_api.GreenApiCircuitOpen as e:
-        return _park_pending_provider_recovery(job, e.retry_after or 0.0)  # still unknown: keep it
+        return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e))  # still unknown: keep it
     except green_api.GreenApiError as e:
         return _schedule_retry(job, f"reconcile: {e}")
     id_message = _adoptable(job, journal, chat_id)
@@ -404,18 +434,19 @@ def _bury(job: ReplyJob, reason: str, *, not_sent: bool = False) -> ProcessOutco
 
 # --- pending provider recovery (parked replies) ---------------------------------------------------
 def _park_pending_provider_recovery(
-    job: ReplyJob, retry_after: float, *, not_sent: bool = False
+    job: ReplyJob, retry_after: float, why: str, *, not_sent: bool = False
 ) -> ProcessOutcome:
-    """Green API's breaker rejected the call: park the job as pending provider recovery; the drain
-    (``reply_jobs_drain``) releases it. Not an attempt. ``not_sent`` when it was the send that was
-    rejected (nothing left); a rejected reconcile keeps the earlier send's ``send_started_at``."""
+    """A breaker (sends or journal) or our pacing refused the call before any I/O: park the job
+    as pending provider recovery; the drain (``reply_jobs_drain``) releases it. Not an attempt.
+    ``not_sent`` when it was the send that was refused (nothing left); a refused reconcile keeps
+    the earlier send's ``send_started_at``."""
     wait = min(max(0.0, retry_after), retry_after_cap())
     fields: dict[str, Any] = {
         "status": ReplyJob.Status.PENDING_PROVIDER_RECOVERY,
         "attempts": max(0, job.attempts - 1),
         "next_attempt_at": timezone.now() + timedelta(seconds=wait),
         "lease_expires_at": None,
-        "last_error": f"Green API circuit open; retry in {wait:.0f}s",
+        "last_error": f"{why}; retry in {wait:.0f}s"[:2000],
     }
     if not_sent:
         fields["send_started_at"] = None
