@@ -800,10 +800,12 @@ class BreakerStateMachine:
             self._consecutive += 1
         reason = trip_reason(self.config, self._consecutive, window)
         if reason is not None:
+            # The transition (OPEN, or METRICS_ONLY's would-trip) disarmed the fast path and started
+            # a fresh window; ``window`` is the old one and must not re-arm it (METRICS_ONLY keeps
+            # recording, and queued successes would then skip the trip checks of the new window).
             self._on_trip_rule(reason)
-        self._armed = (
-            self._recording and not self._time_window and window.total >= self.config.minimum_requests
-        )
+            return
+        self._armed = not self._time_window and window.total >= self.config.minimum_requests
 
     def _finish_probe(self, token: str, outcome: Outcome, slow: bool) -> None:
         now = self._clock()

@@ -350,6 +350,81 @@ TestBreakerVersusModel.settings = settings(
 )
 
 
+# -- counterexamples found by the state machine above, replayed deterministically -------------------
+
+
+def _metrics_only_config(window_size: int) -> CircuitBreakerConfig:
+    return CircuitBreakerConfig(
+        failure_threshold=0,
+        recovery_timeout=0.5,
+        success_threshold=1,
+        slow_call_duration=1.0,
+        window_size=window_size,
+        minimum_requests=window_size,
+        failure_rate_threshold=25.0,
+        slow_call_rate_threshold=50.0,
+        half_open_max_calls=1,
+        half_open_max_wait=1.0,
+    )
+
+
+def _replay(config: CircuitBreakerConfig, steps: list[tuple[str, dict[str, Any]]]) -> None:
+    machine = BreakerVersusModel()
+    machine.setup(config)
+    machine.agree()
+    for name, kwargs in steps:
+        getattr(machine, name)(**kwargs)
+        machine.agree()
+    machine.teardown()
+
+
+def test_metrics_only_would_trip_does_not_arm_fast_path_from_old_window_missed_event() -> None:
+    """A would-trip in METRICS_ONLY starts a fresh window; the next successes must still be checked
+    (the machine used to arm its lock-free path from the full old window and miss a would-trip)."""
+    _replay(
+        _metrics_only_config(2),
+        [
+            ("command", {"op": "metrics_only", "duration": None, "chance": 0}),
+            ("call", {"outcome": Outcome.SUCCESS, "repeat": 1, "slow": False}),
+            ("call", {"outcome": Outcome.SUCCESS, "repeat": 2, "slow": True}),
+            ("wait_then_succeed", {"seconds": 0.5, "successes": 3}),
+        ],
+    )
+
+
+def test_metrics_only_would_trip_does_not_arm_fast_path_from_old_window_stale_counts() -> None:
+    """Same root cause, seen as window counts: queued fast successes were folded into a window that
+    should have produced a would-trip (4 calls, 2 slow) instead of starting afresh."""
+    _replay(
+        _metrics_only_config(4),
+        [
+            ("command", {"op": "metrics_only", "duration": None, "chance": 0}),
+            ("wait_then_succeed", {"seconds": 0.5, "successes": 1}),
+            ("call", {"outcome": Outcome.SUCCESS, "repeat": 5, "slow": True}),
+            ("wait_then_succeed", {"seconds": 0.5, "successes": 2}),
+        ],
+    )
+
+
+def test_metrics_only_fast_successes_after_a_would_trip_are_checked() -> None:
+    """Without the model: in METRICS_ONLY, a slow-rate would-trip, one slow call, then fast successes
+    filling the fresh window to minimum_requests at 50 % slow calls report a second would-trip."""
+    clock = FakeClock()
+    events: list[TransitionEvent] = []
+    machine = BreakerStateMachine(
+        "mo", _metrics_only_config(2), clock=clock, wall_clock=clock, listener=events.append
+    )
+    machine.metrics_only()
+    for duration in (0.0, 1.0, 1.0):  # ok, slow (would-trip: 1 of 2 slow), slow (fresh window)
+        machine.on_success(machine.acquire(), duration)
+    machine.on_success(machine.acquire(), 0.0)  # fresh window: slow, ok -> 50 % slow again
+    reasons = [e.reason for e in events]
+    assert reasons == ["metrics_only", "would_trip:slow_call_rate", "would_trip:slow_call_rate"]
+    snap = machine.snapshot()
+    assert snap.state is State.METRICS_ONLY
+    assert (snap.calls, snap.failures, snap.slow_calls) == (0, 0, 0)
+
+
 # -- windows ---------------------------------------------------------------------------------------
 
 codes = st.sampled_from([1, 2, 3, 4])

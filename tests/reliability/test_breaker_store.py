@@ -338,3 +338,60 @@ def test_lua_scripts_apply_outcomes_exactly_like_the_state_machine(
     )
     assert reasons == [e.reason for e in seen if e.reason != "m"]
     redis_client.delete(key)
+
+
+@pytest.mark.parametrize(
+    ("window_size", "batches", "expected"),
+    [
+        # A would-trip starts a fresh window; later successes (Lua: success_run; machine: the
+        # lock-free on_success path) must be checked against it, not against the old full window.
+        (2, [[1], [3, 3], [1, 1, 1]], (2, 2, 0, 0)),
+        (4, [[1], [3, 3, 3, 3, 3], [1, 1]], (2, 0, 0, 0)),
+        (2, [[1, 3, 3, 1, 1, 1]], (2, 2, 0, 0)),
+    ],
+)
+def test_metrics_only_successes_after_a_would_trip_count_in_a_fresh_window(
+    redis_url: str,
+    key_prefix: str,
+    redis_client: redis.Redis,
+    window_size: int,
+    batches: list[list[int]],
+    expected: tuple[int, int, int, int],
+) -> None:
+    """(would-trips, calls, failures, slow) agree between Lua and the machine's fast path."""
+    config = CircuitBreakerConfig(
+        failure_threshold=0,
+        window_size=window_size,
+        minimum_requests=window_size,
+        failure_rate_threshold=25.0,
+        slow_call_rate_threshold=50.0,
+        slow_call_duration=1.0,
+    )
+    store = store_for(redis_url, key_prefix)
+    key = store.key("mo-fresh")
+    redis_client.delete(key)
+    args = _config_args(config, store.options)
+    store.run("command", key, (*args, "metrics_only", "m", "-1"))
+    reply = store.run("record", key, (*args, "", "-2", "", "-1"))
+    seen: list[TransitionEvent] = []
+    machine = BreakerStateMachine("mo-fresh", config, clock=FakeClock(), listener=seen.append)
+    machine.metrics_only("m")
+    lua_reasons: list[str] = []
+    for batch in batches:
+        reply = store.run(
+            "record", key, (*args, reply.inc, str(reply.epoch), encode_runs(runs_of(batch)), "-1")
+        )
+        lua_reasons += [event[2] for event in reply.events]
+        for code in batch:
+            permit, duration = machine.acquire(), (1.0 if code >= 3 else 0.0)
+            if code & 1:
+                machine.on_success(permit, duration)
+            else:
+                machine.record(permit, Outcome.FAILURE, duration)
+    snap = machine.snapshot()
+    machine_reasons = [e.reason for e in seen if e.reason != "m"]
+    assert lua_reasons == machine_reasons == ["would_trip:slow_call_rate"] * expected[0]
+    assert reply.state is snap.state is State.METRICS_ONLY
+    assert (reply.calls, reply.failures, reply.slow) == expected[1:]
+    assert (snap.calls, snap.failures, snap.slow_calls) == expected[1:]
+    redis_client.delete(key)
