@@ -141,6 +141,30 @@ else:
             "TEST": {"NAME": env_str("SQLITE_TEST_NAME") or None},
         }
     }
+# Breaker state gets its own alias on the same database: each breaker decision is a short
+# transaction on its own connection, never part of (or rolled back with) a caller's transaction,
+# and it waits at most BREAKER_DB_TIMEOUT for a lock before the breaker falls back per process.
+BREAKER_DB_ALIAS = "breaker"
+BREAKER_DB_TIMEOUT = env_float("BREAKER_DB_TIMEOUT", 2.0)
+_breaker_db: dict[str, Any] = {
+    **DATABASES["default"],
+    "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+    "TEST": {"MIRROR": "default"},
+}
+if _breaker_db["ENGINE"] == "django.db.backends.postgresql":
+    _millis = max(1, round(BREAKER_DB_TIMEOUT * 1000))
+    _breaker_db["OPTIONS"]["options"] = (
+        _breaker_db["OPTIONS"].get("options", "")
+        + f" -c lock_timeout={_millis} -c statement_timeout={_millis}"
+    ).strip()
+    if "pool" in _breaker_db["OPTIONS"]:
+        _breaker_db["OPTIONS"]["pool"] = {
+            **_breaker_db["OPTIONS"]["pool"],
+            "timeout": min(BREAKER_DB_TIMEOUT, _breaker_db["OPTIONS"]["pool"]["timeout"]),
+        }
+elif _breaker_db["ENGINE"] == "django.db.backends.sqlite3":
+    _breaker_db["OPTIONS"]["timeout"] = BREAKER_DB_TIMEOUT
+DATABASES[BREAKER_DB_ALIAS] = _breaker_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ---------------------------------------------------------------------------------------
@@ -302,7 +326,12 @@ LOGGING = {
 }
 
 # --- Circuit breakers ----------------------------------------------------------------------------
-# Shared breaker state lives in Redis (atomic Lua); without it each process keeps its own.
+# Shared breaker state: Redis (atomic Lua) when BREAKER_REDIS_URL is set, else the database
+# (one locked transaction per decision); the database is also Redis's fallback, and per-process
+# state the last resort. BREAKER_STORE=memory keeps every breaker in its process (tests, scripts).
+BREAKER_STORE = env_str("BREAKER_STORE", "auto")
+if BREAKER_STORE not in {"auto", "memory"}:
+    raise ImproperlyConfigured(f"BREAKER_STORE={BREAKER_STORE!r}: use auto or memory")
 BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", REDIS_URL)
 BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
 # Admin edits of BreakerConfig reach every process within this many seconds.
