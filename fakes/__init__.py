@@ -1,4 +1,4 @@
-"""Faithful fake Green API and DeepSeek servers with fault injection (see shared/providers.md, section 3).
+"""Faithful fake Green API and DeepSeek servers with fault injection (see docs/providers.md §3.6-3.8).
 
 Pure standard library; no Django imports, so they run in tests, scripts and ``manage.py fake_providers``.
 """

@@ -11,7 +11,7 @@ Subclasses implement :meth:`FakeServer.classify`, :meth:`FakeServer.handle` and 
 :meth:`FakeServer.control` (provider control endpoints), :meth:`FakeServer.default_error` (realistic
 error bodies) and :meth:`FakeServer._reset_provider` (provider state).
 
-Fault rules (see ``shared/providers.md`` section 3.1) are evaluated in order; the first rule that
+Fault rules (see ``docs/providers.md`` §3.6) are evaluated in order; the first rule that
 applies decides what happens to the request. Control paths are never subject to faults.
 """
 

@@ -1,4 +1,4 @@
-"""A faithful fake of the DeepSeek OpenAI-compatible API, per ``shared/providers.md`` section 3.3.
+"""A faithful fake of the DeepSeek OpenAI-compatible API, per ``docs/providers.md`` §3.8.
 
 * ``POST /chat/completions`` (and ``/v1/...``), ``GET /models``, ``GET /user/balance``.
 * DeepSeek's auth, validation and error envelope ``{"error": {"message", "type", "param", "code"}}``.
@@ -29,7 +29,7 @@ from .base import ControlError, FakeRequest, FakeResponse, FakeServer, json_resp
 
 CURRENT_MODELS: tuple[str, ...] = ("deepseek-flash", "deepseek-v4-pro", "deepseek-v4-flash")
 RETIRED_MODELS: dict[str, bool] = {"deepseek-chat": False, "deepseek-reasoner": True}  # name -> thinks
-#: Concurrency pools (section 2.1): the flash names share one pool.
+#: Concurrency pools (``docs/providers.md`` §2.2): the flash names share one pool.
 POOLS: dict[str, str] = {
     "deepseek-flash": "flash",
     "deepseek-v4-flash": "flash",

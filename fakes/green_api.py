@@ -1,10 +1,10 @@
-"""A faithful fake of the Green API (WhatsApp gateway) HTTP API, per ``shared/providers.md`` section 3.2.
+"""A faithful fake of the Green API (WhatsApp gateway) HTTP API, per ``docs/providers.md`` §3.7.
 
 What it does, briefly:
 
 * Serves ``/{optional v3}/waInstance{idInstance}/{method}/{apiTokenInstance}[/{receiptId}]`` with the
   documented status codes and error texts, case-insensitive method names and the per-method rate
-  limits of section 1.8.
+  limits of ``docs/providers.md`` §1.7.
 * ``sendMessage`` validates like the real API, returns a 20-hex ``idMessage`` and then produces the
   notifications the real service would: ``outgoingAPIMessageReceived`` at once and
   ``outgoingMessageStatus`` ``sent`` -> ``delivered`` -> ``read`` after ``status_delays``.
@@ -56,11 +56,11 @@ FAILURE_STATUSES: dict[str, str] = {
     "notInGroup": "SWE002: the account is not a member of the group",
     "yellowCard": "SWE003: sending is suspended for this account",
 }
-#: Statuses that arrive even when ``outgoingWebhook`` is "no" (section 1.6).
+#: Statuses that arrive even when ``outgoingWebhook`` is "no" (``docs/providers.md`` §1.5).
 ALWAYS_SENT_STATUSES = frozenset({"noAccount", "failed"})
 PROGRESS_STATUSES: tuple[str, ...] = ("sent", "delivered", "read")
 
-#: Per-method requests/second (section 1.8). ``send*`` methods not listed use ``sendmessage``.
+#: Per-method requests/second (``docs/providers.md`` §1.7). ``send*`` methods not listed use ``sendmessage``.
 RATE_LIMITS: dict[str, int] = {
     "sendmessage": 50,
     "receivenotification": 100,

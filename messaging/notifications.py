@@ -1,4 +1,4 @@
-"""Parse Green API webhook notifications into typed values (providers.md §1.6).
+"""Parse Green API webhook notifications into typed values (docs/providers.md §1.5).
 
 Pure functions, no ORM: the view validates with :func:`parse_notification` and hands the result
 to one service. Unknown ``typeWebhook`` values parse to :class:`Ignored`; a known type missing a

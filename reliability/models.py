@@ -145,7 +145,7 @@ class BreakerConfig(models.Model):
             failure_threshold=self.failure_threshold,
             recovery_timeout=self.recovery_timeout,
             success_threshold=self.success_threshold,
-            timeout=self.slow_call_duration,
+            slow_call_duration=self.slow_call_duration,
             window_size=self.window_size,
             minimum_requests=self.minimum_requests,
             window_type=self.window_type,  # type: ignore[arg-type]

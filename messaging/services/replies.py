@@ -343,8 +343,9 @@ def reply_jobs_drain(*, limit: int = 500) -> int:
     """Release jobs parked while Green API's breaker was open, oldest first.
 
     Breaker admitting calls: release up to ``limit`` at ``GREEN_API_SEND_RATE`` per second
-    (staggered countdowns). Open with its wait over, or half-open: release one job, the probe.
-    Still open: release nothing.
+    (staggered countdowns). Open or forced open with its wait over, or half-open: release one job,
+    the probe (the snapshot ends a timed force-open on time, so parked replies move within one
+    drain interval of its end). Still open: release nothing.
     """
     waiting = ReplyJob.objects.filter(status=ReplyJob.Status.WAITING_PROVIDER).order_by(
         "next_attempt_at", "pk"
@@ -352,7 +353,9 @@ def reply_jobs_drain(*, limit: int = 500) -> int:
     snap = registry.breaker(green_api.DEPENDENCY).snapshot()
     if snap.state in (State.CLOSED, State.DISABLED, State.METRICS_ONLY):
         batch = limit
-    elif snap.state == State.HALF_OPEN or (snap.state == State.OPEN and snap.retry_after <= 0):
+    elif snap.state == State.HALF_OPEN or (
+        snap.state in (State.OPEN, State.FORCED_OPEN) and snap.retry_after <= 0
+    ):
         batch = 1
     else:
         return 0

@@ -27,6 +27,7 @@ from reliability.breaker.circuit import (
 )
 from reliability.breaker.machine import (
     DEFAULT_FAILURE_STATUSES,
+    OVERRIDE_STATES,
     BreakerBackend,
     BreakerSnapshot,
     BreakerStateMachine,
@@ -44,6 +45,7 @@ from reliability.breaker.stores.memory import InMemoryStore
 
 __all__ = [
     "DEFAULT_FAILURE_STATUSES",
+    "OVERRIDE_STATES",
     "BreakerBackend",
     "BreakerSnapshot",
     "BreakerStateMachine",

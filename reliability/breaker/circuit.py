@@ -152,21 +152,18 @@ class CircuitBreaker:
 
     def force_open(self, reason: str = "forced_open", until: datetime | None = None) -> None:
         """Reject every call until ``until`` (an aware datetime; then HALF_OPEN) or until told otherwise."""
-        duration = None
-        if until is not None:
-            if until.tzinfo is None:
-                raise ValueError("until must be a timezone-aware datetime")
-            duration = max(0.0, until.timestamp() - time.time())
-        self._backend.force_open(reason or "forced_open", duration)
+        self._backend.force_open(reason or "forced_open", _seconds_until(until))
 
     def force_close(self, reason: str = "forced_close") -> None:
         self._backend.force_close(reason or "forced_close")
 
-    def disable(self, reason: str = "disabled") -> None:
-        self._backend.disable(reason or "disabled")
+    def disable(self, reason: str = "disabled", until: datetime | None = None) -> None:
+        """Admit every call and record nothing until ``until`` (then CLOSED) or until told otherwise."""
+        self._backend.disable(reason or "disabled", _seconds_until(until))
 
-    def metrics_only(self, reason: str = "metrics_only") -> None:
-        self._backend.metrics_only(reason or "metrics_only")
+    def metrics_only(self, reason: str = "metrics_only", until: datetime | None = None) -> None:
+        """Record but never reject until ``until`` (then CLOSED) or until told otherwise."""
+        self._backend.metrics_only(reason or "metrics_only", _seconds_until(until))
 
     def update_config(self, config: CircuitBreakerConfig) -> None:
         """Apply new thresholds at runtime (no restart, no state loss)."""
@@ -198,6 +195,15 @@ class CircuitBreaker:
 
     def __repr__(self) -> str:
         return f"<CircuitBreaker {self.name!r} {self.state.value}>"
+
+
+def _seconds_until(until: datetime | None) -> float | None:
+    """Seconds from now to an aware datetime (0 if past), or ``None`` for no end."""
+    if until is None:
+        return None
+    if until.tzinfo is None:
+        raise ValueError("until must be a timezone-aware datetime")
+    return max(0.0, until.timestamp() - time.time())
 
 
 class Guard:

@@ -13,16 +13,21 @@ States
                   close the breaker, any failed, slow or overdue probe (older than
                   ``half_open_max_wait``) opens it again with a longer open duration.
     FORCED_OPEN   staff override: rejects everything, optionally until a time, then HALF_OPEN.
-    DISABLED      staff override: every call passes and nothing is recorded.
+    DISABLED      staff override: every call passes and nothing is recorded; optionally until a
+                  time, then CLOSED.
     METRICS_ONLY  shadow mode: every call passes, outcomes are recorded, and where the breaker would
-                  trip it emits an event (``would_trip:<rule>``) instead and starts a fresh window.
+                  trip it emits an event (``would_trip:<rule>``) instead and starts a fresh window;
+                  optionally until a time, then CLOSED.
+
+A timed override ends on time whoever looks: the next call, ``state`` or ``snapshot()`` makes the
+transition (``forced_open_expired``, ``disabled_expired``, ``metrics_only_expired``).
 
 Trip rules (CLOSED), checked after every recorded outcome:
     * ``failure_threshold`` consecutive failures (0 disables the rule);
     * failure rate >= ``failure_rate_threshold`` % or slow-call rate >= ``slow_call_rate_threshold`` %
       over the sliding window (the last ``window_size`` calls, or the calls of the last
       ``window_size`` seconds in one-second buckets), once it holds ``minimum_requests`` calls.
-    A call is slow when it takes at least ``timeout`` seconds; a slow call can be a success or a
+    A call is slow when it takes at least ``slow_call_duration`` seconds; a slow call can be a success or a
     failure. Ignored outcomes (see :func:`classify`) touch no counter.
 
 The open duration is ``recovery_timeout * recovery_timeout_multiplier ** (trips - 1)`` capped at
@@ -50,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 __all__ = [
     "DEFAULT_FAILURE_STATUSES",
+    "OVERRIDE_STATES",
     "BreakerBackend",
     "BreakerSnapshot",
     "BreakerStateMachine",
@@ -100,6 +106,10 @@ class State(enum.StrEnum):
     METRICS_ONLY = "metrics_only"
 
 
+#: Staff overrides; each may carry an end time.
+OVERRIDE_STATES: frozenset[State] = frozenset({State.FORCED_OPEN, State.DISABLED, State.METRICS_ONLY})
+
+
 class Outcome(enum.Enum):
     SUCCESS = "success"
     FAILURE = "failure"
@@ -132,7 +142,7 @@ class CircuitBreakerConfig:
     ``failure_threshold``: consecutive failures that trip (0 disables the rule).
     ``recovery_timeout``: seconds OPEN before probing (first trip).
     ``success_threshold``: probe successes that close the breaker from HALF_OPEN.
-    ``timeout``: seconds from which a call counts as slow.
+    ``slow_call_duration``: seconds from which a call counts as slow.
     ``window_size``: calls (``window_type="count"``) or seconds (``"time"``) in the sliding window.
     ``minimum_requests``: calls the window must hold before the rate rules apply.
     ``failure_rate_threshold`` / ``slow_call_rate_threshold``: percentages (0, 100] that trip.
@@ -152,7 +162,7 @@ class CircuitBreakerConfig:
     failure_threshold: int = 5
     recovery_timeout: float = 60.0
     success_threshold: int = 3
-    timeout: float = 30.0
+    slow_call_duration: float = 30.0
     window_size: int = 100
     minimum_requests: int = 10
     window_type: Literal["count", "time"] = "count"
@@ -196,7 +206,7 @@ class CircuitBreakerConfig:
         integer("failure_threshold", 0)
         number("recovery_timeout", 0.0, high=OPEN_DURATION_CEILING)
         integer("success_threshold", 1)
-        number("timeout", 0.0)
+        number("slow_call_duration", 0.0)
         integer("minimum_requests", 1)
         number("failure_rate_threshold", 0.0, high=100.0)
         number("slow_call_rate_threshold", 0.0, high=100.0)
@@ -587,9 +597,13 @@ class BreakerBackend(Protocol):
 
     def force_close(self, reason: str = "forced_close") -> None: ...
 
-    def disable(self, reason: str = "disabled") -> None: ...
+    def disable(self, reason: str = "disabled", duration: float | None = None) -> None:
+        """DISABLED for ``duration`` seconds (then CLOSED), or until another command."""
+        ...
 
-    def metrics_only(self, reason: str = "metrics_only") -> None: ...
+    def metrics_only(self, reason: str = "metrics_only", duration: float | None = None) -> None:
+        """METRICS_ONLY for ``duration`` seconds (then CLOSED), or until another command."""
+        ...
 
     def update_config(self, config: CircuitBreakerConfig) -> None: ...
 
@@ -637,10 +651,11 @@ class BreakerStateMachine:
         self._epoch = 0
         self._window: Window = make_window(config)
         self._time_window = config.window_type == "time"
-        self._slow_after = config.timeout
+        self._slow_after = config.slow_call_duration
         self._consecutive = 0
         self._trips = 0
         self._open_until: float | None = None
+        self._override_until: float | None = None  # end of a timed DISABLED / METRICS_ONLY
         self._half_open_successes = 0
         self._probes: dict[str, float] = {}  # token -> deadline
         self._next_token = 0
@@ -676,6 +691,7 @@ class BreakerStateMachine:
         raise CircuitOpenError(self.name, result, self._state)
 
     def _acquire_locked(self, now: float) -> Permit | float:
+        self._end_overrides(now)
         state = self._state
         if state is State.OPEN:
             assert self._open_until is not None
@@ -685,9 +701,7 @@ class BreakerStateMachine:
         elif state is State.FORCED_OPEN:
             if self._open_until is None:
                 return self.config.recovery_timeout
-            if now < self._open_until:
-                return self._open_until - now
-            self._transition(State.HALF_OPEN, "forced_open_expired", now)
+            return self._open_until - now  # not yet over (_end_overrides ended it otherwise)
         elif state is not State.HALF_OPEN:
             return Permit(self, self._epoch)
         # HALF_OPEN
@@ -700,6 +714,19 @@ class BreakerStateMachine:
             self._probes[token] = now + self.config.half_open_max_wait
             return Permit(self, self._epoch, token)
         return min(min(self._probes.values()) - now, HALF_OPEN_RETRY_HINT)
+
+    def _end_overrides(self, now: float) -> None:
+        """End a timed override whose time is up (caller holds the lock)."""
+        state = self._state
+        if state is State.FORCED_OPEN:
+            if self._open_until is not None and now >= self._open_until:
+                self._transition(State.HALF_OPEN, "forced_open_expired", now)
+        elif (
+            state in (State.DISABLED, State.METRICS_ONLY)
+            and self._override_until is not None
+            and now >= self._override_until
+        ):
+            self._transition(State.CLOSED, f"{state.value}_expired", now)
 
     def _expire_probes(self, now: float) -> bool:
         """Reopen if a probe overran ``half_open_max_wait``; True when it did."""
@@ -806,9 +833,13 @@ class BreakerStateMachine:
             window.expire(now)
         failure_rate, slow_rate = rates(window)
         at = self._wall_clock()
+        if to is not State.DISABLED and to is not State.METRICS_ONLY:
+            self._override_until = None
         open_until = None
         if to in (State.OPEN, State.FORCED_OPEN) and self._open_until is not None:
             open_until = at + (self._open_until - now)
+        elif self._override_until is not None:  # a timed DISABLED / METRICS_ONLY: when it ends
+            open_until = at + (self._override_until - now)
         self._events.append(
             TransitionEvent(
                 name=self.name,
@@ -834,7 +865,9 @@ class BreakerStateMachine:
             self._open_until = None
         self._recording = to in (State.CLOSED, State.METRICS_ONLY)
         passes = self._recording or to is State.DISABLED
-        self._fast_permit = Permit(self, self._epoch) if passes else None
+        # A timed override keeps callers on the locked path, which ends it on time.
+        timed = self._override_until is not None
+        self._fast_permit = Permit(self, self._epoch) if passes and not timed else None
         self._reject_until = 0.0 if self._open_until is None else self._open_until
 
     def _take_events(self) -> list[TransitionEvent]:
@@ -849,13 +882,17 @@ class BreakerStateMachine:
             self._listener(event)
 
     def _command(
-        self, to: State, reason: str, *, open_for: float | None = None, trips: int | None = None
+        self, to: State, reason: str, *, duration: float | None = None, trips: int | None = None
     ) -> None:
+        if duration is not None and (not _is_number(duration) or duration < 0):
+            raise ValueError(f"duration must be a finite number >= 0 or None, got {duration!r}")
         with self._lock:
             now = self._clock()
             if trips is not None:
                 self._trips = trips
-            self._open_until = None if open_for is None else now + open_for
+            until = None if duration is None else now + duration
+            self._open_until = until if to is State.FORCED_OPEN else None
+            self._override_until = until if to in (State.DISABLED, State.METRICS_ONLY) else None
             self._transition(to, reason, now)
             events = self._take_events()
         self._emit(events)
@@ -872,15 +909,25 @@ class BreakerStateMachine:
 
     def force_open(self, reason: str = "forced_open", duration: float | None = None) -> None:
         """FORCED_OPEN for ``duration`` seconds (then HALF_OPEN), or until another command."""
-        if duration is not None and (not _is_number(duration) or duration < 0):
-            raise ValueError(f"duration must be a finite number >= 0 or None, got {duration!r}")
-        self._command(State.FORCED_OPEN, reason, open_for=duration)
+        self._command(State.FORCED_OPEN, reason, duration=duration)
 
-    def disable(self, reason: str = "disabled") -> None:
-        self._command(State.DISABLED, reason)
+    def disable(self, reason: str = "disabled", duration: float | None = None) -> None:
+        """DISABLED for ``duration`` seconds (then CLOSED), or until another command."""
+        self._command(State.DISABLED, reason, duration=duration)
 
-    def metrics_only(self, reason: str = "metrics_only") -> None:
-        self._command(State.METRICS_ONLY, reason)
+    def metrics_only(self, reason: str = "metrics_only", duration: float | None = None) -> None:
+        """METRICS_ONLY for ``duration`` seconds (then CLOSED), or until another command."""
+        self._command(State.METRICS_ONLY, reason, duration=duration)
+
+    def _end_due_overrides(self) -> None:
+        """End a timed override that is over, outside the lock's callers (``state``, ``snapshot``)."""
+        if self._state not in OVERRIDE_STATES:
+            return
+        with self._lock:
+            self._end_overrides(self._clock())
+            events = self._take_events()
+        if events:
+            self._emit(events)
 
     def update_config(self, config: CircuitBreakerConfig) -> None:
         """Apply new thresholds now (tripping at once if the window already exceeds them);
@@ -889,7 +936,7 @@ class BreakerStateMachine:
             self._fold_locked()
             old = self.config
             self.config = config
-            self._slow_after = config.timeout
+            self._slow_after = config.slow_call_duration
             self._armed = False  # re-armed by the next recorded outcome
             if (old.window_type, old.window_size) != (config.window_type, config.window_size):
                 self._window = make_window(config)
@@ -910,6 +957,7 @@ class BreakerStateMachine:
 
     @property
     def state(self) -> State:
+        self._end_due_overrides()
         return self._state
 
     @property
@@ -954,6 +1002,7 @@ class BreakerStateMachine:
             self._ok_queue.clear()
             self._consecutive = consecutive if state in (State.CLOSED, State.METRICS_ONLY) else 0
             self._trips = trips
+            self._override_until = None
             self._open_until = None if open_for is None or math.isinf(open_for) else now + open_for
             if state is State.OPEN and self._open_until is None:
                 self._open_until = now
@@ -963,6 +1012,7 @@ class BreakerStateMachine:
             self._reject_until = 0.0 if self._open_until is None else self._open_until
 
     def snapshot(self) -> BreakerSnapshot:
+        self._end_due_overrides()
         with self._lock:
             self._fold_locked()
             now = self._clock()

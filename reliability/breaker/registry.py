@@ -8,8 +8,15 @@ entry points return the same shared breaker) is, in order: Redis when ``BREAKER_
 else the database store (alias ``BREAKER_DB_ALIAS``); per-process state only as the last resort
 (both down) or with ``BREAKER_STORE=memory``.
 Every ``BREAKER_CONFIG_REFRESH`` seconds (checked lazily, at most one indexed query per breaker per
-interval) the row's ``version`` is compared; a new version applies the thresholds and the staff
-override without a restart. If the database is unreachable the last known config stays in force.
+interval) the row is read: a new ``version`` applies the thresholds without a restart, and the staff
+override on the row is the truth for the live state every time: a timed override is handed to the
+store with its end (the store ends it on time, in every process), an override the shared store has
+lost (Redis restarted without persistence, flushed) is re-asserted, and an override the row no longer
+holds is ended. If the database is unreachable the last known config stays in force.
+
+Every transition event is recorded where it arrives (``hotelbot_breaker_transitions_total``, the
+``hotelbot_breaker_open`` gauge); the gauge is also set from the live state on every refresh, so a
+process that learns of a transition from the shared store (reported by another process) agrees.
 
 Transition events go to a queue drained by one daemon thread per process that writes
 ``BreakerEvent`` rows on its own connection: the protected call never waits for the database and a
@@ -33,6 +40,7 @@ from django.db import DatabaseError, close_old_connections
 from django.utils import timezone
 
 from reliability.breaker import (
+    OVERRIDE_STATES,
     BreakerStore,
     CircuitBreaker,
     InMemoryStore,
@@ -42,17 +50,23 @@ from reliability.breaker import (
     clear_registry,
     get_circuit_breaker,
 )
+from reliability.metrics import BREAKER_STATE, BREAKER_TRANSITIONS
 
 logger = logging.getLogger(__name__)
 
-_OVERRIDE_STATES = {State.FORCED_OPEN, State.DISABLED, State.METRICS_ONLY}
 _REJECTING = {State.OPEN, State.FORCED_OPEN}
+#: An override within this many seconds of its end is left to the store to end (clocks differ a
+#: little: the row's end is database time, the store's is Redis or process time).
+_END_GRACE = 1.0
+
+_Override = tuple[str, str, datetime | None]  # (mode, reason, until) of a row
 
 
 @dataclass
 class _Loaded:
     version: int
     next_check: float
+    override: _Override | None = None  # the row's override last applied or seen by this process
 
 
 _lock = threading.Lock()
@@ -101,14 +115,11 @@ def breaker(name: str) -> CircuitBreaker:
 
 
 def apply_now(name: str) -> CircuitBreaker:
-    """Re-read the config row at once (after a staff edit in this process)."""
-    loaded = _loaded.get(name)
-    if loaded is not None:
-        loaded.next_check = 0.0
-    return breaker(name)
+    """Re-read the config row at once and apply its override (after a staff edit in this process)."""
+    return _refresh(name, staff_edit=True)
 
 
-def _refresh(name: str) -> CircuitBreaker:
+def _refresh(name: str, *, staff_edit: bool = False) -> CircuitBreaker:
     global _db_down_logged
     from reliability.models import BreakerConfig
 
@@ -123,39 +134,66 @@ def _refresh(name: str) -> CircuitBreaker:
             logger.warning("breaker %s: config unavailable, keeping the last one: %s", name, e)
             _db_down_logged = True
         return cb
-    if row is None or row.version == loaded.version:
+    if row is None:
+        _set_gauge(name, cb.state)
         return cb
-    try:
-        config = row.to_config()
-    except ValueError as e:  # rows are validated in admin; a bad manual edit must not break calls
-        logger.error("breaker %s: invalid config version %s ignored: %s", name, row.version, e)
+    if row.version != loaded.version:
+        try:
+            cb.update_config(row.to_config())
+        except ValueError as e:  # rows are validated in admin; a bad manual edit must not break calls
+            logger.error("breaker %s: invalid config version %s ignored: %s", name, row.version, e)
         loaded.version = row.version
-        return cb
-    cb.update_config(config)
-    _apply_mode(cb, row)
-    loaded.version = row.version
+    _apply_mode(cb, row, loaded, staff_edit=staff_edit)
+    _set_gauge(name, cb.state)
     return cb
 
 
-def _apply_mode(cb: CircuitBreaker, row: object) -> None:
-    """Make the live state agree with the row's staff override (once per config version)."""
+def _apply_mode(cb: CircuitBreaker, row: object, loaded: _Loaded, *, staff_edit: bool) -> None:
+    """Make the live state agree with the row's staff override (on every refresh: the row is the truth).
+
+    Active override: applied when the live state differs (first sight in this process, or the
+    shared store lost it: re-asserted), or re-applied after a staff edit of its reason or end.
+    Ended or cleared override still live: ended (the store normally ends a timed one by itself).
+    """
     from reliability.models import BreakerConfig
 
     assert isinstance(row, BreakerConfig)
-    state = cb.state
-    if row.override_active():
+    now = timezone.now()
+    state = cb.state  # ends an override whose time is up, in stores that keep the end
+    override: _Override = (row.mode, row.mode_reason, row.mode_until)
+    edited, loaded.override = override != loaded.override, override
+    if row.override_active(now):
         target = State(row.mode)
-        if state == target:
+        left = None if row.mode_until is None else (row.mode_until - now).total_seconds()
+        if state == target and not (staff_edit and edited):
             return
-        reason = f"admin: {row.mode_reason}"[:200]
+        if not (edited or staff_edit) and left is not None and left < _END_GRACE:
+            return  # the store ended it a moment early by its clock: not lost
+        kind = "admin" if edited or staff_edit else "admin (re-asserted)"  # unchanged row: store lost it
+        reason = f"{kind}: {row.mode_reason}"[:200]
         if target == State.FORCED_OPEN:
             cb.force_open(reason, until=row.mode_until)
         elif target == State.DISABLED:
-            cb.disable(reason)
+            cb.disable(reason, until=row.mode_until)
         else:
-            cb.metrics_only(reason)
-    elif state in _OVERRIDE_STATES and row.mode == BreakerConfig.Mode.AUTO:
+            cb.metrics_only(reason, until=row.mode_until)
+        return
+    if state not in OVERRIDE_STATES:
+        return
+    if row.mode == BreakerConfig.Mode.AUTO:
         cb.force_close("admin: override cleared")
+        return
+    if row.mode_until is not None and (now - row.mode_until).total_seconds() < _END_GRACE:
+        return  # ended by the row's clock a moment ago: the store ends it by its own
+    if state == State.FORCED_OPEN:  # a force-open ends in HALF_OPEN, as when the store ends it
+        cb.force_open("admin: override ended", until=now)
+        _ = cb.state  # reading the state makes the store end it now
+    else:
+        cb.force_close("admin: override ended")
+
+
+def _set_gauge(name: str, state: State) -> None:
+    BREAKER_STATE.labels(breaker=name).set(1 if state in _REJECTING else 0)
 
 
 def reset_for_tests() -> None:
@@ -170,9 +208,12 @@ def reset_for_tests() -> None:
             _events.get_nowait()
 
 
-# --- events -> BreakerEvent rows ------------------------------------------------------------------
+# --- events -> metrics and BreakerEvent rows ------------------------------------------------------
 def _enqueue_event(event: TransitionEvent) -> None:
+    """Global listener: every transition this process makes or infers is counted and becomes a row."""
     global _writer, _writer_pid
+    BREAKER_TRANSITIONS.labels(breaker=event.name, to_state=str(event.to_state)).inc()
+    _set_gauge(event.name, event.to_state)
     try:
         _events.put_nowait(event)
     except queue.Full:

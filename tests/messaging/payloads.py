@@ -1,4 +1,4 @@
-"""Doc-shaped Green API notifications (providers.md §1.6) for tests."""
+"""Doc-shaped Green API notifications (docs/providers.md §1.5) for tests."""
 
 from __future__ import annotations
 

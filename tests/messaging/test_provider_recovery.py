@@ -118,3 +118,26 @@ def test_half_open_drain_releases_a_single_probe(fake_green, fake_deepseek, publ
     published.clear()
     assert replies.reply_jobs_drain() == 1
     assert published[0][0] == parked[0].pk
+
+
+def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_force_open_ends(
+    fake_green, fake_deepseek, published
+):
+    import time
+    from datetime import timedelta
+
+    until = timezone.now() + timedelta(seconds=0.3)
+    services.breaker_set_mode(
+        name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill", until=until
+    )
+    jobs = [_job(chat=f"7900555000{i}@c.us") for i in range(2)]
+    for job in jobs:
+        assert replies.reply_job_process(job_id=job.pk).result == "waiting"
+    assert replies.reply_jobs_drain() == 0  # still forced open
+    time.sleep(0.4)  # the force-open is over; no send has touched the breaker since
+    assert replies.reply_jobs_drain() == 1  # the probe, at the first drain after the end
+    probe = published[0][0]
+    assert probe in {job.pk for job in jobs}
+    ReplyJob.objects.filter(pk=probe).update(next_attempt_at=timezone.now())
+    assert replies.reply_job_process(job_id=probe).result == "done"
+    assert len(fake_green.sent_messages()) == 1

@@ -75,7 +75,7 @@ def slow_call(clock: FakeClock, seconds: float, *, error: bool = False) -> Any:
 def test_default_config_is_valid_and_documented_defaults() -> None:
     config = CircuitBreakerConfig()
     assert (config.failure_threshold, config.recovery_timeout, config.success_threshold) == (5, 60.0, 3)
-    assert (config.timeout, config.window_size, config.minimum_requests, config.window_type) == (
+    assert (config.slow_call_duration, config.window_size, config.minimum_requests, config.window_type) == (
         30.0,
         100,
         10,
@@ -96,7 +96,7 @@ def test_default_config_is_valid_and_documented_defaults() -> None:
         ({"recovery_timeout": 0}, "recovery_timeout"),
         ({"recovery_timeout": float("nan")}, "recovery_timeout"),
         ({"success_threshold": 0}, "success_threshold"),
-        ({"timeout": -1.0}, "timeout"),
+        ({"slow_call_duration": -1.0}, "slow_call_duration"),
         ({"window_size": 0}, "window_size"),
         ({"window_type": "sliding"}, "window_type"),
         ({"window_type": "time", "window_size": 7200}, "window_size"),
@@ -123,9 +123,9 @@ def test_invalid_config_raises_a_clear_value_error(changes: dict[str, Any], mess
 
 def test_config_reports_every_problem_at_once() -> None:
     with pytest.raises(ValueError, match="failure_threshold") as info:
-        CircuitBreakerConfig(failure_threshold=-1, timeout=0)
+        CircuitBreakerConfig(failure_threshold=-1, slow_call_duration=0)
     assert "failure_threshold" in str(info.value)
-    assert "timeout" in str(info.value)
+    assert "slow_call_duration" in str(info.value)
 
 
 def test_time_window_allows_minimum_above_size_in_seconds() -> None:
@@ -285,7 +285,7 @@ def test_trips_on_slow_call_rate(clock: FakeClock) -> None:
     breaker, events = make(
         clock,
         failure_threshold=0,
-        timeout=1.0,
+        slow_call_duration=1.0,
         slow_call_rate_threshold=50.0,
         window_size=4,
         minimum_requests=4,
@@ -396,7 +396,7 @@ def test_a_failed_probe_reopens_with_a_growing_duration(clock: FakeClock) -> Non
 
 
 def test_a_slow_probe_reopens(clock: FakeClock) -> None:
-    breaker, events = make(clock, failure_threshold=1, recovery_timeout=1, timeout=2.0)
+    breaker, events = make(clock, failure_threshold=1, recovery_timeout=1, slow_call_duration=2.0)
     fail(breaker)
     clock.advance(1)
     breaker.call(slow_call(clock, 3.0))

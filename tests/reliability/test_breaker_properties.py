@@ -42,6 +42,7 @@ class ReferenceBreaker:
         self.consecutive = 0
         self.trips = 0
         self.open_until: float | None = None
+        self.override_until: float | None = None
         self.successes = 0
         self.probes: dict[int, float] = {}
         self.next_token = 0
@@ -81,6 +82,20 @@ class ReferenceBreaker:
         self.probes = {}
         if to not in (State.OPEN, State.FORCED_OPEN):
             self.open_until = None
+        if to not in (State.DISABLED, State.METRICS_ONLY):
+            self.override_until = None
+
+    def end_overrides(self, now: float) -> None:
+        """Timed overrides end on time, whoever looks."""
+        self.now = now
+        if self.state is State.FORCED_OPEN and self.open_until is not None and now >= self.open_until:
+            self.transition(State.HALF_OPEN, "forced_open_expired")
+        elif (
+            self.state in (State.DISABLED, State.METRICS_ONLY)
+            and self.override_until is not None
+            and now >= self.override_until
+        ):
+            self.transition(State.CLOSED, f"{self.state.value}_expired")
 
     def trip(self, reason: str, now: float) -> None:
         self.trips += 1
@@ -99,7 +114,7 @@ class ReferenceBreaker:
 
     # calls --------------------------------------------------------------------------------------
     def acquire(self, now: float) -> tuple[str, Any]:
-        self.now = now
+        self.end_overrides(now)
         if self.state in (State.CLOSED, State.METRICS_ONLY, State.DISABLED):
             return "normal", self.epoch
         if self.state is State.OPEN:
@@ -167,9 +182,11 @@ class ReferenceBreaker:
             self.transition(State.FORCED_OPEN, op)
         elif op == "disable":
             self.open_until = None
+            self.override_until = None if duration is None else now + duration
             self.transition(State.DISABLED, op)
         else:
             self.open_until = None
+            self.override_until = None if duration is None else now + duration
             self.transition(State.METRICS_ONLY, op)
 
     def reconfigure(self, config: CircuitBreakerConfig, now: float) -> None:
@@ -194,7 +211,7 @@ def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
         failure_threshold=draw(st.integers(0, 4)),
         recovery_timeout=recovery,
         success_threshold=draw(st.integers(1, 3)),
-        timeout=1.0,
+        slow_call_duration=1.0,
         window_size=window_size,
         minimum_requests=minimum,
         window_type=window_type,
@@ -288,8 +305,8 @@ class BreakerVersusModel(RuleBasedStateMachine):
     def command(self, op: str, duration: float | None, chance: int) -> None:
         if chance:
             return
-        if op == "force_open":
-            self.machine.force_open(op, duration)
+        if op in ("force_open", "disable", "metrics_only"):
+            getattr(self.machine, op)(op, duration)
         else:
             getattr(self.machine, op)(op)
         self.model.command(op, self.clock.now, duration)
@@ -317,6 +334,7 @@ class BreakerVersusModel(RuleBasedStateMachine):
             return
         snap = self.machine.snapshot()
         model = self.model
+        model.end_overrides(self.clock.now)  # a snapshot ends a timed override that is over
         total, failures, slow = model.counts(self.clock.now)
         assert snap.state is model.state
         assert (snap.calls, snap.failures, snap.slow_calls) == (total, failures, slow)

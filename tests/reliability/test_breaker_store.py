@@ -293,7 +293,7 @@ def lua_cases(draw: st.DrawFn) -> tuple[CircuitBreakerConfig, list[list[int]], b
         minimum_requests=draw(st.integers(1, size)),
         failure_rate_threshold=draw(st.sampled_from([30.0, 50.0, 100.0])),
         slow_call_rate_threshold=draw(st.sampled_from([50.0, 100.0])),
-        timeout=1.0,
+        slow_call_duration=1.0,
     )
     # count windows: several batches; time windows: one batch (one Redis TIME, one bucket)
     batches = draw(st.lists(outcome_codes, min_size=1, max_size=4 if window_type == "count" else 1))

@@ -16,14 +16,10 @@ def boom() -> None:
     raise ConnectionError("down")
 
 
-def test_seeded_breakers_carry_their_thresholds():
+def test_seeded_breakers_carry_their_thresholds_and_only_guarded_dependencies_are_seeded():
     seeded = {row.name: (row.failure_threshold, row.recovery_timeout) for row in BreakerConfig.objects.all()}
-    assert seeded == {
-        "green_api": (5, 60.0),
-        "deepseek": (3, 120.0),
-        "database": (10, 30.0),
-        "redis": (5, 30.0),
-    }
+    # database and redis guarded nothing (migration 0004 removes them): every row names a real call site
+    assert seeded == {"green_api": (5, 60.0), "deepseek": (3, 120.0)}
     assert registry.breaker("deepseek").config.failure_threshold == 3
 
 
@@ -137,3 +133,130 @@ def test_admin_change_form_rejects_invalid_values(admin_client):
     resp = admin_client.post(f"/admin/reliability/breakerconfig/{pk}/change/", data)
     assert resp.status_code == 200  # re-rendered with errors, not saved
     assert "failure_statuses" in resp.context["adminform"].form.errors
+
+
+# --- overrides from the row are the truth; transitions are rows and metrics ----------------------
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def _soon(seconds: float):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    return timezone.now() + timedelta(seconds=seconds)
+
+
+@pytest.mark.parametrize("mode", [BreakerConfig.Mode.DISABLED, BreakerConfig.Mode.METRICS_ONLY])
+def test_a_timed_disable_or_metrics_only_set_by_staff_ends_on_time(mode):
+    import time
+
+    services.breaker_set_mode(name="deepseek", mode=mode, reason="drill", until=_soon(0.3))
+    assert registry.breaker("deepseek").state == State(mode)
+    time.sleep(0.4)
+    assert registry.breaker("deepseek").state == State.CLOSED
+    registry.write_pending_events()
+    assert list(BreakerEvent.objects.order_by("at", "id").values_list("to_state", "reason")) == [
+        (mode, "admin: drill"),
+        ("closed", f"{mode}_expired"),
+    ]
+
+
+def test_another_process_override_reaches_this_one_with_its_end(settings):
+    """The row changed elsewhere (no services call here): the refresh applies it, and it ends on time."""
+    import time
+
+    from django.db.models import F
+
+    settings.BREAKER_CONFIG_REFRESH = 0.0
+    assert registry.breaker("deepseek").state == State.CLOSED
+    BreakerConfig.objects.filter(name="deepseek").update(
+        mode="metrics_only", mode_reason="shadow", mode_until=_soon(0.3), version=F("version") + 1
+    )
+    assert registry.breaker("deepseek").state == State.METRICS_ONLY
+    time.sleep(0.4)
+    assert registry.breaker("deepseek").state == State.CLOSED
+
+
+def test_an_override_the_live_breaker_lost_is_reasserted_from_the_row(settings):
+    settings.BREAKER_CONFIG_REFRESH = 0.0
+    services.breaker_set_mode(
+        name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="incident 7", until=_soon(600)
+    )
+    cb = registry.breaker("green_api")
+    cb._backend.reset("state lost")  # what a store that lost the state shows: closed, admitting
+    assert registry.breaker("green_api").state == State.FORCED_OPEN  # same row version: re-asserted
+    with pytest.raises(CircuitOpenError) as info:
+        registry.breaker("green_api").call(lambda: "never runs")
+    assert 590 < info.value.retry_after <= 600  # with the row's end
+    registry.write_pending_events()
+    assert BreakerEvent.objects.filter(reason="admin (re-asserted): incident 7").count() == 1
+
+
+def test_transitions_are_counted_and_the_open_gauge_follows_the_state():
+    before = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="forced_open")
+    services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    after = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="forced_open")
+    assert after - before == 1
+    assert _sample("hotelbot_breaker_open", breaker="deepseek") == 1.0
+    closed_before = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="closed")
+    services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.AUTO)
+    assert _sample("hotelbot_breaker_open", breaker="deepseek") == 0.0
+    assert (
+        _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="closed") - closed_before
+        == 1
+    )
+    cb = registry.breaker("deepseek")
+    open_before = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="open")
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            cb.call(boom)
+    assert (
+        _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="open") - open_before == 1
+    )
+    assert _sample("hotelbot_breaker_open", breaker="deepseek") == 1.0
+
+
+@pytest.mark.redis
+def test_redis_losing_an_open_breaker_writes_an_inferred_row_and_a_force_open_survives_flushall(
+    settings, throwaway_redis
+):
+    import time
+
+    settings.BREAKER_REDIS_URL = throwaway_redis.url
+    settings.BREAKER_CONFIG_REFRESH = 0.0
+    registry.reset_for_tests()
+    row = BreakerConfig.objects.get(name="deepseek")
+    row.recovery_timeout = 0.1
+    row.save()
+    cb = registry.breaker("deepseek")
+    for _ in range(3):
+        with pytest.raises(ConnectionError):
+            cb.call(boom)
+    assert cb.state == State.OPEN
+    time.sleep(0.15)
+    closed_before = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="closed")
+    throwaway_redis.client().flushall()  # Redis restarted without persistence
+    time.sleep(0.55)  # past the store's sync interval
+    assert registry.breaker("deepseek").call(lambda: "ok") == "ok"  # admitting, as in the incident
+    registry.write_pending_events()
+    inferred = BreakerEvent.objects.get(reason__startswith="inferred:")
+    assert (inferred.from_state, inferred.to_state, inferred.source) == ("open", "closed", "redis")
+    assert "shared state lost" in inferred.reason
+    assert (
+        _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="closed") - closed_before
+        == 1
+    )
+    assert _sample("hotelbot_breaker_open", breaker="deepseek") == 0.0
+
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="maintenance")
+    throwaway_redis.client().flushall()
+    time.sleep(0.55)
+    with pytest.raises(CircuitOpenError):
+        registry.breaker("green_api").call(lambda: "never runs")
+    registry.reset_for_tests()  # a process started after the flush sees it too
+    with pytest.raises(CircuitOpenError):
+        registry.breaker("green_api").call(lambda: "never runs")

@@ -21,7 +21,7 @@ def _setting(name: str, default: Any) -> Any:
 class Command(BaseCommand):
     help = (
         "Run the fake Green API (WhatsApp) and DeepSeek servers on loopback, with fault injection "
-        "under /__fake__/ (see shared/providers.md section 3). Runs until Ctrl-C or SIGTERM."
+        "under /__fake__/ (see docs/providers.md §3.6-3.8). Runs until Ctrl-C or SIGTERM."
     )
     # The fakes need nothing from the project (no database, no cache): don't let checks block them.
     requires_system_checks: list[str] = []

@@ -41,7 +41,8 @@ Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cl
         st  state (closed|open|half_open|forced_open|disabled|metrics_only)
         ep  epoch, +1 on every transition/command; batches of an older epoch are dropped
         inc incarnation id (Redis TIME when the hash was created)
-        ou  open-until, Redis ms (-1: none / forced open without end)
+        ou  open-until, Redis ms, of OPEN / FORCED_OPEN, or the end of a timed DISABLED /
+            METRICS_ONLY (-1: none / override without end); a staff override's key never expires
         tr  trips since the breaker last closed (open-duration growth)
         cf  consecutive failures          hs  half-open successes
         wt/wf/ws  window calls / failures / slow calls
@@ -52,19 +53,27 @@ Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cl
 
 Script contract: KEYS[1] is the hash; ARGV[1..13] is the config (see ``_config_args``); the
 script-specific arguments follow. Every script returns
-``[kind, state, epoch, inc, open_remaining_ms (-1 none, -2 indefinite), now_ms, consecutive,
+``[kind, state, epoch, inc, open_remaining_ms (-1 none, -2 indefinite; for a timed DISABLED /
+METRICS_ONLY: time left), now_ms, consecutive,
 calls, failures, slow, trips, leases, extra, n_events, *events]`` with 7 fields per event
 ``(from, to, reason, failure_rate, slow_rate, at_ms, open_until_ms)``. Each transition is reported
 once cluster-wide, to the process whose script made it.
 
     record   ARGV[14] incarnation seen, [15] epoch seen (-1: apply anyway), [16] outcomes
              ("c:n" runs of code c, or "a:calls:failures:slow" aggregates), [17] open hint ms
-             (-1: none; applied only when reconciling or when Redis lost the state). kind "sync".
+             (-1: none; applied only when reconciling or when Redis lost the state), [18] optional
+             force-open hint ms (-1 none, -2 no end; re-asserted only when Redis lost the state).
+             kind "sync";
+             extra 1 when this call found the hash gone although the caller knew one (it recreates
+             the hash, so exactly one caller reports the inferred transition).
     acquire  ARGV[14] lease token. kind "pass" (breaker admits everyone), "probe" (lease
              granted) or "reject" (extra = retry after, ms).
     release  ARGV[14] lease token, [15] outcome code (0 ignored). kind "released" or "stale".
     command  ARGV[14] reset|force_close|force_open|disable|metrics_only, [15] reason,
-             [16] duration ms (-1: none). kind "done".
+             [16] duration ms of force_open / disable / metrics_only (-1: none). kind "done".
+
+Every script first ends a timed override whose time is up (``forced_open_expired`` -> HALF_OPEN,
+``disabled_expired`` / ``metrics_only_expired`` -> CLOSED), so it ends on time cluster-wide.
 """
 
 from __future__ import annotations
@@ -144,6 +153,10 @@ class RedisStoreOptions:
                 problems.append(f"{name} must be a finite number > 0, got {value!r}")
         if problems:
             raise ValueError("invalid RedisStoreOptions: " + "; ".join(problems))
+
+
+#: Reason of the transition a process infers when Redis lost a breaker's hash.
+INFERRED_LOST = "inferred: shared state lost (Redis restart, flush or key expiry)"
 
 
 class StoreUnavailable(Exception):
@@ -492,7 +505,7 @@ class RedisBackend:
         self._io_lock = threading.Lock()  # one record script at a time, so batches stay ordered
         self.config = config
         self._args = _config_args(config, store.options)
-        self._slow_after = config.timeout
+        self._slow_after = config.slow_call_duration
         # cached shared view
         self._state = State.CLOSED
         self._epoch = -1  # unknown until the first sync
@@ -691,12 +704,13 @@ class RedisBackend:
             with self._lock:
                 runs = self._take_pending()
                 epoch, inc = self._epoch, self._inc
-                hint = self._open_hint_ms(self._clock())
+                now = self._clock()
+                hint, forced = self._open_hint_ms(now), self._forced_hint_ms(now)
             try:
                 reply = self._store.run(
                     "record",
                     self._key,
-                    (*self._args, inc, str(epoch if epoch >= 0 else -2), encode_runs(runs), hint),
+                    (*self._args, inc, str(epoch if epoch >= 0 else -2), encode_runs(runs), hint, forced),
                 )
             except StoreUnavailable:
                 self._enter_fallback(runs)
@@ -712,10 +726,34 @@ class RedisBackend:
             return str(round((self._open_deadline - now) * 1000))
         return "-1"
 
+    def _forced_hint_ms(self, now: float) -> str:
+        """Remaining staff force-open as this process sees it (-2: no end), for a Redis that lost it."""
+        if self._state is not State.FORCED_OPEN:
+            return "-1"
+        if math.isinf(self._open_deadline):
+            return "-2"
+        return str(round((self._open_deadline - now) * 1000)) if self._open_deadline > now else "-1"
+
     def _apply(self, reply: _Reply, *, force: bool = False) -> None:
         """Adopt a script's view of the shared state (unless a newer one was already adopted)."""
         now = self._clock()
+        inferred: TransitionEvent | None = None
         with self._lock:
+            if reply.kind == "sync" and reply.extra == 1:
+                # Redis lost the hash and this process noticed first: the state it saw ended
+                # without any script reporting it. Say so, once cluster-wide.
+                after = State(reply.events[0][0]) if reply.events else reply.state
+                if self._state is not after:
+                    inferred = TransitionEvent(
+                        name=self.name,
+                        from_state=self._state,
+                        to_state=after,
+                        reason=INFERRED_LOST,
+                        failure_rate=0.0,
+                        slow_call_rate=0.0,
+                        at=reply.now_ms / 1000.0,
+                        source="redis",
+                    )
             newer = (
                 force
                 or reply.inc != self._inc
@@ -737,6 +775,8 @@ class RedisBackend:
                 self._trips = reply.trips
                 self._leases = reply.leases
                 self._fresh_until = now + self._options.sync_interval
+                if remaining >= 0 and reply.state in (State.DISABLED, State.METRICS_ONLY):
+                    self._fresh_until = min(self._fresh_until, self._open_deadline)  # timed override
                 self._reject_until = (
                     min(self._open_deadline, self._fresh_until)
                     if reply.state in (State.OPEN, State.FORCED_OPEN)
@@ -749,6 +789,8 @@ class RedisBackend:
                     self._fast_permit = None
                 elif permit is None or permit.epoch != reply.epoch:
                     self._fast_permit = Permit(self, reply.epoch)
+        if inferred is not None:
+            self._listener(inferred)
         for from_state, to_state, reason, failure_rate, slow_rate, at_ms, open_until_ms in reply.events:
             self._listener(
                 TransitionEvent(
@@ -950,8 +992,8 @@ class RedisBackend:
             )
         deadline = None if duration is None else self._clock() + duration
         self._pending_command = (op, reason, deadline)
-        if op == "force_open":
-            local.force_open(reason, duration)
+        if op in ("force_open", "disable", "metrics_only"):
+            getattr(local, op)(reason, duration)
         else:
             getattr(local, op)(reason)
 
@@ -964,17 +1006,17 @@ class RedisBackend:
     def force_close(self, reason: str = "forced_close") -> None:
         self._command("force_close", reason)
 
-    def disable(self, reason: str = "disabled") -> None:
-        self._command("disable", reason)
+    def disable(self, reason: str = "disabled", duration: float | None = None) -> None:
+        self._command("disable", reason, duration)
 
-    def metrics_only(self, reason: str = "metrics_only") -> None:
-        self._command("metrics_only", reason)
+    def metrics_only(self, reason: str = "metrics_only", duration: float | None = None) -> None:
+        self._command("metrics_only", reason, duration)
 
     def update_config(self, config: CircuitBreakerConfig) -> None:
         with self._lock:
             self.config = config
             self._args = _config_args(config, self._options)
-            self._slow_after = config.timeout
+            self._slow_after = config.slow_call_duration
             local = self._local
             standin = self._standin
         if local is not None:

@@ -1,6 +1,6 @@
 expire_probes()
 if S.st == 'open' and now >= S.ou then transition('half_open', 'recovery_timeout_elapsed') end
-if S.st == 'forced_open' and S.ou >= 0 and now >= S.ou then transition('half_open', 'forced_open_expired') end
+end_overrides()
 local kind, extra = 'pass', 0
 if S.st == 'half_open' then
   local L = get_leases()

@@ -1,3 +1,4 @@
+end_overrides()
 local op, reason, dur = ARGV[14], ARGV[15], tonumber(ARGV[16])
 if op == 'reset' or op == 'force_close' then
   S.tr = 0
@@ -5,10 +6,9 @@ if op == 'reset' or op == 'force_close' then
 elseif op == 'force_open' then
   if dur >= 0 then S.ou = now + dur else S.ou = -1 end
   transition('forced_open', reason)
-elseif op == 'disable' then
-  transition('disabled', reason)
-elseif op == 'metrics_only' then
-  transition('metrics_only', reason)
+elseif op == 'disable' or op == 'metrics_only' then
+  if dur >= 0 then S.ou = now + dur else S.ou = -1 end
+  if op == 'disable' then transition('disabled', reason) else transition('metrics_only', reason) end
 else
   return redis.error_reply('unknown breaker command ' .. op)
 end

@@ -129,8 +129,9 @@ end
 
 local function transition(to, reason)
   local fr, sr = rates()
+  -- ou: when OPEN / FORCED_OPEN ends, or when a timed DISABLED / METRICS_ONLY ends (-1: no end)
   local open_until = -1
-  if to == 'open' or to == 'forced_open' then open_until = S.ou else S.ou = -1 end
+  if to ~= 'closed' and to ~= 'half_open' then open_until = S.ou else S.ou = -1 end
   events[#events + 1] = {S.st, to, reason, string.format('%.6f', fr), string.format('%.6f', sr),
                          now, open_until}
   S.st = to
@@ -232,8 +233,26 @@ local function expire_probes()
   return false
 end
 
+-- A timed staff override whose time is up ends here, whichever script runs first (once cluster-wide).
+local function end_overrides()
+  if S.ou < 0 or now < S.ou then return end
+  if S.st == 'forced_open' then
+    transition('half_open', 'forced_open_expired')
+  elseif S.st == 'disabled' or S.st == 'metrics_only' then
+    transition('closed', S.st .. '_expired')
+  end
+end
+
+local function is_override(st)
+  return st == 'forced_open' or st == 'disabled' or st == 'metrics_only'
+end
+
+-- A staff override never expires with the key (key_ttl only collects idle automatic state).
 local function save()
-  if not dirty then return end
+  if not dirty then
+    if h.st and is_override(S.st) then redis.call('PERSIST', key) end
+    return
+  end
   if S.inc == '' then S.inc = t[1] .. '.' .. t[2] end
   local L = get_leases()
   local pl = next(L) and cjson.encode(L) or ''
@@ -251,13 +270,15 @@ local function save()
     f[#f + 1] = (#buckets > 0) and cjson.encode(buckets) or ''
   end
   redis.call('HSET', key, unpack(f))
-  redis.call('PEXPIRE', key, TTL)
+  if is_override(S.st) then redis.call('PERSIST', key) else redis.call('PEXPIRE', key, TTL) end
 end
 
 local function result(kind, extra)
   local remaining = -1
   if S.st == 'open' or S.st == 'forced_open' then
     if S.ou >= 0 then remaining = math.max(0, S.ou - now) else remaining = -2 end
+  elseif S.ou >= 0 and is_override(S.st) then
+    remaining = math.max(0, S.ou - now)  -- time left of a timed DISABLED / METRICS_ONLY
   end
   local n = 0
   if S.st == 'half_open' then for _ in pairs(get_leases()) do n = n + 1 end end

@@ -1,5 +1,13 @@
-expire_probes()
 local lost = ARGV[14] ~= '' and ARGV[14] ~= S.inc
+-- The caller knew a hash that is gone (restart without persistence, FLUSHALL, expiry): this script
+-- recreates it, and its caller alone reports the inferred transition (extra = 1).
+local noticed = 0
+if lost and not h.st then
+  noticed = 1
+  dirty = true
+end
+expire_probes()
+end_overrides()
 local force = ARGV[15] == '-1' or lost
 if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
   for entry in string.gmatch(ARGV[16], '[^,]+') do
@@ -23,5 +31,12 @@ if force and hint >= 0 then
     dirty = true
   end
 end
+-- ARGV[18] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none). If Redis
+-- lost the state, the force is re-asserted at once, before any process admits a call.
+local forced = tonumber(ARGV[18] or '-1')
+if lost and forced ~= -1 and S.st == 'closed' then
+  if forced >= 0 then S.ou = now + forced else S.ou = -1 end
+  transition('forced_open', 'forced_open re-asserted: shared state lost')
+end
 save()
-return result('sync', 0)
+return result('sync', noticed)
