@@ -73,7 +73,7 @@ def scratch_alias(kind: Literal["sqlite", "postgresql"], directory: Path | None 
                 connections[alias].close()
             connections.settings.pop(alias, None)
             with contextlib.suppress(AttributeError):
-                delattr(connections._connections, alias)
+                delattr(connections._connections, alias)  # type: ignore[attr-defined]
             if dropped:
                 with psycopg.connect(admin_url, autocommit=True, connect_timeout=5) as conn:
                     conn.execute(f'DROP DATABASE IF EXISTS "{dropped}" WITH (FORCE)')

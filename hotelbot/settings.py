@@ -328,10 +328,8 @@ LOGGING = {
 # --- Circuit breakers ----------------------------------------------------------------------------
 # Shared breaker state: Redis (atomic Lua) when BREAKER_REDIS_URL is set, else the database
 # (one locked transaction per decision); the database is also Redis's fallback, and per-process
-# state the last resort. BREAKER_STORE=memory keeps every breaker in its process (tests, scripts).
-BREAKER_STORE = env_str("BREAKER_STORE", "auto")
-if BREAKER_STORE not in {"auto", "memory"}:
-    raise ImproperlyConfigured(f"BREAKER_STORE={BREAKER_STORE!r}: use auto or memory")
+# state the last resort. BREAKER_DB_STORE=false skips the database tier (Redis -> process).
+BREAKER_DB_STORE = env_bool("BREAKER_DB_STORE", True)
 BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", REDIS_URL)
 BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
 # Admin edits of BreakerConfig reach every process within this many seconds.

@@ -30,14 +30,14 @@ def webhook_client() -> APIClient:
 @pytest.fixture(autouse=True)
 def _isolated_reliability_state(settings) -> Iterator[None]:
     """Each test starts with fresh in-process breakers and retry budgets (tests of the shared stores
-    build their own or set BREAKER_STORE back to "auto"). Breaker events stay queued; tests call
+    build their own or turn BREAKER_DB_STORE back on). Breaker events stay queued; tests call
     write_pending_events() to check them."""
     from reliability.breaker import registry
     from reliability.retry import reset_retry_registry
 
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
-    settings.BREAKER_STORE = "memory"
+    settings.BREAKER_DB_STORE = False
     registry.reset_for_tests()
     reset_retry_registry()
     yield

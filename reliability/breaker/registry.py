@@ -6,7 +6,7 @@ built once per process on first use; also the default store of ``get_circuit_bre
 entry points return the same shared breaker) is, in order: Redis when ``BREAKER_REDIS_URL``
 (default ``REDIS_URL``) is set, with the database store as its fallback while Redis is unreachable;
 else the database store (alias ``BREAKER_DB_ALIAS``); per-process state only as the last resort
-(both down) or with ``BREAKER_STORE=memory``.
+(both down) or with ``BREAKER_DB_STORE=false``.
 Every ``BREAKER_CONFIG_REFRESH`` seconds (checked lazily, at most one indexed query per breaker per
 interval) the row is read: a new ``version`` applies the thresholds without a restart, and the staff
 override on the row is the truth for the live state every time: a timed override is handed to the
@@ -84,17 +84,15 @@ def process_label() -> str:
 
 def _make_store() -> BreakerStore:
     """Redis -> database -> process (no I/O here: stores connect on first use)."""
-    if settings.BREAKER_STORE == "memory":
-        return InMemoryStore()
     from reliability.breaker.stores.database import DatabaseBreakerStore
     from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
     options = RedisStoreOptions(prefix=settings.BREAKER_REDIS_PREFIX)
-    database = DatabaseBreakerStore(settings.BREAKER_DB_ALIAS, options)
+    database = DatabaseBreakerStore(settings.BREAKER_DB_ALIAS, options) if settings.BREAKER_DB_STORE else None
     url = settings.BREAKER_REDIS_URL
-    if not url:
-        return database
-    return RedisBreakerStore.from_url(url, options, fallback=database)
+    if url:
+        return RedisBreakerStore.from_url(url, options, fallback=database)
+    return database if database is not None else InMemoryStore()
 
 
 def store() -> BreakerStore:

@@ -921,7 +921,7 @@ class RedisBackend:
                 override = None
                 if reply.extra == 1 and reply.state in _OVERRIDES:
                     duration = None
-                    if reply.state is State.FORCED_OPEN and reply.open_remaining_ms >= 0:
+                    if reply.open_remaining_ms >= 0:  # a timed override: the time left
                         duration = reply.open_remaining_ms / 1000.0
                     op = "force_open" if reply.state is State.FORCED_OPEN else reply.state.value
                     override = (op, f"carried over from the {self._store.label} store", duration)

@@ -35,10 +35,11 @@ from typing import Any
 
 from reliability.breaker.machine import State
 
-__all__ = ["RECORDING", "ScriptResult", "execute"]
+__all__ = ["OVERRIDES", "RECORDING", "ScriptResult", "execute"]
 
 HINT_MS = 1000
 RECORDING = ("closed", "metrics_only")
+OVERRIDES = ("forced_open", "disabled", "metrics_only")
 
 #: (kind, state, epoch, inc, open_remaining_ms, now_ms, consecutive, calls, failures, slow, trips,
 #: leases, extra, events, payload) - the fields of the Redis store's script reply.
@@ -189,8 +190,9 @@ class _Script:
 
     def transition(self, to: str, reason: str) -> None:
         fr, sr = self.rates()
+        # ou: when OPEN / FORCED_OPEN ends, or when a timed DISABLED / METRICS_ONLY ends (-1: no end)
         open_until = -1
-        if to in ("open", "forced_open"):
+        if to not in ("closed", "half_open"):
             open_until = self.ou
         else:
             self.ou = -1
@@ -291,6 +293,15 @@ class _Script:
                 return True
         return False
 
+    def end_overrides(self) -> None:
+        """A timed staff override whose time is up ends here, whichever script runs first."""
+        if self.ou < 0 or self.now < self.ou:
+            return
+        if self.st == "forced_open":
+            self.transition("half_open", "forced_open_expired")
+        elif self.st in ("disabled", "metrics_only"):
+            self.transition("closed", self.st + "_expired")
+
     def save(self) -> dict[str, Any] | None:
         """The new state, or ``None`` when nothing changed."""
         if not self.dirty:
@@ -326,6 +337,8 @@ class _Script:
         remaining = -1
         if self.st in ("open", "forced_open"):
             remaining = max(0, self.ou - self.now) if self.ou >= 0 else -2
+        elif self.ou >= 0 and self.st in OVERRIDES:
+            remaining = max(0, self.ou - self.now)  # time left of a timed DISABLED / METRICS_ONLY
         n = len(self.get_leases()) if self.st == "half_open" else 0
         return (
             kind,
@@ -348,8 +361,15 @@ class _Script:
     # -- scripts ----------------------------------------------------------------------------------
 
     def record(self, args: Sequence[str]) -> ScriptResult:
-        self.expire_probes()
         lost = args[13] != "" and args[13] != self.inc
+        # The caller knew a state that is gone (row deleted): this call recreates it, and its
+        # caller alone reports the inferred transition (extra = 1).
+        noticed = 0
+        if lost and "st" not in self.h:
+            noticed = 1
+            self.dirty = True
+        self.expire_probes()
+        self.end_overrides()
         force = args[14] == "-1" or lost
         if args[15] != "" and (force or int(args[14]) == self.ep):
             for entry in args[15].split(","):
@@ -369,14 +389,19 @@ class _Script:
             elif self.st == "open" and self.now + hint > self.ou:
                 self.ou = self.now + hint
                 self.dirty = True
-        return self.result("sync", 0)
+        # args[17] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none);
+        # if the state was lost, the force is re-asserted at once.
+        forced = int(args[17]) if len(args) > 17 else -1
+        if lost and forced != -1 and self.st == "closed":
+            self.ou = self.now + forced if forced >= 0 else -1
+            self.transition("forced_open", "forced_open re-asserted: shared state lost")
+        return self.result("sync", noticed)
 
     def acquire(self, args: Sequence[str]) -> ScriptResult:
         self.expire_probes()
         if self.st == "open" and self.now >= self.ou:
             self.transition("half_open", "recovery_timeout_elapsed")
-        if self.st == "forced_open" and self.ou >= 0 and self.now >= self.ou:
-            self.transition("half_open", "forced_open_expired")
+        self.end_overrides()
         kind, extra = "pass", 0
         if self.st == "half_open":
             leases = self.get_leases()
@@ -413,6 +438,7 @@ class _Script:
         return self.result(kind, 0)
 
     def command(self, args: Sequence[str]) -> ScriptResult:
+        self.end_overrides()
         op, reason, dur = args[13], args[14], int(args[15])
         if op in ("reset", "force_close"):
             self.tr = 0
@@ -420,10 +446,9 @@ class _Script:
         elif op == "force_open":
             self.ou = self.now + dur if dur >= 0 else -1
             self.transition("forced_open", reason)
-        elif op == "disable":
-            self.transition("disabled", reason)
-        elif op == "metrics_only":
-            self.transition("metrics_only", reason)
+        elif op in ("disable", "metrics_only"):
+            self.ou = self.now + dur if dur >= 0 else -1
+            self.transition("disabled" if op == "disable" else "metrics_only", reason)
         else:
             raise ValueError(f"unknown breaker command {op}")
         return self.result("done", 0)
@@ -435,9 +460,9 @@ class _Script:
             self.h["src"] = view
             self.h.pop("ho", None)
             self.dirty = True
-            if state in ("open", "forced_open"):
-                self.ou = -1 if remaining == -2 else self.now + max(remaining, 0)
-            if state != self.st or state in ("open", "forced_open"):
+            if state in ("open", *OVERRIDES):
+                self.ou = self.now + remaining if remaining >= 0 else -1
+            if state != self.st or state in ("open", *OVERRIDES):
                 self.transition(state, "adopted_from_redis")
             else:
                 self.reset_window()
