@@ -23,10 +23,11 @@ database as ``default``, its own connection per thread) inside ``transaction.ato
 A breaker decision therefore never joins a caller's ``atomic`` block: a caller's rollback cannot
 undo a trip, a caller's open transaction does not hold the breaker row's lock for its whole
 duration, and ``durable=True`` turns any misconfiguration that would nest it into an error that is
-logged (the store is then treated as unavailable) rather than a silent savepoint. On SQLite a
-caller holding the write lock on ``default`` in the same thread would make the breaker wait up to
-``BREAKER_DB_TIMEOUT`` and then fall back per process: the reply pipeline calls providers outside
-transactions, which is what keeps this from happening.
+logged (the store is then treated as unavailable) rather than a silent savepoint. SQLite has a
+single writer: when the calling thread is itself inside an ``atomic`` block on the same file (it
+holds the write lock: IMMEDIATE transactions), the store does not wait for a lock it can never get
+but decides in process and reconciles into the row once the store is retried (1-2 s). The reply
+pipeline calls providers outside transactions, so this is the exception, not the rule.
 
 Clock. On PostgreSQL every decision uses the server's ``clock_timestamp()``, read in the locking
 ``SELECT`` (no extra round trip), so processes on different hosts never compare clocks. On SQLite
@@ -48,6 +49,7 @@ from typing import Any
 
 from django.db import Error as DjangoDatabaseError
 from django.db import InterfaceError, OperationalError, connections, transaction
+from django.db.backends.base.base import BaseDatabaseWrapper
 
 from reliability.breaker.machine import Clock
 from reliability.breaker.stores.redis import (
@@ -123,6 +125,8 @@ class DatabaseBreakerStore(SharedStore):
     def _run(self, script: str, key: str, args: Sequence[str]) -> _Reply:
         lock, insert, update, server_clock = self._statements()
         conn = connections[self.using]
+        if conn.vendor == "sqlite":
+            self._refuse_to_wait_for_this_thread(conn)
         with transaction.atomic(using=self.using, durable=True), conn.cursor() as cursor:
             cursor.execute(lock, [key])
             row = cursor.fetchone()
@@ -149,6 +153,16 @@ class DatabaseBreakerStore(SharedStore):
                     ],
                 )
         return _Reply(*result)
+
+    def _refuse_to_wait_for_this_thread(self, conn: BaseDatabaseWrapper) -> None:
+        """SQLite has one writer: if this thread's caller holds it (an ``atomic`` block on another
+        alias of the same file, IMMEDIATE), waiting could only time out. Decide in process instead."""
+        name = conn.settings_dict["NAME"]
+        for other in connections.all(initialized_only=True):
+            if other is not conn and other.in_atomic_block and other.settings_dict["NAME"] == name:
+                raise OperationalError(
+                    f"this thread's transaction on alias {other.alias!r} holds the SQLite write lock"
+                )
 
     def _now(self, millis: int | None) -> datetime:
         seconds = self.wall_clock() if millis is None else millis / 1000.0
