@@ -157,11 +157,12 @@ if _breaker_db["ENGINE"] == "django.db.backends.postgresql":
         _breaker_db["OPTIONS"].get("options", "")
         + f" -c lock_timeout={_millis} -c statement_timeout={_millis}"
     ).strip()
-    if "pool" in _breaker_db["OPTIONS"]:
-        _breaker_db["OPTIONS"]["pool"] = {
-            **_breaker_db["OPTIONS"]["pool"],
-            "timeout": min(BREAKER_DB_TIMEOUT, _breaker_db["OPTIONS"]["pool"]["timeout"]),
-        }
+    # One persistent connection per thread instead of a pool: a breaker decision is one short
+    # transaction every few hundred calls, and a pool would keep sessions open after tests.
+    _breaker_db["OPTIONS"].pop("pool", None)
+    _breaker_db["OPTIONS"].setdefault("connect_timeout", max(1, round(BREAKER_DB_TIMEOUT)))
+    _breaker_db["CONN_MAX_AGE"] = 60
+    _breaker_db["CONN_HEALTH_CHECKS"] = True
 elif _breaker_db["ENGINE"] == "django.db.backends.sqlite3":
     _breaker_db["OPTIONS"]["timeout"] = BREAKER_DB_TIMEOUT
 DATABASES[BREAKER_DB_ALIAS] = _breaker_db
