@@ -7,7 +7,7 @@ replies (state, epoch, counters, leases, transitions with their times) must be e
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 import redis
@@ -23,7 +23,7 @@ pytestmark = pytest.mark.redis
 
 @st.composite
 def configs(draw: st.DrawFn) -> CircuitBreakerConfig:
-    window_type = draw(st.sampled_from(["count", "time"]))
+    window_type: Literal["count", "time"] = draw(st.sampled_from(["count", "time"]))
     window_size = draw(st.integers(1, 8))
     return CircuitBreakerConfig(
         failure_threshold=draw(st.integers(0, 4)),
