@@ -83,6 +83,8 @@ def test_admin_live_state_shows_what_another_process_decided(settings, admin_cli
     assert re.search(r"open \(retry in \d+s\)", row), row
     with pytest.raises(CircuitOpenError):
         registry.breaker("green_api").call(lambda: "never runs")
+    rows = admin_client.get("/admin/reliability/breakerstate/").content.decode()
+    assert re.search(r">green_api<.*?>open<", rows, re.S)
 
 
 @shared_db

@@ -1,4 +1,4 @@
-"""Cluster-wide circuit-breaker state in Redis, with a per-process fallback.
+"""Cluster-wide circuit-breaker state in Redis, with a fallback store (database) or per process.
 
 One Redis hash per breaker holds the whole shared state; every decision (record a batch of
 outcomes, admit a half-open probe, finish a probe, a staff command) is ONE atomic Lua script run
@@ -25,15 +25,23 @@ Hot path (per process, per breaker)
       processes may disagree for one refresh interval); a new window shape empties the window.
 
 Redis unreachable
-    The first failure logs one warning; every breaker of the process then runs on its own
-    :class:`~reliability.breaker.BreakerStateMachine` (seeded with the last shared view and the
-    unsent outcomes, so it still opens on failures). Redis is retried every 1-2 s
+    The first failure logs one warning; every breaker of the process then runs on a stand-in,
+    seeded with the last shared view and the unsent outcomes, so it still opens on failures: the
+    ``fallback`` store's backend when one is given (the database store in a Django process: still
+    shared by every process; the first process to fall back seeds the row with its Redis view, a
+    later one only with a newer view), else its own :class:`~reliability.breaker.BreakerStateMachine`
+    (the last resort; the database store itself falls back to it). Redis is retried every 1-2 s
     (``reconnect_interval`` with jitter), not per call.
-    When it answers again each breaker reconciles in one script: a staff command given meanwhile is
-    replayed, the fallback's window is pushed into the shared window (which may trip it) and, if
-    the fallback is OPEN, the shared breaker opens for at least the remaining time. If Redis lost
-    the state (restart without persistence: the hash's incarnation id changed), a process that saw
-    the breaker OPEN pushes that too.
+    When it answers again each breaker reconciles: a staff command given meanwhile is replayed, the
+    stand-in's window is pushed into the shared window (which may trip it; from the database, only
+    by the first process to reconcile, so N processes do not push it N times; a staff override
+    found there is replayed by that process too) and, if the stand-in is OPEN, the shared breaker
+    opens for at least the remaining time. If Redis lost the state (restart without persistence:
+    the hash's incarnation id changed), a process that saw the breaker OPEN pushes that too.
+
+The client side below (:class:`SharedStore`, :class:`RedisBackend`) serves every shared store:
+``stores/database.py`` reuses it and only replaces ``run`` (the same operations, decided in a locked
+database transaction by ``stores/rules.py``, a port of the Lua scripts).
 
 Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cluster hash tag)::
 
