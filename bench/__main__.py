@@ -1,6 +1,7 @@
 """``make bench``: every reliability benchmark in one run; prints a table, writes bench-results.json.
 
-Needs the Redis of ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); everything else is local.
+Needs the Redis of ``REDIS_URL`` (default ``redis://127.0.0.1:6379/0``); everything else is local
+(the embedded-default run starts its own processes in a temporary directory).
 Exit status 1 when a target is missed.
 """
 
@@ -11,9 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from bench import breaker_bench, http_bench
+from bench import breaker_bench, embedded_bench, http_bench, webhook_bench
 
-TARGETS = (*breaker_bench.TARGETS, breaker_bench.Target("http_overhead_ratio", 1.03))
+TARGETS = (
+    *breaker_bench.TARGETS,
+    breaker_bench.Target("http_overhead_ratio", 1.03),
+    breaker_bench.Target("webhook_hung_broker_p99_ms", 100.0),
+    breaker_bench.Target("embedded_reply_p95_ms", 1000.0),
+)
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
 
 
@@ -23,6 +29,12 @@ def main() -> int:
     results: dict[str, float] = dict(breaker_bench.run(redis_url))
     print("http overhead against a local fake Green API ...", flush=True)
     results.update(http_bench.measure())
+    print("webhook latency with a hung broker ...", flush=True)
+    results.update(webhook_bench.measure())
+    print(
+        f"reply latency on the embedded default at {embedded_bench.RATE:g} guest messages/s ...", flush=True
+    )
+    results.update(embedded_bench.measure())
     width = max(len(k) for k in results)
     print()
     for key, value in results.items():

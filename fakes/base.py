@@ -13,6 +13,9 @@ error bodies) and :meth:`FakeServer._reset_provider` (provider state).
 
 Fault rules (see ``docs/providers.md`` §3.6) are evaluated in order; the first rule that
 applies decides what happens to the request. Control paths are never subject to faults.
+Besides the documented modes: ``after_process`` also applies to status faults (``error``,
+``overloaded``, ...: the provider acted, then a gateway answered 5xx), and ``trickle`` processes the
+request, then sends the answer one byte every ``chunk_delay_ms`` (defeats read timeouts).
 """
 
 from __future__ import annotations
@@ -44,7 +47,18 @@ CONTROL_PREFIX = "/__fake__"
 
 #: Fault modes every fake understands.
 GENERIC_MODES: frozenset[str] = frozenset(
-    {"error", "latency", "hang", "reset", "close_early", "rate_limit", "overloaded", "outage", "flaky"}
+    {
+        "error",
+        "latency",
+        "hang",
+        "reset",
+        "close_early",
+        "rate_limit",
+        "overloaded",
+        "outage",
+        "flaky",
+        "trickle",
+    }
 )
 #: Sub-modes ``flaky`` chooses from unless the rule lists ``flaky_modes``.
 DEFAULT_FLAKY_MODES: tuple[str, ...] = ("error", "reset", "latency")
@@ -68,6 +82,7 @@ GENERIC_RULE_FIELDS: frozenset[str] = frozenset(
         "after_process",
         "flaky_modes",
         "clean",
+        "chunk_delay_ms",
     }
 )
 MATCH_FIELDS: frozenset[str] = frozenset({"path_regex", "method_name", "model", "http_method"})
@@ -712,6 +727,20 @@ class FakeServer:
             """Apply the rule's latency; True when the server stopped meanwhile."""
             return delay > 0 and self._stop_event.wait(delay)
 
+        if mode == "trickle":
+            # Process normally, then send the answer one byte per ``chunk_delay_ms`` (default 500):
+            # every byte arrives within any read timeout, so only an overall deadline ends it.
+            step = float((rule or {}).get("chunk_delay_ms", 500)) / 1000
+
+            def trickle(resp: FakeResponse) -> None:
+                body = resp.body if resp.parts is None else b"".join(part for _, part in resp.parts)
+                resp.parts = [(step if i else 0.0, body[i : i + 1]) for i in range(len(body))]
+                resp.chunked = False
+                self._send(h, resp, entry, rule)
+
+            if not self._process(req, None, trickle, pause):
+                self._close(h, entry, "stopped")
+            return
         if mode is None or mode in ("latency", "close_early") or mode in self.extra_modes:
             # Latency is spent after admission, so it counts against concurrency limits.
             provider_rule = rule if mode in self.extra_modes else None
@@ -744,6 +773,8 @@ class FakeServer:
             self._rst(h)
             return
         assert rule is not None
+        if rule.get("after_process"):  # e.g. a gateway 502/504 after the provider acted on it
+            self._process(req, None, lambda resp: None, lambda: False)
         default_status = {"rate_limit": 429, "overloaded": 503}.get(str(mode), 500)
         self._send(h, self._fault_response(req, rule, status or default_status), entry, rule)
 

@@ -210,6 +210,8 @@ else:
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),  # fanout (remote control); default is the CWD
         "store_processed": False,
+        # kombu sleeps this long whenever a worker holds its prefetch limit (default 1 s: ~2 tasks/s).
+        "polling_interval": env_float("CELERY_FILESYSTEM_POLLING_INTERVAL", 0.05),
     }
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -217,7 +219,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-# Publishing happens in on_commit hooks of web requests: fail fast, the sweeper re-enqueues.
+# Worker/beat publishes (sweeper, retries) retry briefly; request-path publishes never retry and
+# use their own short timeouts (CELERY_REQUEST_PUBLISH_TIMEOUT below).
 CELERY_TASK_PUBLISH_RETRY = True
 CELERY_TASK_PUBLISH_RETRY_POLICY = {"max_retries": 2, "interval_start": 0.1, "interval_step": 0.2}
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
@@ -248,8 +251,17 @@ if not GREEN_API_WEBHOOK_TOKEN:
     raise ImproperlyConfigured("GREEN_API_WEBHOOK_TOKEN must be set when DJANGO_DEBUG is off")
 GREEN_API_CONNECT_TIMEOUT = env_float("GREEN_API_CONNECT_TIMEOUT", 3.0)
 GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
+# Overall deadline of one Green API call (a trickling answer defeats the read timeout); it must be
+# shorter than REPLY_JOB_LEASE so a send always ends before the job's lease can pass to another worker.
+GREEN_API_DEADLINE = env_float("GREEN_API_DEADLINE", 15.0)
 # Sends per second when draining replies parked while the breaker was open (Green API allows 50).
 GREEN_API_SEND_RATE = env_float("GREEN_API_SEND_RATE", 20.0)
+# Client-side pacing per instance and method, shared by all processes (reliability/ratelimit.py).
+# Green API allows 50 sendMessage/s and 1 lastOutgoingMessages/s; 10% headroom absorbs network jitter.
+GREEN_API_RATE_SEND_MESSAGE = env_float("GREEN_API_RATE_SEND_MESSAGE", 45.0)
+GREEN_API_RATE_LAST_OUTGOING = env_float("GREEN_API_RATE_LAST_OUTGOING", 0.9)
+# Longest wait for a slot; beyond it the call is refused at once ("not now") and the job reschedules.
+GREEN_API_RATE_MAX_WAIT = env_float("GREEN_API_RATE_MAX_WAIT", 2.0)
 
 DEEPSEEK_URL = env_str("DEEPSEEK_URL", "http://127.0.0.1:8702")
 DEEPSEEK_API_KEY = env_str("DEEPSEEK_API_KEY", "sk-test")
@@ -273,8 +285,18 @@ REPLY_RETRY_BASE_DELAY = env_float("REPLY_RETRY_BASE_DELAY", 2.0)
 REPLY_RETRY_MAX_DELAY = env_float("REPLY_RETRY_MAX_DELAY", 300.0)
 REPLY_JOB_LEASE = env_float("REPLY_JOB_LEASE", 120.0)
 REPLY_STALE_AFTER = env_float("REPLY_STALE_AFTER", 30.0)
+# The sweeper re-publishes a job's task only after its last publish is stale: REPLY_STALE_AFTER x 2^n
+# after the n-th re-publish in a row, at most this many seconds.
+REPLY_REPUBLISH_MAX_SPACING = env_float("REPLY_REPUBLISH_MAX_SPACING", 600.0)
 # Green API's outgoing journal can lag up to 2 min: wait that long before deciding an unknown send failed.
 REPLY_RECONCILE_GRACE = env_float("REPLY_RECONCILE_GRACE", 120.0)
+if not 0 < GREEN_API_DEADLINE < REPLY_JOB_LEASE:
+    raise ImproperlyConfigured(
+        f"GREEN_API_DEADLINE ({GREEN_API_DEADLINE}s) must be > 0 and shorter than REPLY_JOB_LEASE "
+        f"({REPLY_JOB_LEASE}s): a send must end before its job's lease can pass to another worker"
+    )
+# The longest any layer (in-call retries, reply jobs) honours a provider's Retry-After, in seconds.
+RETRY_AFTER_CAP = env_float("RETRY_AFTER_CAP", 900.0)
 CONVERSATION_IDLE_HOURS = env_float("CONVERSATION_IDLE_HOURS", 24.0)
 
 # --- DRF -----------------------------------------------------------------------------------------
@@ -337,3 +359,19 @@ BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
 BREAKER_CONFIG_REFRESH = env_float("BREAKER_CONFIG_REFRESH", 2.0)
 # Write BreakerEvent rows from a background thread per process (off only in unit tests).
 BREAKER_EVENT_WRITER = env_bool("BREAKER_EVENT_WRITER", True)
+
+# --- Webhook intake: acknowledge, then quarantine (issue 6) --------------------------------------
+# Bodies larger than this are quarantined from their first bytes without being read into memory.
+WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+# A dead letter keeps at most this many characters of the raw body.
+DEAD_LETTER_RAW_MAX_CHARS = env_int("DEAD_LETTER_RAW_MAX_CHARS", 64 * 1024)
+# Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
+# a hung broker costs a request at most about this long; the sweeper publishes what was missed.
+CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)
+# Workers and beat keep kombu's connection timeout for their own (retried) connections.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)
+
+# --- Client-side rate limits ---------------------------------------------------------------------
+# Shared pacing slots live in Redis; without it in the database (table reliability_ratelimitslot).
+RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", BREAKER_REDIS_URL)
+RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")

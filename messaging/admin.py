@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
@@ -18,8 +19,45 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class HotelForm(forms.ModelForm):
+    """The Green API token is write-only: never rendered back; left empty, the stored one is kept."""
+
+    green_api_token = forms.CharField(
+        required=False,
+        max_length=128,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text="Green API apiTokenInstance. Never shown again; leave empty to keep the current one.",
+    )
+
+    class Meta:
+        model = Hotel
+        fields = (
+            "name",
+            "address",
+            "staff_contact",
+            "check_in",
+            "check_out",
+            "wifi",
+            "breakfast",
+            "parking",
+            "extra_facts",
+            "green_api_instance_id",
+            "green_api_token",
+        )
+
+    def clean_green_api_token(self) -> str:
+        token: str = self.cleaned_data.get("green_api_token") or ""
+        if token:
+            return token
+        if self.instance.pk is not None and self.instance.green_api_token:
+            return self.instance.green_api_token
+        raise forms.ValidationError("A new hotel needs its Green API token.")
+
+
 @admin.register(Hotel)
 class HotelAdmin(admin.ModelAdmin):
+    form = HotelForm
     list_display = (
         "name",
         "green_api_instance_id",

@@ -134,8 +134,9 @@ class ReplyJob(models.Model):
     class Status(models.TextChoices):
         PENDING = "pending", "pending"
         IN_PROGRESS = "in_progress", "in progress"
-        # Green API's breaker is open: nothing was sent; drained at the send rate once it admits calls.
-        WAITING_PROVIDER = "pending_provider_recovery", "pending provider recovery"
+        # Parked: Green API's breaker rejected the send (nothing left); drained at the send rate
+        # once the breaker admits calls again (replies.reply_jobs_drain).
+        PENDING_PROVIDER_RECOVERY = "pending_provider_recovery", "pending provider recovery"
         DONE = "done", "done"
         DEAD = "dead", "dead"
 
@@ -149,6 +150,12 @@ class ReplyJob(models.Model):
     lease_expires_at = models.DateTimeField(
         null=True, blank=True, help_text="While in progress: after this the worker is presumed dead."
     )
+    lease_token = models.CharField(
+        max_length=32,
+        blank=True,
+        help_text="Fencing token of the current claim: every write after the claim is conditional on "
+        "it, so a worker whose lease passed to another stops (and never sends).",
+    )
     reply_text = models.TextField(blank=True, help_text="Generated once, reused by every send attempt.")
     degraded = models.BooleanField(default=False, help_text="True when a canned answer replaced the AI.")
     degraded_reason = models.CharField(max_length=200, blank=True)
@@ -159,6 +166,20 @@ class ReplyJob(models.Model):
         "with Green API before any resend, so a guest never gets the same reply twice.",
     )
     last_error = models.TextField(blank=True)
+    published_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When this job's task was last handed to the broker (empty: never, e.g. broker down "
+        "at commit). The sweeper re-publishes only after this is stale.",
+    )
+    published_task_id = models.CharField(
+        max_length=64, blank=True, help_text="Celery task id of the last publish (find it in worker logs)."
+    )
+    republish_count = models.PositiveIntegerField(
+        default=0,
+        help_text="Sweeper re-publishes since the last regular publish; the next one waits "
+        "REPLY_STALE_AFTER x 2^count (capped), so a slow queue is never flooded.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

@@ -1,15 +1,27 @@
-"""Parse Green API webhook notifications into typed values (docs/providers.md §1.5).
+"""Read and parse Green API webhook notifications into typed values (docs/providers.md §1.5).
 
-Pure functions, no ORM: the view validates with :func:`parse_notification` and hands the result
-to one service. Unknown ``typeWebhook`` values parse to :class:`Ignored`; a known type missing a
-required field raises :class:`~hotelbot.exceptions.ValidationFailed` listing the fields.
+Pure functions, no ORM. :func:`read_body` reads at most ``limit`` bytes of a request body;
+:func:`parse_webhook_body` turns those bytes into a typed notification or an :class:`Unparseable`
+(reason category + every bad field), which the intake service quarantines with a 200 (Green API
+delivers in order and resends after any non-200, so a bad notification must not block a hotel).
+Unknown ``typeWebhook`` values parse to :class:`Ignored`. :func:`parse_notification` raises
+:class:`NotificationInvalid` naming every bad field.
+
+What we keep must fit the columns it goes to: identifiers (idMessage, chatId, idInstance, enum
+values) that do not fit are invalid, never cut; free text (message text, sender name, status
+description) is cut to its limit. Strings with NUL or lone surrogates (PostgreSQL and UTF-8
+cannot store them) are invalid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import json
+import math
+import re
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from enum import StrEnum
+from typing import Any, BinaryIO
 
 from hotelbot.exceptions import ValidationFailed
 
@@ -18,6 +30,61 @@ TEXT_TYPES = frozenset({"textMessage", "extendedTextMessage", "quotedMessage"})
 OUTGOING_STATUSES = frozenset(
     {"sent", "delivered", "read", "failed", "fail", "noAccount", "notInGroup", "yellowCard"}
 )
+INSTANCE_STATES = frozenset({"notAuthorized", "authorized", "blocked", "sleepMode", "starting", "yellowCard"})
+# Limits: the columns these values are stored in (messaging/models.py), WhatsApp's text limit.
+ID_MESSAGE_MAX = 64  # Message.provider_message_id, DeferredStatus.id_message
+CHAT_ID_MAX = 64  # Guest.chat_id
+INSTANCE_ID_MAX = 32  # Hotel.green_api_instance_id
+TYPE_MESSAGE_MAX = 40  # Message.message_type
+SENDER_NAME_MAX = 200  # Guest.display_name (free text: cut)
+DESCRIPTION_MAX = 300  # DeferredStatus.description, Message.status_detail (free text: cut)
+TEXT_MAX = 65536  # WhatsApp's message length (free text: cut)
+TIMESTAMP_MAX = 4102444800  # 2100-01-01: anything later is not a unix time in seconds
+_UNSAFE = re.compile("[\x00\ud800-\udfff]")
+
+
+class Reason(StrEnum):
+    """Bounded reason categories of a quarantined notification (also the metric label)."""
+
+    TOO_LARGE = "too_large"
+    NOT_JSON = "not_json"
+    NOT_OBJECT = "not_object"
+    MISSING = "missing"
+    WRONG_TYPE = "wrong_type"
+    OUT_OF_RANGE = "out_of_range"
+    TOO_LONG = "too_long"
+    UNSAFE_TEXT = "unsafe_text"
+    UNKNOWN_VALUE = "unknown_value"
+    UNKNOWN_INSTANCE = "unknown_instance"
+    STORAGE_ERROR = "storage_error"
+
+
+class NotificationInvalid(ValidationFailed):
+    """A notification that cannot be parsed; ``reason`` is the category of its first bad field."""
+
+    def __init__(self, message: str, *, reason: Reason, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message, details=details)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class RawBody:
+    """The first bytes of a request body: all of it unless ``over_limit``."""
+
+    data: bytes
+    size: int  # bytes received, or the declared Content-Length when larger than what was read
+    over_limit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Unparseable:
+    """A body that is not a notification we can store; the service quarantines it (200)."""
+
+    reason: Reason
+    message: str
+    details: dict[str, str] = field(default_factory=dict)
+    payload: Any = None  # the decoded JSON, when the body was JSON
+    subject: str = ""  # the instance id, when one could be read
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,50 +132,108 @@ Notification = IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChan
 
 
 class _Fields:
-    """Collects every missing/invalid field so the 400 names them all at once."""
+    """Collects every missing or invalid field so the quarantine reason names them all at once."""
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self.errors: dict[str, str] = {}
+        self.reason: Reason | None = None
 
-    def str_at(self, *path: str, required: bool = True) -> str:
+    def error(self, name: str, reason: Reason, message: str) -> None:
+        self.errors.setdefault(name, message)
+        self.reason = self.reason or reason
+
+    def node_at(self, *path: str) -> Any:
+        """The value at ``path``; None when absent. A non-object on the way is a wrong type."""
         node: Any = self.data
-        for key in path:
-            node = node.get(key) if isinstance(node, dict) else None
-        if isinstance(node, str) and node:
-            return node
+        for depth, key in enumerate(path):
+            if node is None:
+                return None
+            if not isinstance(node, dict):
+                self.error(".".join(path[:depth]), Reason.WRONG_TYPE, "Must be an object.")
+                return None
+            node = node.get(key)
+        return node
+
+    def text(self, value: Any, name: str, *, max_len: int | None = None, cut: int | None = None) -> str:
+        """A string value: unsafe characters are invalid; over ``max_len`` invalid, over ``cut`` cut."""
+        if not isinstance(value, str):
+            self.error(name, Reason.WRONG_TYPE, "Must be a string.")
+            return ""
+        if _UNSAFE.search(value):
+            self.error(name, Reason.UNSAFE_TEXT, "Contains a NUL character or a lone surrogate.")
+            return ""
+        if max_len is not None and len(value) > max_len:
+            self.error(name, Reason.TOO_LONG, f"Longer than {max_len} characters.")
+            return ""
+        return value[:cut] if cut is not None else value
+
+    def str_at(
+        self, *path: str, required: bool = True, max_len: int | None = None, cut: int | None = None
+    ) -> str:
+        name = ".".join(path)
+        node = self.node_at(*path)
+        if node is None or node == "":
+            if required:
+                self.error(name, Reason.MISSING, "This field is required.")
+            return ""
         if isinstance(node, int) and not isinstance(node, bool):
-            return str(node)
-        if required:
-            self.errors[".".join(path)] = "This field is required." if node is None else "Must be a string."
-        return ""
+            node = str(node)
+        return self.text(node, name, max_len=max_len, cut=cut)
 
     def timestamp(self) -> datetime:
         raw = self.data.get("timestamp")
-        if isinstance(raw, int | float) and not isinstance(raw, bool) and raw >= 0:
+        if raw is None:
+            self.error("timestamp", Reason.MISSING, "This field is required.")
+        elif not isinstance(raw, int | float) or isinstance(raw, bool):
+            self.error("timestamp", Reason.WRONG_TYPE, "Must be a unix timestamp in seconds.")
+        elif not (isinstance(raw, int) or math.isfinite(raw)) or not 0 <= raw <= TIMESTAMP_MAX:
+            self.error(
+                "timestamp", Reason.OUT_OF_RANGE, f"Must be a unix time in seconds (0-{TIMESTAMP_MAX})."
+            )
+        else:
             return datetime.fromtimestamp(raw, tz=UTC)
-        self.errors["timestamp"] = "Must be a unix timestamp in seconds."
         return datetime.fromtimestamp(0, tz=UTC)
+
+    def message_text(self, *, required: bool) -> tuple[str, str]:
+        """``messageData``: its typeMessage and, for the text-bearing types, the text (cut)."""
+        message_data = self.node_at("messageData")
+        if message_data is None:
+            if required:
+                self.error("messageData.typeMessage", Reason.MISSING, "This field is required.")
+            return "", ""
+        if not isinstance(message_data, dict):
+            self.error("messageData", Reason.WRONG_TYPE, "Must be an object.")
+            return "", ""
+        type_message = self.str_at("messageData", "typeMessage", required=required, max_len=TYPE_MESSAGE_MAX)
+        if type_message == "textMessage":
+            path = ("messageData", "textMessageData", "textMessage")
+        elif type_message in {"extendedTextMessage", "quotedMessage"}:
+            path = ("messageData", "extendedTextMessageData", "text")
+        else:
+            return type_message, ""
+        container = self.node_at(*path[:-1])
+        if container is not None and not isinstance(container, dict):
+            self.error(".".join(path[:-1]), Reason.WRONG_TYPE, "Must be an object.")
+            return type_message, ""
+        text = self.node_at(*path)
+        if text is None:
+            return type_message, ""
+        return type_message, self.text(text, ".".join(path), cut=TEXT_MAX)
 
     def done(self) -> None:
         if self.errors:
-            raise ValidationFailed("The notification is missing required fields.", details=self.errors)
-
-
-def _message_text(message_data: Any) -> tuple[str, str]:
-    if not isinstance(message_data, dict):
-        return "", ""
-    type_message = str(message_data.get("typeMessage") or "")
-    text: Any = ""
-    if type_message == "textMessage":
-        text = (message_data.get("textMessageData") or {}).get("textMessage", "")
-    elif type_message in {"extendedTextMessage", "quotedMessage"}:
-        text = (message_data.get("extendedTextMessageData") or {}).get("text", "")
-    return type_message, text if isinstance(text, str) else ""
+            raise NotificationInvalid(
+                "The notification has missing or invalid fields.",
+                reason=self.reason or Reason.MISSING,
+                details=self.errors,
+            )
 
 
 def _normalise_chat_id(chat_id: str) -> str:
     """Green API has sent ``@s.whatsapp.net`` and ``:3`` device suffixes (green-api issues #165, #187)."""
+    if not chat_id:
+        return chat_id
     user, _, domain = chat_id.partition("@")
     user = user.split(":", 1)[0]
     if domain == "s.whatsapp.net":
@@ -116,40 +241,50 @@ def _normalise_chat_id(chat_id: str) -> str:
     return f"{user}@{domain}" if domain else user
 
 
+def _chat_id(f: _Fields, *path: str) -> str:
+    chat_id = _normalise_chat_id(f.str_at(*path))
+    if len(chat_id) > CHAT_ID_MAX:
+        f.error(".".join(path), Reason.TOO_LONG, f"Longer than {CHAT_ID_MAX} characters.")
+        return ""
+    return chat_id
+
+
 def parse_notification(data: Any) -> Notification:
+    """A decoded JSON body → a typed notification; raises :class:`NotificationInvalid`."""
     if not isinstance(data, dict):
-        raise ValidationFailed("The notification must be a JSON object.")
-    type_webhook = data.get("typeWebhook")
-    if not isinstance(type_webhook, str) or not type_webhook:
-        raise ValidationFailed("The notification has no typeWebhook.", details={"typeWebhook": "Required."})
+        raise NotificationInvalid("The notification must be a JSON object.", reason=Reason.NOT_OBJECT)
     f = _Fields(data)
+    type_webhook = f.str_at("typeWebhook", max_len=100)
+    f.done()
     if type_webhook == "incomingMessageReceived":
         result: Notification = _incoming(f)
     elif type_webhook == "outgoingMessageStatus":
         result = OutgoingStatus(
-            id_instance=f.str_at("instanceData", "idInstance"),
-            id_message=f.str_at("idMessage"),
-            status=f.str_at("status"),
-            description=f.str_at("description", required=False),
+            id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
+            id_message=f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
+            status=f.str_at("status", max_len=40),
+            description=f.str_at("description", required=False, cut=DESCRIPTION_MAX),
             timestamp=f.timestamp(),
         )
         if result.status and result.status not in OUTGOING_STATUSES:
-            f.errors["status"] = f"Unknown status {result.status!r}."
+            f.error("status", Reason.UNKNOWN_VALUE, f"Unknown status {result.status!r}.")
     elif type_webhook == "outgoingAPIMessageReceived":
-        _type_message, text = _message_text(data.get("messageData"))
+        _type_message, text = f.message_text(required=False)
         result = OutgoingApiMessage(
-            id_instance=f.str_at("instanceData", "idInstance"),
-            id_message=f.str_at("idMessage"),
-            chat_id=_normalise_chat_id(f.str_at("senderData", "chatId")),
+            id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
+            id_message=f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
+            chat_id=_chat_id(f, "senderData", "chatId"),
             text=text,
             timestamp=f.timestamp(),
         )
     elif type_webhook == "stateInstanceChanged":
         result = StateChanged(
-            id_instance=f.str_at("instanceData", "idInstance"),
-            state=f.str_at("stateInstance"),
+            id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
+            state=f.str_at("stateInstance", max_len=40),
             timestamp=f.timestamp(),
         )
+        if result.state and result.state not in INSTANCE_STATES:
+            f.error("stateInstance", Reason.UNKNOWN_VALUE, f"Unknown state {result.state!r}.")
     else:
         return Ignored(type_webhook=type_webhook)
     f.done()
@@ -157,16 +292,64 @@ def parse_notification(data: Any) -> Notification:
 
 
 def _incoming(f: _Fields) -> IncomingMessage:
-    message_data = f.data.get("messageData")
-    if not isinstance(message_data, dict) or not message_data.get("typeMessage"):
-        f.errors["messageData.typeMessage"] = "This field is required."
-    type_message, text = _message_text(message_data)
+    type_message, text = f.message_text(required=True)
     return IncomingMessage(
-        id_instance=f.str_at("instanceData", "idInstance"),
-        id_message=f.str_at("idMessage"),
-        chat_id=_normalise_chat_id(f.str_at("senderData", "chatId")),
-        sender_name=f.str_at("senderData", "senderName", required=False),
+        id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
+        id_message=f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
+        chat_id=_chat_id(f, "senderData", "chatId"),
+        sender_name=f.str_at("senderData", "senderName", required=False, cut=SENDER_NAME_MAX),
         type_message=type_message,
         text=text,
         timestamp=f.timestamp(),
     )
+
+
+# --- reading the request ------------------------------------------------------------------------
+def read_body(stream: BinaryIO | None, *, content_length: int | None, limit: int, keep: int) -> RawBody:
+    """Read a request body without ever holding more than ``limit + 1`` bytes of it.
+
+    A body declared (or found) larger than ``limit`` keeps only its first ``keep`` bytes; the rest
+    is never read here (the server discards it).
+    """
+    if stream is None:
+        return RawBody(data=b"", size=0)
+    if content_length is not None and content_length > limit:
+        return RawBody(data=stream.read(keep), size=content_length, over_limit=True)
+    data = stream.read(limit + 1)
+    if len(data) > limit:
+        return RawBody(data=data[:keep], size=len(data), over_limit=True)
+    return RawBody(data=data, size=len(data))
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _subject(data: Any) -> str:
+    instance = data.get("instanceData") if isinstance(data, dict) else None
+    value = instance.get("idInstance") if isinstance(instance, dict) else None
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    return value[:200] if isinstance(value, str) else ""
+
+
+def parse_webhook_body(body: RawBody) -> Notification | Unparseable:
+    """The webhook's bytes → a typed notification, or what is wrong with them (never raises)."""
+    if body.over_limit:
+        return Unparseable(
+            reason=Reason.TOO_LARGE, message=f"The body has {body.size} bytes, more than the limit."
+        )
+    try:
+        data = json.loads(body.data, parse_constant=_reject_constant)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError, UnicodeDecodeError, digit limits
+        return Unparseable(reason=Reason.NOT_JSON, message=f"The body is not JSON: {type(e).__name__}.")
+    try:
+        return parse_notification(data)
+    except NotificationInvalid as e:
+        return Unparseable(
+            reason=e.reason,
+            message=e.message,
+            details={str(k): str(v) for k, v in e.details.items()},
+            payload=data,
+            subject=_subject(data),
+        )

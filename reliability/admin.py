@@ -15,7 +15,7 @@ from django.utils import timezone
 from hotelbot.exceptions import HotelbotError
 from reliability import services
 from reliability.breaker import registry
-from reliability.models import BreakerConfig, BreakerEvent, BreakerState
+from reliability.models import BreakerConfig, BreakerEvent, BreakerState, DeadLetter
 
 
 class BreakerActionForm(helpers.ActionForm):
@@ -146,6 +146,41 @@ class BreakerEventAdmin(admin.ModelAdmin):
         return False
 
 
+@admin.register(DeadLetter)
+class DeadLetterAdmin(admin.ModelAdmin):
+    """Read-only: what was accepted but not processed (e.g. quarantined webhook notifications)."""
+
+    list_display = ("created_at", "kind", "status", "subject", "reason_code", "short_reason", "raw_size")
+    list_filter = ("kind", "status", "reason_code", "created_at")
+    search_fields = ("reason", "subject")
+    date_hierarchy = "created_at"
+    readonly_fields = (
+        "kind",
+        "status",
+        "subject",
+        "reason_code",
+        "reason",
+        "raw_size",
+        "raw_truncated",
+        "raw",
+        "payload",
+        "created_at",
+    )
+
+    @admin.display(description="reason")
+    def short_reason(self, obj: DeadLetter) -> str:
+        return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 @admin.register(BreakerState)
 class BreakerStateAdmin(admin.ModelAdmin):
     """The database store's rows (read-only: only the breaker store writes them)."""
@@ -156,8 +191,8 @@ class BreakerStateAdmin(admin.ModelAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False

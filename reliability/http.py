@@ -11,6 +11,11 @@ Transport failures are re-raised as :class:`TransportError`, which says whether 
 have reached the server (``request_sent``): a connect failure means it surely did not, a read
 timeout or a reset after sending means the outcome is unknown and a non-idempotent call must be
 reconciled, not blindly repeated.
+
+Secrets in URLs (Green API puts the instance token in the path): a session built with ``redact``
+passes every URL-bearing text through it before it reaches a log line (ours and urllib3's), an
+exception message or :attr:`HttpResponse.url`; the raw ``requests`` exception, whose text holds
+the URL, is not chained onto the :class:`TransportError` then.
 """
 
 from __future__ import annotations
@@ -22,7 +27,8 @@ import os
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+import weakref
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import requests
@@ -41,6 +47,33 @@ logger = logging.getLogger(__name__)
 
 _CHUNK = 16 * 1024
 _OUTCOMES = ("2xx", "3xx", "4xx", "5xx", "transport", "deadline", "other")
+
+
+#: The ``redact`` functions of live sessions, applied to urllib3's own log lines (which show paths).
+_REDACTORS: weakref.WeakSet[ResilientSession] = weakref.WeakSet()
+
+
+class _RedactUrls(logging.Filter):
+    """Masks secrets in urllib3's connection-pool log lines (``"POST /path/with/token HTTP/1.1"``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        sessions = list(_REDACTORS)
+        if sessions:
+            text = record.getMessage()
+            masked = text
+            for session in sessions:
+                masked = session.redact(masked)
+            if masked != text:
+                record.msg, record.args = masked, None
+        return True
+
+
+for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
+    logging.getLogger(_name).addFilter(_RedactUrls())
+
+
+def _no_redaction(text: str) -> str:
+    return text
 
 
 def _transient_response(idempotent: bool, result: object) -> bool:
@@ -72,8 +105,13 @@ class ResilientSession:
         headers: Mapping[str, str] | None = None,
         retry: RetryConfig | None = None,
         use_breaker: bool = True,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.dependency = dependency
+        #: Masks secrets in a URL-bearing text (identity unless given).
+        self.redact: Callable[[str], str] = redact or _no_redaction
+        if redact is not None:
+            _REDACTORS.add(self)
         self.connect_timeout = connect_timeout
         self.read_timeout = read_timeout
         self.deadline = deadline
@@ -170,13 +208,17 @@ class ResilientSession:
             raise
         except requests.RequestException as e:
             error = TransportError(
-                self.dependency, f"{type(e).__name__}: {e}", request_sent=_request_was_sent(e)
+                self.dependency,
+                self.redact(f"{type(e).__name__}: {e}"),
+                request_sent=_request_was_sent(e),
             )
             self._finish("transport", started, method, url, error=error)
-            raise error from e
+            if self.redact is _no_redaction:
+                raise error from e
+            raise error from None  # the raw exception's text holds the unmasked URL
         elapsed = self._finish(f"{resp.status_code // 100}xx", started, method, url, status=resp.status_code)
         return HttpResponse(
-            status=resp.status_code, headers=resp.headers, body=body, elapsed=elapsed, url=url
+            status=resp.status_code, headers=resp.headers, body=body, elapsed=elapsed, url=self.redact(url)
         )
 
     def _proxies_for(self, url: str) -> dict[str, str]:
@@ -240,7 +282,12 @@ class ResilientSession:
                 if time.monotonic() > ends:
                     raise DeadlineExceeded(self.dependency, "overall deadline exceeded", request_sent=True)
         except (Urllib3Error, OSError) as e:
-            raise TransportError(self.dependency, f"{type(e).__name__}: {e}", request_sent=True) from e
+            error = TransportError(
+                self.dependency, self.redact(f"{type(e).__name__}: {e}"), request_sent=True
+            )
+            if self.redact is _no_redaction:
+                raise error from e
+            raise error from None
         finally:
             resp.close()
         return b"".join(chunks)

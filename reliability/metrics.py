@@ -22,5 +22,27 @@ BREAKER_STATE = Gauge(
     "hotelbot_breaker_open", "1 while the breaker rejects calls (open or forced open), else 0.", ["breaker"]
 )
 REPLIES = Counter(
-    "hotelbot_replies_total", "Reply jobs finished, by result (done, degraded, dead).", ["result"]
+    "hotelbot_replies_total",
+    "Guest messages finished, by result: done (AI reply sent), degraded (canned answer sent), "
+    "dead (gave up), quarantined (the notification could not be processed).",
+    ["result"],
+)
+
+# --- Dead letters / webhook quarantine (issue 6) ---
+WEBHOOK_QUARANTINED = Counter(
+    "hotelbot_webhook_quarantined_total",
+    "Authenticated webhook notifications acknowledged with 200 but quarantined as dead letters, "
+    "by reason category (too_large, not_json, wrong_type, too_long, unsafe_text, ...).",
+    ["reason"],
+)
+RATE_LIMIT_CALLS = Counter(
+    "hotelbot_rate_limit_total",
+    "Client-side pacing decisions, by outcome (granted, denied) and store (redis, database, memory).",
+    ["dependency", "outcome", "store"],
+)
+RATE_LIMIT_WAIT_SECONDS = Histogram(
+    "hotelbot_rate_limit_wait_seconds",
+    "Seconds a granted call waited for its slot.",
+    ["dependency"],
+    buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )

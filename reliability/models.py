@@ -234,3 +234,89 @@ class BreakerState(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name}: {self.state}"
+
+
+class DeadLetter(models.Model):
+    """Something the system accepted but could not process: kept for staff, never silently dropped.
+
+    Generic: the toolkit knows a dead letter's *kind*, a subject reference and its payload, never
+    the domain that produced it. ``webhook_quarantine`` rows are notifications that were
+    acknowledged with 200 (so the provider's in-order queue moves on) but could not be parsed or
+    stored; later kinds (reply sends, ...) share the same table.
+    """
+
+    class Kind(models.TextChoices):
+        WEBHOOK_QUARANTINE = "webhook_quarantine", "webhook notification quarantined"
+
+    class Status(models.TextChoices):
+        PENDING = "pending", "pending (needs a look)"
+        RESOLVED = "resolved", "resolved"
+        DISCARDED = "discarded", "discarded"
+
+    kind = models.CharField(
+        max_length=40,
+        choices=Kind.choices,
+        db_index=True,
+        help_text="What failed (decides who can redrive it).",
+    )
+    subject = models.CharField(
+        max_length=200,
+        blank=True,
+        db_index=True,
+        help_text="What it is about, e.g. the Green API instance id of a quarantined notification.",
+    )
+    reason_code = models.CharField(
+        max_length=40,
+        db_index=True,
+        help_text="Reason category (too_large, not_json, wrong_type, too_long, unsafe_text, "
+        "out_of_range, unknown_value, missing, unknown_instance, storage_error, ...).",
+    )
+    reason = models.TextField(help_text="Why it failed, naming every bad field.")
+    raw = models.TextField(
+        blank=True,
+        help_text="The raw body as received, cut to DEAD_LETTER_RAW_MAX_CHARS; NUL bytes, lone "
+        "surrogates and undecodable bytes are escaped (\\x00, \\ud83d, \\xff); secrets are masked.",
+    )
+    raw_size = models.PositiveBigIntegerField(
+        default=0, help_text="Size of the original body in bytes (declared Content-Length when larger)."
+    )
+    raw_truncated = models.BooleanField(default=False, help_text="True when `raw` holds only a prefix.")
+    payload = models.JSONField(
+        null=True,
+        blank=True,
+        help_text="The parsed JSON when it could be parsed (strings escaped like `raw`), else empty.",
+    )
+    status = models.CharField(
+        max_length=20,
+        choices=Status.choices,
+        default=Status.PENDING,
+        db_index=True,
+        help_text="pending until staff resolve or discard it.",
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was recorded.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["kind", "status", "-created_at"], name="deadletter_queue")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.subject or '-'}: {self.reason_code}"
+
+
+class RateLimitSlot(models.Model):
+    """The next free slot of one paced call stream when Redis is not configured (reliability/ratelimit.py)."""
+
+    name = models.CharField(
+        max_length=200,
+        unique=True,
+        help_text="Stream: dependency, instance and method, e.g. green_api:1101:sendMessage.",
+    )
+    next_at = models.FloatField(
+        default=0.0, help_text="Unix time of the next free slot; each reservation moves it by 1/rate."
+    )
+
+    class Meta:
+        verbose_name = "rate-limit slot"
+
+    def __str__(self) -> str:
+        return self.name

@@ -21,12 +21,18 @@ for result-based retries, the last result is returned.
 
 Choices worth knowing:
 
-* ``Retry-After`` (seconds, HTTP-date, or ``retry-after-ms``) is a lower bound: the sleep is
-  ``max(jittered backoff, Retry-After)``. A value above ``retry_after_cap`` means the dependency
-  is out for longer than an in-call retry should hold a worker: we **give up at once** and raise
-  the original error (which still carries ``retry_after`` for a task-level countdown). This is
-  the openai-python 3.x rule ("give up rather than wait"), not the 1.x one (fall back to backoff).
-* ``501`` and ``505`` are 5xx that no retry can fix; every other 5xx, 408 and 429 is transient.
+* ``Retry-After`` (seconds, HTTP-date, or ``retry-after-ms``; parsed only here, by
+  :func:`retry_after_seconds`) is a lower bound: the sleep is ``max(jittered backoff,
+  Retry-After)``. A value above ``retry_after_cap`` (never above ``settings.RETRY_AFTER_CAP``)
+  means the dependency is out for longer than an in-call retry should hold a worker: we **give
+  up at once** and raise the original error (which still carries ``retry_after`` for a
+  task-level countdown). This is the openai-python 3.x rule ("give up rather than wait"), not
+  the 1.x one (fall back to backoff).
+* One classification, :func:`classify_failure`, for both clients and the reply job layer:
+  ``501`` and ``505`` are 5xx that no retry can fix; every other 5xx, 408, 429 and 499 is
+  transient; only 429, 503, a connect failure and a breaker rejection prove a request was not
+  processed (everything else transient has an unknown outcome: reconcile a send first).
+* The task/job layer waits :func:`retry_delay` (this module's backoff, Retry-After capped).
 * Non-idempotent calls (``idempotent=False``) are retried only when the request surely did not
   reach the server: a connect failure (``TransportError.request_sent`` False, connect timeout,
   refused) or a 429/503 (refused before processing). A read timeout after sending is not retried:
@@ -38,6 +44,7 @@ Choices worth knowing:
 from __future__ import annotations
 
 import email.utils
+import enum
 import functools
 import logging
 import math
@@ -59,6 +66,7 @@ from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, Protocol
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 from hotelbot.exceptions import HotelbotError
+from reliability.breaker.machine import CircuitOpenError
 from reliability.transport import HttpResponse, TransportError
 
 logger = logging.getLogger(__name__)
@@ -75,6 +83,11 @@ JITTERS: frozenset[str] = frozenset({"full", "equal", "decorrelated", "none"})
 PERMANENT_5XX: frozenset[int] = frozenset({501, 505})
 #: Statuses that say the server refused the request before processing it (safe even for POST).
 NOT_PROCESSED_STATUSES: frozenset[int] = frozenset({429, 503})
+#: 4xx worth another try although the request may have been processed: 408 (request timeout) and
+#: 499 (nginx "client closed request"; Green API prescribes a retry with a delay).
+UNKNOWN_OUTCOME_4XX: frozenset[int] = frozenset({408, 499})
+#: Default for ``RETRY_AFTER_CAP``: no layer waits longer than this for a server's Retry-After.
+DEFAULT_RETRY_AFTER_CAP = 900.0
 _DECORRELATED_FACTOR = 3.0
 _EPSILON = 1e-9
 
@@ -203,6 +216,32 @@ def iter_backoff_delays(config: RetryConfig, rng: random.Random | None = None) -
             yield raw
 
 
+def backoff_delay(config: RetryConfig, retry_number: int, rng: random.Random | None = None) -> float:
+    """The delay before retry ``retry_number`` (1-based), as :func:`iter_backoff_delays` yields it."""
+    if retry_number < 1:
+        raise ValueError(f"retry_number must be >= 1, got {retry_number}")
+    delays = iter_backoff_delays(config, rng)
+    for _ in range(retry_number - 1):
+        next(delays)
+    return next(delays)
+
+
+def retry_delay(
+    config: RetryConfig,
+    retry_number: int,
+    *,
+    retry_after: float | None = None,
+    rng: random.Random | None = None,
+) -> float:
+    """The wait before retry ``retry_number`` at task/job level: the backoff, raised to the server's
+    Retry-After, which is capped at ``RETRY_AFTER_CAP`` (a ``Retry-After: 99999999`` must not park a
+    job for years)."""
+    delay = backoff_delay(config, retry_number, rng)
+    if retry_after is not None and math.isfinite(retry_after):
+        delay = max(delay, min(max(0.0, retry_after), retry_after_cap()))
+    return delay
+
+
 def backoff_delays(config: RetryConfig, attempts: int, rng: random.Random | None = None) -> list[float]:
     """The delays before retries ``1..attempts`` (``attempts`` values), as :class:`RetryHandler` sleeps
     them when no Retry-After applies."""
@@ -217,18 +256,35 @@ def backoff_delays(config: RetryConfig, attempts: int, rng: random.Random | None
 # --------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Verdict:
-    transient: bool
-    surely_not_sent: bool = False
+class FailureKind(enum.Enum):
+    """What a failed call tells us about the request, for retrying and for exactly-once sends.
+
+    * ``PERMANENT``: retrying will not help (4xx other than 408/429/499, 501, 505, bad TLS).
+    * ``NOT_PROCESSED``: worth another try, and the server surely did not act on the request
+      (429, 503, a connect failure before anything was sent, our breaker rejecting the call), so
+      even a non-idempotent call (a send) may simply be repeated.
+    * ``OUTCOME_UNKNOWN``: worth another try, but the server may have acted on it (500, 502, 504,
+      408, 499, a reset or timeout after the request left): a send must be reconciled first.
+    """
+
+    PERMANENT = "permanent"
+    NOT_PROCESSED = "not_processed"
+    OUTCOME_UNKNOWN = "outcome_unknown"
+
+    @property
+    def transient(self) -> bool:
+        return self is not FailureKind.PERMANENT
 
 
-_PERMANENT = _Verdict(False)
+_PERMANENT = FailureKind.PERMANENT
 
 
-def _status_verdict(status: int) -> _Verdict:
-    transient = status in (408, 429) or (500 <= status <= 599 and status not in PERMANENT_5XX)
-    return _Verdict(transient, surely_not_sent=status in NOT_PROCESSED_STATUSES)
+def _status_verdict(status: int) -> FailureKind:
+    if status in NOT_PROCESSED_STATUSES:
+        return FailureKind.NOT_PROCESSED
+    if status in UNKNOWN_OUTCOME_4XX or (500 <= status <= 599 and status not in PERMANENT_5XX):
+        return FailureKind.OUTCOME_UNKNOWN
+    return FailureKind.PERMANENT
 
 
 def _int_attr(obj: object, *names: str) -> int | None:
@@ -248,22 +304,28 @@ def _requests_not_sent(exc: requests.RequestException) -> bool:
     return isinstance(inner, NewConnectionError | ConnectTimeoutError)
 
 
-def _transport_verdict(exc: BaseException) -> _Verdict | None:
-    """Verdict for a transport-level failure, or None when ``exc`` is not one."""
+def _sent(surely_not_sent: bool) -> FailureKind:
+    return FailureKind.NOT_PROCESSED if surely_not_sent else FailureKind.OUTCOME_UNKNOWN
+
+
+def _transport_verdict(exc: BaseException) -> FailureKind | None:
+    """Verdict for a transport-level failure (or a breaker rejection), or None when not one."""
+    if isinstance(exc, CircuitOpenError):
+        return FailureKind.NOT_PROCESSED  # rejected before any I/O
     if isinstance(exc, TransportError):
-        return _Verdict(True, surely_not_sent=not exc.request_sent)
+        return _sent(not exc.request_sent)
     if isinstance(exc, requests.RequestException):
         if isinstance(exc, requests.exceptions.SSLError):
             return _PERMANENT  # a bad certificate does not heal in a second
         if isinstance(exc, requests.Timeout | requests.ConnectionError):
-            return _Verdict(True, surely_not_sent=_requests_not_sent(exc))
+            return _sent(_requests_not_sent(exc))
         if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-            return _Verdict(True)
+            return FailureKind.OUTCOME_UNKNOWN
         return None  # HTTPError (handled by status), InvalidURL, TooManyRedirects, ...
     if isinstance(exc, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
-        return _Verdict(True, surely_not_sent=True)
+        return FailureKind.NOT_PROCESSED
     if isinstance(exc, TimeoutError | ConnectionError | Urllib3TimeoutError | ProtocolError):
-        return _Verdict(True)
+        return FailureKind.OUTCOME_UNKNOWN
     return None
 
 
@@ -277,7 +339,16 @@ def _exception_chain(exc: BaseException, limit: int = 8) -> Iterator[BaseExcepti
         current = current.__cause__
 
 
-def _verdict(subject: object) -> _Verdict:
+def classify_failure(subject: object) -> FailureKind:
+    """The one classification of a failure: permanent, transient and surely not processed, or
+    transient with an unknown outcome (see :class:`FailureKind`).
+
+    Understands an HTTP status ``int``; :class:`~reliability.http.TransportError`; a breaker's
+    ``CircuitOpenError``; ``requests``, urllib3 and built-in network exceptions; responses
+    (``.status`` / ``.status_code``); exceptions carrying ``.status`` / ``.status_code`` or a
+    ``.response``; and, when none of those decide, the explicit cause
+    (``raise ProviderError(...) from transport_error``). Anything else is permanent.
+    """
     if isinstance(subject, bool) or subject is None:
         return _PERMANENT
     if isinstance(subject, int):
@@ -298,18 +369,21 @@ def _verdict(subject: object) -> _Verdict:
 
 
 def is_transient(exc_or_status: object, *, idempotent: bool = True) -> bool:
-    """Whether another attempt may succeed (timeouts, connection errors, 408, 429, 5xx but 501/505).
+    """Whether another attempt may succeed (timeouts, connection errors, 408, 429, 499, 5xx but
+    501/505), per :func:`classify_failure`. A breaker rejection is not retried in-call.
 
     Understands an HTTP status ``int``; :class:`~reliability.http.TransportError`; ``requests``,
     urllib3 and built-in network exceptions; responses (``.status`` / ``.status_code``); exceptions
     carrying ``.status`` / ``.status_code`` or a ``.response``; and, when none of those decide,
     the explicit cause (``raise ProviderError(...) from transport_error``). Other 4xx: never.
 
-    With ``idempotent=False`` only failures where the request surely was not processed count:
-    a connect failure (``request_sent`` False) or a 429/503.
+    With ``idempotent=False`` only failures where the request surely was not processed count
+    (:attr:`FailureKind.NOT_PROCESSED`): a connect failure (``request_sent`` False) or a 429/503.
     """
-    verdict = _verdict(exc_or_status)
-    return verdict.transient and (idempotent or verdict.surely_not_sent)
+    if isinstance(exc_or_status, CircuitOpenError):
+        return False  # never retried in-call: the breaker says when to come back
+    kind = classify_failure(exc_or_status)
+    return kind is FailureKind.NOT_PROCESSED or (idempotent and kind is FailureKind.OUTCOME_UNKNOWN)
 
 
 # --------------------------------------------------------------------------------------------
@@ -370,12 +444,26 @@ def _retry_after_from_headers(headers: object, now: Callable[[], float]) -> floa
     return parse_retry_after(_header(headers, "Retry-After"), now=now)
 
 
-def retry_after_seconds(subject: object, *, now: Callable[[], float] = time.time) -> float | None:
-    """The Retry-After a failure or response carries, in seconds, or None.
+def retry_after_cap() -> float:
+    """``settings.RETRY_AFTER_CAP``: the longest any layer honours a server's Retry-After."""
+    from django.conf import settings
+
+    return float(getattr(settings, "RETRY_AFTER_CAP", DEFAULT_RETRY_AFTER_CAP))
+
+
+def retry_after_seconds(
+    subject: object, *, now: Callable[[], float] = time.time, cap: float | None = None
+) -> float | None:
+    """The Retry-After a failure or response carries, in seconds (at most ``cap``), or None.
 
     Looks at a ``.retry_after`` attribute, then ``.headers``, then ``.response.headers``, along
     the exception's explicit causes.
     """
+    seconds = _retry_after_uncapped(subject, now)
+    return seconds if seconds is None or cap is None else min(seconds, cap)
+
+
+def _retry_after_uncapped(subject: object, now: Callable[[], float]) -> float | None:
     subjects: list[object] = (
         list(_exception_chain(subject)) if isinstance(subject, BaseException) else [subject]
     )
@@ -609,7 +697,7 @@ class _Classify(tenacity.retry_base):
             handler._give_up(NOT_TRANSIENT, retry_state, level=logging.DEBUG)
             return False
         retry_after = retry_after_seconds(subject, now=handler.wall_clock)
-        if retry_after is not None and retry_after > handler.config.retry_after_cap:
+        if retry_after is not None and retry_after > min(handler.config.retry_after_cap, retry_after_cap()):
             handler._give_up(RETRY_AFTER_TOO_LONG, retry_state, retry_after=retry_after)
             return False
         self.call.retry_after = retry_after

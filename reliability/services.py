@@ -1,14 +1,23 @@
-"""Writes the reliability adapters call: staff overrides of breakers (persisted, then applied live)."""
+"""Writes the reliability adapters call: staff overrides of breakers (persisted, then applied live),
+and dead letters (what was accepted but could not be processed)."""
 
 from __future__ import annotations
 
+import logging
+import math
+import re
+from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
-from django.db import transaction
+from django.conf import settings
+from django.db import DataError, transaction
 
 from hotelbot.exceptions import NotFound, ValidationFailed
 from reliability.breaker import registry
-from reliability.models import BreakerConfig
+from reliability.models import BreakerConfig, DeadLetter
+
+logger = logging.getLogger(__name__)
 
 
 def _row(name: str) -> BreakerConfig:
@@ -42,3 +51,89 @@ def breaker_reset(*, name: str) -> BreakerConfig:
     row = breaker_set_mode(name=name, mode=BreakerConfig.Mode.AUTO)
     registry.breaker(name).reset()
     return row
+
+
+# --- dead letters -------------------------------------------------------------------------------
+_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+MASK = "****"
+
+
+def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
+    """Text any database can hold: NUL and lone surrogates escaped (``\\x00``, ``\\ud83d``),
+    every non-empty secret replaced by ``****``."""
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    if _UNSTORABLE.search(text):
+        text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text
+
+
+def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:
+    """A JSON value every backend's JSON column accepts: strings escaped and masked, non-finite
+    floats as text (``Infinity`` is not JSON)."""
+    if isinstance(value, str):
+        return storable_text(value, secrets=secrets)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {
+            storable_text(str(k), secrets=secrets): _storable_payload(v, secrets) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_storable_payload(v, secrets) for v in value]
+    return value
+
+
+def dead_letter_quarantine(
+    *,
+    kind: str,
+    subject: str,
+    raw: bytes | str,
+    reason_code: str,
+    reason: str,
+    payload: Any = None,
+    raw_size: int | None = None,
+    secrets: Iterable[str] = (),
+) -> DeadLetter:
+    """Keep something that could not be processed as a pending dead letter, safely and bounded.
+
+    ``raw`` is cut to ``DEAD_LETTER_RAW_MAX_CHARS`` and escaped (undecodable bytes, NUL, lone
+    surrogates), ``secrets`` are masked everywhere. Call it outside any failed transaction: it
+    writes in its own atomic block. If the payload cannot be stored it is dropped (``raw`` stays).
+    """
+    secrets = tuple(s for s in secrets if s)
+    limit = settings.DEAD_LETTER_RAW_MAX_CHARS
+    if isinstance(raw, bytes):
+        size = len(raw) if raw_size is None else raw_size
+        # Mask on a little more than we keep, so a secret cut by the limit is masked too.
+        text = raw[: limit + 1024].decode("utf-8", errors="backslashreplace")
+    else:
+        size = len(raw.encode("utf-8", errors="backslashreplace")) if raw_size is None else raw_size
+        text = raw[: limit + 1024]
+    text = storable_text(text, secrets=secrets)
+    truncated = len(text) > limit or size > len(raw)
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "subject": storable_text(subject, secrets=secrets)[:200],
+        "reason_code": reason_code[:40],
+        "reason": storable_text(reason, secrets=secrets),
+        "raw": text[:limit],
+        "raw_size": size,
+        "raw_truncated": truncated,
+    }
+    try:
+        stored_payload = None if payload is None else _storable_payload(payload, secrets)
+    except RecursionError:
+        stored_payload = None
+    try:
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(payload=stored_payload, **fields)
+    except (DataError, ValueError, TypeError, RecursionError):
+        # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(payload=None, **fields)
+    logger.warning(
+        "dead letter %s: kind=%s subject=%s reason=%s", letter.pk, kind, fields["subject"], reason_code
+    )
+    return letter

@@ -1,38 +1,61 @@
 from __future__ import annotations
 
-from drf_spectacular.utils import OpenApiResponse, extend_schema
-from rest_framework.parsers import JSONParser
+from django.conf import settings
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.api.authentication import GreenApiWebhookAuthentication
-from messaging.notifications import parse_notification
+from messaging.notifications import parse_webhook_body, read_body
 from messaging.services.intake import notification_ingest
 
 
-class GreenApiWebhookView(APIView):
-    """Green API posts every notification here; 200 means stored (or deliberately ignored).
+def _content_length(request: Request) -> int | None:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
 
-    Anything else makes Green API resend the same notification after 60 s for up to 24 h.
+
+class GreenApiWebhookView(APIView):
+    """Green API posts every notification here; an authenticated request is always answered 200
+    (stored, duplicate, ignored, or quarantined for staff) unless the database is unavailable.
+
+    Anything else makes Green API resend the same notification after 60 s for up to 24 h, and it
+    delivers in order: one rejected notification would hold every later message of the hotel.
     """
 
     authentication_classes = [GreenApiWebhookAuthentication]
     permission_classes = [AllowAny]  # the authentication class rejects a bad token with 401
-    parser_classes = [JSONParser]
+    parser_classes: list[type] = []  # the body is read by read_body, bounded (never request.data)
     throttle_classes: list[type] = []
 
     @extend_schema(
         request=dict,
         responses={
-            200: OpenApiResponse(description="Stored, duplicate, or ignored."),
-            400: OpenApiResponse(description="Malformed JSON or missing fields."),
+            200: OpenApiResponse(
+                description="Acknowledged: stored, duplicate, status applied, ignored, or quarantined "
+                "(a body that cannot be parsed or stored, or an unknown instance, is kept as a dead "
+                'letter for staff and answered `{"status": "quarantined"}`).',
+                examples=[
+                    OpenApiExample("stored", value={"status": "stored"}),
+                    OpenApiExample("quarantined", value={"status": "quarantined"}),
+                ],
+            ),
             401: OpenApiResponse(description="Missing or wrong Bearer token."),
-            404: OpenApiResponse(description="No hotel for this Green API instance."),
-            503: OpenApiResponse(description="Database unavailable; Green API will redeliver."),
+            503: OpenApiResponse(
+                description="Database unavailable (with Retry-After); Green API will redeliver."
+            ),
         },
     )
     def post(self, request: Request) -> Response:
-        result = notification_ingest(notification=parse_notification(request.data))
+        body = read_body(
+            request.stream,
+            content_length=_content_length(request),
+            limit=settings.WEBHOOK_MAX_BODY_BYTES,
+            keep=settings.DEAD_LETTER_RAW_MAX_CHARS,
+        )
+        result = notification_ingest(notification=parse_webhook_body(body), body=body)
         return Response({"status": result.action})

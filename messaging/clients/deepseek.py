@@ -14,7 +14,7 @@ from django.conf import settings
 from hotelbot.exceptions import ProviderError
 from reliability.breaker import CircuitOpenError
 from reliability.http import DeadlineExceeded, ResilientSession, TransportError
-from reliability.retry import RetryConfig
+from reliability.retry import RetryConfig, classify_failure
 
 DEPENDENCY = "deepseek"
 
@@ -28,13 +28,14 @@ class DeepSeekError(ProviderError):
 
 
 class DeepSeekUnavailable(DeepSeekError):
-    """Timeouts, deadline, connection errors, 429 and 5xx: the AI is (for now) not answering."""
+    """Timeouts, deadline, connection errors, 408, 429, 499 and 5xx but 501/505: the AI is (for now)
+    not answering."""
 
     code = "deepseek_unavailable"
 
 
 class DeepSeekRejected(DeepSeekError):
-    """4xx other than 429 (bad key, bad model, no balance): retrying will not help."""
+    """Other 4xx (bad key, bad model, no balance), 501, 505: retrying will not help."""
 
     code = "deepseek_rejected"
 
@@ -98,7 +99,7 @@ class DeepSeekClient:
             body = None
         if resp.status != 200:
             message = f"DeepSeek answered {resp.status}: {_error_message(body) or resp.text[:200]}"
-            if resp.status == 429 or resp.status >= 500:
+            if classify_failure(resp.status).transient:  # the one classification (reliability.retry)
                 raise DeepSeekUnavailable(message, status=resp.status)
             raise DeepSeekRejected(message, status=resp.status)
         try:

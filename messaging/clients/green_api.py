@@ -1,13 +1,22 @@
 """The only module that speaks Green API's HTTP API (sending side).
 
-Errors are ours: :class:`GreenApiTransientError` (retry later; ``retry_after`` when the provider
-said so), :class:`GreenApiOutcomeUnknown` (the request may have been processed: reconcile before
-any resend), :class:`GreenApiPermanentError` (retrying will not help).
+Errors are ours, chosen by ``reliability.retry.classify_failure`` (the one classification):
+:class:`GreenApiTransientError` (surely not processed -- 429, 503, a connect failure -- so a send
+may be repeated; ``retry_after`` when the provider said so, capped at ``RETRY_AFTER_CAP``),
+:class:`GreenApiOutcomeUnknown` (500, 502, 504, 408, 499, a reset, timeout or deadline after the
+request left: the request may have been processed, reconcile before any resend),
+:class:`GreenApiCircuitOpen` (our breaker rejected it, nothing left), :class:`GreenApiPermanentError`
+(retrying will not help).
+
+The instance token is part of every URL; it is masked (:func:`mask_token`) in every text this
+module or its HTTP session produces: log lines, exception messages, and so DB fields and admin.
+Every call runs under the overall ``GREEN_API_DEADLINE`` (shorter than a reply job's lease).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -15,14 +24,30 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability import ratelimit
 from reliability.breaker import CircuitOpenError
 from reliability.http import HttpResponse, ResilientSession, TransportError
-from reliability.retry import RetryConfig
+from reliability.retry import FailureKind, RetryConfig, classify_failure, retry_after_cap, retry_after_seconds
 
 DEPENDENCY = "green_api"
+#: Journal reads (reconciliation) have their own breaker: their 429s and errors never open the
+#: breaker that guards sends (a 1 request/s endpoint must not park every reply).
+JOURNAL_DEPENDENCY = "green_api_journal"
+#: Methods we pace client-side, per instance, with the setting holding their rate (calls/s).
+_PACED: dict[str, str] = {
+    "sendMessage": "GREEN_API_RATE_SEND_MESSAGE",
+    "lastOutgoingMessages": "GREEN_API_RATE_LAST_OUTGOING",
+}
+# A 400 that means "refused for now" (the instance is booting): not processed, retry in a few seconds.
 _STARTING = "instance in starting process"
-# 499 (client closed), 502/503/504 and the rest of 5xx are worth another try later.
-_TRANSIENT_STATUSES = frozenset({408, 429, 499})
+# ``/waInstance{id}/{method}/{token}``: the path segment after the method is the secret.
+_TOKEN_IN_URL = re.compile(r"(/waInstance\d+/[^/?#\s]+/)[^/?#\s\"'<>]+")
+_MASK = "***"
+
+
+def mask_token(text: str) -> str:
+    """``text`` with the instance token of every Green API URL in it replaced by ``***``."""
+    return _TOKEN_IN_URL.sub(rf"\g<1>{_MASK}", text)
 
 
 class GreenApiError(ProviderError):
@@ -50,6 +75,13 @@ class GreenApiCircuitOpen(GreenApiTransientError):
     code = "green_api_circuit_open"
 
 
+class GreenApiRateLimited(GreenApiCircuitOpen):
+    """Our own pacing had no free slot for this method soon enough: nothing was sent; try again
+    after ``retry_after`` (handled like an open breaker: the job waits, it is not an attempt)."""
+
+    code = "green_api_rate_limited"
+
+
 class GreenApiPermanentError(GreenApiError):
     code = "green_api_rejected"
 
@@ -67,22 +99,19 @@ class OutgoingJournalEntry:
     timestamp: datetime
 
 
-def _retry_after(resp: HttpResponse) -> float | None:
-    raw = resp.headers.get("Retry-After")
-    if raw is None:
-        return None
-    try:
-        return max(0.0, float(raw))
-    except ValueError:
-        return None
+_ERRORS: dict[FailureKind, type[GreenApiError]] = {
+    FailureKind.NOT_PROCESSED: GreenApiTransientError,
+    FailureKind.OUTCOME_UNKNOWN: GreenApiOutcomeUnknown,
+    FailureKind.PERMANENT: GreenApiPermanentError,
+}
 
 
-def _error_for(resp: HttpResponse, method: str) -> GreenApiError:
+def _error_for(resp: HttpResponse, method: str, mask: Callable[[str], str]) -> GreenApiError:
     detail = resp.text[:300]
-    message = f"Green API {method} answered {resp.status}: {detail}"
-    if resp.status >= 500 or resp.status in _TRANSIENT_STATUSES or _STARTING in detail:
-        return GreenApiTransientError(message, status=resp.status, retry_after=_retry_after(resp))
-    return GreenApiPermanentError(message, status=resp.status)
+    message = mask(f"Green API {method} answered {resp.status}: {detail}")
+    kind = FailureKind.NOT_PROCESSED if _STARTING in detail else classify_failure(resp.status)
+    retry_after = retry_after_seconds(resp, cap=retry_after_cap()) if kind.transient else None
+    return _ERRORS[kind](message, status=resp.status, retry_after=retry_after)
 
 
 class GreenApiClient:
@@ -97,27 +126,53 @@ class GreenApiClient:
         if not re.fullmatch(r"\d+", id_instance):
             raise ValueError(f"Green API idInstance must be digits, got {id_instance!r}")
         self._prefix = f"{base_url.rstrip('/')}/waInstance{id_instance}"
+        self._id_instance = id_instance
         self._token = api_token
         self._http = session or default_session()
+        self._journal_http = session or journal_session()
 
     def _url(self, method: str) -> str:
         return f"{self._prefix}/{method}/{self._token}"
 
-    def _call(self, http_method: str, method: str, **kwargs: Any) -> Any:
+    def _mask(self, text: str) -> str:
+        """Mask the token in URLs and, should a body or error echo it bare, anywhere."""
+        text = mask_token(text)
+        return text.replace(self._token, _MASK) if len(self._token) >= 4 else text
+
+    def _pace(self, method: str) -> None:
+        """Wait for this instance's next slot of ``method`` (bounded), or refuse without sending."""
+        rate_setting = _PACED.get(method)
+        if rate_setting is None:
+            return
+        grant = ratelimit.acquire(
+            f"{DEPENDENCY}:{self._id_instance}:{method}",
+            rate=getattr(settings, rate_setting),
+            max_wait=settings.GREEN_API_RATE_MAX_WAIT,
+        )
+        if not grant.granted:
+            raise GreenApiRateLimited(
+                f"Green API {method}: paced, next slot in {grant.wait:.1f}s", retry_after=grant.wait
+            )
+
+    def _call(
+        self, http_method: str, method: str, *, session: ResilientSession | None = None, **kwargs: Any
+    ) -> Any:
+        self._pace(method)
         try:
-            resp = self._http.request(http_method, self._url(method), **kwargs)
+            resp = (session or self._http).request(http_method, self._url(method), **kwargs)
         except CircuitOpenError as e:
-            raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=e.retry_after) from e
+            cap = retry_after_cap()
+            raise GreenApiCircuitOpen(f"Green API {method}: {e}", retry_after=min(e.retry_after, cap)) from e
         except TransportError as e:
-            if e.request_sent:
-                raise GreenApiOutcomeUnknown(f"Green API {method}: {e.message}") from e
-            raise GreenApiTransientError(f"Green API {method}: {e.message}") from e
+            kind = classify_failure(e)
+            raise _ERRORS[kind](self._mask(f"Green API {method}: {e.message}")) from e
         if resp.status != 200:
-            raise _error_for(resp, method)
+            raise _error_for(resp, method, self._mask)
         try:
             return resp.json()
         except ValueError as e:
-            raise GreenApiTransientError(f"Green API {method} returned invalid JSON", status=200) from e
+            # It was processed (200) but we cannot read the idMessage: unknown, not "not sent".
+            raise GreenApiOutcomeUnknown(f"Green API {method} returned invalid JSON", status=200) from e
 
     def send_message(self, *, chat_id: str, text: str) -> SentMessage:
         # Not idempotent, and retried by the reply job (with reconciliation): no in-call retry.
@@ -138,7 +193,14 @@ class GreenApiClient:
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
 
     def last_outgoing_messages(self, *, minutes: int = 30) -> list[OutgoingJournalEntry]:
-        data = self._call("GET", "lastOutgoingMessages", params={"minutes": minutes})
+        # One retry layer: the reply job's. The journal session retries nothing and has its own breaker.
+        data = self._call(
+            "GET",
+            "lastOutgoingMessages",
+            session=self._journal_http,
+            params={"minutes": minutes},
+            retry=False,
+        )
         entries: list[OutgoingJournalEntry] = []
         for item in data if isinstance(data, list) else []:
             if not isinstance(item, dict) or not item.get("idMessage"):
@@ -165,10 +227,29 @@ def default_session() -> ResilientSession:
             DEPENDENCY,
             connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
             read_timeout=settings.GREEN_API_READ_TIMEOUT,
-            # Reads only (getStateInstance, lastOutgoingMessages); sends retry at job level.
+            deadline=settings.GREEN_API_DEADLINE,
+            redact=mask_token,
+            # Reads only (getStateInstance); sends and journal reads retry at job level.
             retry=RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0),
         )
     return _session
+
+
+_journal_session: ResilientSession | None = None
+
+
+def journal_session() -> ResilientSession:
+    """Journal reads: breaker ``green_api_journal``, no in-call retry (the reply job retries)."""
+    global _journal_session
+    if _journal_session is None:
+        _journal_session = ResilientSession(
+            JOURNAL_DEPENDENCY,
+            connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
+            read_timeout=settings.GREEN_API_READ_TIMEOUT,
+            deadline=settings.GREEN_API_DEADLINE,
+            redact=mask_token,
+        )
+    return _journal_session
 
 
 def client_for(*, id_instance: str, api_token: str) -> GreenApiClient:

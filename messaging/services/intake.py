@@ -1,4 +1,15 @@
-"""Writes for webhook intake: inbound messages, delivery statuses, send journal, instance state."""
+"""Writes for webhook intake: inbound messages, delivery statuses, send journal, instance state.
+
+Acknowledge, then quarantine: Green API delivers in order and resends a notification after any
+non-200, so one bad notification would hold every later message of its hotel for up to 24 h.
+Whatever cannot be parsed or stored (a bad body, an unknown instance, a storage error on
+valid-looking input) becomes a ``webhook_quarantine`` dead letter and is answered 200. Only an
+unavailable database (OperationalError/InterfaceError) propagates, so the view answers 503 and
+Green API redelivers.
+
+Every check-then-write here is either one conditional write or treats its IntegrityError as the
+duplicate it is (a concurrent delivery or a worker got there first), never as a 500.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +18,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import DataError, IntegrityError, transaction
 from django.utils import timezone
 
-from hotelbot.exceptions import NotFound
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import (
     Ignored,
@@ -18,38 +28,106 @@ from messaging.notifications import (
     Notification,
     OutgoingApiMessage,
     OutgoingStatus,
+    RawBody,
+    Reason,
     StateChanged,
+    Unparseable,
 )
 from messaging.services import replies, statuses
+from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
+from reliability.models import DeadLetter
+from reliability.services import dead_letter_quarantine
 
 logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class IngestResult:
-    action: str  # "stored", "duplicate", "status_updated", "status_unmatched", "ignored", ...
+    action: str  # "stored", "duplicate", "status_updated", "quarantined", "ignored", ...
     message_id: int | None = None
+    dead_letter_id: int | None = None
 
 
-def hotel_for_instance(*, id_instance: str) -> Hotel:
-    hotel = Hotel.objects.filter(green_api_instance_id=id_instance).first()
-    if hotel is None:
-        raise NotFound(f"No hotel is configured for Green API instance {id_instance}.")
-    return hotel
+def notification_ingest(
+    *, notification: Notification | Unparseable, body: RawBody | None = None
+) -> IngestResult:
+    """The webhook's one call: route a parsed notification to the write it needs, or quarantine it.
 
-
-def notification_ingest(*, notification: Notification) -> IngestResult:
-    """The webhook's one call: route a parsed notification to the write it needs."""
+    Never raises for bad input; raises only when the database itself is unavailable.
+    """
+    if isinstance(notification, Unparseable):
+        return notification_quarantine(
+            body=body,
+            reason=notification.reason,
+            message=notification.message,
+            details=notification.details,
+            payload=notification.payload,
+            subject=notification.subject,
+        )
     if isinstance(notification, Ignored):
         return IngestResult(action="ignored")
-    hotel = hotel_for_instance(id_instance=notification.id_instance)
+    hotel = Hotel.objects.filter(green_api_instance_id=notification.id_instance).first()
+    if hotel is None:
+        return notification_quarantine(
+            body=body,
+            reason=Reason.UNKNOWN_INSTANCE,
+            message=f"No hotel is configured for Green API instance {notification.id_instance}.",
+            subject=notification.id_instance,
+        )
+    try:
+        # One transaction (a savepoint inside a caller's): a failed INSERT is rolled back before
+        # the quarantine row is written, and nothing of a half-stored notification remains.
+        with transaction.atomic():
+            return _route(hotel=hotel, notification=notification)
+    except (DataError, IntegrityError, UnicodeError) as e:
+        # Valid-looking input the database refused (a length or encoding it would not take).
+        logger.warning(
+            "notification %s could not be stored: %s", type(notification).__name__, type(e).__name__
+        )
+        return notification_quarantine(
+            body=body,
+            reason=Reason.STORAGE_ERROR,
+            message=f"The database refused the notification ({type(e).__name__}).",
+            subject=notification.id_instance,
+        )
+
+
+def _route(*, hotel: Hotel, notification: Notification) -> IngestResult:
     if isinstance(notification, IncomingMessage):
         return inbound_message_record(hotel=hotel, incoming=notification)
     if isinstance(notification, OutgoingStatus):
         return outbound_status_apply(status=notification)
     if isinstance(notification, OutgoingApiMessage):
         return outbound_journal_record(hotel=hotel, journal=notification)
+    assert isinstance(notification, StateChanged)
     return hotel_state_record(hotel=hotel, state=notification)
+
+
+def notification_quarantine(
+    *,
+    body: RawBody | None,
+    reason: Reason,
+    message: str,
+    details: dict[str, str] | None = None,
+    payload: object = None,
+    subject: str = "",
+) -> IngestResult:
+    """Keep a notification we acknowledge but cannot process as a pending dead letter for staff."""
+    described = "; ".join(f"{name}: {why}" for name, why in (details or {}).items())
+    letter = dead_letter_quarantine(
+        kind=DeadLetter.Kind.WEBHOOK_QUARANTINE,
+        subject=subject,
+        raw=body.data if body is not None else b"",
+        raw_size=body.size if body is not None else 0,
+        payload=payload,
+        reason_code=reason.value,
+        reason=f"{message} {described}".strip(),
+        secrets=(settings.GREEN_API_WEBHOOK_TOKEN,),
+    )
+    WEBHOOK_QUARANTINED.labels(reason=reason.value).inc()
+    if isinstance(payload, dict) and payload.get("typeWebhook") == "incomingMessageReceived":
+        REPLIES.labels("quarantined").inc()  # a guest message that gets no automatic reply
+    return IngestResult(action="quarantined", dead_letter_id=letter.pk)
 
 
 def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conversation:
@@ -97,7 +175,7 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage) -> Ingest
             )
             Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
             job = ReplyJob.objects.create(inbound=message, next_attempt_at=now)
-            replies.reply_job_enqueue_on_commit(job_id=job.pk)
+            replies.reply_job_enqueue_on_commit(job_id=job.pk, request_path=True)
     except IntegrityError:
         # A concurrent delivery of the same idMessage won the insert.
         existing = inbound.first()
@@ -143,9 +221,16 @@ def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> Ing
     )
     if outbound_id is None:
         return IngestResult(action="journal_unmatched")
-    with transaction.atomic():
-        Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
-            provider_message_id=journal.id_message
-        )
-        statuses.deferred_statuses_apply(id_message=journal.id_message)
+    try:
+        with transaction.atomic():
+            adopted = Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
+                provider_message_id=journal.id_message
+            )
+            statuses.deferred_statuses_apply(id_message=journal.id_message)
+    except IntegrityError:
+        # Between the check above and this write a worker gave this idMessage to an outbound row
+        # (its send returned, or reconciliation adopted it): the journal entry is known now.
+        return IngestResult(action="journal_known")
+    if not adopted:
+        return IngestResult(action="journal_known")  # the row got its id meanwhile
     return IngestResult(action="journal_matched", message_id=outbound_id)

@@ -1,23 +1,36 @@
 """The reply pipeline: claim a reply job, generate the answer once, send it exactly once.
 
-A job is claimed with one conditional UPDATE (a lease), so a task that runs twice (``acks_late``,
-the sweeper, a redelivered broker message) does nothing the second time. The reply text is stored
-before sending, and ``send_started_at`` is committed before a send leaves: if the outcome is then
-unknown (timeout after the request left, worker killed), the next attempt asks Green API's journal
-whether the message went out before sending again, so a guest never receives the same reply twice.
+A job is claimed with ``SELECT ... FOR UPDATE`` on its row (due and pending, or in progress with
+an expired lease), which sets a new lease and a fresh **fencing token** (``lease_token``). Every
+write after the claim is a conditional ``UPDATE ... WHERE pk = ... AND lease_token = ...`` whose
+row count is checked: a worker whose lease passed to another (it stalled past the lease, and the
+sweeper re-published the job) stops at its next write, and above all before sending. So a task
+that runs twice (``acks_late``, the sweeper, a redelivered broker message) acts at most once.
+
+The reply text is stored before sending, and ``send_started_at`` is committed (with the fence
+check and a renewed lease, in one UPDATE) right before a send leaves; every Green API call ends
+within ``GREEN_API_DEADLINE``, shorter than the lease, so a send always ends while its lease holds.
+Only a failure that proves the message was not processed (429, 503, a connect failure, our
+breaker rejecting; ``reliability.retry.classify_failure``) clears ``send_started_at``; after any
+other failure (500, 502, 504, a reset or timeout after sending, an error of our own, even while
+confirming) the next attempt first asks Green API's journal whether the message went out, and
+adopts only an ``idMessage`` no other outbound row owns, so a guest never receives the same
+reply twice and never misses one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
-import random
+import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
+from typing import Any
 
 from django.conf import settings
-from django.db import transaction
-from django.db.models import Q
+from django.db import DatabaseError, IntegrityError, transaction
+from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
@@ -28,47 +41,96 @@ from messaging.selectors import conversation_history
 from messaging.services import statuses
 from reliability.breaker import State, registry
 from reliability.metrics import REPLIES
+from reliability.retry import RetryConfig, retry_after_cap, retry_delay
 
 logger = logging.getLogger(__name__)
+
+#: Outcome of a job parked until Green API's breaker admits calls (the status's DB value).
+PENDING_PROVIDER_RECOVERY = "pending_provider_recovery"
+#: Seconds of clock skew allowed between us and Green API's journal timestamps.
+RECONCILE_SLACK = 5
 
 
 @dataclass(frozen=True, slots=True)
 class ProcessOutcome:
     job_id: int
-    result: str  # "skipped" | "done" | "retry" | "dead"
+    #: "skipped" | "done" | "retry" | "dead" | "pending_provider_recovery" | "lease_lost"
+    result: str
     detail: str = ""
 
 
 # --- enqueueing -----------------------------------------------------------------------------------
-def reply_job_publish(*, job_id: int, countdown: float = 0.0) -> bool:
-    """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB."""
+def reply_job_publish(
+    *, job_id: int, countdown: float = 0.0, request_path: bool = False, swept: bool = False
+) -> bool:
+    """Publish the task; a broker outage is logged, not raised: the sweeper re-enqueues from the DB.
+
+    ``request_path=True`` (web requests) publishes once, without retries, on a connection whose
+    sockets time out after ``CELERY_REQUEST_PUBLISH_TIMEOUT``: a hung broker never holds a webhook.
+    ``swept=True`` (the sweeper) counts the re-publish, so the next one waits longer.
+    """
     from messaging.tasks import process_reply_job
+    from reliability import broker
 
     try:
-        process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+        if request_path:
+            with broker.request_path_connection() as connection:
+                options = broker.request_path_publish_options(connection)
+                result = process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
+        else:
+            result = process_reply_job.apply_async(args=(job_id,), countdown=countdown)
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
         logger.warning("could not publish reply job %s (the sweeper will retry): %s", job_id, e)
         return False
+    _mark_published(job_id, str(result.id or ""), swept=swept)
     return True
 
 
-def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0) -> None:
-    transaction.on_commit(partial(reply_job_publish, job_id=job_id, countdown=countdown))
+def _mark_published(job_id: int, task_id: str, *, swept: bool) -> None:
+    """Remember the publish, so the sweeper re-publishes a lost task, never a still-queued one."""
+    try:
+        ReplyJob.objects.filter(pk=job_id).update(
+            published_at=timezone.now(),
+            published_task_id=task_id[:64],
+            republish_count=F("republish_count") + 1 if swept else 0,
+        )
+    except DatabaseError as e:  # the task is queued; at worst the sweeper publishes it once more
+        logger.warning("reply job %s: could not record its publish: %s", job_id, e)
+
+
+def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> None:
+    transaction.on_commit(
+        partial(reply_job_publish, job_id=job_id, countdown=countdown, request_path=request_path)
+    )
+
+
+def _publish_is_stale(now: datetime) -> Q:
+    """The job's last publish is older than REPLY_STALE_AFTER x 2^n (n = re-publishes in a row, capped
+    at REPLY_REPUBLISH_MAX_SPACING), or it was never published (broker down at commit)."""
+    stale, cap = settings.REPLY_STALE_AFTER, settings.REPLY_REPUBLISH_MAX_SPACING
+    due = Q(published_at__isnull=True)
+    for n in range(32):
+        spacing = min(stale * 2**n, cap)
+        if spacing >= cap or n == 31:
+            return due | Q(republish_count__gte=n, published_at__lte=now - timedelta(seconds=spacing))
+        due |= Q(republish_count=n, published_at__lte=now - timedelta(seconds=spacing))
+    return due  # pragma: no cover
 
 
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
-    """Re-enqueue jobs whose task was lost: due for longer than REPLY_STALE_AFTER, or lease expired."""
+    """Re-publish jobs whose task was lost: due for longer than REPLY_STALE_AFTER (or lease expired)
+    AND last published long enough ago that the task cannot merely be waiting in a slow queue."""
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REPLY_STALE_AFTER)
-    due = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
+    lost = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lt=now
     )
-    ids = list(ReplyJob.objects.filter(due).order_by("next_attempt_at").values_list("pk", flat=True)[:limit])
-    if not ids:
-        return 0
-    # Pushing next_attempt_at to now means a job is re-swept only after another stale period.
-    ReplyJob.objects.filter(pk__in=ids, status=ReplyJob.Status.PENDING).update(next_attempt_at=now)
-    return sum(reply_job_publish(job_id=job_id) for job_id in ids)
+    ids = list(
+        ReplyJob.objects.filter(lost & _publish_is_stale(now))
+        .order_by("next_attempt_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    return sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:
@@ -90,6 +152,10 @@ def reply_jobs_requeue(*, job_ids: list[int]) -> int:
 
 
 # --- processing -----------------------------------------------------------------------------------
+class LeaseLost(Exception):
+    """A conditional write found another claim's token (or the job no longer in progress)."""
+
+
 def _claim(job_id: int, now: datetime) -> ReplyJob | None:
     lease = now + timedelta(seconds=settings.REPLY_JOB_LEASE)
     claimable = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=now) | Q(
@@ -108,9 +174,24 @@ def _claim(job_id: int, now: datetime) -> ReplyJob | None:
             return None
         job.status = ReplyJob.Status.IN_PROGRESS
         job.lease_expires_at = lease
+        job.lease_token = uuid.uuid4().hex
         job.attempts += 1
-        job.save(update_fields=["status", "lease_expires_at", "attempts", "updated_at"])
+        job.save(update_fields=["status", "lease_expires_at", "lease_token", "attempts", "updated_at"])
     return job
+
+
+def _fenced(job: ReplyJob, **fields: Any) -> None:
+    """Write ``fields`` only while this worker's claim holds: one conditional UPDATE on the job row
+    (its pk, this claim's ``lease_token``, still in progress). Raises :class:`LeaseLost` when no
+    row matched; nothing is written then. On success the fields are mirrored onto ``job``."""
+    fields["updated_at"] = timezone.now()
+    updated = ReplyJob.objects.filter(
+        pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS
+    ).update(**fields)
+    if updated != 1:
+        raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
+    for name, value in fields.items():
+        setattr(job, name, value)
 
 
 def reply_job_process(*, job_id: int) -> ProcessOutcome:
@@ -119,9 +200,14 @@ def reply_job_process(*, job_id: int) -> ProcessOutcome:
         return ProcessOutcome(job_id, "skipped", "not claimable (done, dead, not due, or claimed elsewhere)")
     try:
         return _advance(job)
+    except LeaseLost as e:
+        logger.warning("reply job %s: lease lost, stopping: %s", job_id, e)
+        return ProcessOutcome(job_id, "lease_lost", str(e))
     except Exception as e:
         logger.exception("reply job %s failed unexpectedly", job_id)
-        _schedule_retry(job, f"unexpected error: {type(e).__name__}: {e}")
+        # Never clears send_started_at: whether a send left is unknown here, so reconcile first.
+        with contextlib.suppress(LeaseLost):
+            _schedule_retry(job, green_api.mask_token(f"unexpected error: {type(e).__name__}: {e}"))
         raise
 
 
@@ -167,18 +253,17 @@ def _generate(job: ReplyJob) -> tuple[str, str]:
 
 def _advance(job: ReplyJob) -> ProcessOutcome:
     if not job.reply_text:
-        job.reply_text, job.degraded_reason = _generate(job)
-        job.degraded = bool(job.degraded_reason)
-        job.save(update_fields=["reply_text", "degraded", "degraded_reason", "updated_at"])
+        text, degraded_reason = _generate(job)
+        _fenced(job, reply_text=text, degraded=bool(degraded_reason), degraded_reason=degraded_reason)
     if job.outbound is None:
-        with transaction.atomic():
-            job.outbound = Message.objects.create(
+        with transaction.atomic():  # a lost lease rolls the new row back
+            outbound = Message.objects.create(
                 conversation=job.inbound.conversation,
                 direction=Message.Direction.OUTBOUND,
                 text=job.reply_text,
                 status=Message.Status.PENDING,
             )
-            job.save(update_fields=["outbound", "updated_at"])
+            _fenced(job, outbound=outbound)
     hotel = job.inbound.conversation.hotel
     client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token)
     chat_id = job.inbound.conversation.guest.chat_id
@@ -188,22 +273,47 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         if reconciled is not None:
             return reconciled
 
-    job.send_started_at = timezone.now()
-    job.save(update_fields=["send_started_at", "updated_at"])
+    # The fence check, send_started_at and a renewed lease commit in one UPDATE right before the
+    # send: a worker whose lease is gone stops here, and the send (bounded by GREEN_API_DEADLINE,
+    # shorter than the lease) ends before anyone else can claim the job.
+    now = timezone.now()
+    _fenced(job, send_started_at=now, lease_expires_at=now + timedelta(seconds=settings.REPLY_JOB_LEASE))
     try:
         sent = client.send_message(chat_id=chat_id, text=job.reply_text)
-    except green_api.GreenApiCircuitOpen as e:
-        job.send_started_at = None  # rejected before any I/O: surely not sent
-        return _wait_for_provider(job, e.retry_after or 0.0)
-    except green_api.GreenApiOutcomeUnknown as e:
+    except green_api.GreenApiCircuitOpen as e:  # rejected before any I/O: surely not sent
+        return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e), not_sent=True)
+    except green_api.GreenApiOutcomeUnknown as e:  # 500/502/504, reset or timeout after sending
         return _schedule_retry(job, str(e))  # keep send_started_at: reconcile before resending
-    except green_api.GreenApiTransientError as e:
-        job.send_started_at = None
-        return _schedule_retry(job, str(e), retry_after=e.retry_after)
-    except green_api.GreenApiPermanentError as e:
-        job.send_started_at = None
-        return _bury(job, str(e))
+    except green_api.GreenApiTransientError as e:  # 429, 503, connect failure: not processed
+        return _schedule_retry(job, str(e), retry_after=e.retry_after, not_sent=True)
+    except green_api.GreenApiPermanentError as e:  # refused (4xx): not sent
+        return _bury(job, str(e), not_sent=True)
     return _confirm(job, sent.id_message)
+
+
+def _adoptable(job: ReplyJob, journal: list[green_api.OutgoingJournalEntry], chat_id: str) -> str | None:
+    """The journal entry that is this job's earlier send: same chat and text, inside the window,
+    not owned by another outbound row; the earliest at or after ``send_started_at`` first (the
+    journal has whole seconds), then the earliest in the clock-skew slack before it."""
+    assert job.send_started_at is not None
+    assert job.outbound is not None
+    started = job.send_started_at.replace(microsecond=0)
+    since = started - timedelta(seconds=RECONCILE_SLACK)
+    candidates = sorted(
+        (e for e in journal if e.chat_id == chat_id and e.text == job.reply_text and e.timestamp >= since),
+        key=lambda e: (e.timestamp < started, e.timestamp, e.id_message),
+    )
+    if not candidates:
+        return None
+    owned = set(
+        Message.objects.filter(
+            direction=Message.Direction.OUTBOUND,
+            provider_message_id__in=[e.id_message for e in candidates],
+        )
+        .exclude(pk=job.outbound.pk)
+        .values_list("provider_message_id", flat=True)
+    )
+    return next((e.id_message for e in candidates if e.id_message not in owned), None)
 
 
 def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) -> ProcessOutcome | None:
@@ -218,95 +328,101 @@ def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) ->
     try:
         journal = client.last_outgoing_messages(minutes=minutes)
     except green_api.GreenApiCircuitOpen as e:
-        return _wait_for_provider(job, e.retry_after or 0.0)
+        return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e))  # still unknown: keep it
     except green_api.GreenApiError as e:
         return _schedule_retry(job, f"reconcile: {e}")
-    for entry in journal:
-        if entry.chat_id == chat_id and entry.text == job.reply_text and entry.timestamp >= since:
-            logger.info(
-                "reply job %s: earlier send found in Green API journal as %s", job.pk, entry.id_message
-            )
-            return _confirm(job, entry.id_message)
+    id_message = _adoptable(job, journal, chat_id)
+    if id_message is not None:
+        logger.info("reply job %s: earlier send found in Green API journal as %s", job.pk, id_message)
+        return _confirm(job, id_message)
     settle_at = job.send_started_at + timedelta(seconds=settings.REPLY_RECONCILE_GRACE)
     if timezone.now() < settle_at:  # Green API's journal may lag; ask again once it has settled
         wait = (settle_at - timezone.now()).total_seconds()
         return _schedule_retry(job, "send outcome unknown; waiting for Green API's journal", retry_after=wait)
-    job.send_started_at = None  # not in the journal after the grace period: it was not sent
-    return None
+    return None  # not in the journal after the grace period: it was not sent; the caller resends
 
 
 def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
     now = timezone.now()
     assert job.outbound is not None
-    with transaction.atomic():
-        Message.objects.filter(pk=job.outbound.pk).update(provider_message_id=id_message)
-        Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
-            status=Message.Status.ACCEPTED, accepted_at=now
-        )
-        statuses.deferred_statuses_apply(id_message=id_message)
-        job.status = ReplyJob.Status.DONE
-        job.send_started_at = None
-        job.lease_expires_at = None
-        job.completed_at = now
-        job.last_error = ""
-        job.save(
-            update_fields=[
-                "status",
-                "send_started_at",
-                "lease_expires_at",
-                "completed_at",
-                "last_error",
-                "updated_at",
-            ]
-        )
+    try:
+        with transaction.atomic():
+            Message.objects.filter(pk=job.outbound.pk).update(provider_message_id=id_message)
+            Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
+                status=Message.Status.ACCEPTED, accepted_at=now
+            )
+            statuses.deferred_statuses_apply(id_message=id_message)
+            _fenced(
+                job,
+                status=ReplyJob.Status.DONE,
+                send_started_at=None,
+                lease_expires_at=None,
+                completed_at=now,
+                last_error="",
+            )
+            # A status whose transaction was open while this one ran could not see the id and was
+            # stored deferred after the lookup above: look again once this commit is visible.
+            transaction.on_commit(
+                partial(statuses.deferred_statuses_apply, id_message=id_message), robust=True
+            )
+    except LeaseLost:
+        # Sent, but the job is another worker's now: leave it the id, so its reconcile is instant.
+        with contextlib.suppress(IntegrityError), transaction.atomic():
+            Message.objects.filter(pk=job.outbound.pk, provider_message_id__isnull=True).update(
+                provider_message_id=id_message
+            )
+        raise
+    REPLIES.labels("degraded" if job.degraded else "done").inc()
     return ProcessOutcome(job.pk, "done", id_message)
 
 
-def _backoff(attempts: int) -> float:
-    base = settings.REPLY_RETRY_BASE_DELAY * 2 ** max(0, attempts - 1)
-    return min(settings.REPLY_RETRY_MAX_DELAY, base) * random.uniform(0.5, 1.0)  # equal jitter
+def _job_retry_config() -> RetryConfig:
+    """The job-level backoff (exponential, equal jitter), run by ``reliability.retry``."""
+    base = settings.REPLY_RETRY_BASE_DELAY
+    return RetryConfig(
+        max_attempts=max(1, settings.REPLY_MAX_ATTEMPTS),
+        base_delay=base,
+        max_delay=max(base, settings.REPLY_RETRY_MAX_DELAY),
+        jitter="equal",
+    )
 
 
-def _schedule_retry(job: ReplyJob, error: str, *, retry_after: float | None = None) -> ProcessOutcome:
+def _schedule_retry(
+    job: ReplyJob, error: str, *, retry_after: float | None = None, not_sent: bool = False
+) -> ProcessOutcome:
+    """Back to pending after the backoff (raised to a capped Retry-After). ``send_started_at`` is
+    cleared only with ``not_sent`` (the failure proved nothing left); otherwise it stays, and the
+    next attempt reconciles before sending."""
     if job.attempts >= settings.REPLY_MAX_ATTEMPTS:
-        return _bury(job, f"gave up after {job.attempts} attempts; last error: {error}")
-    delay = max(retry_after or 0.0, _backoff(job.attempts))
+        return _bury(job, f"gave up after {job.attempts} attempts; last error: {error}", not_sent=not_sent)
+    delay = retry_delay(_job_retry_config(), max(1, job.attempts), retry_after=retry_after)
+    fields: dict[str, Any] = {
+        "status": ReplyJob.Status.PENDING,
+        "next_attempt_at": timezone.now() + timedelta(seconds=delay),
+        "lease_expires_at": None,
+        "last_error": error[:2000],
+    }
+    if not_sent:
+        fields["send_started_at"] = None
     with transaction.atomic():
-        job.status = ReplyJob.Status.PENDING
-        job.next_attempt_at = timezone.now() + timedelta(seconds=delay)
-        job.lease_expires_at = None
-        job.last_error = error[:2000]
-        job.save(
-            update_fields=[
-                "status",
-                "next_attempt_at",
-                "lease_expires_at",
-                "last_error",
-                "send_started_at",
-                "updated_at",
-            ]
-        )
+        _fenced(job, **fields)
         reply_job_enqueue_on_commit(job_id=job.pk, countdown=delay)
     return ProcessOutcome(job.pk, "retry", f"in {delay:.1f}s: {error}")
 
 
-def _bury(job: ReplyJob, reason: str) -> ProcessOutcome:
+def _bury(job: ReplyJob, reason: str, *, not_sent: bool = False) -> ProcessOutcome:
+    """Dead (visible in admin). An unknown send keeps ``send_started_at``: a requeue reconciles."""
     now = timezone.now()
+    fields: dict[str, Any] = {
+        "status": ReplyJob.Status.DEAD,
+        "lease_expires_at": None,
+        "completed_at": now,
+        "last_error": reason[:2000],
+    }
+    if not_sent:
+        fields["send_started_at"] = None
     with transaction.atomic():
-        job.status = ReplyJob.Status.DEAD
-        job.lease_expires_at = None
-        job.completed_at = now
-        job.last_error = reason[:2000]
-        job.save(
-            update_fields=[
-                "status",
-                "lease_expires_at",
-                "completed_at",
-                "last_error",
-                "send_started_at",
-                "updated_at",
-            ]
-        )
+        _fenced(job, **fields)
         if job.outbound is not None:
             Message.objects.filter(pk=job.outbound.pk).update(
                 status=Message.Status.FAILED, failed_at=now, status_detail=reason[:300]
@@ -316,27 +432,26 @@ def _bury(job: ReplyJob, reason: str) -> ProcessOutcome:
     return ProcessOutcome(job.pk, "dead", reason)
 
 
-# --- provider recovery ----------------------------------------------------------------------------
-def _wait_for_provider(job: ReplyJob, retry_after: float) -> ProcessOutcome:
-    """Green API's breaker rejected the send: park the job; the drain releases it. Not an attempt."""
-    with transaction.atomic():
-        job.status = ReplyJob.Status.WAITING_PROVIDER
-        job.attempts = max(0, job.attempts - 1)
-        job.next_attempt_at = timezone.now() + timedelta(seconds=retry_after)
-        job.lease_expires_at = None
-        job.last_error = f"Green API circuit open; retry in {retry_after:.0f}s"
-        job.save(
-            update_fields=[
-                "status",
-                "attempts",
-                "next_attempt_at",
-                "lease_expires_at",
-                "last_error",
-                "send_started_at",
-                "updated_at",
-            ]
-        )
-    return ProcessOutcome(job.pk, "waiting", job.last_error)
+# --- pending provider recovery (parked replies) ---------------------------------------------------
+def _park_pending_provider_recovery(
+    job: ReplyJob, retry_after: float, why: str, *, not_sent: bool = False
+) -> ProcessOutcome:
+    """A breaker (sends or journal) or our pacing refused the call before any I/O: park the job
+    as pending provider recovery; the drain (``reply_jobs_drain``) releases it. Not an attempt.
+    ``not_sent`` when it was the send that was refused (nothing left); a refused reconcile keeps
+    the earlier send's ``send_started_at``."""
+    wait = min(max(0.0, retry_after), retry_after_cap())
+    fields: dict[str, Any] = {
+        "status": ReplyJob.Status.PENDING_PROVIDER_RECOVERY,
+        "attempts": max(0, job.attempts - 1),
+        "next_attempt_at": timezone.now() + timedelta(seconds=wait),
+        "lease_expires_at": None,
+        "last_error": f"{why}; retry in {wait:.0f}s"[:2000],
+    }
+    if not_sent:
+        fields["send_started_at"] = None
+    _fenced(job, **fields)
+    return ProcessOutcome(job.pk, PENDING_PROVIDER_RECOVERY, job.last_error)
 
 
 def reply_jobs_drain(*, limit: int = 500) -> int:
@@ -347,7 +462,7 @@ def reply_jobs_drain(*, limit: int = 500) -> int:
     the probe (the snapshot ends a timed force-open on time, so parked replies move within one
     drain interval of its end). Still open: release nothing.
     """
-    waiting = ReplyJob.objects.filter(status=ReplyJob.Status.WAITING_PROVIDER).order_by(
+    waiting = ReplyJob.objects.filter(status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY).order_by(
         "next_attempt_at", "pk"
     )
     snap = registry.breaker(green_api.DEPENDENCY).snapshot()
@@ -365,7 +480,7 @@ def reply_jobs_drain(*, limit: int = 500) -> int:
     released = 0
     for i, job_id in enumerate(ids):
         countdown = i / rate
-        updated = ReplyJob.objects.filter(pk=job_id, status=ReplyJob.Status.WAITING_PROVIDER).update(
+        updated = ReplyJob.objects.filter(pk=job_id, status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY).update(
             status=ReplyJob.Status.PENDING, next_attempt_at=now + timedelta(seconds=countdown)
         )
         if updated:

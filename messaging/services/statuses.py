@@ -1,14 +1,17 @@
 """Outbound delivery statuses: applied in order and never backwards; early ones wait for their id.
 
 A status can arrive before we know the message's ``idMessage``: the worker died after Green API
-accepted the send, and the id is only adopted later by reconciliation. Such statuses are kept as
-:class:`DeferredStatus` rows and applied when the id becomes known, instead of being dropped.
+accepted the send, and the id is only adopted later by reconciliation, or the job's transaction
+recording the id is still open. Such statuses are kept as :class:`DeferredStatus` rows and applied
+when the id becomes known, instead of being dropped: by the transaction that records the id, and
+after both commits (each side looks again in ``on_commit``), so none is orphaned by the race.
 """
 
 from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.db import transaction
 from django.utils import timezone
@@ -59,6 +62,10 @@ def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
                 provider_timestamp=status.timestamp,
             )
             logger.info("status %s for unknown idMessage %s deferred", status.status, status.id_message)
+            # A reply job may be committing this id right now (its transaction was open when we
+            # looked, so we could not see it): look again once this row is visible. With the
+            # job's own post-commit look (replies._confirm) one of the two always finds both.
+            transaction.on_commit(partial(deferred_statuses_apply, id_message=status.id_message), robust=True)
             return "status_deferred", None
         return _apply(message, status.status, status.description, status.timestamp), message.pk
 

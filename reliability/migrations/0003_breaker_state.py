@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('reliability', '0004_unseed_infra_breakers'),
+        ('reliability', '0006_rate_limit'),
     ]
 
     operations = [

@@ -58,9 +58,9 @@ def test_green_api_breaker_open_parks_the_reply_without_sending(fake_green, fake
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
     job = _job()
     outcome = replies.reply_job_process(job_id=job.pk)
-    assert outcome.result == "waiting"
+    assert outcome.result == "pending_provider_recovery"
     job.refresh_from_db()
-    assert job.status == ReplyJob.Status.WAITING_PROVIDER
+    assert job.status == ReplyJob.Status.PENDING_PROVIDER_RECOVERY
     assert job.attempts == 0  # a rejected call is not an attempt
     assert job.send_started_at is None
     assert job.reply_text  # generated once, kept for the send
@@ -76,7 +76,7 @@ def test_drain_releases_parked_replies_at_the_send_rate_once_closed(
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
     jobs = [_job(chat=f"7900123456{i}@c.us") for i in range(3)]
     for job in jobs:
-        assert replies.reply_job_process(job_id=job.pk).result == "waiting"
+        assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
     assert replies.reply_jobs_drain() == 3
     assert [job_id for job_id, _ in published] == [j.pk for j in jobs]
@@ -93,7 +93,8 @@ def test_repeated_send_failures_open_the_breaker_and_later_replies_wait(fake_gre
         assert replies.reply_job_process(job_id=_job(chat=f"7900999000{i}@c.us").pk).result == "retry"
     assert registry.breaker("green_api").state == State.OPEN
     sends_before = len(fake_green.journal("sendMessage"))
-    assert replies.reply_job_process(job_id=_job(chat="79009990099@c.us").pk).result == "waiting"
+    outcome = replies.reply_job_process(job_id=_job(chat="79009990099@c.us").pk)
+    assert outcome.result == "pending_provider_recovery"
     assert len(fake_green.journal("sendMessage")) == sends_before
     registry.write_pending_events()
     from reliability.models import BreakerEvent
@@ -111,7 +112,9 @@ def test_half_open_drain_releases_a_single_probe(fake_green, fake_deepseek, publ
     assert registry.breaker("green_api").state == State.OPEN
     parked = [_job(chat=f"7900777000{i}@c.us") for i in range(3)]
     for job in parked:
-        ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.WAITING_PROVIDER, reply_text="Hello")
+        ReplyJob.objects.filter(pk=job.pk).update(
+            status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY, reply_text="Hello"
+        )
     import time
 
     time.sleep(0.1)  # the open period (50 ms) is over: the next call is the probe
@@ -132,7 +135,7 @@ def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_for
     )
     jobs = [_job(chat=f"7900555000{i}@c.us") for i in range(2)]
     for job in jobs:
-        assert replies.reply_job_process(job_id=job.pk).result == "waiting"
+        assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     assert replies.reply_jobs_drain() == 0  # still forced open
     time.sleep(0.4)  # the force-open is over; no send has touched the breaker since
     assert replies.reply_jobs_drain() == 1  # the probe, at the first drain after the end

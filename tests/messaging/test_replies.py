@@ -193,30 +193,6 @@ def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_gree
         green_api._session = None
 
 
-def test_sweeper_requeues_lost_and_abandoned_jobs(job, monkeypatch, settings):
-    published: list[int] = []
-
-    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
-        published.append(job_id)
-        return True
-
-    monkeypatch.setattr(replies, "reply_job_publish", publish)
-    now = timezone.now()
-    ReplyJob.objects.filter(pk=job.pk).update(
-        next_attempt_at=now - timedelta(seconds=settings.REPLY_STALE_AFTER + 1)
-    )
-    abandoned = ReplyJobFactory.create(
-        status=ReplyJob.Status.IN_PROGRESS, lease_expires_at=now - timedelta(seconds=1)
-    )
-    fresh = ReplyJobFactory.create(next_attempt_at=now)
-    ReplyJobFactory.create(status=ReplyJob.Status.DONE, next_attempt_at=now - timedelta(hours=1))
-    assert replies.reply_jobs_sweep(now=now) == 2
-    assert sorted(published) == sorted([job.pk, abandoned.pk])
-    assert fresh.pk not in published
-    # A swept job is not swept again until another stale period has passed.
-    assert replies.reply_jobs_sweep(now=now) == 1
-
-
 def test_abandoned_job_is_claimable_after_its_lease(job, fake_green):
     ReplyJob.objects.filter(pk=job.pk).update(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at=timezone.now() - timedelta(seconds=1)

@@ -69,27 +69,40 @@ def test_bad_or_missing_token_is_401_with_envelope(hotel, header):
     assert not Message.objects.exists()
 
 
-def test_malformed_json_is_400_with_envelope(webhook_client, hotel):
+def test_malformed_json_is_quarantined_with_200(webhook_client, hotel):
+    from reliability.models import DeadLetter
+
     resp = webhook_client.post(URL, data="{not json", content_type="application/json")
-    assert resp.status_code == 400
-    assert resp.json()["error"]["code"] == "parse_error"
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "quarantined"}
+    letter = DeadLetter.objects.get()
+    assert (letter.reason_code, letter.raw) == ("not_json", "{not json")
 
 
-def test_missing_fields_are_400_naming_them(webhook_client, hotel):
+def test_missing_fields_are_quarantined_naming_them(webhook_client, hotel):
+    from reliability.models import DeadLetter
+
     body = payloads.incoming_text(id_message="X")
     del body["senderData"]
     resp = webhook_client.post(URL, body, format="json")
-    assert resp.status_code == 400
-    error = resp.json()["error"]
-    assert error["code"] == "invalid"
-    assert "senderData.chatId" in error["details"]
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "quarantined"}
+    letter = DeadLetter.objects.get()
+    assert letter.reason_code == "missing"
+    assert "senderData.chatId" in letter.reason
+    assert letter.subject == str(payloads.INSTANCE)
     assert not Message.objects.exists()
 
 
-def test_unknown_instance_is_404_so_green_api_keeps_it(webhook_client, hotel):
+def test_unknown_instance_is_quarantined_with_200(webhook_client, hotel):
+    from reliability.models import DeadLetter
+
     resp = webhook_client.post(URL, payloads.incoming_text(id_message="X", id_instance=999), format="json")
-    assert resp.status_code == 404
-    assert resp.json()["error"]["code"] == "not_found"
+    assert resp.status_code == 200
+    assert resp.json() == {"status": "quarantined"}
+    letter = DeadLetter.objects.get()
+    assert (letter.reason_code, letter.subject) == ("unknown_instance", "999")
+    assert not Message.objects.exists()
 
 
 def test_other_types_are_ignored_with_200(webhook_client):

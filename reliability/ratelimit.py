@@ -1,0 +1,265 @@
+"""Client-side pacing of calls to a rate-limited dependency, shared by every process.
+
+A *stream* is a named call sequence with its own rate (``"green_api:1101000001:sendMessage"`` at
+45/s). Each call reserves the stream's next free slot: slots are ``1/rate`` apart, so no window of
+one second ever holds more than ``rate`` calls, whichever processes make them. The reservation is
+one atomic step in a shared store, and the caller then sleeps until its slot. If the next free slot
+is further away than ``max_wait``, nothing is reserved and the caller gets a denial with the time
+until a slot frees up: a job reschedules instead of holding a worker.
+
+Stores, best first (the first that answers is used; a failed store is retried after a few seconds):
+
+* Redis (``RATE_LIMIT_REDIS_URL``, default ``BREAKER_REDIS_URL`` / ``REDIS_URL``): one Lua script
+  (``lua/reserve_slot.lua``) timed by Redis ``TIME``, so processes never compare clocks.
+* The Django database: one conditional ``UPDATE ... RETURNING`` on a small table
+  (:class:`~reliability.models.RateLimitSlot`), the same on SQLite and PostgreSQL. Uses the
+  processes' wall clocks (keep them NTP-synced). Call it outside a transaction: inside one, the row
+  lock is held until commit.
+* Per process, the last resort when both are down: then each process paces only itself.
+
+This module knows stream names and rates, nothing about who calls: callers choose the names.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import redis
+from django.conf import settings
+from django.db.backends.base.base import BaseDatabaseWrapper
+from redis.backoff import NoBackoff
+from redis.retry import Retry
+
+from reliability.metrics import RATE_LIMIT_CALLS, RATE_LIMIT_WAIT_SECONDS
+
+logger = logging.getLogger(__name__)
+
+_LUA = (Path(__file__).resolve().parent / "lua" / "reserve_slot.lua").read_text()
+#: A store that failed is asked again after this many seconds (not on every call).
+RETRY_STORE_AFTER = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """The answer to a reservation. ``wait``: granted, seconds until the slot; denied, seconds
+    until the next free slot (a retry-after hint)."""
+
+    granted: bool
+    wait: float
+    store: str
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A store's answer: ``slot`` is the granted slot on the store's clock (None when refused)."""
+
+    granted: bool
+    wait: float
+    slot: float | None
+
+
+class SlotStore(Protocol):
+    name: str
+
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        """Atomically reserve the stream's next slot if it is at most ``max_wait`` away."""
+        ...
+
+
+class MemorySlots:
+    """Per-process slots (the last resort, and unit tests)."""
+
+    name = "memory"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._next: dict[str, float] = {}
+
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self._next.get(key, 0.0))
+            wait = slot - now
+            if wait > max_wait:
+                return Reservation(False, wait, None)
+            self._next[key] = slot + interval
+            return Reservation(True, wait, slot)
+
+
+class RedisSlots:
+    """Shared slots in Redis: one EVALSHA per reservation."""
+
+    name = "redis"
+
+    def __init__(self, client: redis.Redis, *, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._script = client.register_script(_LUA)
+
+    @classmethod
+    def from_url(cls, url: str, *, prefix: str, socket_timeout: float = 0.5) -> RedisSlots:
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=socket_timeout,
+            socket_connect_timeout=socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, prefix=prefix)
+
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        interval_us = max(1, round(interval * 1e6))
+        ttl_ms = max(60_000, round(interval * 2000) + round(max_wait * 1000))
+        granted, wait_us, slot_us = self._script(
+            keys=[f"{self._prefix}:{{{key}}}"], args=[interval_us, round(max_wait * 1e6), ttl_ms]
+        )
+        return Reservation(bool(granted), int(wait_us) / 1e6, int(slot_us) / 1e6 if granted else None)
+
+
+class DatabaseSlots:
+    """Shared slots in the Django database: one conditional UPDATE per reservation."""
+
+    name = "database"
+
+    def __init__(self, connection: BaseDatabaseWrapper | None = None) -> None:
+        # A connection wrapper other than the default one (tests use a second database file).
+        self._connection = connection
+
+    def _conn(self) -> BaseDatabaseWrapper:
+        if self._connection is not None:
+            return self._connection
+        from django.db import connection
+
+        return connection  # the default alias's wrapper
+
+    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        from reliability.models import RateLimitSlot
+
+        conn = self._conn()
+        table = conn.ops.quote_name(RateLimitSlot._meta.db_table)
+        if conn.vendor == "postgresql":
+            # The server's clock, read after the row lock is granted (a waiting UPDATE re-evaluates
+            # its SET list on the locked row): every host paces on one clock.
+            now, greatest, lock_first = "EXTRACT(EPOCH FROM clock_timestamp())::float8", "GREATEST", False
+        else:
+            # SQLite: take the write lock first, then read the clock, so a caller that waited for
+            # the lock is not handed a slot in the past.
+            now, greatest, lock_first = "%(now)s", "MAX", not conn.in_atomic_block
+        # The slot granted is max(next_at, now); the row then holds the one after it.
+        update = (
+            f"UPDATE {table} SET next_at = {greatest}(next_at, {now}) + %(interval)s "  # noqa: S608
+            f"WHERE name = %(key)s AND next_at <= {now} + %(max_wait)s RETURNING next_at, {now}"
+        )
+        select = f"SELECT next_at, {now} FROM {table} WHERE name = %(key)s"  # noqa: S608
+        insert = f"INSERT INTO {table} (name, next_at) VALUES (%(key)s, 0) ON CONFLICT (name) DO NOTHING"  # noqa: S608
+        for _ in range(2):
+            current = None
+            with conn.cursor() as cursor:
+                if lock_first:
+                    cursor.execute("BEGIN IMMEDIATE")
+                try:
+                    params: dict[str, float | str] = {"interval": interval, "key": key, "max_wait": max_wait}
+                    if conn.vendor != "postgresql":
+                        params["now"] = time.time()
+                    cursor.execute(update, params)
+                    row = cursor.fetchone()
+                    if row is None:
+                        cursor.execute(select, params)
+                        current = cursor.fetchone()
+                        if current is None:  # first call of this stream anywhere: create its row
+                            cursor.execute(insert, params)
+                except BaseException:
+                    if lock_first:
+                        cursor.execute("ROLLBACK")
+                    raise
+                if lock_first:
+                    cursor.execute("COMMIT")
+            if row is not None:
+                slot = float(row[0]) - interval
+                return Reservation(True, max(0.0, slot - float(row[1])), slot)
+            if current is not None:
+                return Reservation(False, max(0.0, float(current[0]) - float(current[1])), None)
+        raise RuntimeError(f"rate-limit row for {key!r} vanished while reserving")
+
+
+class RateLimiter:
+    """Reserve slots in the first store that answers (Redis, database, per process)."""
+
+    def __init__(self, stores: list[SlotStore]) -> None:
+        self._stores = [*stores, MemorySlots()] if not any(s.name == "memory" for s in stores) else stores
+        self._down_until: dict[str, float] = {}
+        self._sleep = time.sleep
+
+    def reserve(self, key: str, *, rate: float, max_wait: float) -> Grant:
+        """Reserve a slot of stream ``key`` paced at ``rate`` calls/s; nothing is slept here."""
+        interval = 1.0 / rate
+        for store in self._stores:
+            if time.monotonic() < self._down_until.get(store.name, 0.0):
+                continue
+            try:
+                answer = store.reserve(key, interval, max_wait)
+            except Exception as e:  # a pacing store must never fail the call it paces
+                if store.name not in self._down_until:
+                    logger.warning("rate limiter: %s store unavailable, falling back: %s", store.name, e)
+                self._down_until[store.name] = time.monotonic() + RETRY_STORE_AFTER
+                continue
+            if store.name in self._down_until:
+                logger.info("rate limiter: %s store answers again", store.name)
+                del self._down_until[store.name]
+            return Grant(answer.granted, answer.wait, store.name)
+        raise AssertionError("the memory store always answers")  # pragma: no cover
+
+    def acquire(self, key: str, *, rate: float, max_wait: float) -> Grant:
+        """Reserve a slot and sleep until it (at most ``max_wait``), or return the denial at once."""
+        grant = self.reserve(key, rate=rate, max_wait=max_wait)
+        stream = key.split(":", 1)[0]
+        RATE_LIMIT_CALLS.labels(stream, "granted" if grant.granted else "denied", grant.store).inc()
+        if grant.granted:
+            RATE_LIMIT_WAIT_SECONDS.labels(stream).observe(grant.wait)
+            if grant.wait > 0:
+                self._sleep(grant.wait)
+        return grant
+
+
+_limiter: RateLimiter | None = None
+_limiter_pid = 0
+_limiter_lock = threading.Lock()
+
+
+def _build() -> RateLimiter:
+    stores: list[SlotStore] = []
+    if settings.RATE_LIMIT_REDIS_URL:
+        stores.append(
+            RedisSlots.from_url(settings.RATE_LIMIT_REDIS_URL, prefix=settings.RATE_LIMIT_REDIS_PREFIX)
+        )
+    stores.append(DatabaseSlots())
+    return RateLimiter(stores)
+
+
+def limiter() -> RateLimiter:
+    """The process's limiter, built from settings on first use (and again after a fork)."""
+    global _limiter, _limiter_pid
+    if _limiter is None or _limiter_pid != os.getpid():
+        with _limiter_lock:
+            if _limiter is None or _limiter_pid != os.getpid():
+                _limiter, _limiter_pid = _build(), os.getpid()
+    return _limiter
+
+
+def acquire(key: str, *, rate: float, max_wait: float) -> Grant:
+    """Pace a call of stream ``key``; ``rate <= 0`` means unpaced (always granted, no wait)."""
+    if rate <= 0:
+        return Grant(True, 0.0, "off")
+    return limiter().acquire(key, rate=rate, max_wait=max_wait)
+
+
+def reset_for_tests() -> None:
+    global _limiter
+    with _limiter_lock:
+        _limiter = None
