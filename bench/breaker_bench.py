@@ -7,8 +7,15 @@ function. ``shared_redis_cmds_per_call`` comes from ``INFO commandstats`` deltas
 counted, including the ones our Lua scripts run; ``INFO`` itself excluded) over the protected calls,
 so other clients using the same Redis at the same time inflate it: prefer a quiet server.
 
+The database store is measured on a scratch SQLite file (WAL, IMMEDIATE: the embedded default)
+and on a scratch PostgreSQL database (``DATABASE_URL``'s server, default localhost):
+``breaker_db_sqlite_ns`` / ``breaker_db_pg_ns`` are amortised per call (the batched flush every 200
+calls and the 0.5 s state refresh included); ``breaker_db_ns`` is the worse of the two, and
+``breaker_db_open_reject_ns`` the worse rejection cost of a forced-open breaker.
+
 Targets: breaker_local_ns <= 0.5 x pybreaker_memory_ns; breaker_shared_ns <= 0.1 x
-pybreaker_redis_ns; shared_redis_cmds_per_call <= 0.2; breaker_shared_open_reject_ns <= 5000.
+pybreaker_redis_ns; shared_redis_cmds_per_call <= 0.2; breaker_shared_open_reject_ns <= 5000;
+breaker_db_ns <= 0.1 x pybreaker_redis_ns; breaker_db_open_reject_ns <= 5000.
 """
 
 from __future__ import annotations
@@ -52,6 +59,8 @@ TARGETS = (
     Target("breaker_shared_ns", 0.1, "pybreaker_redis_ns"),
     Target("shared_redis_cmds_per_call", 0.2),
     Target("breaker_shared_open_reject_ns", 5000.0),
+    Target("breaker_db_ns", 0.1, "pybreaker_redis_ns"),
+    Target("breaker_db_open_reject_ns", 5000.0),
 )
 
 
@@ -155,6 +164,33 @@ def run(redis_url: str | None = None, *, scale: float = 1.0, rounds: int = 7) ->
             per_call_ns(calls(functools.partial(remote.call, work)), n(1_000), max(3, rounds // 2)) - bare
         )
     client.close()
+    out.update(database_figures(bare, n, rounds))
+    return out
+
+
+def database_figures(bare: float, n: Callable[[int], int], rounds: int) -> dict[str, float]:
+    """The database store on a scratch SQLite file and a scratch PostgreSQL database."""
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
+    import django
+
+    django.setup()
+    from bench.scratch_db import scratch_alias
+    from reliability.breaker.stores.database import DatabaseBreakerStore
+
+    out: dict[str, float] = {}
+    rejects = []
+    for kind, label in (("sqlite", "sqlite"), ("postgresql", "pg")):
+        with scratch_alias(kind) as alias:  # type: ignore[arg-type]
+            breaker = CircuitBreaker("bench_db", CircuitBreakerConfig(), DatabaseBreakerStore(alias))
+            breaker.call(work)
+            call = functools.partial(breaker.call, work)
+            out[f"breaker_db_{label}_ns"] = per_call_ns(calls(call), n(100_000), rounds) - bare
+            breaker.force_open("benchmark")
+            reject = per_call_ns(rejected_calls(call), n(100_000), rounds)
+            out[f"breaker_db_{label}_open_reject_ns"] = reject
+            rejects.append(reject)
+    out["breaker_db_ns"] = max(out["breaker_db_sqlite_ns"], out["breaker_db_pg_ns"])
+    out["breaker_db_open_reject_ns"] = max(rejects)
     return out
 
 

@@ -141,6 +141,31 @@ else:
             "TEST": {"NAME": env_str("SQLITE_TEST_NAME") or None},
         }
     }
+# Breaker state gets its own alias on the same database: each breaker decision is a short
+# transaction on its own connection, never part of (or rolled back with) a caller's transaction,
+# and it waits at most BREAKER_DB_TIMEOUT for a lock before the breaker falls back per process.
+BREAKER_DB_ALIAS = "breaker"
+BREAKER_DB_TIMEOUT = env_float("BREAKER_DB_TIMEOUT", 2.0)
+_breaker_db: dict[str, Any] = {
+    **DATABASES["default"],
+    "OPTIONS": dict(DATABASES["default"].get("OPTIONS", {})),
+    "TEST": {"MIRROR": "default"},
+}
+if _breaker_db["ENGINE"] == "django.db.backends.postgresql":
+    _millis = max(1, round(BREAKER_DB_TIMEOUT * 1000))
+    _breaker_db["OPTIONS"]["options"] = (
+        _breaker_db["OPTIONS"].get("options", "")
+        + f" -c lock_timeout={_millis} -c statement_timeout={_millis}"
+    ).strip()
+    # One persistent connection per thread instead of a pool: a breaker decision is one short
+    # transaction every few hundred calls, and a pool would keep sessions open after tests.
+    _breaker_db["OPTIONS"].pop("pool", None)
+    _breaker_db["OPTIONS"].setdefault("connect_timeout", max(1, round(BREAKER_DB_TIMEOUT)))
+    _breaker_db["CONN_MAX_AGE"] = 60
+    _breaker_db["CONN_HEALTH_CHECKS"] = True
+elif _breaker_db["ENGINE"] == "django.db.backends.sqlite3":
+    _breaker_db["OPTIONS"]["timeout"] = BREAKER_DB_TIMEOUT
+DATABASES[BREAKER_DB_ALIAS] = _breaker_db
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ---------------------------------------------------------------------------------------
@@ -324,7 +349,10 @@ LOGGING = {
 }
 
 # --- Circuit breakers ----------------------------------------------------------------------------
-# Shared breaker state lives in Redis (atomic Lua); without it each process keeps its own.
+# Shared breaker state: Redis (atomic Lua) when BREAKER_REDIS_URL is set, else the database
+# (one locked transaction per decision); the database is also Redis's fallback, and per-process
+# state the last resort. BREAKER_DB_STORE=false skips the database tier (Redis -> process).
+BREAKER_DB_STORE = env_bool("BREAKER_DB_STORE", True)
 BREAKER_REDIS_URL = env_str("BREAKER_REDIS_URL", REDIS_URL)
 BREAKER_REDIS_PREFIX = env_str("BREAKER_REDIS_PREFIX", "hotelbot:cb")
 # Admin edits of BreakerConfig reach every process within this many seconds.

@@ -15,7 +15,7 @@ from django.utils import timezone
 from hotelbot.exceptions import HotelbotError
 from reliability import services
 from reliability.breaker import registry
-from reliability.models import BreakerConfig, BreakerEvent, DeadLetter
+from reliability.models import BreakerConfig, BreakerEvent, BreakerState, DeadLetter
 
 
 class BreakerActionForm(helpers.ActionForm):
@@ -170,6 +170,23 @@ class DeadLetterAdmin(admin.ModelAdmin):
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> str:
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(BreakerState)
+class BreakerStateAdmin(admin.ModelAdmin):
+    """The database store's rows (read-only: only the breaker store writes them)."""
+
+    list_display = ("name", "state", "open_until", "epoch", "updated_at")
+    readonly_fields = ("name", "state", "open_until", "epoch", "data", "updated_at")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

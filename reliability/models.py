@@ -185,7 +185,11 @@ class BreakerEvent(models.Model):
     reason = models.CharField(max_length=300)
     failure_rate = models.FloatField(help_text="Failure percentage over the window before the change.")
     slow_call_rate = models.FloatField(help_text="Slow-call percentage over the window before the change.")
-    source = models.CharField(max_length=20, help_text="redis (shared), fallback (Redis down) or local.")
+    source = models.CharField(
+        max_length=20,
+        help_text="Where the decision was made: redis or database (shared), fallback (per process, "
+        "store down) or local.",
+    )
     process = models.CharField(max_length=120, help_text="host:pid of the process that saw the change.")
     at = models.DateTimeField(db_index=True, help_text="When the change happened.")
     open_until = models.DateTimeField(null=True, blank=True)
@@ -196,6 +200,40 @@ class BreakerEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.breaker}: {self.from_state} → {self.to_state} ({self.reason})"
+
+
+class BreakerState(models.Model):
+    """The shared state of one breaker when it lives in the database (no Redis, or Redis down).
+
+    Written only by ``reliability.breaker.stores.database``, one locked transaction per decision;
+    ``state``, ``epoch`` and ``open_until`` repeat the JSON ``data`` for admin and queries.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="Breaker (dependency) name.")
+    state = models.CharField(
+        max_length=20,
+        default=State.CLOSED.value,
+        help_text="State decided by the last operation (an OPEN whose time has passed turns "
+        "half-open on the next call).",
+    )
+    epoch = models.BigIntegerField(
+        default=0, help_text="Bumped on every transition; outcomes of calls admitted earlier are dropped."
+    )
+    open_until = models.DateTimeField(
+        null=True, blank=True, help_text="When an open or timed forced-open state ends."
+    )
+    data = models.TextField(
+        default="{}",
+        help_text="Full state as JSON (counters, sliding window, half-open probe leases); "
+        "the same fields as the Redis store's hash.",
+    )
+    updated_at = models.DateTimeField(help_text="Database time of the last change.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name}: {self.state}"
 
 
 class DeadLetter(models.Model):

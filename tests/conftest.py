@@ -29,8 +29,9 @@ def webhook_client() -> APIClient:
 
 @pytest.fixture(autouse=True)
 def _isolated_reliability_state(settings) -> Iterator[None]:
-    """Each test starts with fresh in-process breakers and retry budgets (tests of the Redis store
-    build their own). Breaker events stay queued; tests call write_pending_events() to check them."""
+    """Each test starts with fresh in-process breakers and retry budgets (tests of the shared stores
+    build their own or turn BREAKER_DB_STORE back on). Breaker events stay queued; tests call
+    write_pending_events() to check them."""
     import uuid
 
     from reliability import ratelimit
@@ -39,6 +40,7 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
 
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
+    settings.BREAKER_DB_STORE = False
     settings.RATE_LIMIT_REDIS_PREFIX = f"test:rl:{uuid.uuid4().hex[:12]}"  # pacing slots per test
     registry.reset_for_tests()
     reset_retry_registry()

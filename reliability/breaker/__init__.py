@@ -8,9 +8,11 @@ Code asks for a breaker by dependency name and calls through it::
     breaker.call(fn, *args)            # or @breaker, or ``with breaker.guard() as g: ...``
 
 ``CircuitOpenError.retry_after`` says when to try again. Inside the package: ``machine`` is the
-pure state machine (no Django, no I/O), ``stores/`` hold the state (in process, Redis), ``circuit``
-is the facade and the per-process registry, and ``registry`` is the Django wiring (store from
-settings, thresholds and staff overrides from admin rows, transition events to rows).
+pure state machine (no Django, no I/O), ``stores/`` hold the state (in process, Redis, database),
+``circuit`` is the facade and the per-process registry, and ``registry`` is the Django wiring
+(store from settings, thresholds and staff overrides from admin rows, transition events to rows).
+In a Django process ``get_circuit_breaker`` returns the shared breaker: ``ReliabilityConfig.ready``
+registers ``registry.store`` as the default store's factory, built on first use.
 """
 
 from reliability.breaker.circuit import (
@@ -21,6 +23,7 @@ from reliability.breaker.circuit import (
     get_circuit_breaker,
     remove_global_listener,
     set_default_store,
+    set_default_store_factory,
 )
 from reliability.breaker.machine import (
     DEFAULT_FAILURE_STATUSES,
@@ -63,4 +66,5 @@ __all__ = [
     "open_duration",
     "remove_global_listener",
     "set_default_store",
+    "set_default_store_factory",
 ]

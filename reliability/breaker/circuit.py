@@ -256,6 +256,7 @@ class Guard:
 _registry: dict[str, CircuitBreaker] = {}
 _registry_lock = threading.Lock()
 _default_store: BreakerStore | None = None
+_default_store_factory: Callable[[], BreakerStore] | None = None
 _global_listeners: list[Listener] = []
 
 
@@ -265,13 +266,15 @@ def get_circuit_breaker(
     """The process's breaker called ``name``, created on first use.
 
     A later call with a different ``config`` updates the existing breaker at runtime. ``store``
-    defaults to the one given to :func:`set_default_store`, else an in-process store; asking for
-    an existing breaker with a different store is an error.
+    defaults to the one given to :func:`set_default_store`, else the one the factory given to
+    :func:`set_default_store_factory` builds on first use (in a Django process: the shared store
+    of ``reliability.breaker.registry``), else an in-process store; asking for an existing breaker
+    with a different store is an error.
     """
     with _registry_lock:
         breaker = _registry.get(name)
         if breaker is None:
-            breaker = CircuitBreaker(name, config, store if store is not None else _default_store)
+            breaker = CircuitBreaker(name, config, store if store is not None else _default())
             _registry[name] = breaker
             return breaker
     if store is not None and store is not breaker.store:
@@ -287,6 +290,22 @@ def set_default_store(store: BreakerStore | None) -> None:
     _default_store = store
 
 
+def set_default_store_factory(factory: Callable[[], BreakerStore] | None) -> None:
+    """Build the default store lazily, on the first breaker created without one (no I/O before).
+
+    Registered once at start-up (``ReliabilityConfig.ready``); :func:`set_default_store` wins.
+    """
+    global _default_store_factory
+    _default_store_factory = factory
+
+
+def _default() -> BreakerStore | None:
+    global _default_store
+    if _default_store is None and _default_store_factory is not None:
+        _default_store = _default_store_factory()
+    return _default_store
+
+
 def add_global_listener(listener: Listener) -> None:
     """Receive the transition events of every breaker of this process."""
     _global_listeners.append(listener)
@@ -297,7 +316,8 @@ def remove_global_listener(listener: Listener) -> None:
 
 
 def clear_registry() -> None:
-    """Forget every breaker, the default store and global listeners (for tests)."""
+    """Forget every breaker, the default store and global listeners (for tests; a default store
+    factory stays registered and builds a fresh store on next use)."""
     global _default_store
     with _registry_lock:
         _registry.clear()

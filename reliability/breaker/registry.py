@@ -1,8 +1,12 @@
 """Django wiring of the circuit breakers: store from settings, config from the DB, events to rows.
 
-``breaker(name)`` is the one entry point for code. It returns the process's breaker for a named
-dependency, created on first use with the store chosen by settings (Redis when ``REDIS_URL`` or
-``BREAKER_REDIS_URL`` is set, else in-process) and the thresholds of its ``BreakerConfig`` row.
+``breaker(name)`` returns the process's breaker for a named dependency, created on first use with
+the store chosen by settings and the thresholds of its ``BreakerConfig`` row. The store (``store()``,
+built once per process on first use; also the default store of ``get_circuit_breaker``, so both
+entry points return the same shared breaker) is, in order: Redis when ``BREAKER_REDIS_URL``
+(default ``REDIS_URL``) is set, with the database store as its fallback while Redis is unreachable;
+else the database store (alias ``BREAKER_DB_ALIAS``); per-process state only as the last resort
+(both down) or with ``BREAKER_DB_STORE=false``.
 Every ``BREAKER_CONFIG_REFRESH`` seconds (checked lazily, at most one indexed query per breaker per
 interval) the row is read: a new ``version`` applies the thresholds without a restart, and the staff
 override on the row is the truth for the live state every time: a timed override is handed to the
@@ -79,12 +83,16 @@ def process_label() -> str:
 
 
 def _make_store() -> BreakerStore:
-    url = settings.BREAKER_REDIS_URL
-    if not url:
-        return InMemoryStore()
+    """Redis -> database -> process (no I/O here: stores connect on first use)."""
+    from reliability.breaker.stores.database import DatabaseBreakerStore
     from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
-    return RedisBreakerStore.from_url(url, RedisStoreOptions(prefix=settings.BREAKER_REDIS_PREFIX))
+    options = RedisStoreOptions(prefix=settings.BREAKER_REDIS_PREFIX)
+    database = DatabaseBreakerStore(settings.BREAKER_DB_ALIAS, options) if settings.BREAKER_DB_STORE else None
+    url = settings.BREAKER_REDIS_URL
+    if url:
+        return RedisBreakerStore.from_url(url, options, fallback=database)
+    return database if database is not None else InMemoryStore()
 
 
 def store() -> BreakerStore:

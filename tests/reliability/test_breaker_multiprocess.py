@@ -1,23 +1,30 @@
-"""Eight real processes share one breaker through a real Redis.
+"""Eight real processes share one breaker through a real Redis, a SQLite file and PostgreSQL.
 
 These are the failure modes of pybreaker's Redis storage: every process probing in half-open,
 counters lost when processes write concurrently, and state changes that other processes never see.
+Every test runs on each shared store (``shared`` fixture): the Redis store, and the database store
+on SQLite (WAL, IMMEDIATE transactions) and on PostgreSQL (SELECT ... FOR UPDATE).
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import queue
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
 
+from bench.scratch_db import scratch_alias
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State
+from reliability.breaker.stores.database import DatabaseBreakerStore
 from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 
 from .conftest import read_hash
@@ -28,13 +35,60 @@ PROCESSES = 8
 CTX = multiprocessing.get_context("fork")
 
 
-def make_breaker(url: str, prefix: str, config: dict[str, Any]) -> CircuitBreaker:
-    store = RedisBreakerStore.from_url(url, RedisStoreOptions(prefix=prefix))
-    return CircuitBreaker("shared", CircuitBreakerConfig(**config), store)
+@dataclass(frozen=True)
+class Shared:
+    """Where the shared state lives: ``kind`` "redis" (``target`` a URL) or "database" (an alias)."""
+
+    kind: str
+    target: str
+    prefix: str = ""
+
+    def store(self) -> RedisBreakerStore | DatabaseBreakerStore:
+        if self.kind == "redis":
+            return RedisBreakerStore.from_url(self.target, RedisStoreOptions(prefix=self.prefix))
+        return DatabaseBreakerStore(self.target)
+
+    def counts(self) -> dict[str, int]:
+        """The shared window and epoch, read straight from the store."""
+        if self.kind == "redis":
+            client = redis.Redis.from_url(self.target, socket_timeout=2)
+            try:
+                raw: dict[str, Any] = read_hash(
+                    client, RedisBreakerStore(client, RedisStoreOptions(prefix=self.prefix)).key("shared")
+                )
+            finally:
+                client.close()
+        else:
+            from reliability.models import BreakerState
+
+            raw = json.loads(BreakerState.objects.using(self.target).get(name="shared").data)
+        return {k: int(v) for k, v in raw.items() if k in {"wt", "wf", "cf", "ep"}}
+
+    def before_fork(self) -> None:
+        """Children must not share the parent's database connection."""
+        if self.kind == "database":
+            from django.db import connections
+
+            connections[self.target].close()
+
+
+@pytest.fixture(params=["redis", "sqlite", "postgresql"])
+def shared(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Shared]:
+    if request.param == "redis":
+        yield Shared("redis", request.getfixturevalue("redis_url"), request.getfixturevalue("key_prefix"))
+        return
+    blocker = request.getfixturevalue("django_db_blocker")
+    with blocker.unblock(), scratch_alias(request.param, tmp_path) as alias:
+        yield Shared("database", alias)
+
+
+def make_breaker(shared: Shared, config: dict[str, Any]) -> CircuitBreaker:
+    return CircuitBreaker("shared", CircuitBreakerConfig(**config), shared.store())
 
 
 def run_processes(target: Callable[..., None], args: tuple[Any, ...], timeout: float = 20.0) -> list[Any]:
     """Run ``target(index, results, *args)`` in PROCESSES processes; return what they put in ``results``."""
+    args[0].before_fork()
     results: Any = CTX.Queue()
     procs = [CTX.Process(target=target, args=(i, results, *args), daemon=True) for i in range(PROCESSES)]
     for proc in procs:
@@ -67,9 +121,9 @@ def fail_once(breaker: CircuitBreaker) -> None:
 
 
 def _probe_worker(
-    index: int, results: Any, url: str, prefix: str, config: dict[str, Any], go: Any, release: Any
+    index: int, results: Any, shared: Shared, config: dict[str, Any], go: Any, release: Any
 ) -> None:
-    breaker = make_breaker(url, prefix, config)
+    breaker = make_breaker(shared, config)
     breaker.state  # noqa: B018 - learn the shared (open) state before the race
     go.wait()
 
@@ -85,7 +139,7 @@ def _probe_worker(
         results.put(("rejected", error.state.value))
 
 
-def test_exactly_the_permitted_probes_run_cluster_wide(redis_url: str, key_prefix: str) -> None:
+def test_exactly_the_permitted_probes_run_cluster_wide(shared: Shared) -> None:
     """pybreaker lets every process probe a half-open breaker; here 8 processes race for 2 slots."""
     config = {
         "failure_threshold": 1,
@@ -94,15 +148,14 @@ def test_exactly_the_permitted_probes_run_cluster_wide(redis_url: str, key_prefi
         "success_threshold": 5,
         "half_open_max_wait": 30.0,
     }
-    breaker = make_breaker(redis_url, key_prefix, config)
+    breaker = make_breaker(shared, config)
     fail_once(breaker)
+    shared.before_fork()
     go = CTX.Barrier(PROCESSES + 1, timeout=15)
     release = CTX.Event()
     results: Any = CTX.Queue()
     procs = [
-        CTX.Process(
-            target=_probe_worker, args=(i, results, redis_url, key_prefix, config, go, release), daemon=True
-        )
+        CTX.Process(target=_probe_worker, args=(i, results, shared, config, go, release), daemon=True)
         for i in range(PROCESSES)
     ]
     for proc in procs:
@@ -145,9 +198,9 @@ def test_exactly_the_permitted_probes_run_cluster_wide(redis_url: str, key_prefi
 
 
 def _count_worker(
-    index: int, results: Any, url: str, prefix: str, config: dict[str, Any], go: Any, pattern: str
+    index: int, results: Any, shared: Shared, config: dict[str, Any], go: Any, pattern: str
 ) -> None:
-    breaker = make_breaker(url, prefix, config)
+    breaker = make_breaker(shared, config)
     breaker.state  # noqa: B018
     go.wait()
     for outcome in pattern:
@@ -168,43 +221,31 @@ def _ok() -> None:
     return None
 
 
-def _shared_counts(redis_client: redis.Redis, key: str) -> dict[str, int]:
-    return {k: int(v) for k, v in read_hash(redis_client, key).items() if k in {"wt", "wf", "cf", "ep"}}
-
-
-def test_no_failure_is_lost_when_processes_record_at_once(
-    redis_url: str, key_prefix: str, redis_client: redis.Redis
-) -> None:
+def test_no_failure_is_lost_when_processes_record_at_once(shared: Shared) -> None:
     config = {"failure_threshold": 25, "window_size": 1_000, "minimum_requests": 1_000}
     go = CTX.Barrier(PROCESSES, timeout=15)
-    run_processes(_count_worker, (redis_url, key_prefix, config, go, "FFF"))
-    breaker = make_breaker(redis_url, key_prefix, config)
-    key = breaker.store.key("shared")  # type: ignore[attr-defined]
-    assert _shared_counts(redis_client, key) == {"wt": 24, "wf": 24, "cf": 24, "ep": 0}
+    run_processes(_count_worker, (shared, config, go, "FFF"))
+    breaker = make_breaker(shared, config)
+    assert shared.counts() == {"wt": 24, "wf": 24, "cf": 24, "ep": 0}
     assert breaker.state is State.CLOSED  # 24 consecutive failures, threshold 25
     fail_once(breaker)
     assert breaker.state is State.OPEN
 
 
-def test_no_outcome_is_lost_in_batched_recording(
-    redis_url: str, key_prefix: str, redis_client: redis.Redis
-) -> None:
+def test_no_outcome_is_lost_in_batched_recording(shared: Shared) -> None:
     config = {"failure_threshold": 0, "window_size": 5_000, "minimum_requests": 5_000}
     pattern = ("S" * 37 + "F") * 10 + "S" * 55  # 435 calls, 10 failures per process
     go = CTX.Barrier(PROCESSES, timeout=15)
-    run_processes(_count_worker, (redis_url, key_prefix, config, go, pattern))
-    key = make_breaker(redis_url, key_prefix, config).store.key("shared")  # type: ignore[attr-defined]
-    counts = _shared_counts(redis_client, key)
+    run_processes(_count_worker, (shared, config, go, pattern))
+    counts = shared.counts()
     assert (counts["wt"], counts["wf"]) == (PROCESSES * len(pattern), PROCESSES * 10)
 
 
 # -- a trip reaches every process within a second --------------------------------------------------
 
 
-def _watch_worker(
-    index: int, results: Any, url: str, prefix: str, config: dict[str, Any], ready: Any
-) -> None:
-    breaker = make_breaker(url, prefix, config)
+def _watch_worker(index: int, results: Any, shared: Shared, config: dict[str, Any], ready: Any) -> None:
+    breaker = make_breaker(shared, config)
     breaker.call(_ok)
     ready.wait()
     deadline = time.monotonic() + 8
@@ -218,18 +259,18 @@ def _watch_worker(
     results.put(("never", time.time()))
 
 
-def test_a_trip_reaches_every_process_within_one_second(redis_url: str, key_prefix: str) -> None:
+def test_a_trip_reaches_every_process_within_one_second(shared: Shared) -> None:
     config = {"failure_threshold": 3}
     ready = CTX.Barrier(PROCESSES + 1, timeout=15)
     results: list[Any] = []
 
     runner = threading.Thread(
-        target=lambda: results.extend(run_processes(_watch_worker, (redis_url, key_prefix, config, ready)))
+        target=lambda: results.extend(run_processes(_watch_worker, (shared, config, ready)))
     )
     runner.start()
     ready.wait()
     time.sleep(0.3)  # the workers are calling happily
-    breaker = make_breaker(redis_url, key_prefix, config)
+    breaker = make_breaker(shared, config)
     for _ in range(3):
         fail_once(breaker)
     tripped_at = time.time()

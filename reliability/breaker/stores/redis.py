@@ -1,4 +1,4 @@
-"""Cluster-wide circuit-breaker state in Redis, with a per-process fallback.
+"""Cluster-wide circuit-breaker state in Redis, with a fallback store (database) or per process.
 
 One Redis hash per breaker holds the whole shared state; every decision (record a batch of
 outcomes, admit a half-open probe, finish a probe, a staff command) is ONE atomic Lua script run
@@ -25,15 +25,23 @@ Hot path (per process, per breaker)
       processes may disagree for one refresh interval); a new window shape empties the window.
 
 Redis unreachable
-    The first failure logs one warning; every breaker of the process then runs on its own
-    :class:`~reliability.breaker.BreakerStateMachine` (seeded with the last shared view and the
-    unsent outcomes, so it still opens on failures). Redis is retried every 1-2 s
+    The first failure logs one warning; every breaker of the process then runs on a stand-in,
+    seeded with the last shared view and the unsent outcomes, so it still opens on failures: the
+    ``fallback`` store's backend when one is given (the database store in a Django process: still
+    shared by every process; the first process to fall back seeds the row with its Redis view, a
+    later one only with a newer view), else its own :class:`~reliability.breaker.BreakerStateMachine`
+    (the last resort; the database store itself falls back to it). Redis is retried every 1-2 s
     (``reconnect_interval`` with jitter), not per call.
-    When it answers again each breaker reconciles in one script: a staff command given meanwhile is
-    replayed, the fallback's window is pushed into the shared window (which may trip it) and, if
-    the fallback is OPEN, the shared breaker opens for at least the remaining time. If Redis lost
-    the state (restart without persistence: the hash's incarnation id changed), a process that saw
-    the breaker OPEN pushes that too.
+    When it answers again each breaker reconciles: a staff command given meanwhile is replayed, the
+    stand-in's window is pushed into the shared window (which may trip it; from the database, only
+    by the first process to reconcile, so N processes do not push it N times; a staff override
+    found there is replayed by that process too) and, if the stand-in is OPEN, the shared breaker
+    opens for at least the remaining time. If Redis lost the state (restart without persistence:
+    the hash's incarnation id changed), a process that saw the breaker OPEN pushes that too.
+
+The client side below (:class:`SharedStore`, :class:`RedisBackend`) serves every shared store:
+``stores/database.py`` reuses it and only replaces ``run`` (the same operations, decided in a locked
+database transaction by ``stores/rules.py``, a port of the Lua scripts).
 
 Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cluster hash tag)::
 
@@ -115,8 +123,9 @@ from reliability.breaker.machine import (
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["RedisBackend", "RedisBreakerStore", "RedisStoreOptions", "StoreUnavailable"]
+__all__ = ["RedisBackend", "RedisBreakerStore", "RedisStoreOptions", "SharedStore", "StoreUnavailable"]
 
+_OVERRIDES = (State.FORCED_OPEN, State.DISABLED, State.METRICS_ONLY)
 _PREFIX_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
 
 
@@ -218,6 +227,20 @@ def runs_of(codes: Sequence[int]) -> list[list[int]]:
     return runs
 
 
+def _machine_handover(local: BreakerStateMachine, config: CircuitBreakerConfig) -> tuple[str, str]:
+    """A per-process stand-in's window (as a ``record`` payload) and open hint (ms, "-1": none)."""
+    payload, hint = "", "-1"
+    if config.window_type == "count":
+        payload = encode_runs(runs_of(local.window_codes()))
+    else:
+        snap = local.snapshot()
+        payload = f"a:{snap.calls}:{snap.failures}:{snap.slow_calls}" if snap.calls else ""
+    remaining = local.open_remaining()
+    if local.state is State.OPEN and remaining is not None:
+        hint = str(round(remaining * 1000))
+    return payload, hint
+
+
 def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
@@ -238,6 +261,7 @@ class _Reply:
     leases: int
     extra: int
     events: tuple[tuple[str, str, str, float, float, int, int], ...]
+    payload: str = ""  # ``handover`` (database store only): the claimed window as a record payload
 
     @classmethod
     def parse(cls, raw: Sequence[Any]) -> _Reply:
@@ -278,7 +302,7 @@ class _Reply:
 # The store
 # --------------------------------------------------------------------------------------------------
 
-_stores: weakref.WeakSet[RedisBreakerStore] = weakref.WeakSet()
+_stores: weakref.WeakSet[SharedStore] = weakref.WeakSet()
 
 
 def _after_fork_in_child() -> None:
@@ -299,44 +323,38 @@ if hasattr(os, "register_at_fork"):
 atexit.register(_flush_all_at_exit)
 
 
-class RedisBreakerStore:
-    """Shared breaker state in one Redis; one instance per process (and per Redis) is enough.
+class SharedStore:
+    """What every shared store has in common: its backends, availability and reconnect schedule.
 
-    Pass a client with short socket timeouts and no automatic retries (``from_url`` builds one);
-    the store retries on its own schedule.
+    A subclass provides ``run(script, key, args) -> _Reply``, which decides one operation
+    atomically (a Lua script in Redis, a locked transaction in the database) and raises
+    :class:`StoreUnavailable` after calling ``_went_down``. ``fallback``, when set, is the store
+    whose backends stand in while this one is unreachable; without one, a per-process
+    :class:`BreakerStateMachine` does.
     """
+
+    #: ``TransitionEvent.source`` / ``BreakerSnapshot.source`` of breakers on this store.
+    source = "shared"
+    #: What the store runs on, for log lines.
+    label = "store"
 
     def __init__(
         self,
-        client: redis.Redis,
         options: RedisStoreOptions | None = None,
         *,
         clock: Clock = time.monotonic,
         wall_clock: Clock = time.time,
+        fallback: SharedStore | None = None,
     ) -> None:
-        self.client = client
         self.options = options if options is not None else RedisStoreOptions()
         self.clock = clock
         self.wall_clock = wall_clock
-        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+        self.fallback = fallback
         self._lock = threading.Lock()
         self._down = False
         self._retry_at = 0.0
         self._backends: dict[str, RedisBackend] = {}
         _stores.add(self)
-
-    @classmethod
-    def from_url(cls, url: str, options: RedisStoreOptions | None = None) -> RedisBreakerStore:
-        """A store with its own client: short timeouts, no retries, no health-check pings."""
-        opts = options if options is not None else RedisStoreOptions()
-        client = redis.Redis.from_url(
-            url,
-            socket_timeout=opts.socket_timeout,
-            socket_connect_timeout=opts.socket_timeout,
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-        )
-        return cls(client, opts)
 
     def key(self, name: str) -> str:
         return f"{self.options.prefix}:{{{name}}}"
@@ -352,6 +370,9 @@ class RedisBreakerStore:
         for backend in list(self._backends.values()):
             backend.flush()
 
+    def run(self, script: str, key: str, args: Sequence[str]) -> _Reply:
+        raise NotImplementedError
+
     # -- availability --------------------------------------------------------------------------
 
     @property
@@ -359,7 +380,7 @@ class RedisBreakerStore:
         return self._down
 
     def should_try(self) -> bool:
-        """True when Redis may be used now: it is up, or a reconnect attempt is due (claimed here)."""
+        """True when the store may be used now: it is up, or a reconnect attempt is due (claimed here)."""
         if not self._down:
             return True
         with self._lock:
@@ -372,6 +393,87 @@ class RedisBreakerStore:
     def _backoff(self) -> float:
         return self.options.reconnect_interval * (1.0 + random.random())
 
+    def _is_outage(self, exc: Exception) -> bool:
+        """True for an unreachable server (logged as a warning), False for an error it answered."""
+        return True
+
+    def _drop_connections(self) -> None:
+        """Close connections a restarted server has closed on its side."""
+
+    def _went_down(self, exc: Exception) -> None:
+        with self._lock:
+            self._retry_at = self.clock() + self._backoff()
+            first = not self._down
+            self._down = True
+        if first and not self._is_outage(exc):
+            logger.error("circuit breaker store: %s answered with an error", self.label, exc_info=exc)
+        if first:
+            logger.warning(
+                "circuit breaker store: %s unreachable (%s: %s); breakers run %s until it "
+                "answers again (retrying every %.1f-%.1f s)",
+                self.label,
+                type(exc).__name__,
+                exc,
+                "per process" if self.fallback is None else f"on the {self.fallback.label} store",
+                self.options.reconnect_interval,
+                2 * self.options.reconnect_interval,
+            )
+        try:
+            self._drop_connections()
+        except Exception:  # pragma: no cover - best effort
+            logger.debug("disconnect failed", exc_info=True)
+
+    def _came_back(self) -> None:
+        with self._lock:
+            was_down, self._down = self._down, False
+        if was_down:
+            logger.info("circuit breaker store: %s reachable again; reconciling breaker state", self.label)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.Lock()
+        for backend in self._backends.values():
+            backend._after_fork()
+
+
+class RedisBreakerStore(SharedStore):
+    """Shared breaker state in one Redis; one instance per process (and per Redis) is enough.
+
+    Pass a client with short socket timeouts and no automatic retries (``from_url`` builds one);
+    the store retries on its own schedule. ``fallback`` (the database store, in a Django process)
+    stands in while Redis is unreachable.
+    """
+
+    source = "redis"
+    label = "Redis"
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        options: RedisStoreOptions | None = None,
+        *,
+        clock: Clock = time.monotonic,
+        wall_clock: Clock = time.time,
+        fallback: SharedStore | None = None,
+    ) -> None:
+        super().__init__(options, clock=clock, wall_clock=wall_clock, fallback=fallback)
+        self.client = client
+        self._scripts = {name: client.register_script(source) for name, source in SCRIPTS.items()}
+
+    @classmethod
+    def from_url(
+        cls, url: str, options: RedisStoreOptions | None = None, *, fallback: SharedStore | None = None
+    ) -> RedisBreakerStore:
+        """A store with its own client: short timeouts, no retries, no health-check pings."""
+        opts = options if options is not None else RedisStoreOptions()
+        client = redis.Redis.from_url(
+            url,
+            socket_timeout=opts.socket_timeout,
+            socket_connect_timeout=opts.socket_timeout,
+            retry=Retry(NoBackoff(), 0),
+            health_check_interval=0,
+        )
+        return cls(client, opts, fallback=fallback)
+
     def run(self, script: str, key: str, args: Sequence[str]) -> _Reply:
         """Run one script atomically; raise :class:`StoreUnavailable` (and go down) on any Redis error."""
         try:
@@ -383,44 +485,23 @@ class RedisBreakerStore:
             self._came_back()
         return _Reply.parse(raw)
 
-    def _went_down(self, exc: Exception) -> None:
-        with self._lock:
-            self._retry_at = self.clock() + self._backoff()
-            first = not self._down
-            self._down = True
-        if first and not isinstance(exc, redis.ConnectionError | redis.TimeoutError):
-            logger.error("circuit breaker store: Redis answered with an error", exc_info=exc)
-        if first:
-            logger.warning(
-                "circuit breaker store: Redis unreachable (%s: %s); breakers run per process until it "
-                "answers again (retrying every %.1f-%.1f s)",
-                type(exc).__name__,
-                exc,
-                self.options.reconnect_interval,
-                2 * self.options.reconnect_interval,
-            )
-        try:
-            self.client.connection_pool.disconnect()  # drop sockets a restarted server has closed
-        except Exception:  # pragma: no cover - best effort
-            logger.debug("disconnect failed", exc_info=True)
+    def _is_outage(self, exc: Exception) -> bool:
+        return isinstance(exc, redis.ConnectionError | redis.TimeoutError)
 
-    def _came_back(self) -> None:
-        with self._lock:
-            was_down, self._down = self._down, False
-        if was_down:
-            logger.info("circuit breaker store: Redis reachable again; reconciling breaker state")
-
-    def _after_fork(self) -> None:
-        self._lock = threading.Lock()
-        for backend in self._backends.values():
-            backend._after_fork()
+    def _drop_connections(self) -> None:
+        self.client.connection_pool.disconnect()
 
 
 class RedisBackend:
-    """One breaker's view of the shared state (created by :meth:`RedisBreakerStore.backend`)."""
+    """One breaker's view of a shared store's state (created by :meth:`SharedStore.backend`).
+
+    Despite its name this is the client side of *every* shared store: cached state, batched
+    outcomes, probe leases, the stand-in while the store is down and the reconcile after. Only
+    ``store.run`` differs (Lua in Redis, a locked transaction in the database).
+    """
 
     def __init__(
-        self, store: RedisBreakerStore, name: str, config: CircuitBreakerConfig, listener: Listener
+        self, store: SharedStore, name: str, config: CircuitBreakerConfig, listener: Listener
     ) -> None:
         self.name = name
         self._store = store
@@ -457,8 +538,9 @@ class RedisBackend:
         self._recording = False
         self._flush_every = store.options.flush_every
         self._flush_interval = store.options.flush_interval
-        # per-process stand-in while Redis is unreachable
-        self._local: BreakerStateMachine | None = None
+        # stand-in while the store is unreachable: the fallback store's backend, else per process
+        self._local: RedisBackend | BreakerStateMachine | None = None
+        self._standin: RedisBackend | None = None  # the fallback store's backend, kept across outages
         self._pending_command: tuple[str, str, float | None] | None = None
 
     # -- admission -----------------------------------------------------------------------------
@@ -526,8 +608,8 @@ class RedisBackend:
     def record(self, permit: Permit, outcome: Outcome, duration: float) -> None:
         if permit.owner is not self:
             local = self._local
-            if local is not None and permit.owner is local:
-                local.record(permit, outcome, duration)
+            if local is not None and (permit.owner is local or isinstance(local, RedisBackend)):
+                local.record(permit, outcome, duration)  # a shared stand-in checks ownership itself
             return
         if permit.token is not None:
             self._release_probe(permit.token, outcome, duration)
@@ -728,51 +810,137 @@ class RedisBackend:
                     slow_call_rate=slow_rate,
                     at=at_ms / 1000.0,
                     open_until=open_until_ms / 1000.0 if open_until_ms >= 0 else None,
-                    source="redis",
+                    source=self._store.source,
                 )
             )
 
     # -- fallback ------------------------------------------------------------------------------
 
-    def _fallback(self) -> BreakerStateMachine | None:
-        """The local stand-in while Redis is down; ``None`` once reconciled (back to shared)."""
+    def _fallback(self) -> RedisBackend | BreakerStateMachine | None:
+        """The stand-in while the store is down; ``None`` once reconciled (back to shared)."""
         if self._store.should_try() and self._reconcile():
             return None
         local = self._local
         return local if local is not None else self._enter_fallback(())
 
-    def _enter_fallback(self, unsent: Sequence[Sequence[int]]) -> BreakerStateMachine:
-        """Switch to (or feed) the per-process breaker, handing it the outcomes Redis never got."""
+    def _enter_fallback(self, unsent: Sequence[Sequence[int]]) -> RedisBackend | BreakerStateMachine:
+        """Switch to (or feed) the stand-in, handing it the outcomes the store never got.
+
+        The stand-in is the fallback store's backend when there is one (the database behind Redis:
+        still shared by every process), seeded with this process's last view of the shared state;
+        else a per-process state machine.
+        """
+        adopt: RedisBackend | None = None
         with self._lock:
             local = self._local
+            remaining = self._open_deadline - self._clock()
+            open_for = math.inf if math.isinf(remaining) else max(0.0, remaining)
+            open_for_or_none = open_for if self._state in (State.OPEN, State.FORCED_OPEN) else None
             if local is None:
-                local = BreakerStateMachine(
-                    self.name,
-                    self.config,
-                    clock=self._clock,
-                    wall_clock=self._store.wall_clock,
-                    listener=self._listener,
-                    source="fallback",
-                )
-                remaining = self._open_deadline - self._clock()
-                open_for = math.inf if math.isinf(remaining) else max(0.0, remaining)
-                local.seed(
-                    self._state,
-                    open_for=open_for if self._state in (State.OPEN, State.FORCED_OPEN) else None,
-                    consecutive=self._consecutive,
-                    trips=self._trips,
-                )
+                fallback = self._store.fallback
+                if fallback is not None:
+                    if self._standin is None:
+                        self._standin = fallback.backend(self.name, self.config, self._listener)
+                    local = adopt = self._standin
+                else:
+                    machine = BreakerStateMachine(
+                        self.name,
+                        self.config,
+                        clock=self._clock,
+                        wall_clock=self._store.wall_clock,
+                        listener=self._listener,
+                        source="fallback",
+                    )
+                    machine.seed(
+                        self._state,
+                        open_for=open_for_or_none,
+                        consecutive=self._consecutive,
+                        trips=self._trips,
+                    )
+                    local = machine
                 self._local = local
+            view = (
+                f"{self._inc}:{self._epoch}",
+                self._state,
+                open_for_or_none,
+                self._consecutive,
+                self._trips,
+            )
             codes = [code for code, count in (*unsent, *self._take_pending()) for _ in range(count)]
             self._fresh_until = 0.0  # force callers off the fast path, onto the stand-in
             self._reject_until = 0.0
             self._fast_permit = None
+        if adopt is not None and self._epoch >= 0:
+            adopt.adopt(*view)
         if codes:
             local.replay(codes)
         return local
 
+    # -- when this backend is the stand-in of another store's backend ----------------------------
+
+    def adopt(self, view: str, state: State, open_for: float | None, consecutive: int, trips: int) -> None:
+        """Take over the primary store's last known state (``view``: its "incarnation:epoch")."""
+        if open_for is None:
+            millis = -1
+        elif math.isinf(open_for):
+            millis = -2
+        else:
+            millis = round(open_for * 1000)
+        args = (*self._args, view, state.value, str(millis), str(trips), str(consecutive))
+        if self._local is None and not self._store.is_down:
+            try:
+                self._apply(self._store.run("seed", self._key, args))
+                return
+            except StoreUnavailable:
+                pass
+        local = self._local if self._local is not None else self._enter_fallback(())
+        if isinstance(local, BreakerStateMachine):
+            local.seed(state, open_for=open_for, consecutive=consecutive, trips=trips)
+
+    def replay(self, codes: Sequence[int]) -> None:
+        """Record outcomes of calls admitted through the primary store (sent at once)."""
+        local = self._local
+        if local is not None or self._store.is_down:
+            (local if local is not None else self._enter_fallback(())).replay(codes)
+            return
+        with self._lock:
+            for code, count in runs_of(codes):
+                self._runs.append([code, count])
+                self._pending += count
+            if self._oldest == math.inf:
+                self._oldest = self._clock()
+        self._sync(blocking=True)
+
+    def handover(self) -> tuple[str, str, tuple[str, str, float | None] | None]:
+        """What the primary store needs when it takes over again: (record payload, open hint ms,
+        staff override to replay). The window goes to the first process asking since the seed."""
+        local = self._local
+        if local is None and not self._store.is_down:
+            self._sync(blocking=True)  # buffered outcomes first
+            try:
+                reply = self._store.run("handover", self._key, self._args)
+            except StoreUnavailable:
+                local = self._enter_fallback(())
+            else:
+                self._apply(reply)
+                hint = "-1"
+                if reply.state is State.OPEN and reply.open_remaining_ms >= 0:
+                    hint = str(reply.open_remaining_ms)
+                override = None
+                if reply.extra == 1 and reply.state in _OVERRIDES:
+                    duration = None
+                    if reply.open_remaining_ms >= 0:  # a timed override: the time left
+                        duration = reply.open_remaining_ms / 1000.0
+                    op = "force_open" if reply.state is State.FORCED_OPEN else reply.state.value
+                    override = (op, f"carried over from the {self._store.label} store", duration)
+                return reply.payload, hint, override
+        if isinstance(local, RedisBackend):
+            return local.handover()
+        assert local is not None
+        return (*_machine_handover(local, self.config), None)
+
     def _reconcile(self) -> bool:
-        """Hand the fallback's knowledge back to Redis; True when the shared state is in use again."""
+        """Hand the stand-in's knowledge back to the store; True when the shared state is in use again."""
         with self._io_lock:
             local = self._local
             try:
@@ -784,15 +952,18 @@ class RedisBackend:
                     )
                     self._pending_command = None
                 payload, hint = "", "-1"
-                if local is not None:
-                    if self.config.window_type == "count":
-                        payload = encode_runs(runs_of(local.window_codes()))
-                    else:
-                        snap = local.snapshot()
-                        payload = f"a:{snap.calls}:{snap.failures}:{snap.slow_calls}" if snap.calls else ""
-                    remaining = local.open_remaining()
-                    if local.state is State.OPEN and remaining is not None:
-                        hint = str(round(remaining * 1000))
+                if isinstance(local, RedisBackend):
+                    # Make sure this store answers before the stand-in hands its window over (once).
+                    self._store.run("record", self._key, (*self._args, self._inc, "-2", "", "-1"))
+                    payload, hint, override = local.handover()
+                    if override is not None:
+                        op, reason, seconds = override
+                        millis = -1 if seconds is None else round(seconds * 1000)
+                        self._apply(
+                            self._store.run("command", self._key, (*self._args, op, reason, str(millis)))
+                        )
+                elif local is not None:
+                    payload, hint = _machine_handover(local, self.config)
                 reply = self._store.run("record", self._key, (*self._args, self._inc, "-1", payload, hint))
             except StoreUnavailable:
                 return False
@@ -812,9 +983,21 @@ class RedisBackend:
             except StoreUnavailable:
                 pass
         local = self._local if self._local is not None else self._enter_fallback(())
-        logger.warning(
-            "circuit breaker %r: %s applied in this process only until Redis is back", self.name, op
-        )
+        if isinstance(local, RedisBackend):
+            logger.warning(
+                "circuit breaker %r: %s applied on the %s store until %s is back",
+                self.name,
+                op,
+                local._store.label,
+                self._store.label,
+            )
+        else:
+            logger.warning(
+                "circuit breaker %r: %s applied in this process only until %s is back",
+                self.name,
+                op,
+                self._store.label,
+            )
         deadline = None if duration is None else self._clock() + duration
         self._pending_command = (op, reason, deadline)
         if op in ("force_open", "disable", "metrics_only"):
@@ -843,8 +1026,11 @@ class RedisBackend:
             self._args = _config_args(config, self._options)
             self._slow_after = config.slow_call_duration
             local = self._local
+            standin = self._standin
         if local is not None:
             local.update_config(config)
+        if standin is not None and standin is not local:
+            standin.update_config(config)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -888,7 +1074,7 @@ class RedisBackend:
                 trips=self._trips,
                 retry_after=retry_after,
                 probes_in_flight=self._leases,
-                source="redis",
+                source=self._store.source,
             )
 
     def _after_fork(self) -> None:
