@@ -6,6 +6,7 @@ blank keep-alive lines, which reset any read timeout, so only a deadline bounds 
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,22 +121,18 @@ class DeepSeekClient:
         return completion
 
 
-_session: ResilientSession | None = None
-
-
+@functools.cache
 def default_session() -> ResilientSession:
-    global _session
-    if _session is None:
-        _session = ResilientSession(
-            DEPENDENCY,
-            connect_timeout=settings.DEEPSEEK_CONNECT_TIMEOUT,
-            read_timeout=settings.DEEPSEEK_READ_TIMEOUT,
-            deadline=settings.DEEPSEEK_DEADLINE,
-            # The only retry layer for AI calls (a failed generation degrades, it is not re-queued);
-            # bounded by the deadline and the dependency's retry budget.
-            retry=RetryConfig(max_attempts=2, base_delay=0.5, max_delay=2.0, retry_after_cap=5.0),
-        )
-    return _session
+    """One pooled session per process for DeepSeek (``cache_clear()`` to rebuild it)."""
+    return ResilientSession(
+        DEPENDENCY,
+        connect_timeout=settings.DEEPSEEK_CONNECT_TIMEOUT,
+        read_timeout=settings.DEEPSEEK_READ_TIMEOUT,
+        deadline=settings.DEEPSEEK_DEADLINE,
+        # The only retry layer for AI calls (a failed generation degrades, it is not re-queued);
+        # bounded by the deadline and the dependency's retry budget.
+        retry=RetryConfig(max_attempts=2, base_delay=0.5, max_delay=2.0, retry_after_cap=5.0),
+    )
 
 
 def default_client() -> DeepSeekClient:

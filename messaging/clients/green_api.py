@@ -15,6 +15,7 @@ Every call runs under the overall ``GREEN_API_DEADLINE`` (shorter than a reply j
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -216,40 +217,30 @@ class GreenApiClient:
         return entries
 
 
-_session: ResilientSession | None = None
+def _session(dependency: str, retry: RetryConfig | None = None) -> ResilientSession:
+    return ResilientSession(
+        dependency,
+        connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
+        read_timeout=settings.GREEN_API_READ_TIMEOUT,
+        deadline=settings.GREEN_API_DEADLINE,
+        redact=mask_token,
+        retry=retry,
+    )
 
 
+@functools.cache
 def default_session() -> ResilientSession:
-    """One pooled session per process for Green API."""
-    global _session
-    if _session is None:
-        _session = ResilientSession(
-            DEPENDENCY,
-            connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
-            read_timeout=settings.GREEN_API_READ_TIMEOUT,
-            deadline=settings.GREEN_API_DEADLINE,
-            redact=mask_token,
-            # Reads only (getStateInstance); sends and journal reads retry at job level.
-            retry=RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0),
-        )
-    return _session
+    """One pooled session per process for Green API (``cache_clear()`` to rebuild it)."""
+    # Reads only (getStateInstance); sends and journal reads retry at job level.
+    return _session(
+        DEPENDENCY, RetryConfig(max_attempts=3, base_delay=0.5, max_delay=4.0, retry_after_cap=10.0)
+    )
 
 
-_journal_session: ResilientSession | None = None
-
-
+@functools.cache
 def journal_session() -> ResilientSession:
     """Journal reads: breaker ``green_api_journal``, no in-call retry (the reply job retries)."""
-    global _journal_session
-    if _journal_session is None:
-        _journal_session = ResilientSession(
-            JOURNAL_DEPENDENCY,
-            connect_timeout=settings.GREEN_API_CONNECT_TIMEOUT,
-            read_timeout=settings.GREEN_API_READ_TIMEOUT,
-            deadline=settings.GREEN_API_DEADLINE,
-            redact=mask_token,
-        )
-    return _journal_session
+    return _session(JOURNAL_DEPENDENCY)
 
 
 def client_for(*, id_instance: str, api_token: str) -> GreenApiClient:

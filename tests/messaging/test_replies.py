@@ -175,7 +175,7 @@ def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_gree
     settings.REPLY_RECONCILE_GRACE = 60
     from messaging.clients import green_api
 
-    green_api._session = None  # pick up the short read timeout
+    green_api.default_session.cache_clear()  # pick up the short read timeout
     fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "hang", "count": 1})
     try:
         assert replies.reply_job_process(job_id=job.pk).result == "retry"
@@ -190,7 +190,7 @@ def test_unknown_outcome_not_in_journal_is_resent_after_the_grace(job, fake_gree
         assert replies.reply_job_process(job_id=job.pk).result == "done"
         assert len(fake_green.sent_messages()) == 1
     finally:
-        green_api._session = None
+        green_api.default_session.cache_clear()
 
 
 def test_abandoned_job_is_claimable_after_its_lease(job, fake_green):

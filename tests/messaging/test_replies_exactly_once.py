@@ -40,9 +40,9 @@ def job(fake_green, fake_deepseek) -> ReplyJob:
 @pytest.fixture
 def fresh_green_session() -> Iterator[None]:
     """Green API's per-process session, rebuilt so it picks up the test's timeout settings."""
-    green_api._session = None
+    green_api.default_session.cache_clear()
     yield
-    green_api._session = None
+    green_api.default_session.cache_clear()
 
 
 def _make_due(job: ReplyJob) -> None:
