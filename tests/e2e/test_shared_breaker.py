@@ -80,7 +80,12 @@ def test_eight_503s_on_send_open_one_green_api_breaker_that_admin_shows_open(sta
             )
         )
         expected = "redis" if os.environ.get("REDIS_URL") else "database"
-        assert opened == [(expected, "consecutive_failures")]  # decided once, cluster-wide
+        # Decided once, cluster-wide, by the shared store. Which rule fires first (5 consecutive
+        # failures, or the failure rate once the window holds its minimum) depends on how the two
+        # worker processes' successes and failures interleave.
+        assert len(opened) == 1, opened
+        assert opened[0][0] == expected
+        assert opened[0][1] in {"consecutive_failures", "failure_rate"}, opened
     finally:
         stack.fake("green", "DELETE", "faults")
         assert stack.manage("breakers", "close", "green_api").returncode == 0
