@@ -6,6 +6,9 @@ import pytest
 
 from fakes.deepseek import FakeDeepSeek
 from fakes.green_api import FakeGreenApi
+from messaging.models import ReplyJob
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+from tests.messaging.payloads import CHAT
 
 
 @pytest.fixture
@@ -22,3 +25,11 @@ def fake_deepseek(settings) -> Iterator[FakeDeepSeek]:
         settings.DEEPSEEK_URL = fake.url
         settings.DEEPSEEK_API_KEY = "sk-test"
         yield fake
+
+
+@pytest.fixture
+def job(fake_green, fake_deepseek) -> ReplyJob:
+    """A due reply job for a guest's text question (chat ``CHAT``), with both fakes running."""
+    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
+    inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
+    return ReplyJobFactory.create(inbound=inbound)

@@ -7,6 +7,9 @@ from typing import Any
 
 INSTANCE = 1101000001
 
+#: The guest chat the payloads and the reply-job fixture use.
+CHAT = "79001234568@c.us"
+
 
 def _instance(id_instance: int = INSTANCE) -> dict[str, Any]:
     return {"idInstance": id_instance, "wid": "11001234567@c.us", "typeInstance": "whatsapp"}
@@ -16,7 +19,7 @@ def incoming_text(
     *,
     id_message: str,
     text: str = "What time is check-out?",
-    chat_id: str = "79001234568@c.us",
+    chat_id: str = CHAT,
     id_instance: int = INSTANCE,
     sender_name: str = "Ana",
 ) -> dict[str, Any]:
@@ -37,7 +40,7 @@ def incoming_text(
 
 
 def outgoing_status(
-    *, id_message: str, status: str, chat_id: str = "79001234568@c.us", description: str = ""
+    *, id_message: str, status: str, chat_id: str = CHAT, description: str = ""
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
         "typeWebhook": "outgoingMessageStatus",
@@ -53,7 +56,7 @@ def outgoing_status(
     return body
 
 
-def outgoing_api_message(*, id_message: str, text: str, chat_id: str = "79001234568@c.us") -> dict[str, Any]:
+def outgoing_api_message(*, id_message: str, text: str, chat_id: str = CHAT) -> dict[str, Any]:
     body = incoming_text(id_message=id_message, text=text, chat_id=chat_id)
     body["typeWebhook"] = "outgoingAPIMessageReceived"
     return body

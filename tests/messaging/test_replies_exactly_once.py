@@ -24,17 +24,9 @@ from messaging.models import DeferredStatus, Message, ReplyJob
 from messaging.notifications import OutgoingStatus
 from messaging.services import replies, statuses
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+from tests.messaging.payloads import CHAT
 
 pytestmark = pytest.mark.django_db
-
-CHAT = "79001234568@c.us"
-
-
-@pytest.fixture
-def job(fake_green, fake_deepseek) -> ReplyJob:
-    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
-    inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
-    return ReplyJobFactory.create(inbound=inbound)
 
 
 @pytest.fixture

@@ -19,18 +19,10 @@ from messaging.services import replies
 from messaging.tasks import process_reply_job
 from reliability import ratelimit
 from reliability.breaker import State, registry
-from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+from tests.factories import MessageFactory, ReplyJobFactory
+from tests.messaging.payloads import CHAT
 
 pytestmark = pytest.mark.django_db
-
-CHAT = "79001234568@c.us"
-
-
-@pytest.fixture
-def job(fake_green, fake_deepseek) -> ReplyJob:
-    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
-    inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
-    return ReplyJobFactory.create(inbound=inbound)
 
 
 def _make_due(job: ReplyJob) -> None:
