@@ -18,6 +18,19 @@ from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent, BreakerState, DeadLetter
 
 
+class RecordAdmin(admin.ModelAdmin):
+    """Rows the system writes (dead letters, breaker state): staff look; nobody adds, edits or deletes."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class BreakerActionForm(helpers.ActionForm):
     reason = forms.CharField(
         required=False, help_text="Why (required to force open, disable or metrics-only)."
@@ -147,7 +160,7 @@ class BreakerEventAdmin(admin.ModelAdmin):
 
 
 @admin.register(DeadLetter)
-class DeadLetterAdmin(admin.ModelAdmin):
+class DeadLetterAdmin(RecordAdmin):
     """Read-only: what was accepted but not processed (e.g. quarantined webhook notifications)."""
 
     list_display = ("created_at", "kind", "status", "subject", "reason_code", "short_reason", "raw_size")
@@ -171,28 +184,10 @@ class DeadLetterAdmin(admin.ModelAdmin):
     def short_reason(self, obj: DeadLetter) -> str:
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
 
 @admin.register(BreakerState)
-class BreakerStateAdmin(admin.ModelAdmin):
+class BreakerStateAdmin(RecordAdmin):
     """The database store's rows (read-only: only the breaker store writes them)."""
 
     list_display = ("name", "state", "open_until", "epoch", "updated_at")
     readonly_fields = ("name", "state", "open_until", "epoch", "data", "updated_at")
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
