@@ -67,13 +67,14 @@ class Command(BaseCommand):
         if not rows:
             self.stdout.write("no breakers configured")
             return
+        width = max(len("name"), *(len(row.name) for row in rows))
         self.stdout.write(
-            f"{'name':<14} {'state':<13} {'mode':<13} {'failures':>8} {'rate':>6} {'calls':>6}  until"
+            f"{'name':<{width}} {'state':<13} {'mode':<13} {'failures':>8} {'rate':>6} {'calls':>6}  until"
         )
         for row in rows:
             snap = registry.breaker(row.name).snapshot()
             until = row.mode_until.isoformat(timespec="seconds") if row.mode_until else ""
             self.stdout.write(
-                f"{row.name:<14} {snap.state.value:<13} {row.mode:<13} {row.failure_threshold:>8} "
+                f"{row.name:<{width}} {snap.state.value:<13} {row.mode:<13} {row.failure_threshold:>8} "
                 f"{snap.failure_rate:>5.0f}% {snap.calls:>6}  {until}"
             )
