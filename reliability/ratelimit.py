@@ -1,7 +1,7 @@
 """Client-side pacing of calls to a rate-limited dependency, shared by every process.
 
 A *stream* is a named call sequence with its own rate (``"green_api:1101000001:sendMessage"`` at
-45/s). Each call reserves the stream's next free slot: slots are ``1/rate`` apart, so no window of
+40/s). Each call reserves the stream's next free slot: slots are ``1/rate`` apart, so no window of
 one second ever holds more than ``rate`` calls, whichever processes make them. The reservation is
 one atomic step in a shared store, and the caller then sleeps until its slot. If the next free slot
 is further away than ``max_wait``, nothing is reserved and the caller gets a denial with the time
