@@ -6,6 +6,8 @@ import os
 
 from celery import Celery
 
+from hotelbot import fsbroker  # noqa: F401  registers the embedded broker's transport alias
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
 
 app = Celery("hotelbot")
