@@ -236,6 +236,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.drain_provider_recovery",
         "schedule": REPLY_DRAIN_INTERVAL,
     },
+    "reliability.redrive_dead_letters": {
+        "task": "reliability.tasks.redrive_dead_letters",
+        "schedule": env_float("DLQ_REDRIVE_INTERVAL", 60.0),
+    },
     "messaging.purge_deferred_statuses": {
         "task": "messaging.tasks.purge_deferred_statuses",
         "schedule": 3600.0,
@@ -368,6 +372,12 @@ BREAKER_EVENT_WRITER = env_bool("BREAKER_EVENT_WRITER", True)
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
 # A dead letter keeps at most this many characters of the raw body.
 DEAD_LETTER_RAW_MAX_CHARS = env_int("DEAD_LETTER_RAW_MAX_CHARS", 64 * 1024)
+# Dead-letter redrive (reliability/dead_letters.py): backoff base and cap per letter, and how many
+# automatic redrives before a letter is parked for a human.
+DLQ_REDRIVE_BASE_DELAY = env_float("DLQ_REDRIVE_BASE_DELAY", 60.0)
+DLQ_REDRIVE_MAX_DELAY = env_float("DLQ_REDRIVE_MAX_DELAY", 3600.0)
+DLQ_MAX_REDRIVES = env_int("DLQ_MAX_REDRIVES", 5)
+DLQ_REDRIVE_INTERVAL = env_float("DLQ_REDRIVE_INTERVAL", 60.0)
 # Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
 # a hung broker costs a request at most about this long; the sweeper publishes what was missed.
 CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
@@ -32,6 +33,17 @@ class Hotel(models.Model):
         max_length=200, blank=True, help_text="Where a guest reaches a human (reception phone, extension)."
     )
     extra_facts = models.TextField(blank=True, help_text="Anything else the concierge may tell guests.")
+    staff_email = models.EmailField(
+        blank=True,
+        help_text="Where alerts about this hotel's unanswered guests go (besides ADMINS).",
+    )
+    staff = models.ManyToManyField(
+        settings.AUTH_USER_MODEL,
+        blank=True,
+        related_name="staffed_hotels",
+        help_text="Staff users of this hotel: they see and act on only their hotels' guests, messages, "
+        "reply jobs and dead letters (the operations group and superusers see every hotel).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -207,3 +219,40 @@ class DeferredStatus(models.Model):
 
     def __str__(self) -> str:
         return f"{self.id_message}: {self.status}"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at one step of a reply (generate, send, reconcile): failures are rows, not log lines."""
+
+    class Step(models.TextChoices):
+        GENERATE = "generate", "generate (DeepSeek)"
+        SEND = "send", "send (Green API sendMessage)"
+        RECONCILE = "reconcile", "reconcile (Green API journal)"
+
+    class Outcome(models.TextChoices):
+        OK = "ok", "ok"
+        DEGRADED = "degraded", "degraded (canned answer)"
+        NOT_SENT = "not_sent", "failed, surely not sent"
+        UNKNOWN = "unknown", "failed, outcome unknown"
+        REFUSED = "refused", "refused (permanent)"
+        REJECTED = "rejected", "rejected by our breaker or pacing (no I/O)"
+        LEASE_LOST = "lease_lost", "stopped: lease lost"
+        ERROR = "error", "our own error"
+
+    job = models.ForeignKey(ReplyJob, on_delete=models.CASCADE, related_name="delivery_attempts")
+    attempt = models.PositiveIntegerField(help_text="The job's claim number this try belongs to.")
+    step = models.CharField(max_length=12, choices=Step.choices)
+    started_at = models.DateTimeField(db_index=True)
+    duration_ms = models.PositiveIntegerField(help_text="Wall time of the call, milliseconds.")
+    outcome = models.CharField(max_length=12, choices=Outcome.choices, db_index=True)
+    http_status = models.PositiveSmallIntegerField(
+        null=True, blank=True, help_text="Provider HTTP status, when a response came."
+    )
+    error = models.TextField(blank=True, help_text="Error text; tokens and phone numbers masked.")
+
+    class Meta:
+        ordering = ["started_at", "id"]
+        indexes = [models.Index(fields=["job", "started_at"], name="attempt_job_started")]
+
+    def __str__(self) -> str:
+        return f"job {self.job_id} #{self.attempt} {self.step}: {self.outcome}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.validators import MinValueValidator
 from django.db import models
@@ -237,41 +238,96 @@ class BreakerState(models.Model):
 
 
 class DeadLetter(models.Model):
-    """Something the system accepted but could not process: kept for staff, never silently dropped.
+    """Something the system accepted but could not process for good: kept for staff, never dropped.
 
-    Generic: the toolkit knows a dead letter's *kind*, a subject reference and its payload, never
-    the domain that produced it. ``webhook_quarantine`` rows are notifications that were
-    acknowledged with 200 (so the provider's in-order queue moves on) but could not be parsed or
-    stored; later kinds (reply sends, ...) share the same table.
+    Generic: the toolkit knows a dead letter's *kind*, a subject reference, its payload and whose
+    data it is (``tenant``), never the domain that produced it. The domain registers a redrive
+    handler per kind at start-up (``reliability.dead_letters.register_handler``). Kinds:
+    ``webhook_quarantine`` (a notification acknowledged with 200, so the provider's in-order queue
+    moves on, but not parsed or stored), ``reply_generation`` and ``reply_send`` (a guest's reply
+    that failed for good while generating or sending it).
     """
 
     class Kind(models.TextChoices):
         WEBHOOK_QUARANTINE = "webhook_quarantine", "webhook notification quarantined"
+        REPLY_GENERATION = "reply_generation", "reply generation failed"
+        REPLY_SEND = "reply_send", "reply send failed"
 
     class Status(models.TextChoices):
-        PENDING = "pending", "pending (needs a look)"
+        PENDING = "pending", "pending (needs a look or waits for redrive)"
+        RETRYING = "retrying", "retrying (redriven; waiting for the outcome)"
+        MANUAL = "manual", "manual (parked for a human)"
         RESOLVED = "resolved", "resolved"
         DISCARDED = "discarded", "discarded"
+
+    class Category(models.TextChoices):
+        TIMEOUT = "timeout", "timeout"
+        RATE_LIMITED = "rate_limited", "rate limited"
+        PROVIDER_5XX = "provider_5xx", "provider 5xx"
+        AUTH = "auth", "authentication"
+        VALIDATION = "validation", "validation"
+        QUOTA = "quota", "quota"
+        UNKNOWN = "unknown", "unknown"
+
+    #: Statuses a letter is still open in (counted as backlog, redriven, shown to staff first).
+    OPEN_STATUSES = (Status.PENDING, Status.RETRYING, Status.MANUAL)
 
     kind = models.CharField(
         max_length=40,
         choices=Kind.choices,
         db_index=True,
-        help_text="What failed (decides who can redrive it).",
+        help_text="What failed (decides which redrive handler takes it).",
     )
     subject = models.CharField(
         max_length=200,
         blank=True,
         db_index=True,
-        help_text="What it is about, e.g. the Green API instance id of a quarantined notification.",
+        help_text="What it is about, for people: e.g. the Green API instance id of a quarantined "
+        "notification, or 'reply job 42' (never a phone number in full).",
+    )
+    subject_type = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Model of the linked record (app_label.model, e.g. messaging.replyjob); empty if none.",
+    )
+    subject_id = models.PositiveBigIntegerField(
+        null=True, blank=True, help_text="Primary key of the linked record (e.g. the reply job)."
+    )
+    tenant = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="Whose data this is (messaging: the hotel's id). Staff see only their hotels' letters; "
+        "empty = not attributable (operations only).",
+    )
+    dependency = models.CharField(
+        max_length=100,
+        blank=True,
+        db_index=True,
+        help_text="The dependency whose failure made this (green_api, deepseek); empty if ours.",
+    )
+    category = models.CharField(
+        max_length=20,
+        choices=Category.choices,
+        default=Category.UNKNOWN,
+        db_index=True,
+        help_text="Failure category, classified automatically; decides the redrive strategy.",
     )
     reason_code = models.CharField(
         max_length=40,
         db_index=True,
-        help_text="Reason category (too_large, not_json, wrong_type, too_long, unsafe_text, "
-        "out_of_range, unknown_value, missing, unknown_instance, storage_error, ...).",
+        help_text="Reason code (too_large, not_json, wrong_type, too_long, unsafe_text, out_of_range, "
+        "unknown_value, missing, unknown_instance, storage_error; attempts_exhausted, refused, ...).",
     )
-    reason = models.TextField(help_text="Why it failed, naming every bad field.")
+    reason = models.TextField(help_text="Why it failed, for people; secrets masked.")
+    error_class = models.CharField(
+        max_length=200,
+        blank=True,
+        help_text="Exception class of the last failure (e.g. GreenApiTransientError).",
+    )
+    error_message = models.TextField(
+        blank=True, help_text="Last error text; tokens and phone numbers masked."
+    )
     raw = models.TextField(
         blank=True,
         help_text="The raw body as received, cut to DEAD_LETTER_RAW_MAX_CHARS; NUL bytes, lone "
@@ -284,23 +340,92 @@ class DeadLetter(models.Model):
     payload = models.JSONField(
         null=True,
         blank=True,
-        help_text="The parsed JSON when it could be parsed (strings escaped like `raw`), else empty.",
+        help_text="Structured context: the parsed JSON of a quarantined notification (strings escaped "
+        "like `raw`), or the ids a redrive needs (job, message).",
     )
+    attempts = models.PositiveIntegerField(default=0, help_text="Delivery attempts made before it died.")
+    first_failed_at = models.DateTimeField(null=True, blank=True, help_text="When the first attempt failed.")
+    last_failed_at = models.DateTimeField(null=True, blank=True, help_text="When the last attempt failed.")
     status = models.CharField(
         max_length=20,
         choices=Status.choices,
         default=Status.PENDING,
         db_index=True,
-        help_text="pending until staff resolve or discard it.",
+        help_text="pending → retrying (redriven) → resolved; or manual (parked for a human), discarded.",
     )
+    redrive_count = models.PositiveIntegerField(
+        default=0, help_text="Redrives so far (automatic and staff); stops at DLQ_MAX_REDRIVES automatically."
+    )
+    next_redrive_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        db_index=True,
+        help_text="When the redrive task tries again (empty: never automatically).",
+    )
+    alerted_at = models.DateTimeField(null=True, blank=True, help_text="When staff were mailed about it.")
+    resolved_at = models.DateTimeField(null=True, blank=True)
+    resolved_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Staff member who resolved, discarded or parked it (empty: the system).",
+    )
+    resolution = models.CharField(
+        max_length=200, blank=True, help_text="How it ended (delivered after redrive, answered by hand, ...)."
+    )
+    staff_notes = models.TextField(blank=True, help_text="Notes for colleagues.")
     created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was recorded.")
+    updated_at = models.DateTimeField(auto_now=True)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["kind", "status", "-created_at"], name="deadletter_queue")]
+        indexes = [
+            models.Index(fields=["kind", "status", "-created_at"], name="deadletter_queue"),
+            models.Index(fields=["status", "next_redrive_at"], name="deadletter_redrive_due"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.subject or '-'}: {self.reason_code}"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when and why: every mutating staff or integration action (admin, API, command)."""
+
+    class Via(models.TextChoices):
+        ADMIN = "admin", "admin"
+        API = "api", "API"
+        COMMAND = "command", "management command"
+        SYSTEM = "system", "system (beat, workers)"
+
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="+",
+        help_text="Who did it (empty: the system, or a deleted user: see actor_name).",
+    )
+    actor_name = models.CharField(max_length=150, help_text="Username at the time (kept if the user goes).")
+    via = models.CharField(max_length=10, choices=Via.choices, db_index=True)
+    action = models.CharField(
+        max_length=60, db_index=True, help_text="e.g. dead_letter.retry, breaker.force_open."
+    )
+    target_type = models.CharField(max_length=100, blank=True, help_text="e.g. reliability.deadletter.")
+    target_id = models.CharField(max_length=64, blank=True, db_index=True)
+    tenant = models.CharField(max_length=64, blank=True, db_index=True, help_text="Whose data it touched.")
+    reason = models.TextField(blank=True, help_text="Why, as given by the actor.")
+    details = models.JSONField(default=dict, blank=True, help_text="Counts, filters, previous values.")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name = "audit entry"
+        verbose_name_plural = "audit log"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_name} {self.action} {self.target_id}"
 
 
 class RateLimitSlot(models.Model):

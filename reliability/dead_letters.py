@@ -1,0 +1,447 @@
+"""The dead letter queue: record what failed for good, classify it, redrive it, let staff act on it.
+
+Generic. A dead letter knows its kind, a subject reference (``subject_type``/``subject_id``), a
+tenant key, its payload and why it failed; the domain registers a :class:`Handler` per kind at
+start-up (``messaging`` registers the reply kinds), so the toolkit never imports the domain.
+
+Lifecycle::
+
+    record_failure ──► pending ──(redrive: beat or staff)──► retrying ──► resolved (subject_resolved)
+                         │  ▲                                   │
+                         │  └──────── died again (record_failure) ┘
+                         ├──► manual (auth / validation / quota, or DLQ_MAX_REDRIVES reached; staff alerted)
+                         └──► discarded (staff)
+
+One letter per subject while it is open: a redriven reply that dies again updates its letter
+(attempts, last failure, category) instead of adding one, so the queue counts guests, not tries.
+
+Redrive strategy by category (``STRATEGY``): ``rate_limited`` → later, with backoff;
+``provider_5xx``, ``timeout``, ``unknown`` → as soon as the dependency's breaker admits calls
+(checked on every beat run), with backoff; ``auth``, ``validation``, ``quota`` → parked for a human
+(a retry cannot fix a wrong token, a refused request or an exhausted plan) and staff alerted.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Model, Q, QuerySet
+from django.utils import timezone
+
+from hotelbot.exceptions import ValidationFailed
+from reliability.audit import audit_record
+from reliability.breaker import State, registry
+from reliability.models import DeadLetter
+from reliability.retry import FailureKind, classify_failure
+from reliability.services import storable_text
+
+logger = logging.getLogger(__name__)
+
+Category = DeadLetter.Category
+Status = DeadLetter.Status
+
+#: What the redrive task does with each category: "auto" (when the breaker admits calls),
+#: "later" (after a backoff, whatever the breaker says), "manual" (a human must act).
+STRATEGY: dict[str, str] = {
+    Category.RATE_LIMITED: "later",
+    Category.PROVIDER_5XX: "auto",
+    Category.TIMEOUT: "auto",
+    Category.UNKNOWN: "auto",
+    Category.AUTH: "manual",
+    Category.VALIDATION: "manual",
+    Category.QUOTA: "manual",
+}
+
+
+# --- classification --------------------------------------------------------------------------------
+def _status_of(error: object) -> int | None:
+    for current in _chain(error):
+        for name in ("status", "status_code", "http_status"):
+            value = getattr(current, name, None)
+            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
+                return value
+    return None
+
+
+def _chain(error: object) -> Iterable[object]:
+    seen: set[int] = set()
+    current: object = error
+    while current is not None and id(current) not in seen and len(seen) < 8:
+        seen.add(id(current))
+        yield current
+        current = getattr(current, "__cause__", None)
+
+
+def classify_category(error: object = None, *, http_status: int | None = None, text: str = "") -> str:
+    """The failure category of an exception, an HTTP status or an error text.
+
+    Quota (Green API's 466, DeepSeek's 402 "Insufficient Balance", or a text saying quota) and auth
+    (401, 403) first, then rate limiting (429), validation (other 4xx), provider 5xx, and
+    timeouts / connection failures (no status, transient transport errors)."""
+    status = http_status if http_status is not None else _status_of(error)
+    lowered = f"{text} {error if error is not None else ''}".lower()
+    if status in (402, 466) or "quota" in lowered or "insufficient balance" in lowered:
+        return Category.QUOTA
+    if status in (401, 403):
+        return Category.AUTH
+    if status == 429:
+        return Category.RATE_LIMITED
+    if status is not None and 400 <= status <= 499 and status not in (408, 499):
+        return Category.VALIDATION
+    if status is not None and 500 <= status <= 599:
+        return Category.PROVIDER_5XX
+    if status in (408, 499) or any(word in lowered for word in ("timeout", "timed out", "deadline")):
+        return Category.TIMEOUT
+    if (
+        error is not None
+        and isinstance(error, BaseException)
+        and classify_failure(error) is not (FailureKind.PERMANENT)
+    ):
+        return Category.TIMEOUT  # a connection failure or reset: transient, no status
+    return Category.UNKNOWN
+
+
+# --- handlers ---------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class RedriveResult:
+    """What a handler did with a letter: ``resolved`` (nothing left to do: e.g. already delivered),
+    ``handed_back`` (the work is back in its pipeline; the letter waits as retrying), or neither
+    (refused: ``detail`` says why; the letter stays as it was)."""
+
+    handed_back: bool = False
+    resolved: bool = False
+    detail: str = ""
+
+
+class Handler(Protocol):
+    """Registered per kind by the domain app."""
+
+    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
+        """Hand the failed work back to its pipeline (idempotently: the same claim, fencing and
+        reconciliation as the first try, so nothing is done twice)."""
+        ...
+
+    def alert(self, letter: DeadLetter) -> None:
+        """Tell people (mail) that this letter needs a human."""
+        ...
+
+
+_handlers: dict[str, Handler] = {}
+
+
+def register_handler(kind: str, handler: Handler) -> None:
+    _handlers[kind] = handler
+
+
+def handler_for(kind: str) -> Handler | None:
+    return _handlers.get(kind)
+
+
+# --- recording ----------------------------------------------------------------------------------------
+def _backoff(redrives: int) -> float:
+    base, cap = settings.DLQ_REDRIVE_BASE_DELAY, settings.DLQ_REDRIVE_MAX_DELAY
+    return float(min(cap, base * 2 ** min(redrives, 30)))
+
+
+def _open_letter(subject_type: str, subject_id: int | None, kinds: Iterable[str]) -> DeadLetter | None:
+    if not subject_type or subject_id is None:
+        return None
+    return (
+        DeadLetter.objects.select_for_update()
+        .filter(subject_type=subject_type, subject_id=subject_id, kind__in=list(kinds))
+        .filter(status__in=DeadLetter.OPEN_STATUSES)
+        .order_by("-created_at")
+        .first()
+    )
+
+
+@dataclass(slots=True)
+class Failure:
+    """One failure for good, as the domain reports it."""
+
+    kind: str
+    reason_code: str
+    reason: str
+    subject: str = ""
+    subject_type: str = ""
+    subject_id: int | None = None
+    tenant: str = ""
+    dependency: str = ""
+    category: str = ""  # classified from ``error`` / ``http_status`` when empty
+    error: BaseException | None = None
+    http_status: int | None = None
+    attempts: int = 0
+    first_failed_at: datetime | None = None
+    payload: dict[str, Any] = field(default_factory=dict)
+    secrets: tuple[str, ...] = ()
+
+
+def record_failure(failure: Failure, *, same_kinds: Iterable[str] = ()) -> DeadLetter:
+    """Record a failure for good, in the caller's transaction (so it commits or rolls back with the
+    status change that caused it). An open letter of the same subject (of ``same_kinds``, default
+    its own kind) is updated instead of adding another. Sets the strategy: pending with a redrive
+    time, or manual (staff alerted after commit) when the category or the redrive count says so."""
+    now = timezone.now()
+    secrets = tuple(s for s in failure.secrets if s)
+    category = failure.category or classify_category(failure.error, http_status=failure.http_status)
+    error_message = storable_text(str(failure.error) if failure.error is not None else "", secrets=secrets)
+    kinds = list(same_kinds) or [failure.kind]
+    with transaction.atomic():
+        letter = _open_letter(failure.subject_type, failure.subject_id, kinds)
+        if letter is None:
+            letter = DeadLetter(
+                kind=failure.kind,
+                subject_type=failure.subject_type,
+                subject_id=failure.subject_id,
+                tenant=failure.tenant,
+                first_failed_at=failure.first_failed_at or now,
+            )
+        letter.kind = failure.kind
+        letter.subject = storable_text(failure.subject, secrets=secrets)[:200]
+        letter.dependency = failure.dependency
+        letter.category = category
+        letter.reason_code = failure.reason_code[:40]
+        letter.reason = storable_text(failure.reason, secrets=secrets)
+        letter.error_class = type(failure.error).__name__ if failure.error is not None else ""
+        letter.error_message = error_message[:4000]
+        letter.attempts = max(letter.attempts, failure.attempts)
+        letter.last_failed_at = now
+        letter.payload = {**(letter.payload or {}), **failure.payload}
+        manual = STRATEGY.get(category, "auto") == "manual" or (
+            letter.redrive_count >= settings.DLQ_MAX_REDRIVES
+        )
+        if manual:
+            letter.status = Status.MANUAL
+            letter.next_redrive_at = None
+        else:
+            letter.status = Status.PENDING
+            letter.next_redrive_at = now + timedelta(seconds=_backoff(letter.redrive_count))
+        letter.save()
+        if manual or letter.alerted_at is None:
+            transaction.on_commit(lambda: _alert(letter.pk), robust=True)
+    logger.error(
+        "dead letter %s: kind=%s category=%s status=%s subject=%s reason=%s",
+        letter.pk,
+        letter.kind,
+        category,
+        letter.status,
+        letter.subject,
+        letter.reason_code,
+    )
+    return letter
+
+
+def _alert(letter_id: int) -> None:
+    """Mail staff (through the kind's handler) once per letter, and again when it goes manual."""
+    letter = DeadLetter.objects.filter(pk=letter_id).first()
+    if letter is None:
+        return
+    handler = handler_for(letter.kind)
+    if handler is None:
+        return
+    try:
+        handler.alert(letter)
+    except Exception:
+        logger.exception("dead letter %s: alert failed", letter_id)
+        return
+    DeadLetter.objects.filter(pk=letter_id).update(alerted_at=timezone.now())
+
+
+def subject_resolved(*, subject: Model, resolution: str) -> int:
+    """The domain reports that the subject's work succeeded (e.g. the redriven reply was delivered):
+    its open letters are resolved. Returns how many."""
+    return DeadLetter.objects.filter(
+        subject_type=_subject_type(subject), subject_id=subject.pk, status__in=DeadLetter.OPEN_STATUSES
+    ).update(
+        status=Status.RESOLVED,
+        resolved_at=timezone.now(),
+        resolution=resolution[:200],
+        next_redrive_at=None,
+        updated_at=timezone.now(),
+    )
+
+
+def _subject_type(subject: Model) -> str:
+    return f"{subject._meta.app_label}.{subject._meta.model_name}"
+
+
+# --- staff and beat actions -------------------------------------------------------------------------
+class CannotRedrive(ValidationFailed):
+    code = "cannot_redrive"
+
+
+def redrive(letter: DeadLetter, *, actor: Any = None, via: str = "system", reason: str = "") -> RedriveResult:
+    """Hand one letter back to its pipeline. Staff may redrive any open letter (even manual ones);
+    the beat task only pending ones that are due."""
+    if letter.status not in DeadLetter.OPEN_STATUSES:
+        raise CannotRedrive(f"Dead letter {letter.pk} is {letter.status}; only open letters can be retried.")
+    handler = handler_for(letter.kind)
+    if handler is None:
+        raise CannotRedrive(
+            f"Nothing can redrive a {letter.get_kind_display()} letter; resolve or discard it."
+        )
+    result = handler.redrive(letter, actor=actor)
+    now = timezone.now()
+    if result.resolved:
+        fields: dict[str, Any] = {"status": Status.RESOLVED, "resolved_at": now, "next_redrive_at": None}
+        fields["resolution"] = (result.detail or "nothing left to do")[:200]
+        if actor is not None and getattr(actor, "is_authenticated", False):
+            fields["resolved_by"] = actor
+    elif result.handed_back:
+        fields = {"status": Status.RETRYING, "next_redrive_at": None}
+    else:
+        raise CannotRedrive(result.detail or f"Dead letter {letter.pk} could not be redriven.")
+    fields["redrive_count"] = letter.redrive_count + 1
+    fields["updated_at"] = now
+    DeadLetter.objects.filter(pk=letter.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(letter, name, value)
+    if actor is not None:
+        audit_record(
+            actor=actor,
+            via=via,
+            action="dead_letter.retry",
+            target=letter,
+            tenant=letter.tenant,
+            reason=reason,
+            details={"result": letter.status, "detail": result.detail},
+        )
+    return result
+
+
+def _close(letter: DeadLetter, *, status: str, actor: Any, via: str, reason: str, action: str) -> DeadLetter:
+    if letter.status not in DeadLetter.OPEN_STATUSES:
+        raise ValidationFailed(f"Dead letter {letter.pk} is already {letter.status}.")
+    now = timezone.now()
+    letter.status = status
+    letter.next_redrive_at = None
+    if status in (Status.RESOLVED, Status.DISCARDED):
+        letter.resolved_at = now
+        letter.resolved_by = actor if getattr(actor, "is_authenticated", False) else None
+        letter.resolution = reason[:200]
+    if reason:
+        stamp = f"{now:%Y-%m-%d %H:%M} {getattr(actor, 'username', 'system')}: {reason}"
+        letter.staff_notes = f"{letter.staff_notes}\n{stamp}".strip()
+    letter.save()
+    audit_record(actor=actor, via=via, action=action, target=letter, tenant=letter.tenant, reason=reason)
+    return letter
+
+
+def discard(letter: DeadLetter, *, actor: Any, via: str, reason: str) -> DeadLetter:
+    """Staff decided nothing more is to be done (say why)."""
+    if not reason.strip():
+        raise ValidationFailed("Say why the dead letter is discarded.", details={"reason": "Required."})
+    return _close(
+        letter, status=Status.DISCARDED, actor=actor, via=via, reason=reason, action="dead_letter.discard"
+    )
+
+
+def park(letter: DeadLetter, *, actor: Any, via: str, reason: str = "") -> DeadLetter:
+    """Staff take it over: no automatic redrive any more."""
+    return _close(
+        letter, status=Status.MANUAL, actor=actor, via=via, reason=reason, action="dead_letter.park"
+    )
+
+
+def resolve(letter: DeadLetter, *, actor: Any, via: str, reason: str) -> DeadLetter:
+    """Staff solved it outside the system (say how)."""
+    if not reason.strip():
+        raise ValidationFailed("Say how it was resolved.", details={"reason": "Required."})
+    return _close(
+        letter, status=Status.RESOLVED, actor=actor, via=via, reason=reason, action="dead_letter.resolve"
+    )
+
+
+@dataclass(slots=True)
+class BulkOutcome:
+    retried: int = 0
+    resolved: int = 0
+    refused: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def redrive_many(letters: QuerySet[DeadLetter], *, actor: Any, via: str, reason: str = "") -> BulkOutcome:
+    """Redrive every open letter of ``letters`` (a filtered, tenant-scoped set); one audit row."""
+    outcome = BulkOutcome()
+    for letter in letters.filter(status__in=DeadLetter.OPEN_STATUSES).order_by("created_at", "pk").iterator():
+        try:
+            result = redrive(letter, via=via)
+        except ValidationFailed as e:
+            outcome.refused += 1
+            if len(outcome.errors) < 10:
+                outcome.errors.append(f"{letter.pk}: {e.message}")
+            continue
+        if result.resolved:
+            outcome.resolved += 1
+        else:
+            outcome.retried += 1
+    audit_record(
+        actor=actor,
+        via=via,
+        action="dead_letter.retry_bulk",
+        target_type="reliability.deadletter",
+        reason=reason,
+        details={"retried": outcome.retried, "resolved": outcome.resolved, "refused": outcome.refused},
+    )
+    return outcome
+
+
+def _admits(dependency: str) -> bool:
+    """The dependency's breaker admits calls now (or there is no dependency to wait for)."""
+    if not dependency:
+        return True
+    snap = registry.breaker(dependency).snapshot()
+    if snap.state in (State.CLOSED, State.HALF_OPEN, State.DISABLED, State.METRICS_ONLY):
+        return True
+    return snap.retry_after <= 0 and snap.state == State.OPEN
+
+
+def redrive_due(*, now: datetime | None = None, limit: int = 200) -> BulkOutcome:
+    """Beat task: redrive pending letters whose time has come, by their category's strategy.
+    ``auto`` ones wait while their dependency's breaker rejects calls (no point sending into an
+    open breaker; they go as soon as it admits calls)."""
+    now = now or timezone.now()
+    outcome = BulkOutcome()
+    due = DeadLetter.objects.filter(status=Status.PENDING, next_redrive_at__lte=now).order_by(
+        "next_redrive_at", "pk"
+    )
+    admits: dict[str, bool] = {}
+    for letter in due[:limit]:
+        if STRATEGY.get(letter.category, "auto") == "auto":
+            if letter.dependency not in admits:
+                admits[letter.dependency] = _admits(letter.dependency)
+            if not admits[letter.dependency]:
+                continue
+        if letter.redrive_count >= settings.DLQ_MAX_REDRIVES:
+            DeadLetter.objects.filter(pk=letter.pk, status=Status.PENDING).update(
+                status=Status.MANUAL, next_redrive_at=None, updated_at=now
+            )
+            _alert(letter.pk)
+            outcome.refused += 1
+            continue
+        try:
+            result = redrive(letter)
+        except ValidationFailed as e:
+            # Try again later rather than every minute.
+            DeadLetter.objects.filter(pk=letter.pk, status=Status.PENDING).update(
+                next_redrive_at=now + timedelta(seconds=_backoff(letter.redrive_count + 1)), updated_at=now
+            )
+            outcome.refused += 1
+            if len(outcome.errors) < 10:
+                outcome.errors.append(f"{letter.pk}: {e.message}")
+            continue
+        if result.resolved:
+            outcome.resolved += 1
+        else:
+            outcome.retried += 1
+    return outcome
+
+
+def open_letters() -> Q:
+    return Q(status__in=DeadLetter.OPEN_STATUSES)

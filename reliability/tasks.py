@@ -1,0 +1,13 @@
+"""Celery adapters of the reliability layer: each calls one service."""
+
+from __future__ import annotations
+
+from celery import shared_task
+
+from reliability import dead_letters
+
+
+@shared_task(name="reliability.tasks.redrive_dead_letters", ignore_result=True)
+def redrive_dead_letters() -> dict[str, int]:
+    outcome = dead_letters.redrive_due()
+    return {"retried": outcome.retried, "resolved": outcome.resolved, "refused": outcome.refused}
