@@ -30,6 +30,7 @@ install: $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py setup_periodic_tasks --prune
 
 seed: migrate
 	$(PY) manage.py seed_demo

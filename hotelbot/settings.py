@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -244,6 +245,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "messaging.tasks.purge_deferred_statuses",
         "schedule": 3600.0,
     },
+    # The last full hour's reliability report, stored for admin (5 past every hour).
+    "reliability.reliability_report_hourly": {
+        "task": "reliability.tasks.reliability_report_hourly",
+        "schedule": crontab(minute="5"),
+    },
+    # Records older than RETENTION_DAYS (closed dead letters, breaker events, reports, attempts).
+    "reliability.purge_old_records": {
+        "task": "reliability.tasks.purge_old_records",
+        "schedule": crontab(minute="30", hour="3"),
+    },
 }
 
 # --- Providers -----------------------------------------------------------------------------------
@@ -378,6 +389,11 @@ DLQ_REDRIVE_BASE_DELAY = env_float("DLQ_REDRIVE_BASE_DELAY", 60.0)
 DLQ_REDRIVE_MAX_DELAY = env_float("DLQ_REDRIVE_MAX_DELAY", 3600.0)
 DLQ_MAX_REDRIVES = env_int("DLQ_MAX_REDRIVES", 5)
 DLQ_REDRIVE_INTERVAL = env_float("DLQ_REDRIVE_INTERVAL", 60.0)
+# Days the daily purge keeps closed dead letters, breaker events, stored reliability reports and
+# finished reply jobs' delivery attempts (the audit log only goes with `dlq_purge --include-audit`).
+RETENTION_DAYS = env_int("RETENTION_DAYS", 30)
+if RETENTION_DAYS < 1:
+    raise ImproperlyConfigured(f"RETENTION_DAYS must be at least 1 (got {RETENTION_DAYS})")
 # Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
 # a hung broker costs a request at most about this long; the sweeper publishes what was missed.
 CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, QuerySet
 
-from messaging.models import Conversation, Hotel, Message
+from messaging.models import Conversation, Hotel, Message, ReplyJob
 from reliability import tenancy
+from reliability.reports import percentile_rank
 
 
 def conversation_history(*, conversation: Conversation, before: Message, limit: int) -> list[Message]:
@@ -41,3 +43,39 @@ def hotels_visible_to(*, user: Any) -> QuerySet[Hotel]:
     if not getattr(user, "is_authenticated", False):
         return Hotel.objects.none()
     return Hotel.objects.filter(staff=user)
+
+
+def _hotel_ids(tenants: frozenset[str]) -> list[int]:
+    return sorted(int(t) for t in tenants if t.isdigit())
+
+
+def reply_stats(*, since: datetime, until: datetime, tenants: frozenset[str] | None) -> dict[str, Any]:
+    """The replies to guest messages received in [since, until) (of ``tenants``' hotels; None = all),
+    for ``reliability.reports`` (registered in ``MessagingConfig.ready``).
+
+    ``by_result``: done (the AI's answer), degraded (a canned answer), dead, and the jobs still on
+    their way (pending, in_progress, pending_provider_recovery). ``latency_seconds``: from the guest's
+    message to Green API accepting the reply (the job is created with the message, completed when
+    accepted), nearest-rank p50 / p95 over every answered reply, computed in SQL (two indexed
+    single-row reads, on SQLite and PostgreSQL alike), so no row set is loaded into memory."""
+    jobs = ReplyJob.objects.filter(created_at__gte=since, created_at__lt=until)
+    if tenants is not None:
+        jobs = jobs.filter(inbound__conversation__hotel_id__in=_hotel_ids(tenants))
+    by_result = {status: 0 for status in ReplyJob.Status.values}
+    by_result["degraded"] = 0
+    rows = jobs.order_by().values("status", "degraded").annotate(n=Count("id"))
+    for row in rows:
+        done_degraded = row["status"] == ReplyJob.Status.DONE and row["degraded"]
+        key = "degraded" if done_degraded else row["status"]
+        by_result[key] = by_result.get(key, 0) + int(row["n"])
+    answered = jobs.filter(status=ReplyJob.Status.DONE, completed_at__isnull=False).annotate(
+        latency=ExpressionWrapper(F("completed_at") - F("created_at"), output_field=DurationField())
+    )
+    count = answered.count()
+    latency: dict[str, Any] = {"p50": None, "p95": None, "count": count}
+    if count:
+        ordered = answered.order_by("latency", "pk").values_list("latency", flat=True)
+        for key, fraction in (("p50", 0.5), ("p95", 0.95)):
+            value = ordered[percentile_rank(count, fraction)]
+            latency[key] = round(value.total_seconds(), 3) if isinstance(value, timedelta) else None
+    return {"by_result": by_result, "latency_seconds": latency}

@@ -445,3 +445,25 @@ class RateLimitSlot(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReliabilityReport(models.Model):
+    """One period's reliability report (``reliability.reports.reliability_report``), stored hourly by
+    beat for every tenant together; kept ``RETENTION_DAYS``. Read-only in admin (operations only)."""
+
+    period_start = models.DateTimeField(db_index=True, help_text="Start of the reported period (inclusive).")
+    period_end = models.DateTimeField(help_text="End of the reported period (exclusive).")
+    data = models.JSONField(
+        help_text="The report: replies by result and latency, dead letters by category / dependency / "
+        "kind, breaker transitions and time open, top failure reasons."
+    )
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True, help_text="When it was computed.")
+
+    class Meta:
+        ordering = ["-period_start", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["period_start", "period_end"], name="uniq_report_period")
+        ]
+
+    def __str__(self) -> str:
+        return f"reliability report {self.period_start:%Y-%m-%d %H:%M} to {self.period_end:%H:%M}"

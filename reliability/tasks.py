@@ -4,10 +4,23 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from reliability import dead_letters
+from reliability import dead_letters, maintenance, reports
 
 
 @shared_task(name="reliability.tasks.redrive_dead_letters", ignore_result=True)
 def redrive_dead_letters() -> dict[str, int]:
     outcome = dead_letters.redrive_due()
     return {"retried": outcome.retried, "resolved": outcome.resolved, "refused": outcome.refused}
+
+
+@shared_task(name="reliability.tasks.purge_old_records", ignore_result=True)
+def purge_old_records() -> dict[str, int]:
+    """Daily: closed dead letters, breaker events, stored reports and finished jobs' delivery
+    attempts older than RETENTION_DAYS (the audit log is kept; purge it with the command)."""
+    return maintenance.records_purge_retention().counts
+
+
+@shared_task(name="reliability.tasks.reliability_report_hourly", ignore_result=True)
+def reliability_report_hourly() -> int:
+    """Hourly: store the last full hour's reliability report (idempotent per hour)."""
+    return reports.report_store_hourly().pk
