@@ -300,9 +300,14 @@ class DatabaseCheck(TimedCheck):
     def probe(self) -> str:
         conn = connections[self.alias]
         millis = max(1, round(settings.HEALTH_CHECK_TIMEOUT * 1000))
+        # PostgreSQL: SET LOCAL (set_config(..., true)) needs a transaction and ends with it, so a
+        # pooled connection goes back unchanged. SQLite: no transaction (BEGIN IMMEDIATE would take
+        # the write lock just to read).
+        postgres = conn.vendor == "postgresql"
         try:
-            with transaction.atomic(using=self.alias), conn.cursor() as cursor:
-                if conn.vendor == "postgresql":
+            scope = transaction.atomic(using=self.alias) if postgres else contextlib.nullcontext()
+            with scope, conn.cursor() as cursor:
+                if postgres:
                     cursor.execute("SELECT set_config('statement_timeout', %s, true)", [f"{millis}ms"])
                 cursor.execute("SELECT 1")
                 row = cursor.fetchone()
