@@ -374,6 +374,7 @@ def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyP
     from reliability.tasks import health_monitor
 
     pings: list[float] = []
+
     def ping(timeout: float) -> list[str]:
         pings.append(timeout)
         return ["celery@a"]
