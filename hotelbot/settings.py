@@ -255,6 +255,16 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reliability.tasks.purge_old_records",
         "schedule": crontab(minute="30", hour="3"),
     },
+    # Health (issue 10): refresh the cached expensive checks and provider states, and the metrics.
+    "reliability.health_monitor": {
+        "task": "reliability.tasks.health_monitor",
+        "schedule": 60.0,
+    },
+    # Alert staff (mail_admins) once per episode when a breaker stays open too long.
+    "reliability.breaker_monitor": {
+        "task": "reliability.tasks.breaker_monitor",
+        "schedule": 120.0,
+    },
 }
 
 # --- Providers -----------------------------------------------------------------------------------
@@ -289,6 +299,8 @@ DEEPSEEK_READ_TIMEOUT = env_float("DEEPSEEK_READ_TIMEOUT", 10.0)
 # Overall deadline: DeepSeek trickles keep-alive blank lines that defeat read timeouts.
 DEEPSEEK_DEADLINE = env_float("DEEPSEEK_DEADLINE", 20.0)
 DEEPSEEK_MAX_TOKENS = env_int("DEEPSEEK_MAX_TOKENS", 400)
+# GET /models (the health monitor's reachability check) at most this often, across processes.
+DEEPSEEK_RATE_MODELS = env_float("DEEPSEEK_RATE_MODELS", 0.2)
 
 FAKE_GREEN_API_PORT = env_int("FAKE_GREEN_API_PORT", 8701)
 FAKE_DEEPSEEK_PORT = env_int("FAKE_DEEPSEEK_PORT", 8702)
@@ -404,3 +416,30 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 # Shared pacing slots live in Redis; without it in the database (table reliability_ratelimitslot).
 RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", BREAKER_REDIS_URL)
 RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")
+
+# --- Health probes and monitor (issue 10) ---------------------------------------------------------
+# Every check answers within this many seconds, whatever its dependency does (a hung PostgreSQL,
+# Redis or broker is reported as "did not answer within ..."): probes stay under 200 ms.
+HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 0.15)
+# Expensive checks (worker ping, provider states) are cached this long; probes never call a
+# provider while a cached answer exists (the health monitor task refreshes them every minute).
+HEALTH_CACHE_SECONDS = env_float("HEALTH_CACHE_SECONDS", 30.0)
+# A due reply job not picked up for this many seconds is "overdue"; above the count it fails.
+HEALTH_REPLY_BACKLOG_SECONDS = env_float("HEALTH_REPLY_BACKLOG_SECONDS", 120.0)
+HEALTH_REPLY_BACKLOG_MAX = env_int("HEALTH_REPLY_BACKLOG_MAX", 10)
+# Pending dead letters above this count turn the dead-letter check into a warning.
+HEALTH_DEAD_LETTER_MAX = env_int("HEALTH_DEAD_LETTER_MAX", 50)
+# Disk (of VAR_DIR) and memory use in percent from which the checks warn.
+HEALTH_DISK_MAX_PERCENT = env_float("HEALTH_DISK_MAX_PERCENT", 90.0)
+HEALTH_MEMORY_MAX_PERCENT = env_float("HEALTH_MEMORY_MAX_PERCENT", 90.0)
+# How long the health monitor waits for Celery workers to answer a ping.
+HEALTH_WORKER_PING_TIMEOUT = env_float("HEALTH_WORKER_PING_TIMEOUT", 1.0)
+# The breaker monitor mails ADMINS when a breaker has been open longer than this (once per episode).
+BREAKER_OPEN_ALERT_SECONDS = env_float("BREAKER_OPEN_ALERT_SECONDS", 600.0)
+# Green API allows 1 getStateInstance/s per instance; the health monitor paces itself below that.
+GREEN_API_RATE_STATE_INSTANCE = env_float("GREEN_API_RATE_STATE_INSTANCE", 0.8)
+ADMINS = [
+    (name.strip(), address.strip())
+    for name, _, address in (item.partition(":") for item in env_list("DJANGO_ADMINS", ""))
+    if address.strip()
+]

@@ -1,7 +1,8 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
-from health_check.views import HealthCheckView
+
+from reliability import views as health_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -10,12 +11,13 @@ urlpatterns = [
     path("api/v1/", include("reliability.api.urls_reports")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
-    # Liveness: the process answers. Readiness: what a pod needs to take traffic (the database).
-    path("health/live/", HealthCheckView.as_view(checks=[]), name="health-live"),
-    path(
-        "health/ready/",
-        HealthCheckView.as_view(checks=["health_check.checks.Database"]),
-        name="health-ready",
-    ),
+    # Liveness: the process answers (no dependency). Readiness: what a pod needs to take traffic
+    # (the database only). /health/ and /health/detailed/: every check (reliability/health.py).
+    path("health/live/", health_views.HealthView.as_view(scope="live"), name="health-live"),
+    path("health/ready/", health_views.HealthView.as_view(scope="ready"), name="health-ready"),
+    path("health/", health_views.HealthView.as_view(scope="all"), name="health"),
+    path("health/detailed/", health_views.HealthView.as_view(scope="all"), name="health-detailed"),
+    path("health/circuit-breakers/", health_views.circuit_breakers, name="health-circuit-breakers"),
+    path("health/dlq/", health_views.dead_letters, name="health-dlq"),
     path("", include("django_prometheus.urls")),
 ]

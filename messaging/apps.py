@@ -6,12 +6,20 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
+        from django.conf import settings
+
+        from messaging import health as checks
         from messaging import selectors
         from messaging.services import retention
-        from reliability import maintenance, reports, tenancy
+        from reliability import health, maintenance, reports, tenancy
 
         # A dead letter's tenant is its hotel's id: staff see the letters of the hotels they staff.
         tenancy.register_tenant_resolver(selectors.hotel_ids_staffed_by)
         # The reliability report's reply numbers, and the retention purge of delivery attempts.
         reports.register_reply_stats(selectors.reply_stats)
         maintenance.register_purge("messaging.deliveryattempt", retention.delivery_attempts_purge)
+        # Registration only (reliability never imports messaging): our checks join /health/.
+        health.register_function("reply_backlog", checks.reply_backlog)
+        health.register_heartbeat(checks.SWEEPER_HEARTBEAT, interval=lambda: settings.REPLY_SWEEP_INTERVAL)
+        health.register_function("green_api_instances", checks.green_api_instances, cached=True)
+        health.register_function("deepseek", checks.deepseek_reachable, cached=True)

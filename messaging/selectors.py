@@ -1,11 +1,12 @@
-"""Reads used by the reply pipeline, admin, the API and the commands."""
+"""Reads used by the reply pipeline, admin, the API, the commands and the health checks."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, QuerySet
+from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
+from django.utils import timezone
 
 from messaging.models import Conversation, Hotel, Message, ReplyJob
 from reliability import tenancy
@@ -79,3 +80,24 @@ def reply_stats(*, since: datetime, until: datetime, tenants: frozenset[str] | N
             value = ordered[percentile_rank(count, fraction)]
             latency[key] = round(value.total_seconds(), 3) if isinstance(value, timedelta) else None
     return {"by_result": by_result, "latency_seconds": latency}
+
+
+def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tuple[int, float | None]:
+    """(count, oldest overdue seconds) of reply jobs due for more than ``older_than`` seconds and
+    not taken: pending past their attempt time, or in progress with an expired lease."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=older_than)
+    overdue = ReplyJob.objects.filter(
+        Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=cutoff)
+        | Q(status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lte=cutoff)
+    )
+    count = overdue.count()
+    if not count:
+        return 0, None
+    oldest = overdue.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
+    return count, (now - oldest).total_seconds() if oldest else None
+
+
+def hotels_for_health() -> list[Hotel]:
+    """Every hotel, for the instance-state health check."""
+    return list(Hotel.objects.order_by("name", "pk"))

@@ -15,7 +15,7 @@ from django.utils import timezone
 from hotelbot.exceptions import HotelbotError
 from reliability import services
 from reliability.breaker import registry
-from reliability.models import BreakerConfig, BreakerEvent, BreakerState, DeadLetter
+from reliability.models import BreakerConfig, BreakerEvent, BreakerState, DeadLetter, Heartbeat
 
 
 class RecordAdmin(admin.ModelAdmin):
@@ -147,7 +147,17 @@ class BreakerConfigAdmin(admin.ModelAdmin):
 
 @admin.register(BreakerEvent)
 class BreakerEventAdmin(admin.ModelAdmin):
-    list_display = ("at", "breaker", "from_state", "to_state", "reason", "failure_rate", "source", "process")
+    list_display = (
+        "at",
+        "breaker",
+        "from_state",
+        "to_state",
+        "reason",
+        "failure_rate",
+        "source",
+        "process",
+        "alerted_at",
+    )
     list_filter = ("breaker", "to_state", "source")
     search_fields = ("breaker", "reason", "process")
     date_hierarchy = "at"
@@ -191,6 +201,13 @@ class BreakerStateAdmin(RecordAdmin):
 
     list_display = ("name", "state", "open_until", "epoch", "updated_at")
     readonly_fields = ("name", "state", "open_until", "epoch", "data", "updated_at")
+
+
+@admin.register(Heartbeat)
+class HeartbeatAdmin(RecordAdmin):
+    """When each periodic job last finished (the beat heartbeat health check reads these)."""
+
+    list_display = ("name", "last_seen_at", "process")
 
 
 from reliability import admin_reports  # noqa: E402, F401  registers the stored reliability reports

@@ -46,3 +46,16 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
     ["dependency"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
+
+# --- Health (issue 10) ---
+HEALTH_CHECK_SECONDS = Histogram(
+    "health_check_duration_seconds",
+    "Duration of one health check run (probe endpoints, manage.py health_check, the health monitor).",
+    ["check"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.5, 1, 2.5, 5),
+)
+HEALTH_CHECK_STATUS = Gauge(
+    "health_check_status",
+    "Result of the last run of a health check in this process: 1 ok (or warning), 0 failing.",
+    ["check"],
+)

@@ -194,6 +194,12 @@ class BreakerEvent(models.Model):
     process = models.CharField(max_length=120, help_text="host:pid of the process that saw the change.")
     at = models.DateTimeField(db_index=True, help_text="When the change happened.")
     open_until = models.DateTimeField(null=True, blank=True)
+    alerted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Set on the first event of an episode away from closed when the breaker monitor "
+        "alerted staff that it stayed open too long (one alert per episode).",
+    )
 
     class Meta:
         ordering = ["-at", "-id"]
@@ -467,3 +473,21 @@ class ReliabilityReport(models.Model):
 
     def __str__(self) -> str:
         return f"reliability report {self.period_start:%Y-%m-%d %H:%M} to {self.period_end:%H:%M}"
+
+
+class Heartbeat(models.Model):
+    """The last time a periodic job ran to its end (e.g. the reply sweeper that beat schedules).
+
+    A row, not a cache key: every process must see it in every deployment (the embedded default's
+    cache is per process) and Redis may be the very thing that is down.
+    """
+
+    name = models.CharField(max_length=100, unique=True, help_text="Job name, e.g. reply_sweeper.")
+    last_seen_at = models.DateTimeField(help_text="When the job last finished a run.")
+    process = models.CharField(max_length=120, blank=True, help_text="host:pid of the process that ran it.")
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} @ {self.last_seen_at:%Y-%m-%d %H:%M:%S}"

@@ -1,5 +1,6 @@
 """Writes the reliability adapters call: staff overrides of breakers (persisted, then applied live),
-and dead letters (what was accepted but could not be processed)."""
+dead letters (what was accepted but could not be processed), heartbeats of periodic jobs and the
+alerts of breakers stuck open."""
 
 from __future__ import annotations
 
@@ -11,11 +12,14 @@ from datetime import datetime
 from typing import Any
 
 from django.conf import settings
+from django.core.mail import mail_admins
 from django.db import DataError, transaction
+from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
+from reliability import selectors
 from reliability.breaker import registry
-from reliability.models import BreakerConfig, DeadLetter
+from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -137,3 +141,49 @@ def dead_letter_quarantine(
         "dead letter %s: kind=%s subject=%s reason=%s", letter.pk, kind, fields["subject"], reason_code
     )
     return letter
+
+
+# --- heartbeats and alerts (issue 10) -------------------------------------------------------------
+def heartbeat_record(*, name: str) -> Heartbeat:
+    """Periodic job ``name`` finished a run now (the beat heartbeat health check reads it)."""
+    row, _ = Heartbeat.objects.update_or_create(
+        name=name, defaults={"last_seen_at": timezone.now(), "process": registry.process_label()}
+    )
+    return row
+
+
+def breaker_open_alerts_send(*, now: datetime | None = None) -> int:
+    """Mail ADMINS (and log an error) for each breaker that has rejected calls for longer than
+    ``BREAKER_OPEN_ALERT_SECONDS``, once per episode: the episode's first event is marked
+    ``alerted_at`` by a conditional update, so concurrent monitors never alert twice. Returns how many
+    alerts were sent."""
+    now = now or timezone.now()
+    limit = settings.BREAKER_OPEN_ALERT_SECONDS
+    sent = 0
+    for name in BreakerConfig.objects.values_list("name", flat=True):
+        state = registry.breaker(name).state.value
+        if state not in selectors.REJECTING:
+            continue
+        episode = selectors.breaker_episode_start(name=name)
+        if episode is None:
+            logger.warning("breaker %s is %s but has no recorded event: cannot tell since when", name, state)
+            continue
+        seconds = (now - episode.at).total_seconds()
+        if seconds < limit:
+            continue
+        if not BreakerEvent.objects.filter(pk=episode.pk, alerted_at__isnull=True).update(alerted_at=now):
+            continue  # this episode was alerted already
+        minutes = seconds / 60
+        subject = f"Breaker {name} has rejected calls for {minutes:.0f} min ({state})"
+        body = (
+            f"The circuit breaker {name!r} is {state} and has not closed since "
+            f"{episode.at.isoformat(timespec='seconds')} ({minutes:.0f} minutes; alert threshold "
+            f"{limit / 60:.0f} minutes).\n\nFirst event of this episode: {episode.from_state} -> "
+            f"{episode.to_state}: {episode.reason}\n\n"
+            "What to do: see docs/runbook.md#breakeropentoolong; GET /health/circuit-breakers/ and "
+            "`manage.py breakers` show every breaker; check the provider's status and our credentials."
+        )
+        logger.error("%s", subject)
+        mail_admins(subject, body, fail_silently=True)
+        sent += 1
+    return sent

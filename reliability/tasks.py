@@ -1,10 +1,10 @@
-"""Celery adapters of the reliability layer: each calls one service."""
+"""Celery adapters of the reliability layer: each calls one service. Idempotent (acks_late)."""
 
 from __future__ import annotations
 
 from celery import shared_task
 
-from reliability import dead_letters, maintenance, reports
+from reliability import dead_letters, health, maintenance, reports, services
 
 
 @shared_task(name="reliability.tasks.redrive_dead_letters", ignore_result=True)
@@ -24,3 +24,15 @@ def purge_old_records() -> dict[str, int]:
 def reliability_report_hourly() -> int:
     """Hourly: store the last full hour's reliability report (idempotent per hour)."""
     return reports.report_store_hourly().pk
+
+
+@shared_task(name="reliability.tasks.health_monitor", ignore_result=True)
+def health_monitor() -> dict[str, str]:
+    """Every minute: run every check, refresh the cached ones (workers, providers) and the metrics."""
+    return health.monitor_run()
+
+
+@shared_task(name="reliability.tasks.breaker_monitor", ignore_result=True)
+def breaker_monitor() -> int:
+    """Every 2 minutes: alert once per episode for breakers open longer than BREAKER_OPEN_ALERT_SECONDS."""
+    return services.breaker_open_alerts_send()

@@ -13,6 +13,7 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability import ratelimit
 from reliability.breaker import CircuitOpenError
 from reliability.http import DeadlineExceeded, ResilientSession, TransportError
 from reliability.retry import RetryConfig, classify_failure
@@ -119,6 +120,33 @@ class DeepSeekClient:
         if not completion.text:
             raise DeepSeekUnavailable("DeepSeek returned an empty answer", status=200)
         return completion
+
+    def models(self) -> list[str]:
+        """Ids of the models the API offers (``GET /models``): a free reachability and key check,
+        paced (``DEEPSEEK_RATE_MODELS`` calls/s across processes; refused at once when no slot)."""
+        grant = ratelimit.acquire(f"{DEPENDENCY}:models", rate=settings.DEEPSEEK_RATE_MODELS, max_wait=0.0)
+        if not grant.granted:
+            raise DeepSeekUnavailable(f"DeepSeek models: paced, next slot in {grant.wait:.1f}s")
+        url = self._url.removesuffix("/chat/completions") + "/models"
+        try:
+            resp = self._http.request("GET", url, headers=self._headers, retry=False)
+        except CircuitOpenError as e:
+            raise DeepSeekUnavailable(f"DeepSeek circuit open (retry in {e.retry_after:.0f}s)") from e
+        except DeadlineExceeded as e:
+            raise DeepSeekUnavailable("DeepSeek models: deadline exceeded") from e
+        except TransportError as e:
+            raise DeepSeekUnavailable(f"DeepSeek: {e.message}") from e
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status != 200:
+            message = f"DeepSeek answered {resp.status}: {_error_message(body) or resp.text[:200]}"
+            if classify_failure(resp.status).transient:
+                raise DeepSeekUnavailable(message, status=resp.status)
+            raise DeepSeekRejected(message, status=resp.status)
+        data = body.get("data") if isinstance(body, dict) else None
+        return [str(item["id"]) for item in data or [] if isinstance(item, dict) and item.get("id")]
 
 
 @functools.cache

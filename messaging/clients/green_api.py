@@ -38,6 +38,7 @@ JOURNAL_DEPENDENCY = "green_api_journal"
 _PACED: dict[str, str] = {
     "sendMessage": "GREEN_API_RATE_SEND_MESSAGE",
     "lastOutgoingMessages": "GREEN_API_RATE_LAST_OUTGOING",
+    "getStateInstance": "GREEN_API_RATE_STATE_INSTANCE",
 }
 # A 400 that means "refused for now" (the instance is booting): not processed, retry in a few seconds.
 _STARTING = "instance in starting process"
@@ -190,6 +191,8 @@ class GreenApiClient:
         return SentMessage(id_message=id_message)
 
     def get_state_instance(self) -> str:
+        """The instance's ``stateInstance`` (``authorized``, ``notAuthorized``, ``blocked``, ...);
+        paced per instance (Green API allows 1 call/s) and retried briefly in the call."""
         data = self._call("GET", "getStateInstance")
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
 

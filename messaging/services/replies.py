@@ -34,11 +34,13 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
+from messaging.health import SWEEPER_HEARTBEAT
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from messaging.services import statuses
+from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.metrics import REPLIES
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
@@ -130,7 +132,9 @@ def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
         .order_by("next_attempt_at")
         .values_list("pk", flat=True)[:limit]
     )
-    return sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
+    published = sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
+    reliability_services.heartbeat_record(name=SWEEPER_HEARTBEAT)  # the beat heartbeat health check
+    return published
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:

@@ -1,0 +1,111 @@
+"""Messaging's health checks: provider states cached and paced, reply backlog, sweeper heartbeat."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+
+from fakes.deepseek import FakeDeepSeek
+from fakes.green_api import FakeGreenApi
+from messaging import health as checks
+from messaging.models import ReplyJob
+from messaging.services import replies
+from reliability import health
+from reliability.models import Heartbeat
+from tests.factories import HotelFactory, ReplyJobFactory
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
+    settings.HEALTH_CHECK_TIMEOUT = 3.0  # these tests are about caching, not deadlines
+    health.reset_for_tests()
+    monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
+    yield
+    health.reset_for_tests()
+
+
+def provider_checks(client: Client) -> dict[str, dict[str, object]]:
+    body = client.get("/health/", HTTP_ACCEPT="application/json").json()
+    return {name: body["checks"][name] for name in ("green_api_instances", "deepseek")}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_provider_checks_are_cached_a_second_probe_makes_no_provider_call(
+    client: Client, fake_green: FakeGreenApi, fake_deepseek: FakeDeepSeek
+) -> None:
+    HotelFactory.create()  # instance 1101000001, the fake's
+    first = provider_checks(client)
+    assert first["green_api_instances"]["status"] == "ok", first
+    assert first["green_api_instances"]["message"] == "1 instance(s) authorized"
+    assert first["deepseek"]["status"] == "ok", first
+    assert len(fake_green.journal("getStateInstance")) == 1
+    assert len(fake_deepseek.journal(path_regex="models")) == 1
+
+    second = provider_checks(client)
+    assert second == {
+        name: {**check, "response_time_ms": second[name]["response_time_ms"]} for name, check in first.items()
+    }
+    assert len(fake_green.journal("getStateInstance")) == 1  # answered from the cache
+    assert len(fake_deepseek.journal(path_regex="models")) == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_monitor_refreshes_provider_states_and_names_the_unauthorized_hotel(
+    client: Client, fake_green: FakeGreenApi, fake_deepseek: FakeDeepSeek
+) -> None:
+    HotelFactory.create(name="Seaside Inn")
+    assert provider_checks(client)["green_api_instances"]["status"] == "ok"
+    fake_green.set_state("notAuthorized")
+    assert provider_checks(client)["green_api_instances"]["status"] == "ok"  # cached answer
+
+    levels = health.monitor_run()
+    assert levels["green_api_instances"] == "failing"
+    check = provider_checks(client)["green_api_instances"]
+    assert check["status"] == "failing"
+    assert "hotel 'Seaside Inn' (instance 1101000001) is notAuthorized" in str(check["message"])
+    assert "QR code" in str(check["message"])
+    assert "test-token" not in str(check["message"])
+    assert len(fake_green.journal("getStateInstance")) == 2  # first probe + the monitor's refresh
+
+
+@pytest.mark.django_db(transaction=True)
+def test_deepseek_check_says_when_the_key_is_refused(fake_deepseek: FakeDeepSeek, settings) -> None:
+    settings.DEEPSEEK_API_KEY = "sk-wrong"
+    with pytest.raises(health.ServiceUnavailable) as info:
+        checks.deepseek_reachable()
+    assert "401" in info.value.message
+    assert "DEEPSEEK_API_KEY" in info.value.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_reply_backlog_warns_then_fails_above_the_limit(settings) -> None:
+    settings.HEALTH_REPLY_BACKLOG_SECONDS = 60
+    settings.HEALTH_REPLY_BACKLOG_MAX = 2
+    assert checks.reply_backlog().startswith("no reply job overdue")
+    old = timezone.now() - timedelta(seconds=300)
+    ReplyJobFactory.create(next_attempt_at=old)
+    ReplyJobFactory.create(next_attempt_at=timezone.now())  # due, but not for long
+    with pytest.raises(health.ServiceWarning) as warning:
+        checks.reply_backlog()
+    assert "1 reply job(s) due for more than 60 s" in warning.value.message
+    assert "oldest 5 min" in warning.value.message
+    for _ in range(2):
+        ReplyJobFactory.create(next_attempt_at=old)
+    result = asyncio.run(health.FunctionCheck(label="reply_backlog", fn=checks.reply_backlog).get_result())
+    assert isinstance(result.error, health.ServiceUnavailable)
+    assert not isinstance(result.error, health.ServiceWarning)
+    assert ReplyJob.objects.count() == 4
+
+
+@pytest.mark.django_db
+def test_the_sweeper_records_the_beat_heartbeat() -> None:
+    assert not Heartbeat.objects.exists()
+    replies.reply_jobs_sweep()
+    beat = Heartbeat.objects.get(name=checks.SWEEPER_HEARTBEAT)
+    assert (timezone.now() - beat.last_seen_at).total_seconds() < 60
+    assert beat.process

@@ -1,0 +1,402 @@
+"""Health probes: endpoints, JSON shape, hard deadlines against hung dependencies, metrics, command."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
+from django.test import Client
+from django.utils import timezone
+from prometheus_client import REGISTRY
+
+from fakes.hung_tcp import HungTcpServer
+from reliability import health, selectors, services
+from reliability.breaker import registry
+from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
+
+# Generous bound for "answers within 200 ms" on a busy 2-core machine; the cause is asserted too.
+PROBE_BOUND = 1.0
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """No cached outcomes between tests, and a worker that answers pings (no real worker runs)."""
+    health.reset_for_tests()
+    monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
+    yield
+    health.reset_for_tests()
+
+
+def get_json(client: Client, path: str) -> tuple[int, dict[str, Any], float]:
+    started = time.perf_counter()
+    response = client.get(path, HTTP_ACCEPT="application/json")
+    return response.status_code, response.json(), time.perf_counter() - started
+
+
+@pytest.fixture
+def broken_database(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(self: BaseDatabaseWrapper) -> None:
+        raise OperationalError("connection refused (test)")
+
+    monkeypatch.setattr(BaseDatabaseWrapper, "ensure_connection", refuse)
+
+
+@pytest.fixture
+def hung_postgres(settings) -> Iterator[str]:
+    """A database alias whose PostgreSQL accepts TCP connections and never answers."""
+    with HungTcpServer() as server:
+        connections.settings["hung"] = {
+            **connections.settings["default"],
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": "hotelbot",
+            "USER": "postgres",
+            "PASSWORD": "",
+            "HOST": server.host,
+            "PORT": str(server.port),
+            "OPTIONS": {"connect_timeout": 2},
+            "CONN_MAX_AGE": 0,
+            "CONN_HEALTH_CHECKS": False,
+        }
+        try:
+            yield "hung"
+        finally:
+            del connections.settings["hung"]
+
+
+# --- endpoints ------------------------------------------------------------------------------------
+def test_live_answers_without_asking_any_dependency_even_with_the_database_broken(
+    client: Client, broken_database: None
+) -> None:
+    status, body, _ = get_json(client, "/health/live/")
+    assert status == 200
+    assert body == {"status": "ok", "checks": {}}
+
+
+def test_ready_fails_without_the_database_and_says_why(client: Client, broken_database: None) -> None:
+    status, body, _ = get_json(client, "/health/ready/?format=json")
+    assert status == 500
+    assert body["status"] == "failing"
+    assert list(body["checks"]) == ["database"]
+    assert "connection refused" in body["checks"]["database"]["message"]
+    assert "webhook answers 503" in body["checks"]["database"]["message"]
+
+
+@pytest.mark.django_db
+def test_ready_checks_the_database_only_and_ignores_a_hung_redis(client: Client, settings) -> None:
+    with HungTcpServer() as hung:
+        settings.REDIS_URL = settings.BREAKER_REDIS_URL = settings.RATE_LIMIT_REDIS_URL = hung.url
+        status, body, _ = get_json(client, "/health/ready/")
+        assert hung.accepted == 0  # readiness never connected to Redis
+    assert status == 200
+    assert list(body["checks"]) == ["database"]
+    assert body["checks"]["database"]["status"] == "ok"
+    assert body["checks"]["database"]["response_time_ms"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Client) -> None:
+    services.heartbeat_record(name="reply_sweeper")
+    status, body, _ = get_json(client, "/health/detailed/")
+    names = set(body["checks"])
+    infra = {"database", "broker", "celery_workers", "dead_letters", "circuit_breakers", "disk", "memory"}
+    assert infra <= names
+    assert {"reply_backlog", "beat:reply_sweeper", "green_api_instances", "deepseek"} <= names  # messaging's
+    assert ("redis" in names) or ("cache" in names)
+    for check in body["checks"].values():
+        assert set(check) == {"status", "critical", "response_time_ms", "message"}
+        assert check["status"] in {"ok", "warning", "failing"}
+        assert check["message"]  # a diagnosis even when OK
+    for name in ("database", "dead_letters", "circuit_breakers", "beat:reply_sweeper", "reply_backlog"):
+        assert body["checks"][name]["status"] == "ok", body["checks"][name]
+    assert body["status"] in {"ok", "warning", "failing"}
+    assert status == (500 if body["status"] == "failing" else 200)
+    _same_status, same_body, _ = get_json(client, "/health/?format=json")
+    assert set(same_body["checks"]) == names
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_warning_answers_200_and_a_failure_500(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    def warn() -> str:
+        raise health.ServiceWarning("just so you know")
+
+    monkeypatch.setattr(
+        health, "all_checks", lambda: [health.DatabaseCheck(), health.FunctionCheck(label="w", fn=warn)]
+    )
+    status, body, _ = get_json(client, "/health/")
+    assert (status, body["status"], body["checks"]["w"]["message"]) == (200, "warning", "just so you know")
+
+    def fail() -> str:
+        raise health.ServiceUnavailable("down")
+
+    monkeypatch.setattr(health, "all_checks", lambda: [health.FunctionCheck(label="f", fn=fail)])
+    status, body, _ = get_json(client, "/health/")
+    assert (status, body["status"], body["checks"]["f"]["status"]) == (500, "failing", "failing")
+
+
+# --- hard deadlines -----------------------------------------------------------------------------------
+def test_database_check_answers_in_time_while_postgres_hangs(
+    hung_postgres: str, client: Client, monkeypatch, django_db_blocker
+) -> None:
+    # No django_db mark: Django's test case forbids connections to an alias it did not set up;
+    # the hung alias has no test database, only a server that never answers.
+    with django_db_blocker.unblock():
+        _probe_hung_database(hung_postgres, client, monkeypatch)
+
+
+def _probe_hung_database(hung_postgres: str, client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    check = health.DatabaseCheck(alias=hung_postgres)
+    started = time.perf_counter()
+    result = asyncio.run(check.get_result())
+    elapsed = time.perf_counter() - started
+    assert elapsed < PROBE_BOUND
+    assert result.error is not None
+    assert "did not answer within 150 ms: timeout" in result.error.message
+    assert "PostgreSQL at 127.0.0.1:" in result.error.message
+
+    # Through the readiness endpoint too: the probe answers, says why, and reports its time.
+    monkeypatch.setattr(health, "readiness_checks", lambda: [health.DatabaseCheck(alias=hung_postgres)])
+    status, body, elapsed = get_json(client, "/health/ready/")
+    assert status == 500
+    assert elapsed < PROBE_BOUND
+    reported = body["checks"][f"database:{hung_postgres}"]
+    assert "did not answer within 150 ms" in reported["message"]
+    assert reported["response_time_ms"] < PROBE_BOUND * 1000
+
+
+def test_redis_check_answers_in_time_while_redis_hangs() -> None:
+    with HungTcpServer() as hung:
+        started = time.perf_counter()
+        result = asyncio.run(health.RedisCheck(url=hung.url).get_result())
+        elapsed = time.perf_counter() - started
+        assert hung.accepted >= 1  # it did connect: the server hangs, it is not refusing
+    assert elapsed < PROBE_BOUND
+    assert result.error is not None
+    assert f"Redis at 127.0.0.1:{hung.port} did not answer within 150 ms: timeout" in result.error.message
+    assert "fall back to the database" in result.error.message
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_full_probe_answers_in_time_while_redis_hangs(client: Client, settings) -> None:
+    with HungTcpServer() as hung:
+        settings.REDIS_URL = hung.url
+        status, body, elapsed = get_json(client, "/health/")
+    assert elapsed < PROBE_BOUND
+    assert status == 500
+    assert body["checks"]["redis"]["status"] == "failing"
+    assert "did not answer within 150 ms" in body["checks"]["redis"]["message"]
+    assert body["checks"]["database"]["status"] == "ok"
+
+
+def test_a_hung_probe_is_not_started_twice() -> None:
+    calls = []
+
+    def slow() -> str:
+        calls.append(1)
+        time.sleep(0.5)
+        return "done"
+
+    check = health.FunctionCheck(label="slow", fn=slow)
+    first = asyncio.run(check.get_result())
+    second = asyncio.run(health.FunctionCheck(label="slow", fn=slow).get_result())
+    assert first.error is not None
+    assert second.error is not None
+    assert "did not answer within" in second.error.message
+    assert len(calls) == 1  # the second probe joined the first run instead of starting another
+
+
+def test_cached_check_probes_once_within_the_cache_period(settings) -> None:
+    settings.HEALTH_CHECK_TIMEOUT = 2.0
+    calls = []
+
+    def expensive() -> str:
+        calls.append(1)
+        return "fine"
+
+    for _ in range(3):
+        result = asyncio.run(health.FunctionCheck(label="exp", fn=expensive, is_cached=True).get_result())
+        assert result.error is None
+    assert len(calls) == 1
+
+
+# --- individual checks -----------------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_beat_heartbeat_fails_when_missing_or_older_than_three_intervals(settings) -> None:
+    settings.REPLY_SWEEP_INTERVAL = 10.0
+    check = health.HeartbeatCheck(job="reply_sweeper", interval=lambda: settings.REPLY_SWEEP_INTERVAL)
+    result = asyncio.run(check.get_result())
+    assert result.error is not None
+    assert "never recorded a run" in result.error.message
+
+    services.heartbeat_record(name="reply_sweeper")
+    assert asyncio.run(check.get_result()).error is None
+
+    Heartbeat.objects.filter(name="reply_sweeper").update(last_seen_at=timezone.now() - timedelta(seconds=31))
+    result = asyncio.run(check.get_result())
+    assert result.error is not None
+    assert "limit 30 s = 3 x its interval" in result.error.message
+
+
+def _dead_letter(reason: str = "not_json") -> DeadLetter:
+    return services.dead_letter_quarantine(
+        kind=DeadLetter.Kind.WEBHOOK_QUARANTINE, subject="1101", raw=b"{", reason_code=reason, reason="bad"
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+def test_dead_letter_backlog_warns_above_the_threshold(settings) -> None:
+    settings.HEALTH_DEAD_LETTER_MAX = 1
+    _dead_letter()
+    assert asyncio.run(health.DeadLetterCheck().get_result()).error is None
+    _dead_letter()
+    result = asyncio.run(health.DeadLetterCheck().get_result())
+    assert isinstance(result.error, health.ServiceWarning)
+    assert "2 pending dead letter(s)" in result.error.message
+
+
+@pytest.mark.django_db
+def test_dlq_endpoint_groups_by_kind_status_and_reason(client: Client) -> None:
+    _dead_letter("not_json")
+    _dead_letter("not_json")
+    resolved = _dead_letter("too_large")
+    DeadLetter.objects.filter(pk=resolved.pk).update(status=DeadLetter.Status.RESOLVED)
+    response = client.get("/health/dlq/")
+    body = response.json()
+    assert response.status_code == 200
+    assert body["pending"] == 2
+    assert body["by_kind"] == {"webhook_quarantine": 3}
+    assert body["by_status"] == {"pending": 2, "resolved": 1}
+    assert {(g["status"], g["reason"], g["count"]) for g in body["groups"]} == {
+        ("pending", "not_json", 2),
+        ("resolved", "too_large", 1),
+    }
+    assert body["oldest_pending_age_seconds"] >= 0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_open_breaker_is_a_warning_naming_it_and_since_when(client: Client) -> None:
+    for name in ("green_api", "deepseek"):  # transactional tests flush the seeded rows
+        BreakerConfig.objects.get_or_create(name=name)
+    services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    registry.write_pending_events()
+    result = asyncio.run(health.BreakerCheck().get_result())
+    assert isinstance(result.error, health.ServiceWarning)
+    assert "deepseek forced_open since 20" in result.error.message
+    assert "(staff: drill)" in result.error.message
+
+    body = client.get("/health/circuit-breakers/").json()
+    rows = {row["name"]: row for row in body["breakers"]}
+    assert set(rows) >= {"green_api", "deepseek"}
+    assert rows["deepseek"]["state"] == "forced_open"
+    assert rows["deepseek"]["override"] == {
+        "mode": "forced_open",
+        "active": True,
+        "reason": "drill",
+        "until": None,
+    }
+    assert rows["deepseek"]["since"] is not None
+    assert rows["deepseek"]["seconds_in_state"] >= 0
+    assert rows["green_api"]["state"] == "closed"
+    assert set(rows["green_api"]["counts"]) >= {"calls", "failures", "consecutive_failures", "trips"}
+
+
+@pytest.mark.django_db
+def test_breaker_monitor_alerts_once_per_open_episode(settings, mailoutbox) -> None:
+    settings.ADMINS = [("ops", "ops@example.com")]
+    settings.BREAKER_OPEN_ALERT_SECONDS = 600
+    BreakerConfig.objects.get_or_create(name="green_api")
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    registry.write_pending_events()
+    assert services.breaker_open_alerts_send() == 0  # open, but not for long yet
+    BreakerEvent.objects.filter(breaker="green_api").update(at=timezone.now() - timedelta(seconds=700))
+    assert services.breaker_open_alerts_send() == 1
+    assert services.breaker_open_alerts_send() == 0  # same episode: no second mail
+    assert len(mailoutbox) == 1
+    assert "green_api" in mailoutbox[0].subject
+    assert "runbook" in mailoutbox[0].body
+
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)  # closes: episode over
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="again")
+    registry.write_pending_events()
+    start = selectors.breaker_episode_start(name="green_api")
+    assert start is not None
+    assert start.alerted_at is None
+    assert start.reason == "admin: again"
+    ago = timezone.now() - timedelta(seconds=700)
+    # Lay the history out in order: first episode, the close that ended it, the second episode.
+    BreakerEvent.objects.filter(breaker="green_api", alerted_at__isnull=False).update(
+        at=ago - timedelta(seconds=100)
+    )
+    BreakerEvent.objects.filter(breaker="green_api", to_state="closed").update(at=ago - timedelta(seconds=1))
+    BreakerEvent.objects.filter(pk=start.pk).update(at=ago)
+    assert services.breaker_open_alerts_send() == 1
+    assert len(mailoutbox) == 2
+
+
+def test_disk_and_memory_warn_at_their_thresholds(settings, tmp_path) -> None:
+    assert asyncio.run(health.DiskCheck(path=str(tmp_path)).get_result()).error is None
+    settings.HEALTH_DISK_MAX_PERCENT = 0.0
+    settings.HEALTH_MEMORY_MAX_PERCENT = 0.0
+    disk = asyncio.run(health.DiskCheck(path=str(tmp_path)).get_result())
+    memory = asyncio.run(health.MemoryCheck().get_result())
+    assert isinstance(disk.error, health.ServiceWarning)
+    assert "GiB free" in disk.error.message
+    assert isinstance(memory.error, health.ServiceWarning)
+    assert "memory used" in memory.error.message
+
+
+# --- metrics, monitor, command -------------------------------------------------------------------------
+@pytest.mark.django_db(transaction=True)
+def test_every_check_run_records_duration_and_status() -> None:
+    def sample(name: str, check: str) -> float:
+        return REGISTRY.get_sample_value(name, {"check": check}) or 0.0
+
+    before = sample("health_check_duration_seconds_count", "database")
+    assert asyncio.run(health.DatabaseCheck().get_result()).error is None
+    assert sample("health_check_duration_seconds_count", "database") == before + 1
+    assert sample("health_check_status", "database") == 1.0
+
+    def fail() -> str:
+        raise health.ServiceUnavailable("down")
+
+    asyncio.run(health.FunctionCheck(label="always_down", fn=fail).get_result())
+    assert sample("health_check_status", "always_down") == 0.0
+
+
+@pytest.mark.django_db(transaction=True)
+def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyPatch) -> None:
+    from reliability.tasks import health_monitor
+
+    pings: list[float] = []
+
+    def ping(timeout: float) -> list[str]:
+        pings.append(timeout)
+        return ["celery@a"]
+
+    monkeypatch.setattr(health, "ping_workers", ping)
+    levels = health_monitor.apply().get()
+    assert levels["celery_workers"] == "ok"
+    assert levels["database"] == "ok"
+    health_monitor.apply().get()
+    assert len(pings) == 2  # the monitor refreshes even within the cache period
+
+
+@pytest.mark.django_db(transaction=True)
+def test_manage_py_health_check_runs_our_checks_without_http(capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("health_check", "health-ready", "--no-http")
+    assert exit_info.value.code == 0
+    assert "database: OK" in capsys.readouterr().out
+
+
+def test_manage_py_health_check_exits_1_when_the_database_is_down(broken_database: None, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        call_command("health_check", "health-ready", "--no-http")
+    assert exit_info.value.code == 1
+    assert "database: Unavailable" in capsys.readouterr().out
