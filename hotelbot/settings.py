@@ -265,6 +265,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reliability.tasks.breaker_monitor",
         "schedule": 120.0,
     },
+    # Guests waiting longer than REPLY_SLA_SECONDS without any answer: mail staff once per job.
+    "messaging.flag_reply_sla": {
+        "task": "messaging.tasks.flag_reply_sla",
+        "schedule": env_float("REPLY_SLA_CHECK_INTERVAL", 60.0),
+    },
 }
 
 # --- Providers -----------------------------------------------------------------------------------
@@ -325,6 +330,8 @@ if not 0 < GREEN_API_DEADLINE < REPLY_JOB_LEASE:
         f"GREEN_API_DEADLINE ({GREEN_API_DEADLINE}s) must be > 0 and shorter than REPLY_JOB_LEASE "
         f"({REPLY_JOB_LEASE}s): a send must end before its job's lease can pass to another worker"
     )
+# A guest who has waited this long without any answer is flagged to staff by mail (once per job).
+REPLY_SLA_SECONDS = env_float("REPLY_SLA_SECONDS", 300.0)
 # The longest any layer (in-call retries, reply jobs) honours a provider's Retry-After, in seconds.
 RETRY_AFTER_CAP = env_float("RETRY_AFTER_CAP", 900.0)
 CONVERSATION_IDLE_HOURS = env_float("CONVERSATION_IDLE_HOURS", 24.0)
@@ -438,8 +445,67 @@ HEALTH_WORKER_PING_TIMEOUT = env_float("HEALTH_WORKER_PING_TIMEOUT", 1.0)
 BREAKER_OPEN_ALERT_SECONDS = env_float("BREAKER_OPEN_ALERT_SECONDS", 600.0)
 # Green API allows 1 getStateInstance/s per instance; the health monitor paces itself below that.
 GREEN_API_RATE_STATE_INSTANCE = env_float("GREEN_API_RATE_STATE_INSTANCE", 0.8)
-ADMINS = [
-    (name.strip(), address.strip())
-    for name, _, address in (item.partition(":") for item in env_list("DJANGO_ADMINS", ""))
-    if address.strip()
-]
+
+# --- Mail: staff alerts (dead replies, guests waiting past the SLA) -------------------------------
+# Absolute links in alert mails are built from this (scheme, host and any path prefix, no trailing /).
+SITE_URL = env_str("SITE_URL", "http://127.0.0.1:8000").rstrip("/")
+
+
+def parse_admins(raw: str) -> list[tuple[str, str]]:
+    """``ADMINS="Ana Lima <ana@example.com>, ops@example.com"`` → Django's ``[(name, address)]``."""
+    from email.utils import getaddresses
+
+    admins: list[tuple[str, str]] = []
+    for name, address in getaddresses([raw]):
+        if not address or "@" not in address:
+            if raw.strip():
+                raise ImproperlyConfigured(f"ADMINS={raw!r}: every entry needs an address (Name <a@b>)")
+            continue
+        admins.append((name or address, address))
+    return admins
+
+
+def parse_email_url(url: str) -> dict[str, Any]:
+    """``EMAIL_URL=smtp://user:password@host:587`` (``smtp+tls://`` STARTTLS, ``smtp+ssl://`` implicit
+    TLS; ``console://`` and ``locmem://`` for the built-in backends) → Django's EMAIL_* settings."""
+    from urllib.parse import unquote, urlsplit
+
+    parts = urlsplit(url)
+    if parts.scheme == "console":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"}
+    if parts.scheme == "locmem":
+        return {"EMAIL_BACKEND": "django.core.mail.backends.locmem.EmailBackend"}
+    if parts.scheme not in {"smtp", "smtp+tls", "smtp+ssl"} or not parts.hostname:
+        raise ImproperlyConfigured(
+            f"EMAIL_URL: use smtp://, smtp+tls:// or smtp+ssl:// with a host ({url!r})"
+        )
+    return {
+        "EMAIL_BACKEND": "django.core.mail.backends.smtp.EmailBackend",
+        "EMAIL_HOST": parts.hostname,
+        "EMAIL_PORT": parts.port or {"smtp": 25, "smtp+tls": 587, "smtp+ssl": 465}[parts.scheme],
+        "EMAIL_HOST_USER": unquote(parts.username or ""),
+        "EMAIL_HOST_PASSWORD": unquote(parts.password or ""),
+        "EMAIL_USE_TLS": parts.scheme == "smtp+tls",
+        "EMAIL_USE_SSL": parts.scheme == "smtp+ssl",
+    }
+
+
+ADMINS = parse_admins(env_str("ADMINS"))
+MANAGERS = ADMINS
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "hotelbot <hotelbot@localhost>")
+SERVER_EMAIL = env_str("SERVER_EMAIL", DEFAULT_FROM_EMAIL)
+EMAIL_SUBJECT_PREFIX = env_str("EMAIL_SUBJECT_PREFIX", "[hotelbot] ")
+EMAIL_TIMEOUT = env_float("EMAIL_TIMEOUT", 10.0)
+if env_str("EMAIL_URL"):
+    globals().update(parse_email_url(env_str("EMAIL_URL")))
+elif env_str("EMAIL_HOST"):
+    EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    EMAIL_HOST = env_str("EMAIL_HOST")
+    EMAIL_PORT = env_int("EMAIL_PORT", 25)
+    EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+    EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+    EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+    EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+elif DEBUG:
+    # make run: alert mails are printed by the worker/web process instead of going nowhere.
+    EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"

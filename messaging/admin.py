@@ -5,10 +5,17 @@ from __future__ import annotations
 from django import forms
 from django.contrib import admin, messages
 from django.db.models import QuerySet
-from django.http import HttpRequest
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, path, reverse
 
+from hotelbot.exceptions import NotFound, ValidationFailed
+from messaging.clients import green_api
 from messaging.models import Conversation, DeferredStatus, Guest, Hotel, Message, ReplyJob
-from messaging.services import replies
+from messaging.selectors import hotels_visible_to
+from messaging.services import manual, replies
+from reliability.models import AuditEntry
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -174,3 +181,80 @@ class DeferredStatusAdmin(ReadOnlyAdmin):
     list_display = ("id_message", "status", "provider_timestamp", "received_at")
     list_filter = ("status",)
     search_fields = ("id_message",)
+
+
+# --- Answer by hand (issue 8): one block, so it merges apart from the list/detail scoping ---------
+class AnswerByHandForm(forms.Form):
+    text = forms.CharField(
+        label="Your answer",
+        widget=forms.Textarea(attrs={"rows": 6, "cols": 80}),
+        max_length=manual.MAX_TEXT,
+        help_text="Sent to the guest on WhatsApp through the reply pipeline, exactly once.",
+    )
+    allow_after_delivery = forms.BooleanField(
+        required=False,
+        label="Send even though a reply was already delivered (a follow-up)",
+    )
+
+
+class ReplyJobAnswerAdmin(ReplyJobAdmin):
+    """The reply-job admin plus its "Answer by hand" page (``admin:messaging_replyjob_answer``)."""
+
+    def get_urls(self) -> list[URLPattern]:
+        answer = path(
+            "<int:job_id>/answer/",
+            self.admin_site.admin_view(self.answer_view),
+            name="messaging_replyjob_answer",
+        )
+        return [answer, *super().get_urls()]
+
+    def answer_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
+        """The guest's question and conversation, and a form whose answer goes out through the
+        pipeline (``manual.reply_answer_manually``). Another hotel's job is a 404."""
+        job = (
+            ReplyJob.objects.select_related("inbound__conversation__hotel", "inbound__conversation__guest")
+            .filter(pk=job_id, inbound__conversation__hotel__in=hotels_visible_to(user=request.user))
+            .first()
+        )
+        if job is None:
+            raise Http404("No such reply job.")
+        form = AnswerByHandForm(request.POST or None)
+        if request.method == "POST" and form.is_valid():
+            try:
+                manual.reply_answer_manually(
+                    job_id=job.pk,
+                    text=form.cleaned_data["text"],
+                    actor=request.user,
+                    via=AuditEntry.Via.ADMIN,
+                    allow_after_delivery=form.cleaned_data["allow_after_delivery"],
+                )
+            except NotFound as e:
+                raise Http404(str(e)) from e
+            except ValidationFailed as e:
+                form.add_error(None, e.message)
+            else:
+                self.message_user(
+                    request,
+                    "Your answer is on its way to the guest; the dead letter resolves when Green API "
+                    "accepts it.",
+                    messages.SUCCESS,
+                )
+                return redirect(reverse("admin:messaging_replyjob_answer", args=[job.pk]))
+        conversation = job.inbound.conversation
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Answer by hand: {conversation.guest.display_name or 'guest'}",
+            "opts": self.model._meta,
+            "job": job,
+            "hotel": conversation.hotel,
+            "guest_name": conversation.guest.display_name,
+            "guest_chat": green_api.mask_chat_id(conversation.guest.chat_id),
+            "question": job.inbound,
+            "conversation": conversation.messages.order_by("-created_at", "-id")[:30][::-1],
+            "form": form,
+        }
+        return TemplateResponse(request, "admin/messaging/replyjob/answer.html", context)
+
+
+admin.site.unregister(ReplyJob)
+admin.site.register(ReplyJob, ReplyJobAnswerAdmin)

@@ -11,13 +11,19 @@ class MessagingConfig(AppConfig):
         from messaging import health as checks
         from messaging import selectors
         from messaging.services import retention
-        from reliability import health, maintenance, reports, tenancy
+        from messaging.services.redrive import ReplyDeadLetters
+        from reliability import dead_letters, health, maintenance, reports, tenancy
+        from reliability.models import DeadLetter
 
         # A dead letter's tenant is its hotel's id: staff see the letters of the hotels they staff.
         tenancy.register_tenant_resolver(selectors.hotel_ids_staffed_by)
         # The reliability report's reply numbers, and the retention purge of delivery attempts.
         reports.register_reply_stats(selectors.reply_stats)
         maintenance.register_purge("messaging.deliveryattempt", retention.delivery_attempts_purge)
+        # Dead replies are redriven through the reply pipeline and alert staff by mail.
+        handler = ReplyDeadLetters()
+        dead_letters.register_handler(DeadLetter.Kind.REPLY_GENERATION, handler)
+        dead_letters.register_handler(DeadLetter.Kind.REPLY_SEND, handler)
         # Registration only (reliability never imports messaging): our checks join /health/.
         health.register_function("reply_backlog", checks.reply_backlog)
         health.register_heartbeat(checks.SWEEPER_HEARTBEAT, interval=lambda: settings.REPLY_SWEEP_INTERVAL)

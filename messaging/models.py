@@ -192,6 +192,21 @@ class ReplyJob(models.Model):
         help_text="Sweeper re-publishes since the last regular publish; the next one waits "
         "REPLY_STALE_AFTER x 2^count (capped), so a slow queue is never flooded.",
     )
+    manual_text = models.TextField(
+        blank=True,
+        help_text="A staff answer waiting to go out (answer by hand). The next claim first settles any "
+        "earlier send still in doubt, then sends this text as a new outbound message.",
+    )
+    manual_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When staff answered this guest by hand (the reply text is then the staff's answer).",
+    )
+    sla_alerted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When staff were mailed that this guest waited past REPLY_SLA_SECONDS (once per job).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
     completed_at = models.DateTimeField(null=True, blank=True)

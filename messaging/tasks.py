@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from messaging.services import replies, statuses
+from messaging.services import alerts, replies, statuses
 
 
 @shared_task(name="messaging.tasks.process_reply_job", acks_late=True, ignore_result=True)
@@ -25,3 +25,8 @@ def purge_deferred_statuses() -> int:
 @shared_task(name="messaging.tasks.drain_provider_recovery", ignore_result=True)
 def drain_provider_recovery() -> int:
     return replies.reply_jobs_drain()
+
+
+@shared_task(name="messaging.tasks.flag_reply_sla", ignore_result=True)
+def flag_reply_sla() -> int:
+    return alerts.reply_jobs_flag_sla()

@@ -286,6 +286,16 @@ def redrive(letter: DeadLetter, *, actor: Any = None, via: str = "system", reaso
         raise CannotRedrive(
             f"Nothing can redrive a {letter.get_kind_display()} letter; resolve or discard it."
         )
+    # One transaction: the handler's hand-back (e.g. a requeued job, published on commit) and the
+    # letter's new status commit together, so a fast worker's outcome (resolved, or died again)
+    # can never be overwritten by this "retrying".
+    with transaction.atomic():
+        return _redrive_in_transaction(letter, handler, actor=actor, via=via, reason=reason)
+
+
+def _redrive_in_transaction(
+    letter: DeadLetter, handler: Handler, *, actor: Any, via: str, reason: str
+) -> RedriveResult:
     result = handler.redrive(letter, actor=actor)
     now = timezone.now()
     if result.resolved:

@@ -99,8 +99,10 @@ def dead_letter_quarantine(
     payload: Any = None,
     raw_size: int | None = None,
     secrets: Iterable[str] = (),
+    tenant: str = "",
 ) -> DeadLetter:
     """Keep something that could not be processed as a pending dead letter, safely and bounded.
+    ``tenant``: whose data it is, when known (staff of that tenant see it; empty = operations only).
 
     ``raw`` is cut to ``DEAD_LETTER_RAW_MAX_CHARS`` and escaped (undecodable bytes, NUL, lone
     surrogates), ``secrets`` are masked everywhere. Call it outside any failed transaction: it
@@ -125,6 +127,7 @@ def dead_letter_quarantine(
         "raw": text[:limit],
         "raw_size": size,
         "raw_truncated": truncated,
+        "tenant": tenant[:64],
     }
     try:
         stored_payload = None if payload is None else _storable_payload(payload, secrets)

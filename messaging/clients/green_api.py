@@ -52,6 +52,14 @@ def mask_token(text: str) -> str:
     return _TOKEN_IN_URL.sub(rf"\g<1>{_MASK}", text)
 
 
+def mask_chat_id(chat_id: str) -> str:
+    """A WhatsApp chat id with all but the last 4 digits of the number hidden: ``*******4568@c.us``."""
+    number, at, domain = chat_id.partition("@")
+    if len(number) <= 4:
+        return "*" * len(number) + at + domain
+    return "*" * (len(number) - 4) + number[-4:] + at + domain
+
+
 class GreenApiError(ProviderError):
     code = "green_api_error"
 

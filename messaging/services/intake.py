@@ -63,6 +63,7 @@ def notification_ingest(
             details=notification.details,
             payload=notification.payload,
             subject=notification.subject,
+            tenant=_tenant_of_instance(notification.subject),
         )
     if isinstance(notification, Ignored):
         return IngestResult(action="ignored")
@@ -89,7 +90,16 @@ def notification_ingest(
             reason=Reason.STORAGE_ERROR,
             message=f"The database refused the notification ({type(e).__name__}).",
             subject=notification.id_instance,
+            tenant=str(hotel.pk),
         )
+
+
+def _tenant_of_instance(id_instance: str) -> str:
+    """The tenant key (hotel id) of a Green API instance we know, else empty (operations only)."""
+    if not (id_instance.isascii() and id_instance.isdigit()):
+        return ""
+    hotel_id = Hotel.objects.filter(green_api_instance_id=id_instance).values_list("pk", flat=True).first()
+    return "" if hotel_id is None else str(hotel_id)
 
 
 def _route(*, hotel: Hotel, notification: Notification) -> IngestResult:
@@ -111,8 +121,10 @@ def notification_quarantine(
     details: dict[str, str] | None = None,
     payload: object = None,
     subject: str = "",
+    tenant: str = "",
 ) -> IngestResult:
-    """Keep a notification we acknowledge but cannot process as a pending dead letter for staff."""
+    """Keep a notification we acknowledge but cannot process as a pending dead letter for staff
+    (``tenant``: the hotel's id when the instance is a hotel we know)."""
     described = "; ".join(f"{name}: {why}" for name, why in (details or {}).items())
     letter = dead_letter_quarantine(
         kind=DeadLetter.Kind.WEBHOOK_QUARANTINE,
@@ -123,6 +135,7 @@ def notification_quarantine(
         reason_code=reason.value,
         reason=f"{message} {described}".strip(),
         secrets=(settings.GREEN_API_WEBHOOK_TOKEN,),
+        tenant=tenant,
     )
     WEBHOOK_QUARANTINED.labels(reason=reason.value).inc()
     if isinstance(payload, dict) and payload.get("typeWebhook") == "incomingMessageReceived":

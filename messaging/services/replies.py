@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,15 +36,18 @@ from django.utils import timezone
 
 from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
-from messaging.models import Hotel, Message, ReplyJob
+from messaging.models import DeliveryAttempt, Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from messaging.services import statuses
+from reliability import dead_letters
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.metrics import REPLIES
+from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
+from reliability.services import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -138,14 +142,24 @@ def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:
-    """Staff action: make pending or dead jobs due now (a dead job's outbound is reset to pending)."""
+    """Staff action and dead-letter redrive: make pending or dead jobs due now, through the same
+    pipeline (claim, fencing, reconcile). Attempts restart at 0; a dead job's outbound goes back to
+    pending. ``send_started_at`` is kept: an earlier send whose outcome is unknown is reconciled
+    with Green API's journal before anything is sent again."""
     now = timezone.now()
     requeued = 0
     for job_id in job_ids:
         with transaction.atomic():
             count = ReplyJob.objects.filter(
                 pk=job_id, status__in=[ReplyJob.Status.PENDING, ReplyJob.Status.DEAD]
-            ).update(status=ReplyJob.Status.PENDING, next_attempt_at=now, attempts=0, completed_at=None)
+            ).update(
+                status=ReplyJob.Status.PENDING,
+                next_attempt_at=now,
+                attempts=0,
+                completed_at=None,
+                lease_expires_at=None,
+                updated_at=now,
+            )
             if count:
                 Message.objects.filter(sent_by_job__pk=job_id, status=Message.Status.FAILED).update(
                     status=Message.Status.PENDING, failed_at=None, status_detail=""
@@ -198,6 +212,37 @@ def _fenced(job: ReplyJob, **fields: Any) -> None:
         setattr(job, name, value)
 
 
+def _attempt(
+    job: ReplyJob,
+    step: str,
+    started_at: datetime,
+    t0: float,
+    outcome: str,
+    *,
+    http_status: int | None = None,
+    error: str = "",
+) -> None:
+    """One row per step tried (generate, send, reconcile): one INSERT, outside the fencing (it
+    records what happened, whoever holds the lease now) and never between the fenced write of
+    ``send_started_at`` and the send."""
+    hotel = job.inbound.conversation.hotel
+    DeliveryAttempt.objects.create(
+        job_id=job.pk,
+        attempt=job.attempts,
+        step=step,
+        started_at=started_at,
+        duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
+        outcome=outcome,
+        http_status=http_status if http_status is not None and 100 <= http_status <= 599 else None,
+        error=storable_text(green_api.mask_token(error), secrets=(hotel.green_api_token,))[:2000],
+    )
+
+
+def _status(error: BaseException | None) -> int | None:
+    status = getattr(error, "status", None)
+    return status if isinstance(status, int) else None
+
+
 def reply_job_process(*, job_id: int) -> ProcessOutcome:
     job = _claim(job_id, timezone.now())
     if job is None:
@@ -211,7 +256,7 @@ def reply_job_process(*, job_id: int) -> ProcessOutcome:
         logger.exception("reply job %s failed unexpectedly", job_id)
         # Never clears send_started_at: whether a send left is unknown here, so reconcile first.
         with contextlib.suppress(LeaseLost):
-            _schedule_retry(job, green_api.mask_token(f"unexpected error: {type(e).__name__}: {e}"))
+            _schedule_retry(job, green_api.mask_token(f"unexpected error: {type(e).__name__}: {e}"), error=e)
         raise
 
 
@@ -229,14 +274,15 @@ def _facts(hotel: Hotel) -> HotelFacts:
     )
 
 
-def _generate(job: ReplyJob) -> tuple[str, str]:
-    """The reply text and, when degraded to a canned answer, why."""
+def _generate(job: ReplyJob) -> tuple[str, str, int | None]:
+    """The reply text, why it was degraded to a canned answer (empty if not), and the AI's HTTP
+    status when it answered with an error."""
     inbound = job.inbound
     conversation = inbound.conversation
     facts = _facts(conversation.hotel)
     if inbound.message_type not in TEXT_TYPES or not inbound.text.strip() or SWE001_MARKER in inbound.text:
         # Media or an undelivered-message marker: the designed answer, not a degradation.
-        return canned_reply(facts, inbound.text, type_message=inbound.message_type), ""
+        return canned_reply(facts, inbound.text, type_message=inbound.message_type), "", None
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
@@ -251,13 +297,27 @@ def _generate(job: ReplyJob) -> tuple[str, str]:
         )
     except deepseek.DeepSeekError as e:
         logger.warning("reply job %s: AI unavailable, answering from FAQ: %s", job.pk, e)
-        return canned_reply(facts, inbound.text), str(e)[:200]
-    return completion.text, ""
+        return canned_reply(facts, inbound.text), str(e)[:200], e.status
+    return completion.text, "", None
 
 
 def _advance(job: ReplyJob) -> ProcessOutcome:
+    if job.manual_text:
+        switched = _switch_to_manual_answer(job)
+        if switched is not None:
+            return switched
     if not job.reply_text:
-        text, degraded_reason = _generate(job)
+        started_at, t0 = timezone.now(), time.monotonic()
+        text, degraded_reason, ai_status = _generate(job)
+        _attempt(
+            job,
+            DeliveryAttempt.Step.GENERATE,
+            started_at,
+            t0,
+            DeliveryAttempt.Outcome.DEGRADED if degraded_reason else DeliveryAttempt.Outcome.OK,
+            http_status=ai_status,
+            error=degraded_reason,
+        )
         _fenced(job, reply_text=text, degraded=bool(degraded_reason), degraded_reason=degraded_reason)
     if job.outbound is None:
         with transaction.atomic():  # a lost lease rolls the new row back
@@ -282,17 +342,104 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     # shorter than the lease) ends before anyone else can claim the job.
     now = timezone.now()
     _fenced(job, send_started_at=now, lease_expires_at=now + timedelta(seconds=settings.REPLY_JOB_LEASE))
+    t0 = time.monotonic()
+    send = partial(_attempt, job, DeliveryAttempt.Step.SEND, now, t0)
     try:
         sent = client.send_message(chat_id=chat_id, text=job.reply_text)
     except green_api.GreenApiCircuitOpen as e:  # rejected before any I/O: surely not sent
+        send(DeliveryAttempt.Outcome.REJECTED, error=str(e))
         return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e), not_sent=True)
     except green_api.GreenApiOutcomeUnknown as e:  # 500/502/504, reset or timeout after sending
-        return _schedule_retry(job, str(e))  # keep send_started_at: reconcile before resending
+        send(DeliveryAttempt.Outcome.UNKNOWN, http_status=e.status, error=str(e))
+        return _schedule_retry(job, str(e), error=e)  # keep send_started_at: reconcile before resending
     except green_api.GreenApiTransientError as e:  # 429, 503, connect failure: not processed
-        return _schedule_retry(job, str(e), retry_after=e.retry_after, not_sent=True)
+        send(DeliveryAttempt.Outcome.NOT_SENT, http_status=e.status, error=str(e))
+        return _schedule_retry(job, str(e), retry_after=e.retry_after, not_sent=True, error=e)
     except green_api.GreenApiPermanentError as e:  # refused (4xx): not sent
-        return _bury(job, str(e), not_sent=True)
+        send(DeliveryAttempt.Outcome.REFUSED, http_status=e.status, error=str(e))
+        return _bury(job, str(e), not_sent=True, error=e, dependency=green_api.DEPENDENCY)
+    send(DeliveryAttempt.Outcome.OK, http_status=200)
     return _confirm(job, sent.id_message)
+
+
+def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
+    """Staff answered by hand (``messaging.services.manual``): settle the earlier send, then make
+    the staff text this job's reply, in a new outbound message, and go on through the pipeline.
+
+    An earlier send still in doubt (``send_started_at``) is looked up once: the outbound row (the
+    ``outgoingAPIMessageReceived`` webhook may have told us) or Green API's journal. Found: that
+    reply reached the guest and its message is recorded as accepted. Not found, or the journal
+    cannot be read now: it is recorded as failed with its outcome unknown, and it is never sent
+    again (the job's text is the staff's from now on). So the staff answer goes out exactly once,
+    the earlier text at most once; the journal's lag is not waited out: a guest who waited long
+    enough for staff to step in should not wait two more minutes for a bookkeeping answer.
+    """
+    old = job.outbound
+    conversation = job.inbound.conversation
+    found: str | None = None
+    if old is not None and job.send_started_at is not None:
+        old.refresh_from_db(fields=["provider_message_id", "status"])
+        found = old.provider_message_id or None
+        if found is None:
+            hotel = conversation.hotel
+            client = green_api.client_for(
+                id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token
+            )
+            started_at, t0 = timezone.now(), time.monotonic()
+            step = partial(_attempt, job, DeliveryAttempt.Step.RECONCILE, started_at, t0)
+            since = job.send_started_at - timedelta(seconds=5)
+            minutes = int((timezone.now() - since).total_seconds() // 60) + 2
+            try:
+                journal = client.last_outgoing_messages(minutes=minutes)
+            except green_api.GreenApiCircuitOpen as e:
+                step(DeliveryAttempt.Outcome.REJECTED, error=f"before a manual answer: {e}")
+            except green_api.GreenApiError as e:
+                step(
+                    DeliveryAttempt.Outcome.UNKNOWN,
+                    http_status=e.status,
+                    error=f"before a manual answer: {e}",
+                )
+            else:
+                found = _adoptable(job, journal, conversation.guest.chat_id)
+                outcome = DeliveryAttempt.Outcome.OK if found else DeliveryAttempt.Outcome.UNKNOWN
+                step(
+                    outcome,
+                    http_status=200,
+                    error="before a manual answer: " + (found or "not in the journal"),
+                )
+    now = timezone.now()
+    with transaction.atomic():  # a lost lease rolls the new row and the old row's update back
+        if old is not None and found is not None:
+            Message.objects.filter(pk=old.pk).update(provider_message_id=found)
+            Message.objects.filter(
+                pk=old.pk, status__in=[Message.Status.PENDING, Message.Status.FAILED]
+            ).update(status=Message.Status.ACCEPTED, accepted_at=now, failed_at=None, status_detail="")
+            transaction.on_commit(partial(statuses.deferred_statuses_apply, id_message=found), robust=True)
+        elif old is not None and old.status in (Message.Status.PENDING, Message.Status.FAILED):
+            detail = (
+                "outcome unknown (not in Green API's journal); replaced by a manual answer"
+                if job.send_started_at is not None
+                else "not sent; replaced by a manual answer"
+            )
+            Message.objects.filter(pk=old.pk).update(
+                status=Message.Status.FAILED, failed_at=old.failed_at or now, status_detail=detail
+            )
+        outbound = Message.objects.create(
+            conversation=conversation,
+            direction=Message.Direction.OUTBOUND,
+            text=job.manual_text,
+            status=Message.Status.PENDING,
+        )
+        _fenced(
+            job,
+            reply_text=job.manual_text,
+            manual_text="",
+            degraded=False,
+            degraded_reason="",
+            outbound=outbound,
+            send_started_at=None,
+        )
+    return None
 
 
 def _adoptable(job: ReplyJob, journal: list[green_api.OutgoingJournalEntry], chat_id: str) -> str | None:
@@ -324,31 +471,42 @@ def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) ->
     """An earlier send's outcome is unknown: find it in Green API's journal or wait out its lag."""
     assert job.send_started_at is not None
     assert job.outbound is not None
+    started_at, t0 = timezone.now(), time.monotonic()
+    step = partial(_attempt, job, DeliveryAttempt.Step.RECONCILE, started_at, t0)
     job.outbound.refresh_from_db(fields=["provider_message_id"])
     if job.outbound.provider_message_id:  # the outgoingAPIMessageReceived webhook already told us
+        step(DeliveryAttempt.Outcome.OK, error="known from Green API's outgoingAPIMessageReceived webhook")
         return _confirm(job, job.outbound.provider_message_id)
     since = job.send_started_at - timedelta(seconds=5)
     minutes = int((timezone.now() - since).total_seconds() // 60) + 2
     try:
         journal = client.last_outgoing_messages(minutes=minutes)
     except green_api.GreenApiCircuitOpen as e:
+        step(DeliveryAttempt.Outcome.REJECTED, error=str(e))
         return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e))  # still unknown: keep it
     except green_api.GreenApiError as e:
-        return _schedule_retry(job, f"reconcile: {e}")
+        step(DeliveryAttempt.Outcome.UNKNOWN, http_status=e.status, error=str(e))
+        return _schedule_retry(job, f"reconcile: {e}", error=e)
     id_message = _adoptable(job, journal, chat_id)
     if id_message is not None:
         logger.info("reply job %s: earlier send found in Green API journal as %s", job.pk, id_message)
+        step(DeliveryAttempt.Outcome.OK, http_status=200, error=f"found in the journal as {id_message}")
         return _confirm(job, id_message)
     settle_at = job.send_started_at + timedelta(seconds=settings.REPLY_RECONCILE_GRACE)
     if timezone.now() < settle_at:  # Green API's journal may lag; ask again once it has settled
         wait = (settle_at - timezone.now()).total_seconds()
+        step(DeliveryAttempt.Outcome.UNKNOWN, http_status=200, error="not in the journal yet")
         return _schedule_retry(job, "send outcome unknown; waiting for Green API's journal", retry_after=wait)
+    step(DeliveryAttempt.Outcome.NOT_SENT, http_status=200, error="not in the journal after the grace period")
     return None  # not in the journal after the grace period: it was not sent; the caller resends
 
 
 def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
     now = timezone.now()
     assert job.outbound is not None
+    # Only a job that failed before can have a dead letter (_bury sets last_error; only this
+    # confirm clears it): the happy path skips the extra UPDATE.
+    had_failed = bool(job.last_error) or job.manual_at is not None
     try:
         with transaction.atomic():
             Message.objects.filter(pk=job.outbound.pk).update(provider_message_id=id_message)
@@ -364,6 +522,13 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
                 completed_at=now,
                 last_error="",
             )
+            if had_failed:
+                resolution = (
+                    f"answered by hand; delivered as {id_message}"
+                    if job.manual_at is not None
+                    else f"delivered as {id_message}"
+                )
+                dead_letters.subject_resolved(subject=job, resolution=resolution)
             # A status whose transaction was open while this one ran could not see the id and was
             # stored deferred after the lookup above: look again once this commit is visible.
             transaction.on_commit(
@@ -392,30 +557,95 @@ def _job_retry_config() -> RetryConfig:
 
 
 def _schedule_retry(
-    job: ReplyJob, error: str, *, retry_after: float | None = None, not_sent: bool = False
+    job: ReplyJob,
+    reason: str,
+    *,
+    retry_after: float | None = None,
+    not_sent: bool = False,
+    error: BaseException | None = None,
 ) -> ProcessOutcome:
     """Back to pending after the backoff (raised to a capped Retry-After). ``send_started_at`` is
     cleared only with ``not_sent`` (the failure proved nothing left); otherwise it stays, and the
-    next attempt reconciles before sending."""
+    next attempt reconciles before sending. ``error`` (the exception, with its HTTP status) goes
+    to the dead letter if this was the last attempt."""
     if job.attempts >= settings.REPLY_MAX_ATTEMPTS:
-        return _bury(job, f"gave up after {job.attempts} attempts; last error: {error}", not_sent=not_sent)
+        return _bury(
+            job,
+            f"gave up after {job.attempts} attempts; last error: {reason}",
+            not_sent=not_sent,
+            error=error,
+            dependency=green_api.DEPENDENCY if isinstance(error, green_api.GreenApiError) else "",
+            reason_code="attempts_exhausted",
+        )
+    error_text = reason
     delay = retry_delay(_job_retry_config(), max(1, job.attempts), retry_after=retry_after)
     fields: dict[str, Any] = {
         "status": ReplyJob.Status.PENDING,
         "next_attempt_at": timezone.now() + timedelta(seconds=delay),
         "lease_expires_at": None,
-        "last_error": error[:2000],
+        "last_error": error_text[:2000],
     }
     if not_sent:
         fields["send_started_at"] = None
     with transaction.atomic():
         _fenced(job, **fields)
         reply_job_enqueue_on_commit(job_id=job.pk, countdown=delay)
-    return ProcessOutcome(job.pk, "retry", f"in {delay:.1f}s: {error}")
+    return ProcessOutcome(job.pk, "retry", f"in {delay:.1f}s: {error_text}")
 
 
-def _bury(job: ReplyJob, reason: str, *, not_sent: bool = False) -> ProcessOutcome:
-    """Dead (visible in admin). An unknown send keeps ``send_started_at``: a requeue reconciles."""
+#: The dead-letter kinds of a reply: one open letter per job across both.
+REPLY_KINDS = (DeadLetter.Kind.REPLY_GENERATION, DeadLetter.Kind.REPLY_SEND)
+
+
+def _failure(
+    job: ReplyJob, reason: str, *, error: BaseException | None, dependency: str, reason_code: str
+) -> dead_letters.Failure:
+    conversation = job.inbound.conversation
+    hotel, guest = conversation.hotel, conversation.guest
+    first_failure = (
+        DeliveryAttempt.objects.filter(job_id=job.pk)
+        .exclude(outcome__in=[DeliveryAttempt.Outcome.OK, DeliveryAttempt.Outcome.DEGRADED])
+        .order_by("started_at")
+        .values_list("started_at", flat=True)
+        .first()
+    )
+    return dead_letters.Failure(
+        kind=DeadLetter.Kind.REPLY_SEND if job.reply_text else DeadLetter.Kind.REPLY_GENERATION,
+        reason_code=reason_code,
+        reason=green_api.mask_token(reason),
+        subject=f"reply job {job.pk}",
+        subject_type="messaging.replyjob",
+        subject_id=job.pk,
+        tenant=str(hotel.pk),
+        dependency=dependency,
+        error=error,
+        http_status=_status(error),
+        attempts=job.attempts,
+        first_failed_at=first_failure,
+        payload={
+            "job_id": job.pk,
+            "inbound_message_id": job.inbound_id,
+            "hotel_id": hotel.pk,
+            "guest": {
+                "display_name": guest.display_name,
+                "chat_id": green_api.mask_chat_id(guest.chat_id),
+            },
+        },
+        secrets=(hotel.green_api_token,),
+    )
+
+
+def _bury(
+    job: ReplyJob,
+    reason: str,
+    *,
+    not_sent: bool = False,
+    error: BaseException | None = None,
+    dependency: str = "",
+    reason_code: str = "refused",
+) -> ProcessOutcome:
+    """Dead, with its dead letter in the same transaction (so neither exists without the other).
+    An unknown send keeps ``send_started_at``: a redrive reconciles before sending again."""
     now = timezone.now()
     fields: dict[str, Any] = {
         "status": ReplyJob.Status.DEAD,
@@ -431,6 +661,10 @@ def _bury(job: ReplyJob, reason: str, *, not_sent: bool = False) -> ProcessOutco
             Message.objects.filter(pk=job.outbound.pk).update(
                 status=Message.Status.FAILED, failed_at=now, status_detail=reason[:300]
             )
+        dead_letters.record_failure(
+            _failure(job, reason, error=error, dependency=dependency, reason_code=reason_code),
+            same_kinds=REPLY_KINDS,
+        )
     REPLIES.labels("dead").inc()
     logger.error("reply job %s is dead: %s", job.pk, reason)
     return ProcessOutcome(job.pk, "dead", reason)

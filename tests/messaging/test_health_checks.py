@@ -34,7 +34,7 @@ def provider_checks(client: Client) -> dict[str, dict[str, object]]:
     return {name: body["checks"][name] for name in ("green_api_instances", "deepseek")}
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_provider_checks_are_cached_a_second_probe_makes_no_provider_call(
     client: Client, fake_green: FakeGreenApi, fake_deepseek: FakeDeepSeek
 ) -> None:
@@ -54,7 +54,7 @@ def test_provider_checks_are_cached_a_second_probe_makes_no_provider_call(
     assert len(fake_deepseek.journal(path_regex="models")) == 1
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_health_monitor_refreshes_provider_states_and_names_the_unauthorized_hotel(
     client: Client, fake_green: FakeGreenApi, fake_deepseek: FakeDeepSeek
 ) -> None:
@@ -73,7 +73,7 @@ def test_health_monitor_refreshes_provider_states_and_names_the_unauthorized_hot
     assert len(fake_green.journal("getStateInstance")) == 2  # first probe + the monitor's refresh
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_deepseek_check_says_when_the_key_is_refused(fake_deepseek: FakeDeepSeek, settings) -> None:
     settings.DEEPSEEK_API_KEY = "sk-wrong"
     with pytest.raises(health.ServiceUnavailable) as info:
@@ -82,7 +82,7 @@ def test_deepseek_check_says_when_the_key_is_refused(fake_deepseek: FakeDeepSeek
     assert "DEEPSEEK_API_KEY" in info.value.message
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_reply_backlog_warns_then_fails_above_the_limit(settings) -> None:
     settings.HEALTH_REPLY_BACKLOG_SECONDS = 60
     settings.HEALTH_REPLY_BACKLOG_MAX = 2

@@ -100,7 +100,7 @@ def test_ready_checks_the_database_only_and_ignores_a_hung_redis(client: Client,
     assert body["checks"]["database"]["response_time_ms"] >= 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Client) -> None:
     services.heartbeat_record(name="reply_sweeper")
     status, body, _ = get_json(client, "/health/detailed/")
@@ -121,7 +121,7 @@ def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Cli
     assert set(same_body["checks"]) == names
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_a_warning_answers_200_and_a_failure_500(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     def warn() -> str:
         raise health.ServiceWarning("just so you know")
@@ -182,7 +182,7 @@ def test_redis_check_answers_in_time_while_redis_hangs() -> None:
     assert "fall back to the database" in result.error.message
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_the_full_probe_answers_in_time_while_redis_hangs(client: Client, settings) -> None:
     with HungTcpServer() as hung:
         settings.REDIS_URL = hung.url
@@ -226,7 +226,7 @@ def test_cached_check_probes_once_within_the_cache_period(settings) -> None:
 
 
 # --- individual checks -----------------------------------------------------------------------------------
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_beat_heartbeat_fails_when_missing_or_older_than_three_intervals(settings) -> None:
     settings.REPLY_SWEEP_INTERVAL = 10.0
     check = health.HeartbeatCheck(job="reply_sweeper", interval=lambda: settings.REPLY_SWEEP_INTERVAL)
@@ -249,7 +249,7 @@ def _dead_letter(reason: str = "not_json") -> DeadLetter:
     )
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_dead_letter_backlog_warns_above_the_threshold(settings) -> None:
     settings.HEALTH_DEAD_LETTER_MAX = 1
     _dead_letter()
@@ -279,7 +279,7 @@ def test_dlq_endpoint_groups_by_kind_status_and_reason(client: Client) -> None:
     assert body["oldest_pending_age_seconds"] >= 0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_open_breaker_is_a_warning_naming_it_and_since_when(client: Client) -> None:
     for name in ("green_api", "deepseek"):  # transactional tests flush the seeded rows
         BreakerConfig.objects.get_or_create(name=name)
@@ -352,7 +352,7 @@ def test_disk_and_memory_warn_at_their_thresholds(settings, tmp_path) -> None:
 
 
 # --- metrics, monitor, command -------------------------------------------------------------------------
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_every_check_run_records_duration_and_status() -> None:
     def sample(name: str, check: str) -> float:
         return REGISTRY.get_sample_value(name, {"check": check}) or 0.0
@@ -369,7 +369,7 @@ def test_every_check_run_records_duration_and_status() -> None:
     assert sample("health_check_status", "always_down") == 0.0
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyPatch) -> None:
     from reliability.tasks import health_monitor
 
@@ -387,7 +387,7 @@ def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyP
     assert len(pings) == 2  # the monitor refreshes even within the cache period
 
 
-@pytest.mark.django_db(transaction=True)
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_manage_py_health_check_runs_our_checks_without_http(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         call_command("health_check", "health-ready", "--no-http")

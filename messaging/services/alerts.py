@@ -1,0 +1,167 @@
+"""Staff alerts about guests left without an answer: a dead reply, or a wait past the SLA.
+
+One mail per event to the hotel's ``staff_email`` (when set) and to ``ADMINS`` (``mail_admins``),
+saying which hotel, which guest (name and chat id masked to its last 4 digits), what they asked,
+why no answer went out, and where to answer by hand. Phone numbers and tokens never appear in full.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.mail import mail_admins, send_mail
+from django.db.models import Exists, OuterRef
+from django.urls import reverse
+from django.utils import timezone
+
+from messaging.clients import green_api
+from messaging.models import ReplyJob
+from reliability.models import DeadLetter
+from reliability.services import storable_text
+
+logger = logging.getLogger(__name__)
+
+#: Jobs whose guest wrote longer ago than this are not flagged any more (a first deployment, or a
+#: long outage of the beat, must not mail about every old job at once).
+SLA_LOOKBACK = timedelta(hours=24)
+
+
+def absolute_url(path: str) -> str:
+    return f"{settings.SITE_URL}{path}"
+
+
+def reply_job_links(job_id: int, inbound_id: int) -> list[tuple[str, str]]:
+    """Admin pages of a reply job (relative URLs): the job, the guest's message, answer by hand."""
+    return [
+        ("Reply job", reverse("admin:messaging_replyjob_change", args=[job_id])),
+        ("Guest message", reverse("admin:messaging_message_change", args=[inbound_id])),
+        ("Answer by hand", reverse("admin:messaging_replyjob_answer", args=[job_id])),
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    subject: str
+    body: str
+    recipients: list[str]
+
+
+def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter | None) -> Alert:
+    conversation = job.inbound.conversation
+    hotel, guest = conversation.hotel, conversation.guest
+    secrets = (hotel.green_api_token,)
+    guest_line = f"{guest.display_name or 'guest'} ({green_api.mask_chat_id(guest.chat_id)})"
+    question = job.inbound.text.strip() or f"[{job.inbound.message_type}]"
+    received = job.inbound.created_at
+    lines = [
+        headline,
+        "",
+        f"Hotel: {hotel.name}",
+        f"Guest: {guest_line}",
+        f"Received: {received:%Y-%m-%d %H:%M:%S} UTC",
+        "Their message:",
+        *(f"  > {line}" for line in question.splitlines()),
+        "",
+        "Why no answer went out:",
+        *(f"  {line}" for line in why),
+        "",
+        f"Answer by hand: {absolute_url(reverse('admin:messaging_replyjob_answer', args=[job.pk]))}",
+        f"Reply job: {absolute_url(reverse('admin:messaging_replyjob_change', args=[job.pk]))}",
+    ]
+    if letter is not None:
+        lines.append(
+            f"Dead letter: {absolute_url(reverse('admin:reliability_deadletter_change', args=[letter.pk]))}"
+        )
+    body = storable_text(green_api.mask_token("\n".join(lines)), secrets=secrets)
+    # A guest's own number in their own question is theirs to write, not ours to forward in full.
+    number = guest.chat_id.partition("@")[0]
+    if len(number) > 4:
+        body = body.replace(number, green_api.mask_chat_id(number))
+    subject = f"{headline} ({hotel.name}, {green_api.mask_chat_id(guest.chat_id)})"
+    return Alert(
+        subject=subject[:180], body=body, recipients=[hotel.staff_email] if hotel.staff_email else []
+    )
+
+
+def _send(alert: Alert) -> None:
+    if alert.recipients:
+        send_mail(alert.subject, alert.body, None, alert.recipients)
+    mail_admins(alert.subject, alert.body)
+
+
+def _job(job_id: int | None) -> ReplyJob | None:
+    if job_id is None:
+        return None
+    return (
+        ReplyJob.objects.select_related("inbound__conversation__hotel", "inbound__conversation__guest")
+        .filter(pk=job_id)
+        .first()
+    )
+
+
+def dead_reply_alert_send(*, letter: DeadLetter) -> bool:
+    """Mail staff that a reply died (the dead-letter handler's ``alert``). False if the job is gone."""
+    job = _job(letter.subject_id)
+    if job is None:
+        return False
+    why = [
+        f"Category: {letter.get_category_display()}"
+        + (" (needs a human: a retry cannot fix it)" if letter.status == DeadLetter.Status.MANUAL else ""),
+        f"Reason: {letter.reason}",
+    ]
+    if letter.error_message:
+        why.append(f"Last error: {letter.error_message[:500]}")
+    if letter.status == DeadLetter.Status.PENDING and letter.next_redrive_at is not None:
+        why.append(f"It will be retried automatically from {letter.next_redrive_at:%H:%M:%S} UTC.")
+    _send(_compose(job, headline="A guest's reply failed", why=why, letter=letter))
+    return True
+
+
+def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Beat task: mail staff once per job about guests waiting longer than ``REPLY_SLA_SECONDS``
+    without any answer (job not done). Jobs whose open dead letter already alerted staff are left
+    out (they were told). Returns how many jobs were flagged."""
+    now = now or timezone.now()
+    alerted_letter = DeadLetter.objects.filter(
+        subject_type="messaging.replyjob",
+        subject_id=OuterRef("pk"),
+        status__in=DeadLetter.OPEN_STATUSES,
+        alerted_at__isnull=False,
+    )
+    waiting = (
+        ReplyJob.objects.filter(
+            sla_alerted_at__isnull=True,
+            inbound__created_at__lte=now - timedelta(seconds=settings.REPLY_SLA_SECONDS),
+            inbound__created_at__gte=now - SLA_LOOKBACK,
+        )
+        .exclude(status=ReplyJob.Status.DONE)
+        .exclude(Exists(alerted_letter))
+        .order_by("inbound__created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    flagged = 0
+    for job_id in list(waiting):
+        # Claim the flag first (one conditional UPDATE): two beats never mail the same job twice.
+        if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
+            continue
+        job = _job(job_id)
+        if job is None:
+            continue
+        waited = int((now - job.inbound.created_at).total_seconds() // 60)
+        why = [
+            f"Waiting {waited} min (the limit is {settings.REPLY_SLA_SECONDS / 60:g} min); "
+            f"the reply job is {job.get_status_display()} after {job.attempts} attempt(s).",
+        ]
+        if job.last_error:
+            why.append(f"Last error: {storable_text(job.last_error[:500])}")
+        try:
+            _send(_compose(job, headline="A guest is waiting for an answer", why=why, letter=None))
+        except Exception:
+            logger.exception("reply job %s: SLA alert mail failed", job_id)
+            ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
+            continue
+        flagged += 1
+    return flagged
