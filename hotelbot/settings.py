@@ -82,6 +82,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
+    "reliability.middleware.DegradationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,6 +242,10 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reliability.tasks.redrive_dead_letters",
         "schedule": env_float("DLQ_REDRIVE_INTERVAL", 60.0),
     },
+    "reliability.evaluate_degradation": {
+        "task": "reliability.tasks.evaluate_degradation",
+        "schedule": env_float("DEGRADATION_EVALUATE_INTERVAL", 15.0),
+    },
     "messaging.purge_deferred_statuses": {
         "task": "messaging.tasks.purge_deferred_statuses",
         "schedule": 3600.0,
@@ -388,3 +394,18 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 # Shared pacing slots live in Redis; without it in the database (table reliability_ratelimitslot).
 RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", BREAKER_REDIS_URL)
 RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")
+
+# --- Graceful degradation (issue 9) --------------------------------------------------------------
+# Every process re-reads the degradation state (one primary-key SELECT) at most this often; between
+# reads a switch lookup costs no I/O. Processes agree within about this many seconds.
+DEGRADATION_REFRESH_SECONDS = env_float("DEGRADATION_REFRESH_SECONDS", 1.0)
+# The rules must have asked for a lower level this long, without a break, before it goes down.
+DEGRADATION_RECOVERY_SECONDS = env_float("DEGRADATION_RECOVERY_SECONDS", 60.0)
+# Retry-After (seconds) of the 503s the degradation middleware answers.
+DEGRADATION_RETRY_AFTER = env_float("DEGRADATION_RETRY_AFTER", 60.0)
+# Mail on moves to SEVERE or worse and on recovery: DJANGO_ADMINS="Ops <ops@example.com>,b@example.com".
+ADMINS = [
+    (entry.split("<")[0].strip() or entry, entry.split("<")[-1].rstrip(">").strip())
+    for entry in env_list("DJANGO_ADMINS", "")
+]
+SERVER_EMAIL = env_str("DJANGO_SERVER_EMAIL", "hotelbot@localhost")

@@ -191,3 +191,6 @@ class BreakerStateAdmin(RecordAdmin):
 
     list_display = ("name", "state", "open_until", "epoch", "updated_at")
     readonly_fields = ("name", "state", "open_until", "epoch", "data", "updated_at")
+
+
+from reliability import admin_degradation  # noqa: E402, F401  (degradation admin, issue 9)

@@ -46,3 +46,15 @@ RATE_LIMIT_WAIT_SECONDS = Histogram(
     ["dependency"],
     buckets=(0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 5),
 )
+
+# --- Degradation (issue 9) ---
+DEGRADATION_LEVEL = Gauge(
+    "system_degradation_level",
+    "Degradation level in force: 0 normal, 1 minor, 2 moderate, 3 severe, 4 critical.",
+    multiprocess_mode="livemostrecent",
+)
+DEGRADATION_EVENTS = Counter(
+    "degradation_events_total",
+    "Changes of the degradation level or switches in force, by level before and after.",
+    ["from", "to"],
+)

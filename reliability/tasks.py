@@ -11,3 +11,11 @@ from reliability import dead_letters
 def redrive_dead_letters() -> dict[str, int]:
     outcome = dead_letters.redrive_due()
     return {"retried": outcome.retried, "resolved": outcome.resolved, "refused": outcome.refused}
+
+
+# --- Degradation (issue 9) ---
+@shared_task(name="reliability.tasks.evaluate_degradation", ignore_result=True)
+def evaluate_degradation() -> int:
+    from reliability import degradation
+
+    return int(degradation.degradation_evaluate().level)
