@@ -12,13 +12,14 @@ import os
 import sys
 from pathlib import Path
 
-from bench import breaker_bench, embedded_bench, http_bench, webhook_bench
+from bench import breaker_bench, degradation_bench, embedded_bench, http_bench, webhook_bench
 
 TARGETS = (
     *breaker_bench.TARGETS,
     breaker_bench.Target("http_overhead_ratio", 1.03),
     breaker_bench.Target("webhook_hung_broker_p99_ms", 100.0),
     breaker_bench.Target("embedded_reply_p95_ms", 1000.0),
+    breaker_bench.Target("degradation_check_ns", 1000.0),
 )
 RESULTS = Path(__file__).resolve().parent.parent / "bench-results.json"
 
@@ -35,6 +36,8 @@ def main() -> int:
         f"reply latency on the embedded default at {embedded_bench.RATE:g} guest messages/s ...", flush=True
     )
     results.update(embedded_bench.measure())
+    print("degradation switch lookup on the hot path ...", flush=True)
+    results.update(degradation_bench.measure())
     width = max(len(k) for k in results)
     print()
     for key, value in results.items():

@@ -83,6 +83,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
+    "reliability.middleware.DegradationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -240,6 +242,10 @@ CELERY_BEAT_SCHEDULE = {
     "reliability.redrive_dead_letters": {
         "task": "reliability.tasks.redrive_dead_letters",
         "schedule": env_float("DLQ_REDRIVE_INTERVAL", 60.0),
+    },
+    "reliability.evaluate_degradation": {
+        "task": "reliability.tasks.evaluate_degradation",
+        "schedule": env_float("DEGRADATION_EVALUATE_INTERVAL", 15.0),
     },
     "messaging.purge_deferred_statuses": {
         "task": "messaging.tasks.purge_deferred_statuses",
@@ -509,3 +515,12 @@ elif env_str("EMAIL_HOST"):
 elif DEBUG:
     # make run: alert mails are printed by the worker/web process instead of going nowhere.
     EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+# --- Graceful degradation (issue 9) --------------------------------------------------------------
+# Every process re-reads the degradation state (one primary-key SELECT) at most this often; between
+# reads a switch lookup costs no I/O. Processes agree within about this many seconds.
+DEGRADATION_REFRESH_SECONDS = env_float("DEGRADATION_REFRESH_SECONDS", 1.0)
+# The rules must have asked for a lower level this long, without a break, before it goes down.
+DEGRADATION_RECOVERY_SECONDS = env_float("DEGRADATION_RECOVERY_SECONDS", 60.0)
+# Retry-After (seconds) of the 503s the degradation middleware answers.
+DEGRADATION_RETRY_AFTER = env_float("DEGRADATION_RETRY_AFTER", 60.0)
+# Moves to SEVERE or worse, and the recovery from them, are mailed to ADMINS (see Mail above).

@@ -9,6 +9,7 @@ urlpatterns = [
     path("webhooks/", include("messaging.api.webhook_urls")),
     # TEMPORARY (ops branch): the api helper's reliability/api/urls.py includes this at merge.
     path("api/v1/", include("reliability.api.urls_reports")),
+    path("api/v1/", include("reliability.api.urls_degradation")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Liveness: the process answers (no dependency). Readiness: what a pod needs to take traffic

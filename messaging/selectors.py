@@ -101,3 +101,46 @@ def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tup
 def hotels_for_health() -> list[Hotel]:
     """Every hotel, for the instance-state health check."""
     return list(Hotel.objects.order_by("name", "pk"))
+
+
+# --- Degradation signals (issue 9) -----------------------------------------------------------------
+def reply_backlog_count() -> int:
+    """Reply jobs due and unfinished: pending and due, or being processed (parked ones excluded:
+    they wait for a provider, not for us)."""
+    from django.db.models import Q
+    from django.utils import timezone
+
+    from messaging.models import ReplyJob
+
+    now = timezone.now()
+    return ReplyJob.objects.filter(
+        Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=now) | Q(status=ReplyJob.Status.IN_PROGRESS)
+    ).count()
+
+
+def reply_latency_p95(*, minutes: float = 5.0, limit: int = 2000) -> float | None:
+    """p95 of seconds from a guest's message to its reply's completion, over jobs completed in the
+    last ``minutes`` (at most ``limit`` of the latest); None when there were none."""
+    from datetime import timedelta
+
+    from django.db.models import DurationField, ExpressionWrapper, F
+    from django.utils import timezone
+
+    from messaging.models import ReplyJob
+
+    since = timezone.now() - timedelta(minutes=minutes)
+    latencies = sorted(
+        d.total_seconds()
+        for d in ReplyJob.objects.filter(status=ReplyJob.Status.DONE, completed_at__gte=since)
+        .annotate(
+            latency=ExpressionWrapper(
+                F("completed_at") - F("inbound__created_at"), output_field=DurationField()
+            )
+        )
+        .order_by("-completed_at")
+        .values_list("latency", flat=True)[:limit]
+        if d is not None
+    )
+    if not latencies:
+        return None
+    return latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]

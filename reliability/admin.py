@@ -210,4 +210,5 @@ class HeartbeatAdmin(RecordAdmin):
     list_display = ("name", "last_seen_at", "process")
 
 
-from reliability import admin_reports  # noqa: E402, F401  registers the stored reliability reports
+# Admin modules of their own (degradation, stored reports) register their models on import.
+from reliability import admin_degradation, admin_reports  # noqa: E402, F401

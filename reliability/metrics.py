@@ -59,3 +59,15 @@ HEALTH_CHECK_STATUS = Gauge(
     "Result of the last run of a health check in this process: 1 ok (or warning), 0 failing.",
     ["check"],
 )
+
+# --- Degradation (issue 9) ---
+DEGRADATION_LEVEL = Gauge(
+    "system_degradation_level",
+    "Degradation level in force: 0 normal, 1 minor, 2 moderate, 3 severe, 4 critical.",
+    multiprocess_mode="livemostrecent",
+)
+DEGRADATION_EVENTS = Counter(
+    "degradation_events_total",
+    "Changes of the degradation level or switches in force, by level before and after.",
+    ["from", "to"],
+)

@@ -491,3 +491,190 @@ class Heartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} @ {self.last_seen_at:%Y-%m-%d %H:%M:%S}"
+
+
+# --- Degradation (issue 9) -------------------------------------------------------------------------
+class DegradationLevel(models.IntegerChoices):
+    """Ordered: a higher level is worse. CRITICAL also puts the site in read-only mode."""
+
+    NORMAL = 0, "normal"
+    MINOR = 1, "minor"
+    MODERATE = 2, "moderate"
+    SEVERE = 3, "severe"
+    CRITICAL = 4, "critical"
+
+
+class Switch(models.TextChoices):
+    """Feature switches code asks by name (``reliability.degradation.is_enabled``); all on by default."""
+
+    AI_REPLIES = "ai_replies", "ai_replies (off: canned FAQ answers, DeepSeek not called)"
+    OUTBOUND_SENDING = "outbound_sending", "outbound_sending (off: replies wait, drained in order later)"
+    WEBHOOK_INTAKE = "webhook_intake", "webhook_intake (off: webhook answers 503 + Retry-After)"
+    API_WRITES = "api_writes", "api_writes (off: unsafe methods on /api/ answer 503)"
+    WRITES = "writes", "writes (off: read-only mode, every unsafe request answers 503)"
+
+
+def _validate_switches(value: Any) -> None:
+    if not isinstance(value, list) or any(item not in Switch.values for item in value):
+        raise ValidationError(f"A list of switch names from: {', '.join(Switch.values)}.")
+
+
+class DegradationRule(models.Model):
+    """A condition that, while true, holds the system at least at ``level`` with ``switches_off`` off."""
+
+    class Condition(models.TextChoices):
+        BREAKER_OPEN = "breaker_open", "breaker open or forced open (target: dependency)"
+        BREAKER_HALF_OPEN = "breaker_half_open", "breaker half-open (target: dependency)"
+        HEALTH_FAILING = "health_failing", "health check failing (target: check name)"
+        DEAD_LETTER_BACKLOG_ABOVE = "dead_letter_backlog_above", "open dead letters above threshold"
+        REPLY_BACKLOG_ABOVE = "reply_backlog_above", "reply jobs due and unfinished above threshold"
+        REPLY_P95_ABOVE = "reply_p95_above", "reply latency p95 above threshold (seconds)"
+
+    #: Conditions that name a target (a dependency or a health check) and ignore the threshold.
+    TARGETED = (Condition.BREAKER_OPEN, Condition.BREAKER_HALF_OPEN, Condition.HEALTH_FAILING)
+
+    name = models.CharField(max_length=100, unique=True, help_text="Shown in events as the cause.")
+    enabled = models.BooleanField(default=True, help_text="Disabled rules are never evaluated.")
+    condition = models.CharField(max_length=40, choices=Condition.choices, help_text="What is checked.")
+    target = models.CharField(
+        max_length=100,
+        blank=True,
+        help_text="Dependency (breaker name, e.g. green_api) or health check name; empty for backlogs.",
+    )
+    threshold = models.FloatField(
+        default=0.0, help_text="N for the backlog conditions (count), seconds for reply_p95_above."
+    )
+    level = models.PositiveSmallIntegerField(
+        choices=DegradationLevel.choices,
+        default=DegradationLevel.MINOR,
+        help_text="While the condition holds the system is at least at this level.",
+    )
+    switches_off = models.JSONField(
+        default=list,
+        blank=True,
+        validators=[_validate_switches],
+        help_text='Switches turned off while the condition holds, e.g. ["ai_replies"].',
+    )
+    description = models.CharField(max_length=300, blank=True, help_text="Why this rule exists.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-level", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def clean(self) -> None:
+        if self.condition in self.TARGETED and not self.target.strip():
+            raise ValidationError({"target": "This condition needs a dependency or health check name."})
+        if self.condition not in self.TARGETED and self.threshold < 0:
+            raise ValidationError({"threshold": "Must be zero or more."})
+
+
+class DegradationState(models.Model):
+    """The one row (pk=1) every process reads, at most once per DEGRADATION_REFRESH_SECONDS.
+
+    ``level`` / ``switches_off`` are in force (the manual override when active, else the rules after
+    hysteresis); ``auto_*`` are what the rules hold; ``maintenance`` repeats the active dependency
+    maintenance so one indexed read gives a process everything.
+    """
+
+    level = models.PositiveSmallIntegerField(
+        choices=DegradationLevel.choices, default=DegradationLevel.NORMAL, help_text="Level in force."
+    )
+    switches_off = models.JSONField(default=list, blank=True, help_text="Switches off in force.")
+    cause = models.CharField(max_length=300, blank=True, help_text="Why (rules or override reason).")
+    since = models.DateTimeField(default=timezone.now, help_text="When the level in force last changed.")
+    maintenance = models.JSONField(
+        default=list, blank=True, help_text="Dependencies under maintenance (from DependencyMaintenance)."
+    )
+    override_level = models.PositiveSmallIntegerField(
+        choices=DegradationLevel.choices,
+        null=True,
+        blank=True,
+        help_text="Staff override of the level (empty: the rules decide).",
+    )
+    override_switches_off = models.JSONField(
+        default=list, blank=True, help_text="Switches the override turns off."
+    )
+    override_reason = models.CharField(max_length=300, blank=True, help_text="Why staff set the override.")
+    override_until = models.DateTimeField(
+        null=True, blank=True, help_text="The override ends by itself at this time (empty: until cleared)."
+    )
+    override_actor = models.CharField(max_length=150, blank=True, help_text="Who set the override.")
+    auto_level = models.PositiveSmallIntegerField(
+        choices=DegradationLevel.choices,
+        default=DegradationLevel.NORMAL,
+        help_text="Level the rules hold (after hysteresis).",
+    )
+    auto_switches_off = models.JSONField(default=list, blank=True, help_text="Switches the rules hold off.")
+    auto_cause = models.CharField(max_length=300, blank=True, help_text="Rules that hold the level.")
+    clear_since = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="Hysteresis: since when the rules ask for less than they hold (empty: they agree).",
+    )
+    recovery_level = models.PositiveSmallIntegerField(
+        choices=DegradationLevel.choices,
+        null=True,
+        blank=True,
+        help_text="Hysteresis: the worst level the rules asked for since clear_since.",
+    )
+    recovery_switches_off = models.JSONField(
+        default=list, blank=True, help_text="Hysteresis: switches the rules asked off since clear_since."
+    )
+    evaluated_at = models.DateTimeField(null=True, blank=True, help_text="Last run of the evaluator.")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        verbose_name = "degradation state"
+        verbose_name_plural = "degradation state"
+
+    def __str__(self) -> str:
+        return f"{DegradationLevel(self.level).label}"
+
+    def override_active(self, now: Any = None) -> bool:
+        if self.override_level is None:
+            return False
+        return self.override_until is None or self.override_until > (now or timezone.now())
+
+
+class DegradationEvent(models.Model):
+    """The level (or the switches off) in force changed."""
+
+    from_level = models.PositiveSmallIntegerField(choices=DegradationLevel.choices)
+    to_level = models.PositiveSmallIntegerField(choices=DegradationLevel.choices, db_index=True)
+    switches_off = models.JSONField(default=list, blank=True, help_text="Switches off after the change.")
+    cause = models.CharField(max_length=300, help_text="Rules, override or maintenance that caused it.")
+    actor = models.CharField(max_length=150, help_text="Who: a username, or 'system' (the evaluator).")
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{DegradationLevel(self.from_level).label} → {DegradationLevel(self.to_level).label}"
+
+
+class DependencyMaintenance(models.Model):
+    """Staff mark a dependency as under maintenance: its work waits (pending recovery) until it ends."""
+
+    dependency = models.CharField(
+        max_length=100, db_index=True, help_text="Dependency name, e.g. green_api or deepseek."
+    )
+    reason = models.CharField(max_length=300, help_text="Why (the provider's notice, a ticket).")
+    until = models.DateTimeField(
+        null=True, blank=True, help_text="Ends by itself at this time (empty: until ended by staff)."
+    )
+    actor = models.CharField(max_length=150, help_text="Who started it.")
+    active = models.BooleanField(default=True, db_index=True, help_text="False once ended.")
+    started_at = models.DateTimeField(default=timezone.now)
+    ended_at = models.DateTimeField(null=True, blank=True)
+    ended_by = models.CharField(max_length=150, blank=True, help_text="Who ended it ('system': expired).")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        verbose_name_plural = "dependency maintenance"
+
+    def __str__(self) -> str:
+        return f"{self.dependency} ({'active' if self.active else 'ended'})"

@@ -36,3 +36,11 @@ def health_monitor() -> dict[str, str]:
 def breaker_monitor() -> int:
     """Every 2 minutes: alert once per episode for breakers open longer than BREAKER_OPEN_ALERT_SECONDS."""
     return services.breaker_open_alerts_send()
+
+
+# --- Degradation (issue 9) ---
+@shared_task(name="reliability.tasks.evaluate_degradation", ignore_result=True)
+def evaluate_degradation() -> int:
+    from reliability import degradation
+
+    return int(degradation.degradation_evaluate().level)

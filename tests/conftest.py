@@ -34,7 +34,7 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     write_pending_events() to check them."""
     import uuid
 
-    from reliability import ratelimit
+    from reliability import degradation, ratelimit
     from reliability.breaker import registry
     from reliability.retry import reset_retry_registry
 
@@ -45,7 +45,9 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     registry.reset_for_tests()
     reset_retry_registry()
     ratelimit.reset_for_tests()
+    degradation.reset_for_tests()
     yield
     registry.reset_for_tests()
     reset_retry_registry()
     ratelimit.reset_for_tests()
+    degradation.reset_for_tests()

@@ -41,7 +41,7 @@ from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from messaging.services import statuses
-from reliability import dead_letters
+from reliability import dead_letters, degradation
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.metrics import REPLIES
@@ -283,6 +283,13 @@ def _generate(job: ReplyJob) -> tuple[str, str, int | None]:
     if inbound.message_type not in TEXT_TYPES or not inbound.text.strip() or SWE001_MARKER in inbound.text:
         # Media or an undelivered-message marker: the designed answer, not a degradation.
         return canned_reply(facts, inbound.text, type_message=inbound.message_type), "", None
+    if not degradation.is_enabled("ai_replies") or degradation.under_maintenance(deepseek.DEPENDENCY):
+        # Degradation switch or staff maintenance: the FAQ answer, without asking the AI.
+        why = (
+            "ai_replies switched off" if not degradation.is_enabled("ai_replies") else "deepseek maintenance"
+        )
+        logger.info("reply job %s: %s, answering from FAQ", job.pk, why)
+        return canned_reply(facts, inbound.text), f"degraded: {why}", None
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
@@ -328,6 +335,9 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
                 status=Message.Status.PENDING,
             )
             _fenced(job, outbound=outbound)
+    paused = sending_paused()
+    if paused:  # like a forced-open breaker: wait, drained in order when sending resumes
+        return _park_pending_provider_recovery(job, 0.0, paused)
     hotel = job.inbound.conversation.hotel
     client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token)
     chat_id = job.inbound.conversation.guest.chat_id
@@ -692,14 +702,26 @@ def _park_pending_provider_recovery(
     return ProcessOutcome(job.pk, PENDING_PROVIDER_RECOVERY, job.last_error)
 
 
+def sending_paused() -> str | None:
+    """Why sends must wait now (``outbound_sending`` off, Green API maintenance), or None."""
+    if not degradation.is_enabled("outbound_sending"):
+        return "outbound_sending switched off"
+    if degradation.under_maintenance(green_api.DEPENDENCY):
+        return "green_api under maintenance"
+    return None
+
+
 def reply_jobs_drain(*, limit: int = 500) -> int:
     """Release jobs parked while Green API's breaker was open, oldest first.
 
     Breaker admitting calls: release up to ``limit`` at ``GREEN_API_SEND_RATE`` per second
     (staggered countdowns). Open or forced open with its wait over, or half-open: release one job,
     the probe (the snapshot ends a timed force-open on time, so parked replies move within one
-    drain interval of its end). Still open: release nothing.
+    drain interval of its end). Still open: release nothing. Sending paused by degradation
+    (``outbound_sending`` off, Green API maintenance): release nothing, like a forced-open breaker.
     """
+    if sending_paused():
+        return 0
     waiting = ReplyJob.objects.filter(status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY).order_by(
         "next_attempt_at", "pk"
     )
