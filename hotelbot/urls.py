@@ -6,6 +6,7 @@ from health_check.views import HealthCheckView
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("messaging.api.webhook_urls")),
+    path("api/v1/", include("reliability.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     # Liveness: the process answers. Readiness: what a pod needs to take traffic (the database).
