@@ -1,17 +1,16 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from reliability import views as health_views
 
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("messaging.api.webhook_urls")),
-    # TEMPORARY (ops branch): the api helper's reliability/api/urls.py includes this at merge.
-    path("api/v1/", include("reliability.api.urls_reports")),
-    path("api/v1/", include("reliability.api.urls_degradation")),
+    path("api/v1/", include("reliability.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # Liveness: the process answers (no dependency). Readiness: what a pod needs to take traffic
     # (the database only). /health/ and /health/detailed/: every check (reliability/health.py).
     path("health/live/", health_views.HealthView.as_view(scope="live"), name="health-live"),

@@ -18,7 +18,8 @@ from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
 from reliability import selectors
-from reliability.breaker import registry
+from reliability.audit import audit_record
+from reliability.breaker import State, registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -190,3 +191,59 @@ def breaker_open_alerts_send(*, now: datetime | None = None) -> int:
         mail_admins(subject, body, fail_silently=True)
         sent += 1
     return sent
+
+
+# --- breaker actions by staff through the API (audited) ----------------------------------------
+BREAKER_ACTIONS = ("reset", "force_open", "force_close")
+
+
+def breaker_act(
+    *,
+    name: str,
+    action: str,
+    actor: Any,
+    via: str,
+    reason: str = "",
+    until: datetime | None = None,
+) -> BreakerConfig:
+    """One staff action on a breaker, applied live and audited (who, how, why, before/after):
+
+    - ``reset``: clear any override, close with fresh counters (``breaker_reset``);
+    - ``force_open``: reject every call until ``until`` (then half-open) or until cleared; a reason
+      is required;
+    - ``force_close``: clear any override and close now, whatever the state (a tripped OPEN
+      included; counters cleared, like a reset).
+    """
+    if action not in BREAKER_ACTIONS:
+        raise ValidationFailed(
+            f"Unknown breaker action {action!r}.", details={"action": list(BREAKER_ACTIONS)}
+        )
+    before = registry.breaker(name).state.value if BreakerConfig.objects.filter(name=name).exists() else None
+    if before is None:
+        raise NotFound(f"No breaker named {name!r}.")
+    if action == "reset":
+        row = breaker_reset(name=name)
+    elif action == "force_open":
+        row = breaker_set_mode(name=name, mode=BreakerConfig.Mode.FORCED_OPEN, reason=reason, until=until)
+    else:
+        row = breaker_set_mode(name=name, mode=BreakerConfig.Mode.AUTO)
+        cb = registry.breaker(name)
+        if cb.state != State.CLOSED:  # clearing the override closed a forced state; a tripped one too
+            cb.force_close(
+                f"{via}: force close: {reason.strip()}" if reason.strip() else f"{via}: force close"
+            )
+    after = registry.breaker(name).state.value
+    audit_record(
+        actor=actor,
+        via=via,
+        action=f"breaker.{action}",
+        target=row,
+        target_id=name,
+        reason=reason.strip(),
+        details={
+            "from_state": before,
+            "to_state": after,
+            "until": until.isoformat() if until is not None and action == "force_open" else None,
+        },
+    )
+    return row

@@ -18,6 +18,21 @@ def pytest_report_header() -> list[str]:
     ]
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every transactional test (``transaction=True``, ``live_server``) restores the migrations'
+    rows when it ends (serialized rollback). Without it, its flush re-creates content types under
+    new ids and drops the seeded breakers, and the next serialized test fails to restore them."""
+    for item in items:
+        marker = item.get_closest_marker("django_db")
+        transactional = (marker is not None and marker.kwargs.get("transaction")) or any(
+            name in getattr(item, "fixturenames", ()) for name in ("transactional_db", "live_server")
+        )
+        if transactional:
+            kwargs = {**(marker.kwargs if marker is not None else {}), "transaction": True}
+            kwargs["serialized_rollback"] = True
+            item.add_marker(pytest.mark.django_db(**kwargs), append=False)
+
+
 @pytest.fixture
 def webhook_client() -> APIClient:
     from django.conf import settings

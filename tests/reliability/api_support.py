@@ -1,0 +1,129 @@
+"""Shared fixtures of the reliability API tests: users of two hotels, operations, letters."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from reliability import dead_letters
+from reliability.dead_letters import RedriveResult
+from reliability.models import DeadLetter
+from reliability.tenancy import OPERATIONS_GROUP
+from tests.factories import HotelFactory
+
+
+@dataclass
+class World:
+    hotel_a: Any
+    hotel_b: Any
+    staff_a: User
+    staff_b: User
+    ops: User
+    letter_a: DeadLetter
+    letter_b: DeadLetter
+    quarantine_a: DeadLetter
+    quarantine_b: DeadLetter
+
+
+def _user(name: str, *, staff: bool = True, ops: bool = False) -> User:
+    user = User.objects.create_user(name, f"{name}@example.com", "pw", is_staff=staff)
+    if ops:
+        group, _ = Group.objects.get_or_create(name=OPERATIONS_GROUP)
+        user.groups.add(group)
+    return user
+
+
+def letter(tenant: str, *, kind: str = DeadLetter.Kind.REPLY_SEND, **fields: Any) -> DeadLetter:
+    defaults: dict[str, Any] = {
+        "subject": f"reply job for {tenant}",
+        "reason_code": "attempts_exhausted",
+        "reason": "Green API answered 503 six times",
+        "category": DeadLetter.Category.PROVIDER_5XX,
+        "dependency": "green_api",
+        "status": DeadLetter.Status.PENDING,
+    }
+    if kind == DeadLetter.Kind.WEBHOOK_QUARANTINE:
+        defaults.update(
+            subject="1101000001",
+            reason_code="not_json",
+            reason="body is not JSON",
+            category=DeadLetter.Category.VALIDATION,
+            dependency="",
+            raw="{not json",
+            raw_size=9,
+        )
+    defaults.update(fields)
+    return DeadLetter.objects.create(kind=kind, tenant=tenant, **defaults)
+
+
+@pytest.fixture(autouse=True)
+def fresh_throttle_counts() -> Iterator[None]:
+    """Throttle counts live in the default cache (locmem, or Redis with services): start clean."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    hotel_a = HotelFactory.create(name="Hotel A", green_api_instance_id="1101000001")
+    hotel_b = HotelFactory.create(name="Hotel B", green_api_instance_id="1101000002")
+    staff_a, staff_b, ops = _user("alice"), _user("bob"), _user("olga", ops=True)
+    hotel_a.staff.add(staff_a)
+    hotel_b.staff.add(staff_b)
+    return World(
+        hotel_a=hotel_a,
+        hotel_b=hotel_b,
+        staff_a=staff_a,
+        staff_b=staff_b,
+        ops=ops,
+        letter_a=letter(str(hotel_a.pk)),
+        letter_b=letter(str(hotel_b.pk)),
+        quarantine_a=letter(str(hotel_a.pk), kind=DeadLetter.Kind.WEBHOOK_QUARANTINE),
+        quarantine_b=letter(str(hotel_b.pk), kind=DeadLetter.Kind.WEBHOOK_QUARANTINE),
+    )
+
+
+def client_for(user: User | None) -> APIClient:
+    """A client authenticated with the user's API token (none for ``None``)."""
+    client = APIClient()
+    if user is not None:
+        token, _ = Token.objects.get_or_create(user=user)
+        client.credentials(HTTP_AUTHORIZATION=f"Token {token.key}")
+    return client
+
+
+class RecordingHandler:
+    """A redrive handler for the reply kinds that hands every letter back and remembers it."""
+
+    def __init__(self) -> None:
+        self.redriven: list[int] = []
+
+    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
+        self.redriven.append(letter.pk)
+        return RedriveResult(handed_back=True, detail="requeued")
+
+    def alert(self, letter: DeadLetter) -> None:
+        pass
+
+
+@pytest.fixture
+def handler() -> Iterator[RecordingHandler]:
+    kinds = (DeadLetter.Kind.REPLY_SEND, DeadLetter.Kind.REPLY_GENERATION)
+    previous = {kind: dead_letters.handler_for(kind) for kind in kinds}
+    recording = RecordingHandler()
+    for kind in kinds:
+        dead_letters.register_handler(kind, recording)
+    yield recording
+    for kind, old in previous.items():
+        if old is not None:
+            dead_letters.register_handler(kind, old)
+        else:
+            dead_letters._handlers.pop(kind, None)

@@ -1,0 +1,51 @@
+"""Scoped throttles of the reliability API, counted in the configured default cache (locmem on the
+embedded default, Redis with services: this module runs in both)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from django.core.cache import cache
+
+from tests.reliability import api_support
+from tests.reliability.api_support import World, client_for
+
+pytestmark = pytest.mark.django_db
+
+# fixtures
+world = api_support.world
+_fresh_throttle_counts = api_support.fresh_throttle_counts
+
+
+@pytest.fixture
+def low_rates(settings: Any) -> None:
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"reliability_read": "3/min", "reliability_write": "2/min"},
+    }
+
+
+def test_reads_are_limited_per_user_with_the_envelope_and_retry_after(world: World, low_rates: None) -> None:
+    client = client_for(world.staff_a)
+    for _ in range(3):
+        assert client.get("/api/v1/dead-letters/").status_code == 200
+    response = client.get(f"/api/v1/dead-letters/{world.letter_a.pk}/")
+    assert response.status_code == 429
+    assert response.json()["error"]["code"] == "throttled"
+    assert 0 < int(response["Retry-After"]) <= 60
+    # counted in the default cache under the read scope, per user
+    history = cache.get(f"throttle_reliability_read_{world.staff_a.pk}")
+    assert history is not None
+    assert len(history) == 3
+    # another user has a budget of their own
+    assert client_for(world.staff_b).get("/api/v1/dead-letters/").status_code == 200
+
+
+def test_writes_have_their_own_budget(world: World, low_rates: None) -> None:
+    client = client_for(world.ops)
+    for _ in range(3):
+        client.get("/api/v1/breakers/")
+    assert client.get("/api/v1/breakers/").status_code == 429  # reads used up
+    url = "/api/v1/breakers/green_api/force-close/"
+    assert [client.post(url, {}, format="json").status_code for _ in range(3)] == [200, 200, 429]
