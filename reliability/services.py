@@ -14,6 +14,7 @@ from django.conf import settings
 from django.db import DataError, transaction
 
 from hotelbot.exceptions import NotFound, ValidationFailed
+from reliability.audit import audit_record
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, DeadLetter
 
@@ -67,6 +68,15 @@ def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     if _UNSTORABLE.search(text):
         text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
     return text
+
+
+_PHONE = re.compile(r"\d{5,}")
+
+
+def mask_phone(text: str) -> str:
+    """``text`` with every run of 5+ digits (phone numbers, WhatsApp chat ids) cut to its last 4:
+    ``79001234567@c.us`` → ``•••4567@c.us``. For pages that show guests to people."""
+    return _PHONE.sub(lambda m: "•••" + m.group()[-4:], text)
 
 
 def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:
@@ -135,5 +145,23 @@ def dead_letter_quarantine(
             letter = DeadLetter.objects.create(payload=None, **fields)
     logger.warning(
         "dead letter %s: kind=%s subject=%s reason=%s", letter.pk, kind, fields["subject"], reason_code
+    )
+    return letter
+
+
+def dead_letter_set_notes(*, letter: DeadLetter, notes: str, actor: Any, via: str) -> DeadLetter:
+    """Staff edit a dead letter's notes for colleagues (audited with the previous text)."""
+    previous = DeadLetter.objects.filter(pk=letter.pk).values_list("staff_notes", flat=True).first() or ""
+    if previous == notes:
+        return letter
+    DeadLetter.objects.filter(pk=letter.pk).update(staff_notes=notes)
+    letter.staff_notes = notes
+    audit_record(
+        actor=actor,
+        via=via,
+        action="dead_letter.notes",
+        target=letter,
+        tenant=letter.tenant,
+        details={"previous": previous[-500:]},
     )
     return letter
