@@ -21,6 +21,7 @@ from typing import Any
 from django.contrib import admin
 from django.contrib.admin.apps import AdminConfig
 from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -108,6 +109,25 @@ class OperationsOnly:
     def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
         queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
         return queryset if tenancy.is_operations(request.user) else queryset.none()
+
+    def _operations_or_403(self, request: HttpRequest) -> None:
+        if not tenancy.is_operations(request.user):
+            raise PermissionDenied  # the same answer for every id, existing or not
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().change_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def delete_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().delete_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().history_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        raise Http404(f"No {opts.verbose_name} matches the given query.")
 
 
 class OpsAdminSite(admin.AdminSite):
