@@ -203,7 +203,7 @@ def _timeline(now: datetime, since: datetime, width: float = 720.0) -> tuple[lis
             if x1 > x0:
                 title = f"{state} from {start:%H:%M:%S} to {end:%H:%M:%S}"
                 segments.append(
-                    Segment(x=round(x0, 1), width=round(max(x1 - x0, 0.5), 1), state=state, title=title)
+                    Segment(x=round(x0, 1), width=round(max(x1 - x0, 2.0), 1), state=state, title=title)
                 )
             if event is not None:
                 start, state = event.at, event.to_state
