@@ -1,6 +1,14 @@
-"""Read-mostly admin: hotels are configuration; messages and jobs are records staff inspect."""
+"""Read-mostly admin: hotels are configuration; messages and jobs are records staff inspect.
+
+Each hotel's staff see only their hotels (``Hotel.staff``): every admin here is a ``ScopedAdmin``
+whose queryset is cut to ``selectors.hotels_visible_to(user)`` (operations see every hotel), so a
+foreign id answers 404 and actions ignore foreign ids. Phone numbers (chat ids) show their last 4
+digits only. Deferred statuses cannot be attributed to a hotel: operations only.
+"""
 
 from __future__ import annotations
+
+from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
@@ -11,19 +19,55 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from hotelbot.exceptions import NotFound, ValidationFailed
+from messaging import selectors
 from messaging.clients import green_api
-from messaging.models import Conversation, DeferredStatus, Guest, Hotel, Message, ReplyJob
+from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.selectors import hotels_visible_to
 from messaging.services import manual, replies
+from reliability import tenancy
+from reliability.admin_site import ScopedAdmin
 from reliability.models import AuditEntry
+from reliability.services import mask_phone
+
+HOTEL_FILTER = admin.RelatedOnlyFieldListFilter  # choices: only hotels of rows the user may see
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class HotelScopedAdmin(ScopedAdmin):
+    """Rows reached from a hotel through ``hotel_path`` (e.g. ``conversation__hotel``)."""
+
+    hotel_path = "hotel"
+
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if tenancy.is_operations(request.user):
+            return queryset
+        hotels = selectors.hotels_visible_to(user=request.user)
+        return queryset.filter(**{f"{self.hotel_path}__in": hotels})
+
+
+class ReadOnlyAdmin(HotelScopedAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class OperationsOnlyReadOnlyAdmin(admin.ModelAdmin):
+    """Not attributable to a hotel: the site makes it operations-only; nobody edits it."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.display(description="guest")
+def _guest(guest: Guest) -> str:
+    return mask_phone(str(guest))
 
 
 class HotelForm(forms.ModelForm):
@@ -63,7 +107,10 @@ class HotelForm(forms.ModelForm):
 
 
 @admin.register(Hotel)
-class HotelAdmin(admin.ModelAdmin):
+class HotelAdmin(HotelScopedAdmin):
+    """Staff edit their own hotels' facts; only operations add or delete hotels."""
+
+    hotel_path = "pk"
     form = HotelForm
     list_display = (
         "name",
@@ -95,13 +142,25 @@ class HotelAdmin(admin.ModelAdmin):
         ("Bookkeeping", {"fields": ("created_at", "updated_at")}),
     )
 
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return tenancy.is_operations(request.user) and super().has_add_permission(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)
+
 
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):
-    list_display = ("chat_id", "display_name", "hotel", "last_seen_at")
-    list_filter = ("hotel",)
+    list_display = ("masked_chat_id", "display_name", "hotel", "last_seen_at")
+    list_filter = (("hotel", HOTEL_FILTER),)
     search_fields = ("chat_id", "display_name")
     list_select_related = ("hotel",)
+    fields = ("hotel", "masked_chat_id", "display_name", "created_at", "last_seen_at")
+    readonly_fields = fields
+
+    @admin.display(description="chat id", ordering="chat_id")
+    def masked_chat_id(self, obj: Guest) -> str:
+        return mask_phone(obj.chat_id)
 
 
 class MessageInline(admin.TabularInline):
@@ -118,18 +177,42 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
-    list_display = ("id", "guest", "hotel", "started_at", "last_message_at")
-    list_filter = ("hotel",)
+    list_display = ("id", "masked_guest", "hotel", "started_at", "last_message_at")
+    list_filter = (("hotel", HOTEL_FILTER),)
+    fields = ("hotel", "masked_guest", "started_at", "last_message_at")
+    readonly_fields = fields
     search_fields = ("guest__chat_id", "guest__display_name")
     list_select_related = ("guest", "hotel")
     date_hierarchy = "last_message_at"
     inlines = [MessageInline]
 
+    @admin.display(description="guest")
+    def masked_guest(self, obj: Conversation) -> str:
+        return _guest(obj.guest)
+
 
 @admin.register(Message)
 class MessageAdmin(ReadOnlyAdmin):
+    hotel_path = "conversation__hotel"
     list_display = ("id", "created_at", "direction", "status", "short_text", "guest", "provider_message_id")
-    list_filter = ("direction", "status", "message_type", "conversation__hotel")
+    list_filter = ("direction", "status", "message_type", ("conversation__hotel", HOTEL_FILTER))
+    exclude = ("conversation",)
+    readonly_fields = (
+        "guest",
+        "direction",
+        "text",
+        "message_type",
+        "provider_message_id",
+        "status",
+        "status_detail",
+        "provider_timestamp",
+        "created_at",
+        "accepted_at",
+        "sent_at",
+        "delivered_at",
+        "read_at",
+        "failed_at",
+    )
     search_fields = ("text", "provider_message_id", "conversation__guest__chat_id")
     list_select_related = ("conversation__guest",)
     date_hierarchy = "created_at"
@@ -140,11 +223,45 @@ class MessageAdmin(ReadOnlyAdmin):
 
     @admin.display(description="guest")
     def guest(self, obj: Message) -> str:
-        return str(obj.conversation.guest)
+        return _guest(obj.conversation.guest)
 
 
-@admin.register(ReplyJob)
+class DeliveryAttemptInline(admin.TabularInline):
+    model = DeliveryAttempt
+    fields = ("started_at", "attempt", "step", "outcome", "http_status", "duration_ms", "error")
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
 class ReplyJobAdmin(ReadOnlyAdmin):
+    hotel_path = "inbound__conversation__hotel"
+    inlines = [DeliveryAttemptInline]
+    exclude = ("inbound", "outbound", "lease_token")
+    readonly_fields = (
+        "question",
+        "status",
+        "attempts",
+        "reply_text",
+        "degraded",
+        "degraded_reason",
+        "last_error",
+        "next_attempt_at",
+        "lease_expires_at",
+        "send_started_at",
+        "published_at",
+        "published_task_id",
+        "republish_count",
+        "created_at",
+        "updated_at",
+        "completed_at",
+    )
     list_display = (
         "id",
         "status",
@@ -155,7 +272,7 @@ class ReplyJobAdmin(ReadOnlyAdmin):
         "completed_at",
         "error",
     )
-    list_filter = ("status", "degraded", "inbound__conversation__hotel")
+    list_filter = ("status", "degraded", ("inbound__conversation__hotel", HOTEL_FILTER))
     search_fields = (
         "reply_text",
         "last_error",
@@ -168,7 +285,11 @@ class ReplyJobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last error")
     def error(self, obj: ReplyJob) -> str:
-        return obj.last_error[:80]
+        return mask_phone(obj.last_error[:80])
+
+    @admin.display(description="guest's question")
+    def question(self, obj: ReplyJob) -> str:
+        return f"{_guest(obj.inbound.conversation.guest)}: {obj.inbound.text}"
 
     @admin.action(description="Retry selected pending or dead jobs now")
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
@@ -176,8 +297,48 @@ class ReplyJobAdmin(ReadOnlyAdmin):
         self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)
 
 
+@admin.register(DeliveryAttempt)
+class DeliveryAttemptAdmin(ReadOnlyAdmin):
+    hotel_path = "job__inbound__conversation__hotel"
+    list_display = (
+        "started_at",
+        "job",
+        "attempt",
+        "step",
+        "outcome",
+        "http_status",
+        "duration_ms",
+        "short_error",
+    )
+    list_filter = ("step", "outcome", ("job__inbound__conversation__hotel", HOTEL_FILTER))
+    search_fields = ("error",)
+    date_hierarchy = "started_at"
+    list_select_related = ("job",)
+    exclude = ("job",)
+    readonly_fields = (
+        "job_link",
+        "attempt",
+        "step",
+        "started_at",
+        "duration_ms",
+        "outcome",
+        "http_status",
+        "error",
+    )
+
+    @admin.display(description="error")
+    def short_error(self, obj: DeliveryAttempt) -> str:
+        return mask_phone(obj.error[:80])
+
+    @admin.display(description="reply job")
+    def job_link(self, obj: DeliveryAttempt) -> str:
+        return str(obj.job)
+
+
 @admin.register(DeferredStatus)
-class DeferredStatusAdmin(ReadOnlyAdmin):
+class DeferredStatusAdmin(OperationsOnlyReadOnlyAdmin):
+    """Not attributable to a hotel until a message claims it: operations only."""
+
     list_display = ("id_message", "status", "provider_timestamp", "received_at")
     list_filter = ("status",)
     search_fields = ("id_message",)
@@ -256,5 +417,4 @@ class ReplyJobAnswerAdmin(ReplyJobAdmin):
         return TemplateResponse(request, "admin/messaging/replyjob/answer.html", context)
 
 
-admin.site.unregister(ReplyJob)
 admin.site.register(ReplyJob, ReplyJobAnswerAdmin)

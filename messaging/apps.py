@@ -12,7 +12,7 @@ class MessagingConfig(AppConfig):
         from messaging import selectors
         from messaging.services import retention
         from messaging.services.redrive import ReplyDeadLetters
-        from reliability import dead_letters, degradation, health, maintenance, reports, tenancy
+        from reliability import dashboard, dead_letters, degradation, health, maintenance, reports, tenancy
         from reliability.models import DeadLetter
 
         # A dead letter's tenant is its hotel's id: staff see the letters of the hotels they staff.
@@ -28,8 +28,11 @@ class MessagingConfig(AppConfig):
         health.register_function("reply_backlog", checks.reply_backlog)
         health.register_heartbeat(checks.SWEEPER_HEARTBEAT, interval=lambda: settings.REPLY_SWEEP_INTERVAL)
         health.register_function("green_api_instances", checks.green_api_instances, cached=True)
-        health.register_function(
-            "deepseek", checks.deepseek_reachable, cached=True
-        )  # Degradation rules on the reply backlog and latency read these (issue 9).
+        health.register_function("deepseek", checks.deepseek_reachable, cached=True)
+        # Degradation rules on the reply backlog and latency read these (issue 9).
         degradation.register_signal(degradation.REPLY_BACKLOG, selectors.reply_backlog_count)
         degradation.register_signal(degradation.REPLY_P95_SECONDS, selectors.reply_latency_p95)
+        tenancy.register_tenant_labels(selectors.hotel_labels)
+        # The staff console's numbers: replies for the dashboard, attempts on a dead letter's page.
+        dashboard.register_reply_stats(selectors.reply_stats_hourly)
+        dashboard.register_subject_history("messaging.replyjob", selectors.reply_job_attempts)

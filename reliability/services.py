@@ -74,6 +74,15 @@ def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     return text
 
 
+_PHONE = re.compile(r"\d{5,}")
+
+
+def mask_phone(text: str) -> str:
+    """``text`` with every run of 5+ digits (phone numbers, WhatsApp chat ids) cut to its last 4:
+    ``79001234567@c.us`` → ``•••4567@c.us``. For pages that show guests to people."""
+    return _PHONE.sub(lambda m: "•••" + m.group()[-4:], text)
+
+
 def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:
     """A JSON value every backend's JSON column accepts: strings escaped and masked, non-finite
     floats as text (``Infinity`` is not JSON)."""
@@ -247,3 +256,21 @@ def breaker_act(
         },
     )
     return row
+
+
+def dead_letter_set_notes(*, letter: DeadLetter, notes: str, actor: Any, via: str) -> DeadLetter:
+    """Staff edit a dead letter's notes for colleagues (audited with the previous text)."""
+    previous = DeadLetter.objects.filter(pk=letter.pk).values_list("staff_notes", flat=True).first() or ""
+    if previous == notes:
+        return letter
+    DeadLetter.objects.filter(pk=letter.pk).update(staff_notes=notes)
+    letter.staff_notes = notes
+    audit_record(
+        actor=actor,
+        via=via,
+        action="dead_letter.notes",
+        target=letter,
+        tenant=letter.tenant,
+        details={"previous": previous[-500:]},
+    )
+    return letter

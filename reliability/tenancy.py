@@ -52,3 +52,30 @@ def scope_by_tenant(queryset: QuerySet[M], user: Any, *, field: str = "tenant") 
     if tenants is None:
         return queryset
     return queryset.filter(**{f"{field}__in": sorted(tenants)})
+
+
+# --- labels for people (admin filters, dashboard) ----------------------------------------------------
+_labeller: Callable[[Iterable[str]], dict[str, str]] | None = None
+
+
+def register_tenant_labels(labeller: Callable[[Iterable[str]], dict[str, str]]) -> None:
+    """Called once from the domain app's ``ready()``: ``labeller(keys)`` → {key: name for people}
+    (messaging answers with hotel names)."""
+    global _labeller
+    _labeller = labeller
+
+
+def tenant_labels(keys: Iterable[str]) -> dict[str, str]:
+    """{tenant key: name}; a key the domain does not name keeps itself as its label."""
+    wanted = [str(k) for k in keys if str(k)]
+    names = _labeller(wanted) if _labeller is not None and wanted else {}
+    return {key: names.get(key, key) for key in wanted}
+
+
+def tenant_choices(user: Any, *, present: Iterable[str] = ()) -> list[tuple[str, str]]:
+    """(key, name) of the tenants ``user`` may see, sorted by name: the tenants the domain says
+    the user staffs, or for operations every tenant in ``present`` (e.g. the keys found in rows)."""
+    tenants = visible_tenants(user)
+    keys = set(present) if tenants is None else set(tenants)
+    labels = tenant_labels(keys)
+    return sorted(labels.items(), key=lambda item: (item[1].lower(), item[0]))

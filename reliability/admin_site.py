@@ -1,0 +1,159 @@
+"""The admin site: secure by default for a deployment that serves many hotels.
+
+Every ModelAdmin registered on this site is **operations-only** (superusers and the operations
+group, ``reliability.tenancy.is_operations``) unless it derives from :class:`ScopedAdmin`, which
+cuts its queryset to the rows the user may see. So a third-party admin (users, groups, beat
+schedules) or a new model nobody thought about is never shown to a hotel's staff by accident.
+
+Scoped admins answer **404** for an object outside the user's scope on the change, delete and
+history pages (Django's own answer for a missing id is a redirect to the index with a message; a
+404 for both "missing" and "not yours" means ids cannot be probed). Actions, list filters and
+foreign-key choices all run on the scoped querysets.
+
+The site also serves the ops dashboard at ``/admin/reliability/dashboard/`` (staff only; breakers
+for operations only) and links it from the index page.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+from django.contrib.admin.apps import AdminConfig
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import PermissionDenied
+from django.db.models import Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import URLPattern, URLResolver, path
+from django.utils import timezone
+
+from reliability import tenancy
+
+
+class OpsAdminConfig(AdminConfig):
+    """Used in INSTALLED_APPS instead of ``django.contrib.admin``: the default site is ours."""
+
+    default_site = "reliability.admin_site.OpsAdminSite"
+
+
+class ScopedAdmin(admin.ModelAdmin):
+    """An admin whose rows belong to tenants (hotels): subclasses implement :meth:`scope`."""
+
+    #: Ids outside the user's scope answer 404 on change/delete/history pages.
+    def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        raise NotImplementedError
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return self.scope(request, super().get_queryset(request))
+
+    def _in_scope_or_404(self, request: HttpRequest, object_id: str) -> None:
+        if self.get_object(request, unquote(object_id)) is None:
+            raise Http404(f"No {self.opts.verbose_name} matches the given query.")
+
+    def change_view(
+        self, request: HttpRequest, object_id: str, form_url: str = "", extra_context: Any = None
+    ) -> HttpResponse:
+        self._in_scope_or_404(request, object_id)
+        return super().change_view(request, object_id, form_url, extra_context)
+
+    def delete_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        self._in_scope_or_404(request, object_id)
+        return super().delete_view(request, object_id, extra_context)
+
+    def history_view(self, request: HttpRequest, object_id: str, extra_context: Any = None) -> HttpResponse:
+        self._in_scope_or_404(request, object_id)
+        return super().history_view(request, object_id, extra_context)
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        raise Http404(f"No {opts.verbose_name} matches the given query.")
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault("queryset", scoped_choices(self.admin_site, db_field.related_model, request))
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)
+
+    def formfield_for_manytomany(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        kwargs.setdefault("queryset", scoped_choices(self.admin_site, db_field.related_model, request))
+        return super().formfield_for_manytomany(db_field, request, **kwargs)
+
+
+def scoped_choices(site: admin.AdminSite, model: type[Model], request: HttpRequest) -> QuerySet[Any]:
+    """The rows of ``model`` the user may pick: its scoped admin's queryset; every row for
+    operations; none for others when the model is operations-only."""
+    related = site._registry.get(model)
+    if isinstance(related, ScopedAdmin):
+        return related.get_queryset(request)
+    if tenancy.is_operations(request.user):
+        return model._default_manager.all()
+    return model._default_manager.none()
+
+
+class OperationsOnly:
+    """Mixed into every non-scoped admin by :meth:`OpsAdminSite.register`."""
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return tenancy.is_operations(request.user) and super().has_module_permission(request)  # type: ignore[misc]
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_view_permission(request, obj)  # type: ignore[misc]
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_change_permission(request, obj)  # type: ignore[misc]
+
+    def has_add_permission(self, request: HttpRequest, *args: Any) -> bool:
+        return tenancy.is_operations(request.user) and super().has_add_permission(request, *args)  # type: ignore[misc]
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)  # type: ignore[misc]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        queryset: QuerySet[Any] = super().get_queryset(request)  # type: ignore[misc]
+        return queryset if tenancy.is_operations(request.user) else queryset.none()
+
+    def _operations_or_403(self, request: HttpRequest) -> None:
+        if not tenancy.is_operations(request.user):
+            raise PermissionDenied  # the same answer for every id, existing or not
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().change_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def delete_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().delete_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def history_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> HttpResponse:
+        self._operations_or_403(request)
+        return super().history_view(request, object_id, *args, **kwargs)  # type: ignore[misc]
+
+    def _get_obj_does_not_exist_redirect(self, request: HttpRequest, opts: Any, object_id: str) -> Any:
+        raise Http404(f"No {opts.verbose_name} matches the given query.")
+
+
+class OpsAdminSite(admin.AdminSite):
+    site_header = "hotelbot administration"
+    site_title = "hotelbot admin"
+    index_template = "admin/hotelbot_index.html"
+
+    def register(self, model_or_iterable: Any, admin_class: Any = None, **options: Any) -> None:
+        admin_class = admin_class or admin.ModelAdmin
+        if not issubclass(admin_class, ScopedAdmin) and not issubclass(admin_class, OperationsOnly):
+            admin_class = type(f"OperationsOnly{admin_class.__name__}", (OperationsOnly, admin_class), {})
+        super().register(model_or_iterable, admin_class, **options)
+
+    def get_urls(self) -> list[URLResolver | URLPattern]:
+        return [
+            path(
+                "reliability/dashboard/",
+                self.admin_view(self.dashboard_view),
+                name="reliability_dashboard",
+            ),
+            *super().get_urls(),
+        ]
+
+    def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        from reliability import dashboard
+
+        data = dashboard.dashboard_data(user=request.user, now=timezone.now())
+        context = {**self.each_context(request), "title": "Ops dashboard", "data": data}
+        return TemplateResponse(request, "reliability/dashboard.html", context)

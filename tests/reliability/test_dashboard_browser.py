@@ -1,0 +1,127 @@
+"""The ops dashboard in a real headless Chromium (Debian's /usr/bin/chromium, driven by Playwright).
+
+The test creates live data (a delivered reply, a dead one with its dead letter, a breaker forced open
+by staff), logs in through the admin login form, follows the index page's link to the dashboard,
+checks it shows those numbers and names, and saves a screenshot: ``var/artifacts/dashboard.png``
+(the CI artifact). Without Chromium the test FAILS: CI installs it (``.ci/run``).
+
+``live_server`` serves from another thread, so pytest-django gives it a transactional database
+(committed rows; with SQLite the in-memory test database is shared with the server thread).
+Playwright's sync API runs an event loop in this thread, where Django refuses ORM calls: every
+row is written before the browser starts.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+from django.contrib.auth.models import User
+from django.utils import timezone
+
+from messaging.models import Message, ReplyJob
+from reliability import services
+from reliability.breaker import registry
+from reliability.models import BreakerConfig, DeadLetter
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+
+CHROMIUM = "/usr/bin/chromium"
+ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-dev-shm-usage",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+]
+ARTIFACT = Path(settings.BASE_DIR) / "var" / "artifacts" / "dashboard.png"
+
+
+def _live_data() -> None:
+    hotel = HotelFactory.create(name="Browser Bay Hotel", green_api_instance_id="1101000077")
+    conversation = ConversationFactory.create(guest__hotel=hotel, guest__chat_id="79005550077@c.us")
+    now = timezone.now()
+
+    asked = MessageFactory.create(conversation=conversation, text="Is breakfast included?")
+    Message.objects.filter(pk=asked.pk).update(created_at=now - timedelta(seconds=4))
+    answer = MessageFactory.create(
+        conversation=conversation,
+        direction=Message.Direction.OUTBOUND,
+        status=Message.Status.ACCEPTED,
+        text="Yes, 07:00-10:30.",
+        accepted_at=now,
+    )
+    ReplyJobFactory.create(inbound=asked, outbound=answer, status=ReplyJob.Status.DONE, completed_at=now)
+
+    lost = MessageFactory.create(conversation=conversation, text="Can I park a van?")
+    dead = ReplyJobFactory.create(inbound=lost, status=ReplyJob.Status.DEAD, last_error="503 x8")
+    DeadLetter.objects.create(
+        kind=DeadLetter.Kind.REPLY_SEND,
+        subject=f"reply job {dead.pk}",
+        subject_type="messaging.replyjob",
+        subject_id=dead.pk,
+        tenant=str(hotel.pk),
+        dependency="green_api",
+        category=DeadLetter.Category.PROVIDER_5XX,
+        reason_code="attempts_exhausted",
+        reason="Green API answered 503 eight times",
+    )
+
+    BreakerConfig.objects.get_or_create(name="deepseek")
+    services.breaker_set_mode(
+        name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="browser drill", until=None
+    )
+    assert registry.write_pending_events() >= 1  # the transition is a BreakerEvent row
+
+    User.objects.create_superuser("opsbrowser", "ops@example.com", "browser-pw-1")
+
+
+def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
+    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
+        pytest.fail(
+            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does) "
+            "to run the dashboard browser test.",
+            pytrace=False,
+        )
+    from playwright.sync_api import sync_playwright
+
+    _live_data()
+    ARTIFACT.parent.mkdir(parents=True, exist_ok=True)
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1400})
+            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
+            page.fill("#id_username", "opsbrowser")
+            page.fill("#id_password", "browser-pw-1")
+            page.click("input[type=submit]")
+            page.click("#ops-dashboard-link a")
+            page.wait_for_selector("#trend svg")
+
+            assert page.url.endswith("/admin/reliability/dashboard/")
+            delivered = page.inner_text("#replies-delivered .hb-num")
+            dead = page.inner_text("#replies-dead .hb-num")
+            open_letters = page.inner_text("#dead-open .hb-num")
+            card = page.inner_text(".breaker-card[data-breaker=deepseek]")
+            transitions = page.inner_text("#transitions")
+            latency = page.inner_text("#latency")
+            bars = page.locator("#trend svg rect").count()
+            category = page.text_content("#dead-letters text[data-category=provider_5xx]")
+            page.screenshot(path=str(ARTIFACT), full_page=True)
+        finally:
+            browser.close()
+
+    assert (delivered, dead, open_letters) == ("1", "1", "1")
+    assert "forced_open" in card.lower()
+    assert "browser drill" in card
+    assert "deepseek" in transitions
+    assert "forced_open" in transitions
+    assert "1 replies" in latency
+    assert bars >= 2  # delivered and dead bars of this hour
+    assert category == "1"
+    assert ARTIFACT.stat().st_size > 10_000
