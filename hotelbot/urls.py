@@ -3,6 +3,8 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 from health_check.views import HealthCheckView
 
+from reliability.observability import metrics_view
+
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("messaging.api.webhook_urls")),
@@ -15,5 +17,6 @@ urlpatterns = [
         HealthCheckView.as_view(checks=["health_check.checks.Database"]),
         name="health-ready",
     ),
-    path("", include("django_prometheus.urls")),
+    # Prometheus: every process's samples in multiprocess mode (reliability/observability.py).
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

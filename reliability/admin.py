@@ -180,9 +180,27 @@ class DeadLetterAdmin(RecordAdmin):
         "created_at",
     )
 
+    actions = ["mark_resolved", "mark_discarded"]
+
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> str:
         return obj.reason if len(obj.reason) <= 120 else obj.reason[:119] + "…"
+
+    def has_resolve_permission(self, request: HttpRequest) -> bool:
+        """Rows stay read-only; staff who may see dead letters may close them."""
+        return request.user.is_active and request.user.is_staff and self.has_view_permission(request)
+
+    def _set_status(self, request: HttpRequest, queryset: QuerySet[DeadLetter], status: str) -> None:
+        changed = services.dead_letter_set_status(ids=queryset.values_list("pk", flat=True), status=status)
+        self.message_user(request, f"{changed} dead letter(s) marked {status}.", messages.SUCCESS)
+
+    @admin.action(description="Mark resolved", permissions=["resolve"])
+    def mark_resolved(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        self._set_status(request, queryset, DeadLetter.Status.RESOLVED)
+
+    @admin.action(description="Mark discarded", permissions=["resolve"])
+    def mark_discarded(self, request: HttpRequest, queryset: QuerySet[DeadLetter]) -> None:
+        self._set_status(request, queryset, DeadLetter.Status.DISCARDED)
 
 
 @admin.register(BreakerState)

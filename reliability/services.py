@@ -12,9 +12,11 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DataError, transaction
+from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
 from reliability.breaker import registry
+from reliability.metrics import DLQ_ADDED, DLQ_PROCESSING_SECONDS
 from reliability.models import BreakerConfig, DeadLetter
 
 logger = logging.getLogger(__name__)
@@ -133,7 +135,43 @@ def dead_letter_quarantine(
         # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
         with transaction.atomic():
             letter = DeadLetter.objects.create(payload=None, **fields)
+    DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
     logger.warning(
-        "dead letter %s: kind=%s subject=%s reason=%s", letter.pk, kind, fields["subject"], reason_code
+        "dead letter %s: kind=%s subject=%s reason=%s",
+        letter.pk,
+        kind,
+        fields["subject"],
+        reason_code,
+        extra={"dead_letter": letter.pk, "kind": kind, "reason_code": fields["reason_code"]},
     )
     return letter
+
+
+def dead_letter_set_status(*, ids: Iterable[int], status: str) -> int:
+    """Staff: move pending dead letters to ``resolved`` or ``discarded`` (or back to pending).
+
+    Returns how many rows changed. Each row leaving pending observes
+    ``dlq_processing_duration_seconds`` (its age), once: a row already out of pending is left alone.
+    """
+    if status not in DeadLetter.Status.values:
+        raise ValidationFailed(f"Unknown status {status!r}.", details={"status": DeadLetter.Status.values})
+    now = timezone.now()
+    with transaction.atomic():
+        rows = list(
+            DeadLetter.objects.select_for_update()
+            .filter(pk__in=list(ids))
+            .exclude(status=status)
+            .values_list("pk", "kind", "status", "created_at")
+        )
+        DeadLetter.objects.filter(pk__in=[pk for pk, *_ in rows]).update(status=status)
+    for pk, kind, old, created_at in rows:
+        if old == DeadLetter.Status.PENDING:
+            DLQ_PROCESSING_SECONDS.labels(kind).observe(max(0.0, (now - created_at).total_seconds()))
+        logger.info(
+            "dead letter %s: %s -> %s",
+            pk,
+            old,
+            status,
+            extra={"dead_letter": pk, "kind": kind, "status": status},
+        )
+    return len(rows)

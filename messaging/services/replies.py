@@ -40,7 +40,7 @@ from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, cha
 from messaging.selectors import conversation_history
 from messaging.services import statuses
 from reliability.breaker import State, registry
-from reliability.metrics import REPLIES
+from reliability.metrics import BEAT_LAST_RUN, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
 
 logger = logging.getLogger(__name__)
@@ -119,7 +119,11 @@ def _publish_is_stale(now: datetime) -> Q:
 
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Re-publish jobs whose task was lost: due for longer than REPLY_STALE_AFTER (or lease expired)
-    AND last published long enough ago that the task cannot merely be waiting in a slow queue."""
+    AND last published long enough ago that the task cannot merely be waiting in a slow queue.
+
+    Runs every REPLY_SWEEP_INTERVAL from beat: it stamps ``hotelbot_beat_last_run_timestamp_seconds``
+    first (the beat heartbeat; a failing sweep is a different alert than a stopped beat)."""
+    BEAT_LAST_RUN.set_to_current_time()
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REPLY_STALE_AFTER)
     lost = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
@@ -246,7 +250,13 @@ def _generate(job: ReplyJob) -> tuple[str, str]:
             user_id=f"guest_{conversation.guest_id}",
         )
     except deepseek.DeepSeekError as e:
-        logger.warning("reply job %s: AI unavailable, answering from FAQ: %s", job.pk, e)
+        logger.warning(
+            "reply job %s: AI unavailable, answering from FAQ: %s",
+            job.pk,
+            e,
+            extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
+        )
+        FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
         return canned_reply(facts, inbound.text), str(e)[:200]
     return completion.text, ""
 
@@ -373,6 +383,7 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
             )
         raise
     REPLIES.labels("degraded" if job.degraded else "done").inc()
+    REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
     return ProcessOutcome(job.pk, "done", id_message)
 
 
