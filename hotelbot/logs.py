@@ -51,8 +51,13 @@ class RequestIdFilter(logging.Filter):
 
 # --- masking -----------------------------------------------------------------------------------
 def _keep_last4(match: re.Match[str]) -> str:
-    digits = match.group("digits")
-    return "*" * max(0, len(digits) - 4) + digits[-4:] + (match.group("suffix") or "")
+    digits, groups = match.group("digits"), match.groupdict()
+    return (
+        (groups.get("prefix") or "")
+        + "*" * max(0, len(digits) - 4)
+        + digits[-4:]
+        + (groups.get("suffix") or "")
+    )
 
 
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
@@ -74,11 +79,11 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     (re.compile(r"\bsk-[A-Za-z0-9_-]{3,}"), MASK),
     # WhatsApp chat ids and international phone numbers: keep the last 4 digits.
     (re.compile(r"(?P<digits>\d{5,20})(?P<suffix>@[cg]\.us)"), _keep_last4),
-    (re.compile(r"(?<![\w+])\+(?P<digits>\d{7,15})(?P<suffix>)\b"), _keep_last4),
+    (re.compile(r"(?<![\w+])(?P<prefix>\+)(?P<digits>\d{7,15})\b"), _keep_last4),
 ]
 #: Extra fields whose whole value is personal data (digits masked even without ``@c.us``).
 _PERSONAL_FIELDS = frozenset({"chat_id", "chatId", "phone", "sender", "wid"})
-_DIGITS = re.compile(r"(?P<digits>\d{5,20})(?P<suffix>)")
+_DIGITS = re.compile(r"(?P<digits>\d{5,20})")
 
 _redactors: list[Callable[[str], str]] = []
 #: Settings whose values are masked wherever they appear.
