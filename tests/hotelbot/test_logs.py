@@ -8,6 +8,7 @@ import json
 import logging
 import logging.config
 from types import SimpleNamespace
+from typing import Any
 
 import pytest
 from celery.signals import before_task_publish, task_postrun, task_prerun
@@ -40,7 +41,7 @@ def json_log(settings):
     settings.DEEPSEEK_API_KEY = DEEPSEEK_KEY
     settings.GREEN_API_WEBHOOK_TOKEN = WEBHOOK_TOKEN
     buffer = io.StringIO()
-    config = copy.deepcopy(live.LOGGING)
+    config: dict[str, Any] = copy.deepcopy(live.LOGGING)
     config["handlers"]["console"]["formatter"] = "json"
     config["handlers"]["console"]["stream"] = buffer
     logging.config.dictConfig(config)
@@ -118,13 +119,12 @@ def test_request_id_travels_from_the_publisher_into_the_task():
     untraced = SimpleNamespace(request=SimpleNamespace(headers=None))
     task_prerun.send(sender=None, task_id="t-2", task=untraced, args=(), kwargs={})
     assert request_id.get() == "task-t-2"  # beat's tasks get their own id
-    task_postrun.send(
-        sender=None, task_id="t-2", task=untraced, args=(), kwargs={}, retval=None, state=""
-    )
+    task_postrun.send(sender=None, task_id="t-2", task=untraced, args=(), kwargs={}, retval=None, state="")
 
 
 def test_console_format_stays_human_readable(settings):
     from django.conf import settings as live
 
-    assert live.LOGGING["handlers"]["console"]["formatter"] == live.LOG_FORMAT == "console"
-    assert "%(request_id)s" in live.LOGGING["formatters"]["console"]["format"]
+    config: dict[str, Any] = live.LOGGING
+    assert config["handlers"]["console"]["formatter"] == live.LOG_FORMAT == "console"
+    assert "%(request_id)s" in config["formatters"]["console"]["format"]
