@@ -392,6 +392,8 @@ LOGGING: dict[str, Any] = {
 PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
 if PROMETHEUS_MULTIPROC_DIR:
     Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+else:  # set but empty (a copied .env.example): prometheus_client would take it as multiprocess mode
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
 CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
 
 # --- Circuit breakers ----------------------------------------------------------------------------
