@@ -8,6 +8,7 @@ Provider calls happen only in the Celery worker, so their series in the web's sc
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import tempfile
@@ -110,6 +111,11 @@ def test_one_scrape_shows_both_web_workers_and_the_celery_worker(stack):
         before, calls, breaker="green_api", result="success"
     )
     assert total(after, "hotelbot_reply_latency_seconds_count") >= 1
+
+    # The webhook request's id travelled into the reply task (worker log lines carry it).
+    worker_log = (stack.logs / "worker.log").read_text(errors="replace")
+    traced = r"\[[0-9a-f]{32}\] Task messaging\.tasks\.process_reply_job\[[^\]]+\] succeeded"
+    assert re.search(traced, worker_log)
 
     # The aggregated scrape is valid exposition format.
     check = subprocess.run(
