@@ -45,6 +45,7 @@ run: seed
 	@echo "  fake DeepSeek:    http://127.0.0.1:8702/__fake__/requests"
 	@echo "  try it:           $(PY) manage.py simulate_guest \"What time is check-out?\""
 	@echo ""
+	rm -rf var/prometheus && mkdir -p var/prometheus  # stale metric files of an earlier run (deploy/Procfile.dev)
 	$(BIN)/honcho start -f deploy/Procfile.dev
 
 fakes: $(STAMP)

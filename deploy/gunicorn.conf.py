@@ -9,3 +9,39 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
+
+
+# --- Prometheus multiprocess mode (reliability/observability.py) ----------------------------------
+# Every worker writes its samples to PROMETHEUS_MULTIPROC_DIR and /metrics aggregates the directory.
+def _prune_dead_files(folder: str) -> None:
+    """Remove the files of processes that no longer exist (a live process's files are never touched,
+    so a directory shared with Celery workers is safe)."""
+    import contextlib
+    import re
+    from pathlib import Path
+
+    for file in Path(folder).glob("*.db"):
+        match = re.search(r"_(\d+)\.db$", file.name)
+        if match is None:
+            continue
+        try:
+            os.kill(int(match.group(1)), 0)
+        except ProcessLookupError:
+            with contextlib.suppress(FileNotFoundError):
+                file.unlink()
+        except PermissionError:
+            pass
+
+
+def on_starting(server: object) -> None:
+    folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if folder:
+        os.makedirs(folder, exist_ok=True)
+        _prune_dead_files(folder)
+
+
+def child_exit(server: object, worker: object) -> None:
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -2,14 +2,47 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+from contextvars import Token
+from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish, task_postrun, task_prerun
 
 from hotelbot import fsbroker  # noqa: F401  registers the embedded broker's transport alias
+from hotelbot.logs import clean_request_id, request_id
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
 
 app = Celery("hotelbot")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# --- request id: from the publishing request (or task) into the task it causes -------------------
+_HEADER = "request_id"
+_tokens: dict[str, Token[str]] = {}
+
+
+@before_task_publish.connect
+def _add_request_id(headers: dict[str, Any] | None = None, **_: Any) -> None:
+    rid = request_id.get()
+    if rid and headers is not None:
+        headers.setdefault(_HEADER, rid)
+
+
+@task_prerun.connect
+def _restore_request_id(task_id: str = "", task: Any = None, **_: Any) -> None:
+    request = getattr(task, "request", None)
+    rid = getattr(request, _HEADER, None) or (getattr(request, "headers", None) or {}).get(_HEADER)
+    # A task without one (beat, a command) gets its own id, so its lines still group.
+    _tokens[task_id] = request_id.set(clean_request_id(rid) if rid else f"task-{task_id}")
+
+
+@task_postrun.connect
+def _clear_request_id(task_id: str = "", **_: Any) -> None:
+    token = _tokens.pop(task_id, None)
+    if token is not None:
+        with contextlib.suppress(ValueError):  # set in another context (eager runs)
+            request_id.reset(token)

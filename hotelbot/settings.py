@@ -84,6 +84,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
+    "hotelbot.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
     "reliability.middleware.DegradationMiddleware",
@@ -171,6 +172,14 @@ if _breaker_db["ENGINE"] == "django.db.backends.postgresql":
 elif _breaker_db["ENGINE"] == "django.db.backends.sqlite3":
     _breaker_db["OPTIONS"]["timeout"] = BREAKER_DB_TIMEOUT
 DATABASES[BREAKER_DB_ALIAS] = _breaker_db
+# django-prometheus wraps the real backends (query counts and latency per alias, errors); the
+# configuration above was chosen on the real engine names, so the swap comes last.
+_PROMETHEUS_DB_ENGINES = {
+    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
+}
+for _alias in DATABASES.values():
+    _alias["ENGINE"] = _PROMETHEUS_DB_ENGINES.get(_alias["ENGINE"], _alias["ENGINE"])
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # --- Cache ---------------------------------------------------------------------------------------
@@ -178,7 +187,7 @@ REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django_redis.cache.RedisCache",
+            "BACKEND": "django_prometheus.cache.backends.redis.RedisCache",  # wraps django-redis
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env_str("CACHE_KEY_PREFIX", "hotelbot"),
             "OPTIONS": {
@@ -192,7 +201,7 @@ if REDIS_URL:
         }
     }
 else:
-    CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+    CACHES = {"default": {"BACKEND": "django_prometheus.cache.backends.locmem.LocMemCache"}}
 
 # --- Celery --------------------------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
@@ -219,6 +228,8 @@ else:
         "polling_interval": env_float("CELERY_FILESYSTEM_POLLING_INTERVAL", 0.05),
     }
 CELERY_TASK_ACKS_LATE = True
+# Workers keep Django's LOGGING (request ids, masking, LOG_FORMAT) instead of Celery's own handlers.
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
@@ -409,15 +420,49 @@ SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
 # --- Logging -------------------------------------------------------------------------------------
-LOG_LEVEL = env_str("LOG_LEVEL", "INFO")
-LOGGING = {
+# LOG_FORMAT=json: one JSON object per line (python-json-logger); console (default): a readable line.
+# Every record carries request_id and passes the masking filter (hotelbot/logs.py) in both formats.
+LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
+LOG_FORMAT = env_str("LOG_FORMAT", "console").lower()
+if LOG_FORMAT not in {"console", "json"}:
+    raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r}: use console or json")
+LOGGING: dict[str, Any] = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "filters": {
+        "request_id": {"()": "hotelbot.logs.RequestIdFilter"},
+        "mask": {"()": "hotelbot.logs.MaskingFilter"},
+    },
+    "formatters": {
+        "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": "%(asctime)s %(levelname)s %(name)s %(message)s %(request_id)s %(process)d",
+            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+        },
+    },
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": LOG_FORMAT,
+            "filters": ["request_id", "mask"],
+        }
+    },
     "root": {"handlers": ["console"], "level": LOG_LEVEL},
     "loggers": {"django.db.backends": {"level": "INFO"}},
 }
+
+# --- Metrics -------------------------------------------------------------------------------------
+# PROMETHEUS_MULTIPROC_DIR (read by prometheus_client itself, at import): every process (gunicorn
+# workers, Celery worker children) writes its samples there and /metrics aggregates them. Unset:
+# one process's own metrics. CELERY_METRICS_PORT: the Celery worker also serves its pod's
+# aggregate on this port (for a worker that shares no volume with the web; 0: off).
+PROMETHEUS_MULTIPROC_DIR = env_str("PROMETHEUS_MULTIPROC_DIR")
+if PROMETHEUS_MULTIPROC_DIR:
+    Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+else:  # set but empty (a copied .env.example): prometheus_client would take it as multiprocess mode
+    os.environ.pop("PROMETHEUS_MULTIPROC_DIR", None)
+CELERY_METRICS_PORT = env_int("CELERY_METRICS_PORT", 0)
 
 # --- Circuit breakers ----------------------------------------------------------------------------
 # Shared breaker state: Redis (atomic Lua) when BREAKER_REDIS_URL is set, else the database

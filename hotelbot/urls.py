@@ -3,6 +3,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
 from reliability import views as health_views
+from reliability.observability import metrics_view
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -19,5 +20,6 @@ urlpatterns = [
     path("health/detailed/", health_views.HealthView.as_view(scope="all"), name="health-detailed"),
     path("health/circuit-breakers/", health_views.circuit_breakers, name="health-circuit-breakers"),
     path("health/dlq/", health_views.dead_letters, name="health-dlq"),
-    path("", include("django_prometheus.urls")),
+    # Prometheus: every process's samples in multiprocess mode (reliability/observability.py).
+    path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]

@@ -8,8 +8,10 @@ class MessagingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
+        from hotelbot.logs import register_redactor
         from messaging import health as checks
         from messaging import selectors
+        from messaging.clients.green_api import mask_token
         from messaging.services import retention
         from messaging.services.redrive import ReplyDeadLetters
         from reliability import dashboard, dead_letters, degradation, health, maintenance, reports, tenancy
@@ -36,3 +38,4 @@ class MessagingConfig(AppConfig):
         # The staff console's numbers: replies for the dashboard, attempts on a dead letter's page.
         dashboard.register_reply_stats(selectors.reply_stats_hourly)
         dashboard.register_subject_history("messaging.replyjob", selectors.reply_job_attempts)
+        register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line

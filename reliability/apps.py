@@ -6,7 +6,15 @@ class ReliabilityConfig(AppConfig):
     verbose_name = "Reliability"
 
     def ready(self) -> None:
+        from prometheus_client import REGISTRY
+
+        from hotelbot.logs import register_redactor
+        from reliability import http, observability
         from reliability.breaker import registry, set_default_store_factory
+        from reliability.metrics import DEAD_LETTERS
 
         # Registration only: the store (and any connection) is built on the first breaker's use.
         set_default_store_factory(registry.store)
+        REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
+        observability.connect_celery_signals()
+        register_redactor(http.redact_live_sessions)

@@ -37,6 +37,7 @@ from django.utils import timezone
 from hotelbot.exceptions import ValidationFailed
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
+from reliability.metrics import DLQ_ADDED, DLQ_PROCESSING_SECONDS
 from reliability.models import DeadLetter
 from reliability.retry import FailureKind, classify_failure
 from reliability.services import storable_text
@@ -194,6 +195,7 @@ def record_failure(failure: Failure, *, same_kinds: Iterable[str] = ()) -> DeadL
     kinds = list(same_kinds) or [failure.kind]
     with transaction.atomic():
         letter = _open_letter(failure.subject_type, failure.subject_id, kinds)
+        added = letter is None
         if letter is None:
             letter = DeadLetter(
                 kind=failure.kind,
@@ -223,6 +225,8 @@ def record_failure(failure: Failure, *, same_kinds: Iterable[str] = ()) -> DeadL
             letter.status = Status.PENDING
             letter.next_redrive_at = now + timedelta(seconds=_backoff(letter.redrive_count))
         letter.save()
+        if added:
+            DLQ_ADDED.labels(failure.kind, letter.reason_code).inc()
         if manual or letter.alerted_at is None:
             transaction.on_commit(lambda: _alert(letter.pk), robust=True)
     logger.error(
@@ -256,15 +260,28 @@ def _alert(letter_id: int) -> None:
 def subject_resolved(*, subject: Model, resolution: str) -> int:
     """The domain reports that the subject's work succeeded (e.g. the redriven reply was delivered):
     its open letters are resolved. Returns how many."""
-    return DeadLetter.objects.filter(
+    now = timezone.now()
+    letters = DeadLetter.objects.filter(
         subject_type=_subject_type(subject), subject_id=subject.pk, status__in=DeadLetter.OPEN_STATUSES
-    ).update(
+    )
+    closing = list(letters.values_list("kind", "created_at"))
+    if not closing:
+        return 0
+    changed = letters.update(
         status=Status.RESOLVED,
-        resolved_at=timezone.now(),
+        resolved_at=now,
         resolution=resolution[:200],
         next_redrive_at=None,
-        updated_at=timezone.now(),
+        updated_at=now,
     )
+    for kind, created_at in closing:
+        _observe_closed(kind, created_at, now)
+    return changed
+
+
+def _observe_closed(kind: str, created_at: datetime, now: datetime) -> None:
+    """``dlq_processing_duration_seconds``: a letter's life from recorded to resolved or discarded."""
+    DLQ_PROCESSING_SECONDS.labels(kind).observe(max(0.0, (now - created_at).total_seconds()))
 
 
 def _subject_type(subject: Model) -> str:
@@ -312,6 +329,8 @@ def _redrive_in_transaction(
     DeadLetter.objects.filter(pk=letter.pk).update(**fields)
     for name, value in fields.items():
         setattr(letter, name, value)
+    if result.resolved:
+        _observe_closed(letter.kind, letter.created_at, now)
     if actor is not None:
         audit_record(
             actor=actor,
@@ -339,6 +358,8 @@ def _close(letter: DeadLetter, *, status: str, actor: Any, via: str, reason: str
         stamp = f"{now:%Y-%m-%d %H:%M} {getattr(actor, 'username', 'system')}: {reason}"
         letter.staff_notes = f"{letter.staff_notes}\n{stamp}".strip()
     letter.save()
+    if status in (Status.RESOLVED, Status.DISCARDED):
+        _observe_closed(letter.kind, letter.created_at, now)
     audit_record(actor=actor, via=via, action=action, target=letter, tenant=letter.tenant, reason=reason)
     return letter
 

@@ -68,6 +68,13 @@ class _RedactUrls(logging.Filter):
         return True
 
 
+def redact_live_sessions(text: str) -> str:
+    """``text`` through the ``redact`` of every live session (a redactor for every log record)."""
+    for session in list(_REDACTORS):
+        text = session.redact(text)
+    return text
+
+
 for _name in ("urllib3.connectionpool", "urllib3.util.retry", "requests"):
     logging.getLogger(_name).addFilter(_RedactUrls())
 

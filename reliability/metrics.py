@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import time
+from collections.abc import Iterable
+from typing import Any
+
 from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client.core import GaugeMetricFamily
+
+logger = logging.getLogger(__name__)
 
 HTTP_REQUESTS = Counter(
     "hotelbot_dependency_requests_total",
@@ -19,7 +27,10 @@ BREAKER_TRANSITIONS = Counter(
     "hotelbot_breaker_transitions_total", "Circuit breaker state changes.", ["breaker", "to_state"]
 )
 BREAKER_STATE = Gauge(
-    "hotelbot_breaker_open", "1 while the breaker rejects calls (open or forced open), else 0.", ["breaker"]
+    "hotelbot_breaker_open",
+    "1 while the breaker rejects calls (open or forced open), else 0.",
+    ["breaker"],
+    multiprocess_mode="livemostrecent",
 )
 REPLIES = Counter(
     "hotelbot_replies_total",
@@ -71,3 +82,144 @@ DEGRADATION_EVENTS = Counter(
     "Changes of the degradation level or switches in force, by level before and after.",
     ["from", "to"],
 )
+
+# --- Seeds' metric names (issue 10) ---
+# The names the seed project's dashboards and alerts use, beside ours. Labels are bounded: breaker
+# and dependency names are a handful of constants in code ("green_api", "deepseek", ...), results
+# and outcomes small fixed sets. Breaker call metrics are buffered per breaker in the calling
+# process and written in batches (reliability/breaker/circuit.py): at most BREAKER_METRICS_EVERY
+# calls or about a second behind, flushed after every Celery task and before every scrape.
+CIRCUIT_BREAKER_REQUESTS = Counter(
+    "circuit_breaker_requests_total",
+    "Calls through a circuit breaker, by result: success, failure (counted against the breaker), "
+    "rejected (refused without calling, breaker open).",
+    ["breaker", "result"],
+)
+#: Values of ``circuit_breaker_state``.
+BREAKER_STATE_CODES: dict[str, int] = {
+    "closed": 0,
+    "open": 1,
+    "half_open": 2,
+    "forced_open": 3,
+    "disabled": 4,
+    "metrics_only": 5,
+}
+CIRCUIT_BREAKER_STATE = Gauge(
+    "circuit_breaker_state",
+    "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics only.",
+    ["breaker"],
+    multiprocess_mode="livemostrecent",
+)
+CIRCUIT_BREAKER_FAILURES = Counter(
+    "circuit_breaker_failures_total",
+    "Calls through a circuit breaker that counted as failures (timeouts, connection errors, 5xx, 429).",
+    ["breaker"],
+)
+CIRCUIT_BREAKER_RESPONSE_TIME = Histogram(
+    "circuit_breaker_response_time",
+    "Seconds a call admitted by a circuit breaker took (successes and failures).",
+    ["breaker"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30),
+)
+RETRY_ATTEMPTS = Counter(
+    "retry_attempts_total",
+    "In-call retry decisions per dependency, by outcome: retried (a retry was scheduled), recovered "
+    "(a retry succeeded), or why it gave up (not_transient, attempts_exhausted, deadline, "
+    "budget_exhausted, retry_after_too_long).",
+    ["dependency", "outcome"],
+)
+RETRY_DELAY = Histogram(
+    "retry_delay_seconds",
+    "Seconds slept before an in-call retry (backoff with jitter, raised to Retry-After).",
+    ["dependency"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+)
+FALLBACK_USAGE = Counter(
+    "fallback_usage_total",
+    "Times a fallback was used, by dependency and fallback: canned_reply (an FAQ answer because "
+    "the AI failed), database_store / process_store (a breaker's shared store was unreachable and "
+    "it switched to the next one), database_pacing / process_pacing (a paced call got its slot from "
+    "a fallback pacing store).",
+    ["dependency", "fallback"],
+)
+DLQ_ADDED = Counter(
+    "dlq_messages_added_total",
+    "Dead letters created, by kind and reason category.",
+    ["kind", "reason"],
+)
+DLQ_PROCESSING_SECONDS = Histogram(
+    "dlq_processing_duration_seconds",
+    "Seconds from a dead letter's creation to its leaving pending (resolved or discarded).",
+    ["kind"],
+    buckets=(60, 300, 900, 3600, 4 * 3600, 12 * 3600, 86400, 3 * 86400, 7 * 86400),
+)
+REPLY_LATENCY = Histogram(
+    "hotelbot_reply_latency_seconds",
+    "Seconds from a guest's message being stored to its reply being accepted by Green API "
+    "(the guest-facing SLO: 99% within 60 s).",
+    buckets=(1, 2.5, 5, 10, 15, 20, 30, 45, 60, 90, 120, 300, 600),
+)
+BEAT_LAST_RUN = Gauge(
+    "hotelbot_beat_last_run_timestamp_seconds",
+    "Unix time the reply sweeper (a Celery beat task) last ran: stale means beat or the workers stopped.",
+    multiprocess_mode="max",
+)
+DLQ_CACHE_SECONDS = 10.0
+
+
+class DeadLetterCollector:
+    """``dlq_messages_total{kind,status}``: dead letters by kind and status, counted at scrape time.
+
+    A scrape-time ``COUNT ... GROUP BY`` (on indexed columns, cached ``DLQ_CACHE_SECONDS``) rather
+    than a gauge kept up to date: the rows are the truth and change in several processes (web,
+    workers, admin, a later redrive), where per-process inc/dec gauges drift, vanish with the
+    process and aggregate badly under multiprocess mode. A database outage yields no sample (an
+    absent series, which alerts can see) rather than a wrong zero.
+    """
+
+    def __init__(self) -> None:
+        self._cached: list[tuple[str, str, int]] = []
+        self._expires = 0.0
+
+    def describe(self) -> list[Any]:
+        return []  # no collect() at registration (that would query the database at import time)
+
+    def collect(self) -> Iterable[Any]:
+        now = time.monotonic()
+        if now >= self._expires:
+            try:
+                self._cached = _dead_letter_counts()
+            except Exception:
+                logger.warning("dlq_messages_total: dead letters could not be counted", exc_info=True)
+                return
+            self._expires = now + DLQ_CACHE_SECONDS
+        family = GaugeMetricFamily(
+            "dlq_messages_total",
+            "Dead letters by kind and status (counted at scrape time).",
+            labels=["kind", "status"],
+        )
+        for kind, status, count in self._cached:
+            family.add_metric([kind, status], count)
+        yield family
+
+    def reset(self) -> None:
+        self._expires = 0.0
+
+
+def _dead_letter_counts() -> list[tuple[str, str, int]]:
+    from django.db.models import Count
+
+    from reliability.models import DeadLetter
+
+    found = {
+        (row["kind"], row["status"]): row["n"]
+        for row in DeadLetter.objects.order_by().values("kind", "status").annotate(n=Count("id"))
+    }
+    # Every known kind and status appears (0 included), so rate()/increase() see the series start.
+    for kind in DeadLetter.Kind.values:
+        for status in DeadLetter.Status.values:
+            found.setdefault((kind, status), 0)
+    return sorted((k, s, n) for (k, s), n in found.items())
+
+
+DEAD_LETTERS = DeadLetterCollector()

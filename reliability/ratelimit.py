@@ -36,7 +36,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reliability.metrics import RATE_LIMIT_CALLS, RATE_LIMIT_WAIT_SECONDS
+from reliability.metrics import FALLBACK_USAGE, RATE_LIMIT_CALLS, RATE_LIMIT_WAIT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -188,6 +188,9 @@ class DatabaseSlots:
         raise RuntimeError(f"rate-limit row for {key!r} vanished while reserving")
 
 
+_PACING_FALLBACK = {"memory": "process_pacing", "database": "database_pacing"}
+
+
 class RateLimiter:
     """Reserve slots in the first store that answers (Redis, database, per process)."""
 
@@ -220,6 +223,8 @@ class RateLimiter:
         grant = self.reserve(key, rate=rate, max_wait=max_wait)
         stream = key.split(":", 1)[0]
         RATE_LIMIT_CALLS.labels(stream, "granted" if grant.granted else "denied", grant.store).inc()
+        if grant.store != self._stores[0].name:  # the first store (shared pacing) did not answer
+            FALLBACK_USAGE.labels(stream, _PACING_FALLBACK.get(grant.store, f"{grant.store}_pacing")).inc()
         if grant.granted:
             RATE_LIMIT_WAIT_SECONDS.labels(stream).observe(grant.wait)
             if grant.wait > 0:

@@ -67,6 +67,7 @@ from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
 from hotelbot.exceptions import HotelbotError
 from reliability.breaker.machine import CircuitOpenError
+from reliability.metrics import RETRY_ATTEMPTS, RETRY_DELAY
 from reliability.transport import HttpResponse, TransportError
 
 logger = logging.getLogger(__name__)
@@ -691,6 +692,7 @@ class _Classify(tenacity.retry_base):
             if not retryable:
                 if retry_state.attempt_number > 1:
                     handler.stats.increment("recovered")
+                    RETRY_ATTEMPTS.labels(handler.dependency, "recovered").inc()
                     handler._log(logging.INFO, "recovered", retry_state)
                 return False
         if not retryable:
@@ -829,6 +831,8 @@ class RetryHandler:
 
     def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
         self.stats.increment("retries")
+        RETRY_ATTEMPTS.labels(self.dependency, "retried").inc()
+        RETRY_DELAY.labels(self.dependency).observe(max(0.0, float(retry_state.upcoming_sleep)))
         self._log(logging.WARNING, "retrying", retry_state, delay=retry_state.upcoming_sleep)
         if self.before_retry is not None and retry_state.outcome is not None:
             outcome = retry_state.outcome
@@ -853,6 +857,7 @@ class RetryHandler:
         **fields: Any,
     ) -> None:
         self.stats.count_give_up(reason)
+        RETRY_ATTEMPTS.labels(self.dependency, reason).inc()
         self._log(level, "giving up", retry_state, reason=reason, **fields)
 
     def _log(self, level: int, event: str, retry_state: tenacity.RetryCallState, **fields: Any) -> None:

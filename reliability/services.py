@@ -20,6 +20,7 @@ from hotelbot.exceptions import NotFound, ValidationFailed
 from reliability import selectors
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
+from reliability.metrics import DLQ_ADDED
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
 
 logger = logging.getLogger(__name__)
@@ -150,8 +151,14 @@ def dead_letter_quarantine(
         # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
         with transaction.atomic():
             letter = DeadLetter.objects.create(payload=None, **fields)
+    DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
     logger.warning(
-        "dead letter %s: kind=%s subject=%s reason=%s", letter.pk, kind, fields["subject"], reason_code
+        "dead letter %s: kind=%s subject=%s reason=%s",
+        letter.pk,
+        kind,
+        fields["subject"],
+        reason_code,
+        extra={"dead_letter": letter.pk, "kind": kind, "reason_code": fields["reason_code"]},
     )
     return letter
 

@@ -44,7 +44,7 @@ from messaging.services import statuses
 from reliability import dead_letters, degradation
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
-from reliability.metrics import REPLIES
+from reliability.metrics import BEAT_LAST_RUN, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
 from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
 from reliability.services import storable_text
@@ -125,7 +125,11 @@ def _publish_is_stale(now: datetime) -> Q:
 
 def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     """Re-publish jobs whose task was lost: due for longer than REPLY_STALE_AFTER (or lease expired)
-    AND last published long enough ago that the task cannot merely be waiting in a slow queue."""
+    AND last published long enough ago that the task cannot merely be waiting in a slow queue.
+
+    Runs every REPLY_SWEEP_INTERVAL from beat: it stamps ``hotelbot_beat_last_run_timestamp_seconds``
+    first (the beat heartbeat; a failing sweep is a different alert than a stopped beat)."""
+    BEAT_LAST_RUN.set_to_current_time()
     now = now or timezone.now()
     stale = now - timedelta(seconds=settings.REPLY_STALE_AFTER)
     lost = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=stale) | Q(
@@ -303,7 +307,13 @@ def _generate(job: ReplyJob) -> tuple[str, str, int | None]:
             user_id=f"guest_{conversation.guest_id}",
         )
     except deepseek.DeepSeekError as e:
-        logger.warning("reply job %s: AI unavailable, answering from FAQ: %s", job.pk, e)
+        logger.warning(
+            "reply job %s: AI unavailable, answering from FAQ: %s",
+            job.pk,
+            e,
+            extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
+        )
+        FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
         return canned_reply(facts, inbound.text), str(e)[:200], e.status
     return completion.text, "", None
 
@@ -552,6 +562,7 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
             )
         raise
     REPLIES.labels("degraded" if job.degraded else "done").inc()
+    REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
     return ProcessOutcome(job.pk, "done", id_message)
 
 

@@ -50,7 +50,12 @@ from reliability.breaker import (
     clear_registry,
     get_circuit_breaker,
 )
-from reliability.metrics import BREAKER_STATE, BREAKER_TRANSITIONS
+from reliability.metrics import (
+    BREAKER_STATE,
+    BREAKER_STATE_CODES,
+    BREAKER_TRANSITIONS,
+    CIRCUIT_BREAKER_STATE,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -192,6 +197,7 @@ def _apply_mode(cb: CircuitBreaker, row: object, loaded: _Loaded, *, staff_edit:
 
 def _set_gauge(name: str, state: State) -> None:
     BREAKER_STATE.labels(breaker=name).set(1 if state in _REJECTING else 0)
+    CIRCUIT_BREAKER_STATE.labels(breaker=name).set(BREAKER_STATE_CODES[state.value])
 
 
 def reset_for_tests() -> None:
@@ -212,6 +218,19 @@ def _enqueue_event(event: TransitionEvent) -> None:
     global _writer, _writer_pid
     BREAKER_TRANSITIONS.labels(breaker=event.name, to_state=str(event.to_state)).inc()
     _set_gauge(event.name, event.to_state)
+    logger.info(
+        "breaker %s: %s -> %s (%s)",
+        event.name,
+        event.from_state,
+        event.to_state,
+        event.reason,
+        extra={
+            "breaker": event.name,
+            "dependency": event.name,
+            "state": str(event.to_state),
+            "from_state": str(event.from_state),
+        },
+    )
     try:
         _events.put_nowait(event)
     except queue.Full:

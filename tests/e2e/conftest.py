@@ -94,6 +94,8 @@ class Stack:
             [
                 str(BIN / "gunicorn"),
                 "hotelbot.wsgi",
+                "--config",
+                str(ROOT / "deploy" / "gunicorn.conf.py"),  # its multiprocess hooks; flags below win
                 "-b",
                 f"127.0.0.1:{port}",
                 "-w",
@@ -105,6 +107,16 @@ class Stack:
             ],
         )
         wait_http(f"{self.web_url}/health/live/", proc=proc)
+
+    @property
+    def metrics_dir(self) -> Path:
+        return Path(self.env["PROMETHEUS_MULTIPROC_DIR"])
+
+    def web_worker_pids(self) -> list[int]:
+        """The gunicorn workers (children of the master started by start_web)."""
+        master = self.procs["web"].pid
+        children = Path(f"/proc/{master}/task/{master}/children").read_text().split()
+        return sorted(int(pid) for pid in children)
 
     def fake(self, which: str, method: str, path: str, **kwargs: Any) -> Any:
         base = self.green_url if which == "green" else self.deepseek_url
@@ -161,8 +173,11 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
             "BREAKER_CONFIG_REFRESH": "1",
             "BREAKER_REDIS_PREFIX": f"hotelbot-e2e-{uuid.uuid4().hex[:8]}:cb",
             "PYTHONUNBUFFERED": "1",
+            # Web and worker share one multiprocess directory: the web's /metrics shows both.
+            "PROMETHEUS_MULTIPROC_DIR": str(tmp / "prometheus"),
         }
     )
+    (tmp / "prometheus").mkdir()
     db_name = ""
     base_db_url = os.environ.get("DATABASE_URL", "")
     if base_db_url:

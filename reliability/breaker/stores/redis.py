@@ -120,6 +120,7 @@ from reliability.breaker.machine import (
     TransitionEvent,
     outcome_code,
 )
+from reliability.metrics import FALLBACK_USAGE
 
 logger = logging.getLogger(__name__)
 
@@ -838,6 +839,9 @@ class RedisBackend:
             open_for_or_none = open_for if self._state in (State.OPEN, State.FORCED_OPEN) else None
             if local is None:
                 fallback = self._store.fallback
+                FALLBACK_USAGE.labels(
+                    self.name, "process_store" if fallback is None else "database_store"
+                ).inc()
                 if fallback is not None:
                     if self._standin is None:
                         self._standin = fallback.backend(self.name, self.config, self._listener)
