@@ -12,6 +12,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from messaging import selectors
 from messaging.clients import deepseek, green_api
+from reliability.metrics import WHATSAPP_NOT_AUTHORIZED
 
 SWEEPER_HEARTBEAT = "reply_sweeper"
 
@@ -42,6 +43,7 @@ def green_api_instances() -> str:
     if not hotels:
         return "no hotels configured"
     problems: list[str] = []
+    not_authorized = 0
     for hotel in hotels:
         client = green_api.client_for(
             id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token
@@ -53,10 +55,12 @@ def green_api_instances() -> str:
             problems.append(f"{where}: Green API did not answer ({e})")
             continue
         if state != "authorized":
+            not_authorized += 1
             problems.append(
                 f"{where} is {state or 'in an unknown state'}: log the number in again (QR code in the "
                 "Green API console); replies to this hotel fail until then"
             )
+    WHATSAPP_NOT_AUTHORIZED.set(not_authorized)  # an instance Green API did not answer for is unknown
     if problems:
         raise ServiceUnavailable("; ".join(problems))
     return f"{len(hotels)} instance(s) authorized"

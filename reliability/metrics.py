@@ -67,8 +67,16 @@ HEALTH_CHECK_SECONDS = Histogram(
 )
 HEALTH_CHECK_STATUS = Gauge(
     "health_check_status",
-    "Result of the last run of a health check in this process: 1 ok (or warning), 0 failing.",
+    "Result of the last run of a health check: 1 ok (or warning), 0 failing (the most recent run "
+    "of any live process).",
     ["check"],
+    multiprocess_mode="livemostrecent",
+)
+WHATSAPP_NOT_AUTHORIZED = Gauge(
+    "hotelbot_whatsapp_instances_not_authorized",
+    "Hotels whose Green API instance was not 'authorized' at the last instance-state check "
+    "(they cannot answer any guest).",
+    multiprocess_mode="livemostrecent",
 )
 
 # --- Degradation (issue 9) ---

@@ -9,6 +9,7 @@ from datetime import timedelta
 import pytest
 from django.test import Client
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from fakes.deepseek import FakeDeepSeek
 from fakes.green_api import FakeGreenApi
@@ -71,6 +72,8 @@ def test_health_monitor_refreshes_provider_states_and_names_the_unauthorized_hot
     assert "QR code" in str(check["message"])
     assert "test-token" not in str(check["message"])
     assert len(fake_green.journal("getStateInstance")) == 2  # first probe + the monitor's refresh
+    # ... and the gauge the InstanceNotAuthorized alert reads says one hotel cannot answer anyone.
+    assert REGISTRY.get_sample_value("hotelbot_whatsapp_instances_not_authorized") == 1
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
