@@ -19,7 +19,7 @@ from typing import Any
 
 from django.db.models import Count
 
-from reliability import tenancy
+from reliability import degradation, tenancy
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter
 
@@ -145,6 +145,8 @@ class DashboardData:
     latency_count: int
     lanes: list[Lane]
     transitions: list[BreakerEvent]
+    #: ``reliability.degradation.degradation_status()``: level, cause, switches, override, maintenance.
+    degradation: dict[str, Any]
 
     @property
     def category_height(self) -> float:
@@ -294,4 +296,5 @@ def dashboard_data(*, user: Any, now: datetime) -> DashboardData:
         latency_count=len(stats.latencies),
         lanes=lanes,
         transitions=transitions,
+        degradation=degradation.degradation_status(now=now),
     )

@@ -398,28 +398,36 @@ class BulkOutcome:
 
 
 def redrive_many(letters: QuerySet[DeadLetter], *, actor: Any, via: str, reason: str = "") -> BulkOutcome:
-    """Redrive every open letter of ``letters`` (a filtered, tenant-scoped set); one audit row."""
+    """Redrive every open letter of ``letters`` (a filtered, tenant-scoped set). One audit row per
+    tenant touched (each hotel's staff see their share in their audit log), or one if none matched."""
     outcome = BulkOutcome()
+    per_tenant: dict[str, BulkOutcome] = {}
     for letter in letters.filter(status__in=DeadLetter.OPEN_STATUSES).order_by("created_at", "pk").iterator():
+        share = per_tenant.setdefault(letter.tenant, BulkOutcome())
         try:
             result = redrive(letter, via=via)
         except ValidationFailed as e:
             outcome.refused += 1
+            share.refused += 1
             if len(outcome.errors) < 10:
                 outcome.errors.append(f"{letter.pk}: {e.message}")
             continue
         if result.resolved:
             outcome.resolved += 1
+            share.resolved += 1
         else:
             outcome.retried += 1
-    audit_record(
-        actor=actor,
-        via=via,
-        action="dead_letter.retry_bulk",
-        target_type="reliability.deadletter",
-        reason=reason,
-        details={"retried": outcome.retried, "resolved": outcome.resolved, "refused": outcome.refused},
-    )
+            share.retried += 1
+    for tenant, share in sorted(per_tenant.items()) or [("", outcome)]:
+        audit_record(
+            actor=actor,
+            via=via,
+            action="dead_letter.retry_bulk",
+            target_type="reliability.deadletter",
+            tenant=tenant,
+            reason=reason,
+            details={"retried": share.retried, "resolved": share.resolved, "refused": share.refused},
+        )
     return outcome
 
 

@@ -266,3 +266,22 @@ def test_dashboard_numbers_are_scoped_and_breakers_are_for_operations(world: dic
     assert 'id="breakers"' not in staff.content.decode()
     assert any(card.name == "green_api" for card in ops.context["data"].breakers)
     assert "Bravo Hotel" not in staff.content.decode()
+
+
+def test_dashboard_shows_the_degradation_level_staff_set(world: dict[str, Any]) -> None:
+    from reliability import degradation
+
+    degradation.degradation_override_set(
+        level="severe",
+        reason="Green API maintenance window",
+        actor=operations_user(),
+        via="admin",
+        switches_off=["ai_replies"],
+    )
+
+    page = _client(world["a"].staff).get(reverse("admin:reliability_dashboard")).content.decode()
+
+    assert 'id="degradation-level"' in page
+    assert "SEVERE" in page
+    assert "Green API maintenance window" in page
+    assert "ai_replies: <strong>off</strong>" in page

@@ -212,3 +212,25 @@ def test_a_kind_without_a_handler_cannot_be_redriven() -> None:
     )
     with pytest.raises(ValidationFailed, match="resolve or discard"):
         dead_letters.redrive(letter)
+
+
+def test_bulk_retry_writes_one_audit_row_per_hotel_so_each_hotel_sees_its_share(handler: _Handler) -> None:
+    staff = User.objects.create_user("cy", is_staff=True)
+    _fail(503, subject_id=200)  # tenant "3"
+    dead_letters.record_failure(
+        Failure(
+            kind=KIND,
+            reason_code="attempts_exhausted",
+            reason="gave up",
+            subject_type="messaging.replyjob",
+            subject_id=201,
+            tenant="4",
+            http_status=503,
+        )
+    )
+    dead_letters.redrive_many(DeadLetter.objects.all(), actor=staff, via="api")
+    rows = dict(AuditEntry.objects.values_list("tenant", "details"))
+    assert rows == {
+        "3": {"retried": 1, "resolved": 0, "refused": 0},
+        "4": {"retried": 1, "resolved": 0, "refused": 0},
+    }
