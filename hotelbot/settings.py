@@ -86,6 +86,9 @@ MIDDLEWARE = [
     "django_prometheus.middleware.PrometheusBeforeMiddleware",
     "hotelbot.middleware.RequestIdMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    # Static files (admin, the API docs' Swagger UI) straight from the apps: no collectstatic step
+    # and no proxy rule needed, also under gunicorn with DEBUG off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
     "reliability.middleware.DegradationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -403,6 +406,8 @@ API_BULK_RETRY_LIMIT = env_int("API_BULK_RETRY_LIMIT", 500)
 # --- Static, i18n --------------------------------------------------------------------------------
 STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # whitenoise indexes it at start (collectstatic fills it)
+WHITENOISE_USE_FINDERS = True  # serve from the apps' static dirs (collectstatic optional)
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
