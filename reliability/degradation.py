@@ -642,9 +642,16 @@ def retry_after_seconds() -> int:
     return max(1, round(settings.DEGRADATION_RETRY_AFTER))
 
 
+#: The longest timed override or maintenance (30 days): longer ones are "until cleared".
+MAX_OVERRIDE_MINUTES = 30 * 24 * 60
+
+
 def override_until(minutes: int | None) -> datetime | None:
     if minutes is None:
         return None
-    if minutes < 1:
-        raise ValidationFailed("Minutes must be at least 1.", details={"minutes": "At least 1."})
+    if not 1 <= minutes <= MAX_OVERRIDE_MINUTES:
+        raise ValidationFailed(
+            f"Minutes must be between 1 and {MAX_OVERRIDE_MINUTES} (30 days).",
+            details={"minutes": f"Between 1 and {MAX_OVERRIDE_MINUTES}."},
+        )
     return timezone.now() + timedelta(minutes=minutes)
