@@ -135,7 +135,11 @@ class BreakerConfigAdmin(admin.ModelAdmin):
     def _override(self, request: HttpRequest, queryset: QuerySet[BreakerConfig], mode: str) -> None:
         reason = request.POST.get("reason", "")
         minutes = request.POST.get("minutes") or ""
-        until = timezone.now() + timedelta(minutes=int(minutes)) if minutes.isdigit() else None
+        try:
+            until = services.override_until(int(minutes)) if minutes.isdigit() else None
+        except HotelbotError as e:
+            self.message_user(request, e.message, messages.ERROR)
+            return
         done = 0
         for name in queryset.values_list("name", flat=True):
             try:

@@ -33,7 +33,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -42,6 +42,7 @@ from django.db import connection, transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
+from reliability import services
 from reliability.audit import audit_record
 from reliability.metrics import DEGRADATION_EVENTS, DEGRADATION_LEVEL
 from reliability.models import (
@@ -642,16 +643,5 @@ def retry_after_seconds() -> int:
     return max(1, round(settings.DEGRADATION_RETRY_AFTER))
 
 
-#: The longest timed override or maintenance (30 days): longer ones are "until cleared".
-MAX_OVERRIDE_MINUTES = 30 * 24 * 60
-
-
-def override_until(minutes: int | None) -> datetime | None:
-    if minutes is None:
-        return None
-    if not 1 <= minutes <= MAX_OVERRIDE_MINUTES:
-        raise ValidationFailed(
-            f"Minutes must be between 1 and {MAX_OVERRIDE_MINUTES} (30 days).",
-            details={"minutes": f"Between 1 and {MAX_OVERRIDE_MINUTES}."},
-        )
-    return timezone.now() + timedelta(minutes=minutes)
+MAX_OVERRIDE_MINUTES = services.MAX_OVERRIDE_MINUTES
+override_until = services.override_until

@@ -8,7 +8,7 @@ import logging
 import math
 import re
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -31,6 +31,23 @@ def _row(name: str) -> BreakerConfig:
     if row is None:
         raise NotFound(f"No breaker named {name!r}.")
     return row
+
+
+#: The longest timed override or maintenance (30 days), for breakers and degradation alike:
+#: longer ones are "until cleared". Also keeps ``timedelta`` from overflowing on absurd input.
+MAX_OVERRIDE_MINUTES = 30 * 24 * 60
+
+
+def override_until(minutes: int | None) -> datetime | None:
+    """When an override of ``minutes`` minutes ends (None: until cleared); out of range: ValidationFailed."""
+    if minutes is None:
+        return None
+    if not 1 <= minutes <= MAX_OVERRIDE_MINUTES:
+        raise ValidationFailed(
+            f"Minutes must be between 1 and {MAX_OVERRIDE_MINUTES} (30 days).",
+            details={"minutes": f"Between 1 and {MAX_OVERRIDE_MINUTES}."},
+        )
+    return timezone.now() + timedelta(minutes=minutes)
 
 
 def breaker_set_mode(

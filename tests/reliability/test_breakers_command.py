@@ -41,7 +41,7 @@ def test_force_open_for_minutes_then_close():
         (("force-open", "deepseek"), "Say why"),
         (("force-open",), "needs a breaker name"),
         (("reset", "nope"), "No breaker named"),
-        (("disable", "deepseek", "--reason", "x", "--minutes", "0"), "at least 1"),
+        (("disable", "deepseek", "--reason", "x", "--minutes", "0"), "between 1 and 43200"),
     ],
 )
 def test_bad_input_is_a_command_error(args, message):

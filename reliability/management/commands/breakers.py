@@ -1,10 +1,8 @@
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
-from django.utils import timezone
 
 from hotelbot.exceptions import HotelbotError
 from reliability import services
@@ -48,9 +46,10 @@ class Command(BaseCommand):
             return
         if not name:
             raise CommandError(f"'{action}' needs a breaker name")
-        if options["minutes"] is not None and options["minutes"] < 1:
-            raise CommandError("--minutes must be at least 1")
-        until = timezone.now() + timedelta(minutes=options["minutes"]) if options["minutes"] else None
+        try:
+            until = services.override_until(options["minutes"])
+        except HotelbotError as e:
+            raise CommandError(f"--minutes: {e.message}") from e
         try:
             if action == "reset":
                 services.breaker_reset(name=name)
