@@ -237,5 +237,6 @@ def install_kombu_redis_guard() -> bool:
             raise
 
     restore_unacked._hotelbot_guard = True  # type: ignore[attr-defined]
+    restore_unacked._hotelbot_original = original  # type: ignore[attr-defined]
     qos.restore_unacked = restore_unacked  # type: ignore[method-assign]
     return True
