@@ -4,6 +4,7 @@ a worker alive when Redis dies under it."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -31,7 +32,7 @@ def test_restoring_unacked_messages_over_a_torn_down_connection_no_longer_kills_
     with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
         queue = conn.SimpleQueue("hotelbot-guard-test")
         queue.put({"job": 1})
-        channel = queue.channel
+        channel: Any = queue.channel
         message = channel.basic_get("hotelbot-guard-test", no_ack=False)
         assert message is not None
         qos = channel.qos
@@ -40,7 +41,7 @@ def test_restoring_unacked_messages_over_a_torn_down_connection_no_longer_kills_
         throwaway_redis.kill()
         channel._pool = None
         channel.connection.client = None
-        original = kombu_redis.QoS.restore_unacked._hotelbot_original
+        original = getattr(kombu_redis.QoS.restore_unacked, "_hotelbot_original")  # noqa: B009
         with pytest.raises(AttributeError, match="hostname"):
             original(qos)  # unguarded kombu: the "Unrecoverable error" that stopped the worker
         # Then the guarded restore logs and returns instead of raising
@@ -60,10 +61,10 @@ def broker_url(monkeypatch):
 
     def use(url: str) -> None:
         monkeypatch.setenv("CELERY_BROKER_URL", url)
-        current_app.conf.broker_url = url
+        current_app.conf.broker_url = url  # type: ignore[misc]
 
     yield use
-    current_app.conf.broker_url = previous
+    current_app.conf.broker_url = previous  # type: ignore[misc]
 
 
 @pytest.mark.django_db
