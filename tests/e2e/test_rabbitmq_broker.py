@@ -12,6 +12,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from kombu import Connection
@@ -37,7 +38,8 @@ def rabbit_stack(tmp_path: Path) -> Iterator[Stack]:
             yield stack
     finally:
         with Connection(AMQP_URL, connect_timeout=3) as conn:
-            conn.default_channel.queue_delete(queue)
+            channel: Any = conn.default_channel
+            channel.queue_delete(queue)
 
 
 def test_a_worker_on_rabbitmq_gets_a_reply_through(rabbit_stack):
