@@ -231,6 +231,8 @@ else:
         "polling_interval": env_float("CELERY_FILESYSTEM_POLLING_INTERVAL", 0.05),
     }
 CELERY_TASK_ACKS_LATE = True
+# The queue tasks go to and workers read (the default "celery"); tests sharing a broker use their own.
+CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 # Workers keep Django's LOGGING (request ids, masking, LOG_FORMAT) instead of Celery's own handlers.
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
@@ -500,6 +502,15 @@ if RETENTION_DAYS < 1:
 # Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
 # a hung broker costs a request at most about this long; the sweeper publishes what was missed.
 CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)
+# Broker down (issue 9): each worker process probes the broker every BROKER_PROBE_INTERVAL seconds
+# (one connection, BROKER_PROBE_TIMEOUT); while it is unreachable the worker takes due reply jobs
+# straight from the database every REPLY_DB_POLL_INTERVAL seconds (at most REPLY_DB_POLL_BATCH per
+# poll) and runs the beat schedule's interval entries itself (reliability/broker_fallback.py).
+BROKER_FALLBACK_POLLER = env_bool("BROKER_FALLBACK_POLLER", True)
+BROKER_PROBE_INTERVAL = env_float("BROKER_PROBE_INTERVAL", 5.0)
+BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 0.5)
+REPLY_DB_POLL_INTERVAL = env_float("REPLY_DB_POLL_INTERVAL", 1.0)
+REPLY_DB_POLL_BATCH = env_int("REPLY_DB_POLL_BATCH", 10)
 # Workers and beat keep kombu's connection timeout for their own (retried) connections.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)
 

@@ -12,9 +12,18 @@ class MessagingConfig(AppConfig):
         from messaging import health as checks
         from messaging import selectors
         from messaging.clients.green_api import mask_token
-        from messaging.services import retention
+        from messaging.services import replies, retention
         from messaging.services.redrive import ReplyDeadLetters
-        from reliability import dashboard, dead_letters, degradation, health, maintenance, reports, tenancy
+        from reliability import (
+            broker_fallback,
+            dashboard,
+            dead_letters,
+            degradation,
+            health,
+            maintenance,
+            reports,
+            tenancy,
+        )
         from reliability.models import DeadLetter
 
         # A dead letter's tenant is its hotel's id: staff see the letters of the hotels they staff.
@@ -39,3 +48,5 @@ class MessagingConfig(AppConfig):
         dashboard.register_reply_stats(selectors.reply_stats_hourly)
         dashboard.register_subject_history("messaging.replyjob", selectors.reply_job_attempts)
         register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
+        # Broker down: worker processes take due reply jobs straight from the database (issue 9).
+        broker_fallback.register_poller("reply_jobs", lambda limit: replies.reply_jobs_poll(limit=limit))

@@ -6,10 +6,11 @@ class ReliabilityConfig(AppConfig):
     verbose_name = "Reliability"
 
     def ready(self) -> None:
+        from celery.signals import worker_process_init
         from prometheus_client import REGISTRY
 
         from hotelbot.logs import register_redactor
-        from reliability import http, observability
+        from reliability import broker, broker_fallback, http, observability
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
 
@@ -18,3 +19,8 @@ class ReliabilityConfig(AppConfig):
         REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
         observability.connect_celery_signals()
         register_redactor(http.redact_live_sessions)
+        # Redis / broker down (issue 9): workers survive a Redis kill (kombu guard) and take work
+        # from the database while the broker is away (one poller thread per pool process).
+        broker.install_kombu_redis_guard()
+        worker_process_init.connect(broker_fallback.start, weak=False)
+        broker_fallback.register_recovery("breakers_and_degradation", broker_fallback.warm_after_recovery)

@@ -10,7 +10,9 @@ publish as "not published": the database row stays the source of truth and a swe
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,6 +21,10 @@ from celery import current_app
 from django.conf import settings
 from kombu import Connection
 from kombu.connection import ConnectionPool
+
+from reliability.metrics import BROKER_UP
+
+logger = logging.getLogger(__name__)
 
 _lock = threading.Lock()
 _pool: ConnectionPool | None = None
@@ -82,3 +88,155 @@ def reset_request_path_pool() -> None:
         if _pool is not None:
             _pool.force_close_all()
         _pool = _pool_key = None
+
+
+# --- broker health: is the broker reachable? (cheap, per process) ---------------------------------
+class BrokerUnavailable(Exception):
+    """The broker is known to be down (this process's flag or the ``redis`` breaker): not tried."""
+
+
+_state_lock = threading.Lock()
+_down_since: float | None = None  # monotonic time this process saw the broker fail
+_down_reason = ""
+
+
+def breaker_name() -> str | None:
+    """The breaker guarding broker calls: ``redis`` for a Redis broker (it guards cache, rate-limit
+    and broker calls alike), none for RabbitMQ or the embedded filesystem broker."""
+    url = str(current_app.conf.broker_url or "")
+    return "redis" if url.startswith(("redis://", "rediss://", "redis+socket://")) else None
+
+
+def is_down() -> bool:
+    """This process last saw the broker fail and has not seen it answer since (no I/O)."""
+    return _down_since is not None
+
+
+def down_for() -> float:
+    """Seconds since this process marked the broker down (0 when up)."""
+    since = _down_since
+    return 0.0 if since is None else max(0.0, time.monotonic() - since)
+
+
+def mark_down(reason: str) -> bool:
+    """Remember that the broker failed; True when this is news (it was up)."""
+    global _down_since, _down_reason
+    with _state_lock:
+        if _down_since is not None:
+            return False
+        _down_since, _down_reason = time.monotonic(), reason[:300]
+    logger.warning("broker unreachable, replies are taken from the database meanwhile: %s", reason)
+    BROKER_UP.set(0)
+    return True
+
+
+def mark_up() -> bool:
+    """Remember that the broker answered; True when this is news (it was down)."""
+    global _down_since, _down_reason
+    with _state_lock:
+        if _down_since is None:
+            return False
+        seconds = time.monotonic() - _down_since
+        _down_since, _down_reason = None, ""
+    logger.info("broker reachable again after %.1fs; replies go through it again", seconds)
+    BROKER_UP.set(1)
+    return True
+
+
+@contextmanager
+def guarded() -> Iterator[None]:
+    """Around one broker call (a publish): skip fast while the ``redis`` breaker is open, record the
+    outcome in it, and keep this process's flag (a failure marks the broker down, a success up).
+
+    Raises :class:`BrokerUnavailable` without any I/O while the breaker rejects calls."""
+    from reliability.breaker import CircuitOpenError, registry
+
+    name = breaker_name()
+    try:
+        if name is None:
+            yield
+        else:
+            with registry.breaker(name).guard():
+                yield
+    except CircuitOpenError as e:
+        mark_down(f"{name} breaker open")
+        raise BrokerUnavailable(str(e)) from e
+    except Exception as e:
+        mark_down(f"{type(e).__name__}: {e}")
+        raise
+    mark_up()
+
+
+def probe(*, timeout: float | None = None) -> bool:
+    """Connect to the broker once (short timeouts, no retries); updates the flag and the breaker.
+
+    Costs one TCP connection (and a PING / AMQP handshake): the worker's fallback poller calls it
+    every ``BROKER_PROBE_INTERVAL`` while the broker is up and every poll while it is down."""
+    seconds = timeout if timeout is not None else settings.BROKER_PROBE_TIMEOUT
+    options = request_path_transport_options()
+    options.update({"socket_timeout": seconds, "socket_connect_timeout": seconds})
+    try:
+        with guarded():
+            connection: Connection = current_app.connection_for_write(
+                transport_options=options, connect_timeout=seconds
+            )
+            try:
+                connection.ensure_connection(max_retries=0, interval_start=0, timeout=max(1, round(seconds)))
+                _ = connection.default_channel  # Redis: PING; AMQP: channel open
+            finally:
+                connection.collect()
+    except Exception as e:  # BrokerUnavailable, kombu's OperationalError, socket errors, ...
+        logger.debug("broker probe failed: %s", e)
+        return False
+    return True
+
+
+def reset_health_for_tests() -> None:
+    global _down_since, _down_reason
+    with _state_lock:
+        _down_since, _down_reason = None, ""
+
+
+# --- kombu's Redis transport: a worker must survive a Redis kill ---------------------------------
+def install_kombu_redis_guard() -> bool:
+    """Guard ``kombu.transport.redis.QoS.restore_unacked`` against a connection already torn down.
+
+    When Redis dies under a worker, kombu closes the channel while the connection is being replaced;
+    closing restores the worker's unacknowledged messages, which needs a fresh client, whose
+    connection parameters come from ``channel.connection.client`` — already ``None``. The
+    ``AttributeError("'NoneType' object has no attribute 'hostname'")`` escapes to the worker as an
+    "Unrecoverable error" and the worker exits (kombu issues #582 and #970 show the same path;
+    seen with kombu 5.7.0). Nothing can be restored over a connection that is gone, and nothing is
+    lost by not trying: the messages stay in Redis's unacked hash (restored after the visibility
+    timeout) and, if Redis lost them, the reply job rows are re-published by the sweeper or taken
+    by the database poll. So that one case is logged and skipped; every other error still raises.
+    Idempotent; returns True when it patched.
+    """
+    try:
+        from kombu.transport import redis as kombu_redis
+    except ImportError:  # pragma: no cover - celery[redis] is pinned
+        return False
+    qos = kombu_redis.QoS
+    if getattr(qos.restore_unacked, "_hotelbot_guard", False):
+        return False
+    original = qos.restore_unacked
+
+    def restore_unacked(self: Any, client: Any = None) -> Any:
+        try:
+            return original(self, client)
+        except AttributeError:
+            connection = getattr(self.channel, "connection", None)
+            if client is None and getattr(connection, "client", None) is None:
+                logger.warning(
+                    "broker connection already closed: %d unacknowledged message(s) left to Redis's "
+                    "visibility timeout and the reply sweeper (kombu restore_unacked guard)",
+                    len(self._delivered),
+                )
+                self._delivered.clear()
+                return None
+            raise
+
+    restore_unacked._hotelbot_guard = True  # type: ignore[attr-defined]
+    restore_unacked._hotelbot_original = original  # type: ignore[attr-defined]
+    qos.restore_unacked = restore_unacked  # type: ignore[method-assign]
+    return True

@@ -172,6 +172,23 @@ BEAT_LAST_RUN = Gauge(
     "Unix time the reply sweeper (a Celery beat task) last ran: stale means beat or the workers stopped.",
     multiprocess_mode="max",
 )
+# --- Redis / broker down (issue 9) ---
+BROKER_UP = Gauge(
+    "hotelbot_broker_up",
+    "1 when this process last reached the Celery broker, 0 while it is marked down (replies are "
+    "then taken straight from the database by the workers' fallback pollers).",
+    multiprocess_mode="livemin",
+)
+BROKER_FALLBACK_JOBS = Counter(
+    "hotelbot_broker_fallback_jobs_total",
+    "Reply jobs a worker took straight from the database while the broker was down, by result.",
+    ["result"],
+)
+BROKER_FALLBACK_RUNS = Counter(
+    "hotelbot_broker_fallback_periodic_runs_total",
+    "Beat-schedule entries a worker ran itself while the broker was down (beat cannot publish).",
+    ["entry"],
+)
 DLQ_CACHE_SECONDS = 10.0
 
 

@@ -44,7 +44,7 @@ from messaging.services import statuses
 from reliability import dead_letters, degradation
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
-from reliability.metrics import BEAT_LAST_RUN, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
+from reliability.metrics import BEAT_LAST_RUN, BROKER_FALLBACK_JOBS, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
 from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
 from reliability.services import storable_text
@@ -76,15 +76,23 @@ def reply_job_publish(
     ``swept=True`` (the sweeper) counts the re-publish, so the next one waits longer.
     """
     from messaging.tasks import process_reply_job
-    from reliability import broker
+    from reliability import broker, broker_fallback
 
+    if broker_fallback.active():
+        # A worker whose fallback poller saw the broker down takes the job from the database
+        # itself: no publish attempt (and its retries and timeouts) while the broker is away.
+        return False
     try:
-        if request_path:
-            with broker.request_path_connection() as connection:
-                options = broker.request_path_publish_options(connection)
-                result = process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
-        else:
-            result = process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+        with broker.guarded():  # the redis breaker: skip fast while open; failures mark it down
+            if request_path:
+                with broker.request_path_connection() as connection:
+                    options = broker.request_path_publish_options(connection)
+                    result = process_reply_job.apply_async(args=(job_id,), countdown=countdown, **options)
+            else:
+                result = process_reply_job.apply_async(args=(job_id,), countdown=countdown)
+    except broker.BrokerUnavailable as e:
+        logger.info("reply job %s not published, broker down (the database is polled): %s", job_id, e)
+        return False
     except Exception as e:  # kombu raises many types (OperationalError, socket errors, ...)
         logger.warning("could not publish reply job %s (the sweeper will retry): %s", job_id, e)
         return False
@@ -178,20 +186,28 @@ class LeaseLost(Exception):
     """A conditional write found another claim's token (or the job no longer in progress)."""
 
 
-def _claim(job_id: int, now: datetime) -> ReplyJob | None:
-    lease = now + timedelta(seconds=settings.REPLY_JOB_LEASE)
-    claimable = Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=now) | Q(
+def _claimable(now: datetime) -> Q:
+    return Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=now) | Q(
         status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lt=now
     )
+
+
+def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
+    """Claim job ``job_id`` (a broker task), or with ``None`` the most overdue claimable job (the
+    database poll while the broker is down: ``FOR UPDATE SKIP LOCKED``, so pollers in several
+    processes take different rows and never wait on each other; SQLite's IMMEDIATE transaction
+    is exclusive anyway). Either way: one row lock, a new lease and a fresh fencing token."""
+    lease = now + timedelta(seconds=settings.REPLY_JOB_LEASE)
     # Lock only the job row (``of``): PostgreSQL cannot lock the nullable side of the outbound
     # join, and this way the relations the pipeline needs come with the same query.
     with transaction.atomic():
-        job = (
-            ReplyJob.objects.select_for_update(of=("self",))
-            .select_related("inbound__conversation__guest", "inbound__conversation__hotel", "outbound")
-            .filter(claimable, pk=job_id)
-            .first()
+        query = ReplyJob.objects.select_for_update(of=("self",), skip_locked=job_id is None).select_related(
+            "inbound__conversation__guest", "inbound__conversation__hotel", "outbound"
         )
+        if job_id is None:
+            job = query.filter(_claimable(now)).order_by("next_attempt_at", "pk").first()
+        else:
+            job = query.filter(_claimable(now), pk=job_id).first()
         if job is None:
             return None
         job.status = ReplyJob.Status.IN_PROGRESS
@@ -251,6 +267,30 @@ def reply_job_process(*, job_id: int) -> ProcessOutcome:
     job = _claim(job_id, timezone.now())
     if job is None:
         return ProcessOutcome(job_id, "skipped", "not claimable (done, dead, not due, or claimed elsewhere)")
+    return _process_claimed(job)
+
+
+def reply_jobs_poll(*, limit: int) -> int:
+    """The broker is down: take up to ``limit`` due jobs straight from the database, most overdue
+    first, each claimed like a task would claim it (so a task delivered later for the same job
+    finds it done or leased, and skips it). Returns how many were taken."""
+    taken = 0
+    while taken < limit:
+        job = _claim(None, timezone.now())
+        if job is None:
+            break
+        taken += 1
+        try:
+            outcome = _process_claimed(job)
+        except Exception:  # logged and rescheduled by _process_claimed; the next job goes on
+            BROKER_FALLBACK_JOBS.labels("error").inc()
+            continue
+        BROKER_FALLBACK_JOBS.labels(outcome.result).inc()
+    return taken
+
+
+def _process_claimed(job: ReplyJob) -> ProcessOutcome:
+    job_id = job.pk
     try:
         return _advance(job)
     except LeaseLost as e:

@@ -7,6 +7,7 @@ server) and free ports, so it never disturbs the other tests or the developer's 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -152,9 +153,25 @@ def _drop_database(url: str, name: str) -> None:
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
-    tmp = tmp_path_factory.mktemp("e2e")
+    with launch_stack(tmp_path_factory.mktemp("e2e")) as s:
+        yield s
+
+
+@contextlib.contextmanager
+def launch_stack(
+    tmp: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    database_url: str | None = None,
+    worker_args: tuple[str, ...] = (),
+) -> Iterator[Stack]:
+    """Fakes, one Celery worker (2 processes), beat and gunicorn on their own database.
+
+    ``extra_env`` overrides the environment (e.g. a throwaway Redis as cache, broker and breaker
+    store); ``database_url``: use this database as is (a throwaway server) instead of a fresh
+    database on DATABASE_URL's server."""
     logs = tmp / "logs"
-    logs.mkdir()
+    logs.mkdir(parents=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS"))}
     web_port, green_port, deepseek_port = free_port(), free_port(), free_port()
     web_url = f"http://127.0.0.1:{web_port}"
@@ -180,9 +197,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     (tmp / "prometheus").mkdir()
     db_name = ""
     base_db_url = os.environ.get("DATABASE_URL", "")
-    if base_db_url:
+    if database_url:
+        env["DATABASE_URL"] = database_url
+    elif base_db_url:
         env["DATABASE_URL"], db_name = _throwaway_database(base_db_url)
-    if os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
+    env.update(extra_env or {})
+    own_broker = "CELERY_BROKER_URL" in (extra_env or {})
+    if not own_broker and os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
         env["CELERY_BROKER_URL"] = urlunsplit(urlsplit(os.environ["CELERY_BROKER_URL"])._replace(path="/14"))
         # A stopped worker requeues its unacked and countdown tasks; start from an empty broker.
         redis.Redis.from_url(env["CELERY_BROKER_URL"], socket_timeout=5).flushdb()
@@ -207,6 +228,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                 "--concurrency=2",
                 "--without-gossip",
                 "--without-mingle",
+                *worker_args,
             ],
         )
         s.start("beat", [str(BIN / "celery"), "-A", "hotelbot", "beat", "--loglevel=INFO"])

@@ -1,0 +1,111 @@
+"""Broker health (flag, breaker, probe), the workers' beat fallback, and the kombu guard that keeps
+a worker alive when Redis dies under it."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from kombu import Connection
+from kombu.transport import redis as kombu_redis
+
+from reliability import broker, broker_fallback
+
+
+@pytest.fixture(autouse=True)
+def _fresh_health():
+    broker.reset_health_for_tests()
+    yield
+    broker.reset_health_for_tests()
+
+
+def test_kombu_guard_is_installed_by_the_app():
+    assert getattr(kombu_redis.QoS.restore_unacked, "_hotelbot_guard", False) is True
+    assert broker.install_kombu_redis_guard() is False  # idempotent
+
+
+def test_restoring_unacked_messages_over_a_torn_down_connection_no_longer_kills_the_worker(
+    throwaway_redis, caplog
+):
+    # Given a consumer holding one unacknowledged message (acks_late, prefetch 1)
+    with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
+        queue = conn.SimpleQueue("hotelbot-guard-test")
+        queue.put({"job": 1})
+        channel: Any = queue.channel
+        message = channel.basic_get("hotelbot-guard-test", no_ack=False)
+        assert message is not None
+        qos = channel.qos
+        # When Redis dies, kombu tears the connection down before the channel is closed: the pool is
+        # dropped and the transport no longer knows its connection (what the worker hit in the drill).
+        throwaway_redis.kill()
+        channel._pool = None
+        channel.connection.client = None
+        original = getattr(kombu_redis.QoS.restore_unacked, "_hotelbot_original")  # noqa: B009
+        with pytest.raises(AttributeError, match="hostname"):
+            original(qos)  # unguarded kombu: the "Unrecoverable error" that stopped the worker
+        # Then the guarded restore logs and returns instead of raising
+        qos._delivered[message.delivery_tag] = message
+        with caplog.at_level(logging.WARNING, logger="reliability.broker"):
+            assert qos.restore_unacked() is None
+        assert "kombu restore_unacked guard" in caplog.text
+        assert not qos._delivered
+
+
+@pytest.fixture
+def broker_url(monkeypatch):
+    """Point the Celery app at another broker (CELERY_BROKER_URL in the environment wins in Celery)."""
+    from celery import current_app
+
+    previous = current_app.conf.broker_url
+
+    def use(url: str) -> None:
+        monkeypatch.setenv("CELERY_BROKER_URL", url)
+        current_app.conf.broker_url = url  # type: ignore[misc]
+
+    yield use
+    current_app.conf.broker_url = previous  # type: ignore[misc]
+
+
+@pytest.mark.django_db
+def test_probe_marks_the_broker_down_then_up(broker_url, throwaway_redis):
+    broker_url(throwaway_redis.url.replace("/0", "/4"))
+    assert broker.probe(timeout=0.5) is True
+    assert not broker.is_down()
+    throwaway_redis.kill()
+    assert broker.probe(timeout=0.5) is False
+    assert broker.is_down()
+    assert broker.down_for() >= 0
+    throwaway_redis.start()
+    assert broker.probe(timeout=0.5) is True
+    assert not broker.is_down()
+
+
+def test_redis_brokers_are_guarded_by_the_redis_breaker(broker_url):
+    broker_url("redis://127.0.0.1:6379/9")
+    assert broker.breaker_name() == "redis"
+    broker_url("amqp://guest:guest@127.0.0.1:5672//")
+    assert broker.breaker_name() is None
+
+
+@pytest.mark.django_db
+def test_beat_interval_entries_run_once_per_interval_across_pollers(settings, monkeypatch):
+    from celery import current_app
+
+    ran: list[str] = []
+    task = current_app.tasks["messaging.tasks.sweep_reply_jobs"]
+    monkeypatch.setattr(task, "run", lambda: ran.append("sweep"))
+    settings.CELERY_BEAT_SCHEDULE = {
+        "test.sweep": {"task": "messaging.tasks.sweep_reply_jobs", "schedule": 3600.0},
+        "test.nightly": {"task": "messaging.tasks.sweep_reply_jobs", "schedule": object()},  # crontab-like
+    }
+    settings.RATE_LIMIT_REDIS_URL = ""
+    from reliability import ratelimit
+
+    ratelimit.reset_for_tests()
+    try:
+        assert broker_fallback.run_due_periodic() == ["test.sweep"]
+        assert broker_fallback.run_due_periodic() == []  # another poller, same interval: not again
+        assert ran == ["sweep"]
+    finally:
+        ratelimit.reset_for_tests()
