@@ -36,6 +36,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -94,14 +95,15 @@ class MemorySlots:
     #: Streams kept before the ones whose slot is in the past (they hold no state) are dropped.
     PRUNE_AT = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
         self._prune_at = self.PRUNE_AT
+        self._clock = clock
 
     def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next.get(key, 0.0))
             wait = slot - now
             if wait > max_wait:
