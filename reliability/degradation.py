@@ -642,9 +642,18 @@ def retry_after_seconds() -> int:
     return max(1, round(settings.DEGRADATION_RETRY_AFTER))
 
 
+#: The longest override or maintenance window, in minutes (a year; clear it to end it sooner).
+MAX_OVERRIDE_MINUTES = 366 * 24 * 60
+
+
 def override_until(minutes: int | None) -> datetime | None:
     if minutes is None:
         return None
     if minutes < 1:
         raise ValidationFailed("Minutes must be at least 1.", details={"minutes": "At least 1."})
+    if minutes > MAX_OVERRIDE_MINUTES:
+        raise ValidationFailed(
+            f"Minutes must be at most {MAX_OVERRIDE_MINUTES}.",
+            details={"minutes": f"At most {MAX_OVERRIDE_MINUTES} (a year)."},
+        )
     return timezone.now() + timedelta(minutes=minutes)

@@ -29,7 +29,10 @@ class OverrideSerializer(serializers.Serializer):
     )
     reason = serializers.CharField(max_length=300, help_text="Why (kept in the audit log and events).")
     minutes = serializers.IntegerField(
-        required=False, min_value=1, help_text="The override ends by itself after this many minutes."
+        required=False,
+        min_value=1,
+        max_value=degradation.MAX_OVERRIDE_MINUTES,
+        help_text="The override ends by itself after this many minutes.",
     )
     switches_off = serializers.ListField(
         child=serializers.ChoiceField(choices=Switch.values),
