@@ -204,3 +204,16 @@ def test_api_keeps_limiting_while_redis_is_down_and_returns_to_redis(
     assert _reads(client, 4) == [200, 200, 200, 429]
     assert sample("hotelbot_inbound_rate_limit_total", **limited, store="redis") == redis_limited + 2
     assert any(True for _ in server.client().scan_iter(match="test:rl:*:in:*"))
+
+
+@pytest.mark.django_db
+def test_anonymous_api_calls_are_limited_per_ip(settings: Any) -> None:
+    from rest_framework.test import APIClient
+
+    settings.REST_FRAMEWORK = {
+        **settings.REST_FRAMEWORK,
+        "DEFAULT_THROTTLE_RATES": {"reliability_read": "2/min", "reliability_write": "2/min"},
+    }
+    here, there = APIClient(REMOTE_ADDR="198.51.100.7"), APIClient(REMOTE_ADDR="198.51.100.8")
+    assert [here.get("/api/v1/no-such-path/").status_code for _ in range(3)] == [404, 404, 429]
+    assert there.get("/api/v1/no-such-path/").status_code == 404  # another address, its own budget
