@@ -375,8 +375,11 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
-    # Scoped throttles of the reliability API (reliability/api/throttling.py), per user, counted in
-    # the default cache: reads (GET) and writes (POST) have their own budgets.
+    # Every API view is limited per client (user or token; anonymous by IP) with one budget for
+    # reads (GET) and one for writes (reliability/api/policies.py), counted by the server-side
+    # limiter (reliability/ratelimit.py: Redis, per process while Redis is down; not the cache).
+    # A rate is "N/s", "N/min", "N/hour" or "N/day" (N at once, then spread); "off" disables it.
+    "DEFAULT_THROTTLE_CLASSES": ["reliability.api.policies.ReliabilityThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "reliability_read": env_str("API_THROTTLE_READ", "600/min"),
         "reliability_write": env_str("API_THROTTLE_WRITE", "60/min"),
@@ -387,7 +390,7 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "WhatsApp concierge bot for hotels: webhook intake and reliability operations "
     "(circuit breakers, dead letters, quarantined notifications). Authenticate with "
     "`Authorization: Token <key>` (staff users) or the admin session. Every error is "
-    '`{"error": {"code", "message", "details"}}`.',
+    '`{"error": {"code", "message", "details", "request_id"}}` (429 and 503 with Retry-After).',
     "VERSION": "0.1.0",
     # Swagger UI and ReDoc from drf-spectacular-sidecar's static files: no CDN (offline and
     # CSP-locked deployments render the docs too).
@@ -518,6 +521,11 @@ CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT",
 # Shared pacing slots live in Redis; without it in the database (table reliability_ratelimitslot).
 RATE_LIMIT_REDIS_URL = env_str("RATE_LIMIT_REDIS_URL", BREAKER_REDIS_URL)
 RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")
+# The webhook's server-side limit per Green API instance (same store as the API's: Redis, per
+# process while Redis is down). Generous: Green API delivers up to ~50/s per instance and pauses
+# 60 s after any non-200, so a 429 delays that hotel's messages. "off" disables it.
+WEBHOOK_RATE_LIMIT = env_str("WEBHOOK_RATE_LIMIT", "100/s")
+WEBHOOK_RATE_BURST = env_int("WEBHOOK_RATE_BURST", 200)
 
 # --- Health probes and monitor (issue 10) ---------------------------------------------------------
 # Every check answers within this many seconds, whatever its dependency does (a hung PostgreSQL,

@@ -23,3 +23,9 @@ urlpatterns = [
     # Prometheus: every process's samples in multiprocess mode (reliability/observability.py).
     path("metrics", metrics_view, name="prometheus-django-metrics"),
 ]
+
+# Django's error pages: the error envelope on JSON routes (/api/, /webhooks/), HTML elsewhere.
+handler400 = "hotelbot.exceptions.handler400"
+handler403 = "hotelbot.exceptions.handler403"
+handler404 = "hotelbot.exceptions.handler404"
+handler500 = "hotelbot.exceptions.handler500"

@@ -333,6 +333,13 @@ def _subject(data: Any) -> str:
     return value[:200] if isinstance(value, str) else ""
 
 
+def instance_of(notification: Notification | Unparseable) -> str:
+    """The Green API instance a parsed body came from ("" when it does not say)."""
+    if isinstance(notification, Unparseable):
+        return notification.subject
+    return str(getattr(notification, "id_instance", ""))
+
+
 def parse_webhook_body(body: RawBody) -> Notification | Unparseable:
     """The webhook's bytes → a typed notification, or what is wrong with them (never raises)."""
     if body.over_limit:

@@ -51,6 +51,13 @@ RATE_LIMIT_CALLS = Counter(
     "Client-side pacing decisions, by outcome (granted, denied) and store (redis, database, memory).",
     ["dependency", "outcome", "store"],
 )
+RATE_LIMIT_INBOUND = Counter(
+    "hotelbot_inbound_rate_limit_total",
+    "Server-side rate-limit decisions on incoming requests, by scope (reliability_read, "
+    "reliability_write: the API per client; webhook: per Green API instance), outcome (allowed, "
+    "limited: answered 429) and store (redis, memory: per process, Redis down or not configured).",
+    ["scope", "outcome", "store"],
+)
 RATE_LIMIT_WAIT_SECONDS = Histogram(
     "hotelbot_rate_limit_wait_seconds",
     "Seconds a granted call waited for its slot.",
@@ -147,7 +154,8 @@ FALLBACK_USAGE = Counter(
     "Times a fallback was used, by dependency and fallback: canned_reply (an FAQ answer because "
     "the AI failed), database_store / process_store (a breaker's shared store was unreachable and "
     "it switched to the next one), database_pacing / process_pacing (a paced call got its slot from "
-    "a fallback pacing store).",
+    "a fallback pacing store), process_rate_limit (an incoming request was rate-limited per process "
+    "because Redis did not answer).",
     ["dependency", "fallback"],
 )
 DLQ_ADDED = Counter(

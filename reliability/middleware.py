@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from hotelbot.exceptions import error_body
+from hotelbot.exceptions import JSON_PREFIXES, ErrorSpec, error_response
 from reliability import degradation
 from reliability.models import Switch
 
@@ -38,7 +38,7 @@ class DegradationMiddleware:
         "/admin/reliability/dependencymaintenance/",
     )
     WEBHOOK_PREFIX = "/webhooks/"
-    JSON_PREFIXES = ("/api/", "/webhooks/")
+    JSON_PREFIXES = JSON_PREFIXES
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -70,9 +70,9 @@ class DegradationMiddleware:
         retry_after = str(degradation.retry_after_seconds())
         if request.path_info.startswith(self.JSON_PREFIXES) or "json" in request.headers.get("Accept", ""):
             details = {"level": degradation.Level(degradation.snapshot().level).label.upper()}
-            response: HttpResponse = JsonResponse(error_body(code, message, details), status=503)
-        else:
-            html = render_to_string("degradation/maintenance.html", {"message": message}, request=None)
-            response = HttpResponse(html, status=503)
+            spec = ErrorSpec(503, code, message, details, headers={"Retry-After": retry_after})
+            return error_response(request, spec)
+        html = render_to_string("degradation/maintenance.html", {"message": message}, request=None)
+        response = HttpResponse(html, status=503)
         response["Retry-After"] = retry_after
         return response

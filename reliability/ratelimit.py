@@ -18,6 +18,16 @@ Stores, best first (the first that answers is used; a failed store is retried af
 * Per process, the last resort when both are down: then each process paces only itself.
 
 This module knows stream names and rates, nothing about who calls: callers choose the names.
+
+**Server-side limits** (:func:`admit`) reuse the same slots as a GCRA ("generic cell rate"
+algorithm): a request is admitted at once when the stream's next free slot is at most
+``(burst - 1)`` intervals away, so a client may send ``burst`` requests together and then
+``rate`` per second; a refused request reserves nothing and learns when it may retry. Stores:
+Redis (``RATE_LIMIT_REDIS_URL``, keys under ``RATE_LIMIT_REDIS_PREFIX:in``), else per process,
+and **per process while Redis is down**: limits keep limiting (each process enforces the full
+rate on its own, so the cluster admits at most ``processes x rate``), and the shared store is
+asked again every ``RETRY_STORE_AFTER`` seconds. Not the database: a write per API call or
+webhook would load the one dependency every request needs.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -36,7 +47,12 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from reliability.metrics import FALLBACK_USAGE, RATE_LIMIT_CALLS, RATE_LIMIT_WAIT_SECONDS
+from reliability.metrics import (
+    FALLBACK_USAGE,
+    RATE_LIMIT_CALLS,
+    RATE_LIMIT_INBOUND,
+    RATE_LIMIT_WAIT_SECONDS,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -76,19 +92,26 @@ class MemorySlots:
     """Per-process slots (the last resort, and unit tests)."""
 
     name = "memory"
+    #: Streams kept before the ones whose slot is in the past (they hold no state) are dropped.
+    PRUNE_AT = 10_000
 
-    def __init__(self) -> None:
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
         self._lock = threading.Lock()
         self._next: dict[str, float] = {}
+        self._prune_at = self.PRUNE_AT
+        self._clock = clock
 
     def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
         with self._lock:
-            now = time.monotonic()
+            now = self._clock()
             slot = max(now, self._next.get(key, 0.0))
             wait = slot - now
             if wait > max_wait:
                 return Reservation(False, wait, None)
             self._next[key] = slot + interval
+            if len(self._next) > self._prune_at:  # one stream per client IP: keep memory bounded
+                self._next = {k: v for k, v in self._next.items() if v > now}
+                self._prune_at = max(self.PRUNE_AT, 2 * len(self._next))
             return Reservation(True, wait, slot)
 
 
@@ -264,7 +287,93 @@ def acquire(key: str, *, rate: float, max_wait: float) -> Grant:
     return limiter().acquire(key, rate=rate, max_wait=max_wait)
 
 
+# --- Server-side limits on incoming requests --------------------------------------------------
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """``per_second`` sustained, ``burst`` at once (at least 1)."""
+
+    per_second: float
+    burst: int
+
+    @classmethod
+    def parse(cls, text: str | None, *, burst: int | None = None) -> Rate | None:
+        """DRF's rate syntax (``"600/min"``, ``"100/s"``, ``"5/hour"``, ``"1000/day"``); empty,
+        ``"off"`` or ``"0/..."`` means unlimited (None). The burst defaults to the count, so
+        ``"600/min"`` allows 600 at once, then one every 0.1 s (DRF's window, without its edge)."""
+        text = (text or "").strip().lower()
+        if text in ("", "off", "none"):
+            return None
+        count_text, _, unit = text.partition("/")
+        try:
+            count = int(count_text)
+            seconds = _UNITS[unit[:1]]
+        except (ValueError, KeyError):
+            raise ValueError(f"invalid rate {text!r}: expected e.g. '100/s', '600/min', '5/hour'") from None
+        if count <= 0:
+            return None
+        return cls(per_second=count / seconds, burst=max(1, burst if burst is not None else count))
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """A server-side decision; ``retry_after`` (seconds) when refused."""
+
+    allowed: bool
+    retry_after: float
+    store: str
+
+
+_inbound: RateLimiter | None = None
+_inbound_pid = 0
+
+
+def _build_inbound() -> RateLimiter:
+    stores: list[SlotStore] = []
+    if settings.RATE_LIMIT_REDIS_URL:
+        stores.append(
+            RedisSlots.from_url(
+                settings.RATE_LIMIT_REDIS_URL, prefix=f"{settings.RATE_LIMIT_REDIS_PREFIX}:in"
+            )
+        )
+    return RateLimiter(stores)
+
+
+def inbound_limiter() -> RateLimiter:
+    """The process's server-side limiter: Redis when configured, then per process."""
+    global _inbound, _inbound_pid
+    if _inbound is None or _inbound_pid != os.getpid():
+        with _limiter_lock:
+            if _inbound is None or _inbound_pid != os.getpid():
+                _inbound, _inbound_pid = _build_inbound(), os.getpid()
+    return _inbound
+
+
+def admit(*, scope: str, client: str, rate: Rate | None) -> Admission:
+    """May ``client`` make one more request in ``scope`` (``api_read``, ``webhook``, ...)?
+
+    One atomic step in the store; nothing is slept. Recorded in ``hotelbot_inbound_rate_limit_total``
+    (and ``fallback_usage_total{dependency="redis", fallback="process_rate_limit"}`` when Redis is
+    configured but did not answer).
+    """
+    if rate is None:
+        return Admission(True, 0.0, "off")
+    interval = 1.0 / rate.per_second
+    tolerance = (rate.burst - 1) * interval
+    limiter_ = inbound_limiter()
+    grant = limiter_.reserve(f"{scope}:{client}", rate=rate.per_second, max_wait=tolerance)
+    RATE_LIMIT_INBOUND.labels(scope, "allowed" if grant.granted else "limited", grant.store).inc()
+    if grant.store == "memory" and settings.RATE_LIMIT_REDIS_URL:
+        FALLBACK_USAGE.labels("redis", "process_rate_limit").inc()
+    if grant.granted:
+        return Admission(True, 0.0, grant.store)
+    return Admission(False, max(interval, grant.wait - tolerance), grant.store)
+
+
 def reset_for_tests() -> None:
-    global _limiter
+    global _limiter, _inbound
     with _limiter_lock:
         _limiter = None
+        _inbound = None

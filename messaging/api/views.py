@@ -2,14 +2,18 @@ from __future__ import annotations
 
 from django.conf import settings
 from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from messaging.api.authentication import GreenApiWebhookAuthentication
-from messaging.notifications import parse_webhook_body, read_body
+from messaging.notifications import instance_of, parse_webhook_body, read_body
 from messaging.services.intake import notification_ingest
+from reliability import ratelimit
+
+WEBHOOK_SCOPE = "webhook"
 
 
 def _content_length(request: Request) -> int | None:
@@ -30,7 +34,7 @@ class GreenApiWebhookView(APIView):
     authentication_classes = [GreenApiWebhookAuthentication]
     permission_classes = [AllowAny]  # the authentication class rejects a bad token with 401
     parser_classes: list[type] = []  # the body is read by read_body, bounded (never request.data)
-    throttle_classes: list[type] = []
+    throttle_classes: list[type] = []  # limited per Green API instance, once the body names it
 
     @extend_schema(
         request=dict,
@@ -45,6 +49,10 @@ class GreenApiWebhookView(APIView):
                 ],
             ),
             401: OpenApiResponse(description="Missing or wrong Bearer token."),
+            429: OpenApiResponse(
+                description="More notifications from this instance than `WEBHOOK_RATE_LIMIT` (with "
+                "Retry-After; nothing stored, Green API redelivers)."
+            ),
             503: OpenApiResponse(
                 description="Database unavailable (with Retry-After); Green API will redeliver."
             ),
@@ -57,5 +65,14 @@ class GreenApiWebhookView(APIView):
             limit=settings.WEBHOOK_MAX_BODY_BYTES,
             keep=settings.DEAD_LETTER_RAW_MAX_CHARS,
         )
-        result = notification_ingest(notification=parse_webhook_body(body), body=body)
+        notification = parse_webhook_body(body)
+        self.check_instance_rate(instance_of(notification))
+        result = notification_ingest(notification=notification, body=body)
         return Response({"status": result.action})
+
+    def check_instance_rate(self, instance: str) -> None:
+        """The per-instance limit (generous: Green API's normal ~50/s never meets it)."""
+        rate = ratelimit.Rate.parse(settings.WEBHOOK_RATE_LIMIT, burst=settings.WEBHOOK_RATE_BURST)
+        admission = ratelimit.admit(scope=WEBHOOK_SCOPE, client=instance or "-", rate=rate)
+        if not admission.allowed:
+            raise Throttled(wait=admission.retry_after)

@@ -8,8 +8,9 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.request import Request
 from rest_framework.settings import api_settings
-from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.throttling import BaseThrottle
 
+from reliability import ratelimit
 from reliability.tenancy import is_operations
 
 READ_SCOPE = "reliability_read"
@@ -25,29 +26,39 @@ class IsOperations(BasePermission):
         return is_operations(request.user)
 
 
-class ReliabilityThrottle(ScopedRateThrottle):
-    """A scoped throttle per user with one budget for reads (GET, HEAD, OPTIONS) and one for writes.
-
-    The scope follows the method, not the view, so every endpoint shares the two budgets
+class ReliabilityThrottle(BaseThrottle):
+    """Per client (the authenticated user, token or session; anonymous calls by IP), with one
+    budget for reads (GET, HEAD, OPTIONS) and one for writes, shared by every endpoint
     (``DEFAULT_THROTTLE_RATES["reliability_read"]`` / ``["reliability_write"]``, env
-    ``API_THROTTLE_READ`` / ``API_THROTTLE_WRITE``). Rates are read at call time, so a settings
-    change (tests, ``override_settings``) applies at once. Counted in the ``default`` cache:
-    locmem per process on the embedded default, Redis with services.
+    ``API_THROTTLE_READ`` / ``API_THROTTLE_WRITE``; read at call time, so a settings change applies
+    at once).
+
+    Counted by :func:`reliability.ratelimit.admit` -- Redis when configured, per process while it
+    is down -- not in the cache: with ``IGNORE_EXCEPTIONS`` a cache-based throttle silently stops
+    limiting while Redis is down. A refusal is 429 with ``Retry-After`` in the error envelope.
     """
 
-    def allow_request(self, request: Request, view: Any) -> bool:
-        self.scope = READ_SCOPE if request.method in SAFE_METHODS else WRITE_SCOPE
-        self.rate = self.get_rate()
-        if self.rate is None:
-            return True
-        self.num_requests, self.duration = self.parse_rate(self.rate)
-        # SimpleRateThrottle's check (ScopedRateThrottle's own reads the scope from the view).
-        return super(ScopedRateThrottle, self).allow_request(request, view)
+    def __init__(self) -> None:
+        self._retry_after: float | None = None
 
-    def get_rate(self) -> str | None:
+    def allow_request(self, request: Request, view: Any) -> bool:
+        scope = READ_SCOPE if request.method in SAFE_METHODS else WRITE_SCOPE
         rates: dict[str, Any] = api_settings.DEFAULT_THROTTLE_RATES
-        rate = rates.get(self.scope or "")
-        return None if rate is None else str(rate)
+        rate = ratelimit.Rate.parse(rates.get(scope))
+        if rate is None:
+            return True
+        user = request.user
+        client = (
+            f"user:{user.pk}"
+            if user is not None and user.is_authenticated
+            else f"ip:{self.get_ident(request)}"
+        )
+        admission = ratelimit.admit(scope=scope, client=client, rate=rate)
+        self._retry_after = admission.retry_after
+        return admission.allowed
+
+    def wait(self) -> float | None:
+        return self._retry_after
 
 
 class NewestFirstCursor(CursorPagination):

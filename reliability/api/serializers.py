@@ -19,6 +19,11 @@ class ErrorSerializer(serializers.Serializer[Any]):
     details = serializers.JSONField(
         help_text="Field-by-field messages for `invalid`; otherwise extra context (may be empty)."
     )
+    request_id = serializers.CharField(
+        allow_null=True,
+        help_text="The request's id (also the `X-Request-ID` response header): quote it to support; "
+        "it finds the request's log lines.",
+    )
 
 
 class ErrorEnvelopeSerializer(serializers.Serializer[Any]):

@@ -37,15 +37,17 @@ _ERROR_TEXT = {
     401: "Not authenticated (send `Authorization: Token <key>` or log in).",
     403: "Authenticated but not allowed (staff only; breakers: operations only).",
     404: "No such object, or not one of your hotels'.",
-    429: "Too many requests (see Retry-After).",
+    429: "Too many requests for this client (see Retry-After).",
+    503: "Temporarily unavailable: the database is unreachable, or writes are paused by the "
+    "degradation level (see Retry-After).",
 }
 
 
 def _errors(*codes: int) -> dict[int, OpenApiResponse]:
-    """The error envelope documented for each of ``codes`` (401, 403 and 429 always)."""
+    """The error envelope documented for each of ``codes`` (401, 403, 429 and 503 always)."""
     return {
         code: OpenApiResponse(s.ErrorEnvelopeSerializer, description=_ERROR_TEXT[code])
-        for code in sorted({401, 403, 429, *codes})
+        for code in sorted({401, 403, 429, 503, *codes})
     }
 
 
@@ -63,7 +65,7 @@ class ReliabilityView(GenericAPIView[Any]):
     """Staff only (``is_staff``), token or session, read/write throttles."""
 
     permission_classes = [IsAdminUser]
-    throttle_classes = [ReliabilityThrottle]
+    throttle_classes = [ReliabilityThrottle]  # also every API view's default (settings)
 
     def validated(self, serializer_class: type[BaseSerializer[Any]], data: Any) -> dict[str, Any]:
         serializer = serializer_class(data=data)
@@ -348,8 +350,7 @@ class UnknownPathView(APIView):
     lists every URL pattern while DEBUG is on)."""
 
     permission_classes = [AllowAny]
-    authentication_classes: list[type] = []
-    throttle_classes: list[type] = []
+    authentication_classes: list[type] = []  # so throttled per IP (the default throttle)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> Any:
         self.http_method_names = [*APIView.http_method_names]

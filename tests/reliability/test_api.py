@@ -29,7 +29,8 @@ def _envelope(response: Any, status: int, code: str | None = None) -> dict[str, 
     assert response["Content-Type"].startswith("application/json")
     body = response.json()
     assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message", "details"}
+    assert set(body["error"]) == {"code", "message", "details", "request_id"}
+    assert body["error"]["request_id"] == response["X-Request-ID"]
     if code is not None:
         assert body["error"]["code"] == code
     return body["error"]

@@ -130,7 +130,7 @@ def test_schemathesis_finds_no_server_error(
             case.validate_response(response, checks=[not_a_server_error])
             if response.status_code >= 400:
                 body = json.loads(response.content)
-                assert set(body["error"]) == {"code", "message", "details"}
+                assert set(body["error"]) == {"code", "message", "details", "request_id"}
 
         run()
 

@@ -1,12 +1,13 @@
-"""Scoped throttles of the reliability API, counted in the configured default cache (locmem on the
-embedded default, Redis with services: this module runs in both)."""
+"""Read and write throttles of the reliability API per client, counted by the server-side limiter
+(per process on the embedded default, Redis with services: this module runs in both)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from django.core.cache import cache
+from django.conf import settings
+from prometheus_client import REGISTRY
 
 from tests.reliability import api_support
 from tests.reliability.api_support import World, client_for
@@ -27,17 +28,22 @@ def low_rates(settings: Any) -> None:
 
 
 def test_reads_are_limited_per_user_with_the_envelope_and_retry_after(world: World, low_rates: None) -> None:
+    store = "redis" if settings.RATE_LIMIT_REDIS_URL else "memory"
+    sample = "hotelbot_inbound_rate_limit_total"
+    labels = {"scope": "reliability_read", "outcome": "limited", "store": store}
+    before = REGISTRY.get_sample_value(sample, labels) or 0.0
     client = client_for(world.staff_a)
     for _ in range(3):
         assert client.get("/api/v1/dead-letters/").status_code == 200
     response = client.get(f"/api/v1/dead-letters/{world.letter_a.pk}/")
     assert response.status_code == 429
-    assert response.json()["error"]["code"] == "throttled"
-    assert 0 < int(response["Retry-After"]) <= 60
-    # counted in the default cache under the read scope, per user
-    history = cache.get(f"throttle_reliability_read_{world.staff_a.pk}")
-    assert history is not None
-    assert len(history) == 3
+    error = response.json()["error"]
+    assert error["code"] == "throttled"
+    assert error["request_id"] == response["X-Request-ID"]
+    # "3/min": 3 at once, then one every 20 s
+    assert 0 < int(response["Retry-After"]) <= 20
+    # counted by the server-side limiter in the configured store (Redis with services)
+    assert REGISTRY.get_sample_value(sample, labels) == before + 1
     # another user has a budget of their own
     assert client_for(world.staff_b).get("/api/v1/dead-letters/").status_code == 200
 

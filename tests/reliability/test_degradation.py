@@ -425,3 +425,10 @@ def test_degrade_command(capsys):
 
     with pytest.raises(CommandError, match="not under maintenance"):
         call_command("degrade", "maintenance-end", "green_api")
+
+
+def test_override_minutes_beyond_a_year_are_invalid_not_a_500() -> None:
+    """Schemathesis found it: a huge ``minutes`` overflowed timedelta (a 500) instead of a 400."""
+    assert degradation.override_until(degradation.MAX_OVERRIDE_MINUTES) is not None
+    with pytest.raises(ValidationFailed, match="at most"):
+        degradation.override_until(10**12)

@@ -158,6 +158,7 @@ def test_api_writes_off_refuses_unsafe_api_methods_only(ops):
         "code": "api_writes_off",
         "message": "API writes are paused; retry later.",
         "details": {"level": "MINOR"},
+        "request_id": resp["X-Request-ID"],
     }
     assert ops.get("/api/v1/degradation/").status_code == 200  # reads still work
 
