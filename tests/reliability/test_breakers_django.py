@@ -18,9 +18,15 @@ def boom() -> None:
 
 def test_seeded_breakers_carry_their_thresholds_and_only_guarded_dependencies_are_seeded():
     seeded = {row.name: (row.failure_threshold, row.recovery_timeout) for row in BreakerConfig.objects.all()}
-    # database and redis guarded nothing (migration 0004 removes them): every row names a real call site;
-    # green_api_journal (0006) guards journal reads so their 429s never park sends
-    assert seeded == {"green_api": (5, 60.0), "green_api_journal": (5, 30.0), "deepseek": (3, 120.0)}
+    # Every row names a real call site: green_api_journal (0006) guards journal reads so their 429s
+    # never park sends; redis (0012) guards broker publishes. The database breaker guards requests
+    # from settings, not from a row in the database it guards (reliability/database_breaker.py).
+    assert seeded == {
+        "green_api": (5, 60.0),
+        "green_api_journal": (5, 30.0),
+        "deepseek": (3, 120.0),
+        "redis": (3, 10.0),
+    }
     assert registry.breaker("deepseek").config.failure_threshold == 3
 
 
