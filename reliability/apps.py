@@ -6,10 +6,11 @@ class ReliabilityConfig(AppConfig):
     verbose_name = "Reliability"
 
     def ready(self) -> None:
+        from django.core.signals import got_request_exception
         from prometheus_client import REGISTRY
 
         from hotelbot.logs import register_redactor
-        from reliability import http, observability
+        from reliability import database_breaker, http, observability
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
 
@@ -18,3 +19,7 @@ class ReliabilityConfig(AppConfig):
         REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
         observability.connect_celery_signals()
         register_redactor(http.redact_live_sessions)
+        # A database error that became Django's 500 is noted for the database breaker's middleware.
+        got_request_exception.connect(
+            database_breaker.note_request_exception, dispatch_uid="reliability.database_breaker"
+        )
