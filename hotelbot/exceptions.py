@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError
+from django.db import Error, InterfaceError, OperationalError
 from django.http import Http404
 from rest_framework import exceptions as drf_exceptions
 from rest_framework import status
@@ -149,9 +149,11 @@ def note_database_error(request: Any, exc: BaseException) -> None:
     setattr(getattr(request, "_request", request), _NOTED, exc)
 
 
-def noted_database_error(request: Any) -> DatabaseError | None:
+def noted_database_error(request: Any) -> Error | None:
+    """The database error noted for this request (``django.db.Error``: ``InterfaceError`` is not a
+    ``DatabaseError`` in Django's tree)."""
     noted = getattr(getattr(request, "_request", request), _NOTED, None)
-    return noted if isinstance(noted, DatabaseError) else None
+    return noted if isinstance(noted, Error) else None
 
 
 def _drf_code(exc: drf_exceptions.APIException) -> str:
@@ -167,7 +169,7 @@ def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response |
         exc = drf_exceptions.NotFound()
     if isinstance(exc, HotelbotError):
         return Response(error_body(exc.code, exc.message, exc.details), status=exc.http_status)
-    if isinstance(exc, DatabaseError):
+    if isinstance(exc, Error):  # DatabaseError and InterfaceError
         request = context.get("request")
         if request is not None:
             note_database_error(request, exc)

@@ -39,7 +39,7 @@ import threading
 from typing import Any
 
 from django.conf import settings
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, connections
+from django.db import DEFAULT_DB_ALIAS, Error, connections
 from django.http import HttpRequest
 
 from hotelbot.exceptions import classify_database_error, note_database_error, noted_database_error
@@ -88,14 +88,14 @@ def reset_for_tests() -> None:
         _breaker = None
 
 
-def probe() -> DatabaseError | None:
+def probe() -> Error | None:
     """``SELECT 1`` on the request's own connection; the error, or ``None`` when it answered."""
     connection = connections[DEFAULT_DB_ALIAS]
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
             cursor.fetchone()
-    except DatabaseError as e:
+    except Error as e:  # DatabaseError or InterfaceError
         with contextlib.suppress(Exception):  # a broken connection: the next request opens a fresh one
             connection.close()
         return e
@@ -121,5 +121,5 @@ def note_request_exception(sender: Any, request: HttpRequest | None = None, **kw
     """``got_request_exception`` receiver: a database error that became Django's 500 (raised by a
     middleware, or a view no middleware answered) is noted for the breaker and its mapping."""
     exc = sys.exc_info()[1]
-    if request is not None and isinstance(exc, DatabaseError):
+    if request is not None and isinstance(exc, Error):
         note_database_error(request, exc)

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Callable
 
-from django.db import DatabaseError
+from django.db import Error
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template.loader import render_to_string
 
@@ -85,7 +85,7 @@ class DatabaseBreakerMiddleware:
         return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if not isinstance(exception, DatabaseError):
+        if not isinstance(exception, Error):  # DatabaseError and InterfaceError
             return None
         note_database_error(request, exception)
         return self.error_response(request, exception)
