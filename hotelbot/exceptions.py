@@ -25,12 +25,14 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
 import sys
 from dataclasses import dataclass, field
 from typing import Any
 
+from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.db import DatabaseError, IntegrityError, InterfaceError, OperationalError
+from django.db import DatabaseError, Error, IntegrityError, InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions as drf_exceptions
@@ -45,8 +47,6 @@ logger = logging.getLogger("django.request")
 
 #: Routes whose clients read JSON: errors there are the envelope, never an HTML page.
 JSON_PREFIXES = ("/api/", "/webhooks/")
-#: Seconds a client should wait before retrying after the database failed.
-DATABASE_RETRY_AFTER = 30
 
 
 class HotelbotError(Exception):
@@ -116,6 +116,97 @@ class ErrorSpec:
     internal: bool = False
 
 
+# --- Database errors: one mapping for the API, the webhook, admin and the database breaker ---------
+@dataclass(frozen=True)
+class DatabaseFailure:
+    """What a database error means for a request, and whether it says the database is down.
+
+    ``outage`` (counted by the ``database`` breaker): the server cannot be reached or is not
+    serving (connection refused/timed out, pool timeout, server closed the connection, shutting
+    down or starting up, too many connections, out of resources) or the connection broke
+    (``InterfaceError``). A query-level ``OperationalError`` (deadlock, serialization failure, lock
+    or statement timeout, SQLite's "database is locked") is worth a retry but proves the server
+    answers, so it never trips the breaker; neither does any other ``DatabaseError``.
+    """
+
+    code: str
+    message: str
+    http_status: int
+    outage: bool
+
+    @property
+    def retryable(self) -> bool:
+        return self.http_status == status.HTTP_503_SERVICE_UNAVAILABLE
+
+
+DATABASE_UNAVAILABLE = DatabaseFailure(
+    "database_unavailable", "The database is unavailable; retry later.", 503, outage=True
+)
+DATABASE_CONNECTION_LOST = DatabaseFailure(
+    "database_connection_lost", "The connection to the database was lost; retry later.", 503, outage=True
+)
+DATABASE_BUSY = DatabaseFailure(
+    "database_busy",
+    "The database could not finish the request in time (lock, deadlock or timeout); retry.",
+    503,
+    outage=False,
+)
+DATABASE_ERROR = DatabaseFailure(
+    "database_error", "A database error occurred; it has been logged.", 500, outage=False
+)
+
+# PostgreSQL SQLSTATEs of a server that is not serving: connection exceptions (08), insufficient
+# resources (53: too many connections, disk full, out of memory), system errors (58), and the
+# operator interventions that end sessions (57P01 admin shutdown, 57P02 crash, 57P03 cannot
+# connect now: starting up or shutting down; 57P04 database dropped). Other OperationalErrors are query-level.
+_OUTAGE_CLASSES = frozenset({"08", "53", "58"})
+_OUTAGE_STATES = frozenset({"57P01", "57P02", "57P03", "57P04"})
+_SQLITE_OUTAGE = ("unable to open", "disk i/o error", "malformed", "readonly database")
+_SQLITE_BUSY = ("locked", "busy")
+
+
+def classify_database_error(exc: BaseException) -> DatabaseFailure:
+    """The :class:`DatabaseFailure` of a Django database exception (driver error in ``__cause__``)."""
+    if isinstance(exc, InterfaceError):
+        return DATABASE_CONNECTION_LOST
+    if not isinstance(exc, OperationalError):
+        return DATABASE_ERROR
+    cause = exc.__cause__
+    if isinstance(cause, sqlite3.Error):
+        text = str(cause).lower()
+        if any(marker in text for marker in _SQLITE_BUSY):
+            return DATABASE_BUSY
+        return DATABASE_UNAVAILABLE if any(m in text for m in _SQLITE_OUTAGE) else DATABASE_ERROR
+    sqlstate = getattr(cause, "sqlstate", None)  # psycopg; None: a client-side connection failure
+    if not sqlstate or sqlstate[:2] in _OUTAGE_CLASSES or sqlstate in _OUTAGE_STATES:
+        return DATABASE_UNAVAILABLE
+    return DATABASE_BUSY
+
+
+def database_retry_after() -> str:
+    """Retry-After (seconds) of every database 503."""
+    return str(max(1, round(float(getattr(settings, "DB_RETRY_AFTER", 30)))))
+
+
+_NOTED = "_hotelbot_database_error"
+
+
+def note_database_error(request: Any, exc: BaseException) -> None:
+    """Tell the database breaker (``reliability.middleware``) that this request met ``exc``.
+
+    Every adapter that turns a database error into a response itself (the DRF exception handler)
+    calls this; Django's own 500 path is covered by a ``got_request_exception`` receiver.
+    """
+    setattr(getattr(request, "_request", request), _NOTED, exc)
+
+
+def noted_database_error(request: Any) -> Error | None:
+    """The database error noted for this request (``django.db.Error``: ``InterfaceError`` is not a
+    ``DatabaseError`` in Django's tree)."""
+    noted = getattr(getattr(request, "_request", request), _NOTED, None)
+    return noted if isinstance(noted, Error) else None
+
+
 def _drf_code(exc: drf_exceptions.APIException) -> str:
     codes = exc.get_codes()
     if isinstance(codes, str):
@@ -140,18 +231,20 @@ def describe(exc: BaseException) -> ErrorSpec:
     if isinstance(exc, PermissionDenied):
         exc = drf_exceptions.PermissionDenied()
     if isinstance(exc, HotelbotError):
-        headers = {"Retry-After": str(DATABASE_RETRY_AFTER)} if exc.http_status == 503 else {}
+        headers = {"Retry-After": database_retry_after()} if exc.http_status == 503 else {}
         return ErrorSpec(exc.http_status, exc.code, exc.message, exc.details, headers)
-    if isinstance(exc, OperationalError | InterfaceError):
-        # The database is down or unreachable: come back later (Green API redelivers).
-        return ErrorSpec(
-            503,
-            "database_unavailable",
-            ServiceUnavailable.default_message,
-            headers={"Retry-After": str(DATABASE_RETRY_AFTER)},
-        )
     if isinstance(exc, IntegrityError):
         return ErrorSpec(409, "conflict", "The request conflicts with the current state; reload and retry.")
+    if isinstance(exc, Error):  # DatabaseError and InterfaceError (not a DatabaseError in Django)
+        failure = classify_database_error(exc)
+        if failure.retryable:  # down, unreachable or busy: come back later (Green API redelivers)
+            return ErrorSpec(
+                failure.http_status,
+                failure.code,
+                failure.message,
+                headers={"Retry-After": database_retry_after()},
+            )
+        return ErrorSpec(failure.http_status, failure.code, failure.message, internal=True)
     if isinstance(exc, drf_exceptions.APIException):
         if isinstance(exc, drf_exceptions.ValidationError):
             return ErrorSpec(exc.status_code, "invalid", ValidationFailed.default_message, exc.detail)
@@ -196,6 +289,8 @@ def error_response(
 def api_exception_handler(exc: Exception, context: dict[str, Any]) -> Response:
     """DRF ``EXCEPTION_HANDLER``: everything becomes the envelope; nothing becomes a traceback."""
     spec = describe(exc)
+    if isinstance(exc, Error) and context.get("request") is not None:
+        note_database_error(context["request"], exc)  # the database breaker counts it
     set_rollback()
     response = Response(
         error_body(spec.code, spec.message, spec.details), status=spec.status, headers=spec.headers

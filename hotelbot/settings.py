@@ -89,6 +89,9 @@ MIDDLEWARE = [
     # Static files (admin, the API docs' Swagger UI) straight from the apps: no collectstatic step
     # and no proxy rule needed, also under gunicorn with DEBUG off.
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # The `database` breaker: while the database is down, requests that need it are answered 503
+    # (JSON envelope, or a maintenance page for admin) before anything touches it.
+    "reliability.middleware.DatabaseBreakerMiddleware",
     # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
     "reliability.middleware.DegradationMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,11 +129,22 @@ if DATABASE_URL:
     if _db["ENGINE"] == "django.db.backends.postgresql":
         # psycopg3's pool replaces persistent connections (CONN_MAX_AGE must be 0 with it).
         _db["CONN_MAX_AGE"] = 0
+        # With the pool, Django turns this into the pool's `check`: every connection is tested
+        # (an empty query) before it is handed out, so connections the pool kept across a
+        # PostgreSQL restart are replaced instead of failing the first requests after it.
+        _db["CONN_HEALTH_CHECKS"] = True
         _db.setdefault("OPTIONS", {})
         _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 1),
             "max_size": env_int("DB_POOL_MAX_SIZE", 10),
             "timeout": env_float("DB_POOL_TIMEOUT", 5.0),
+            # The pool retries a failed connection in the background with exponential backoff
+            # (1, 2, 4, 8 ... s) for this long before it gives up; while a retry is pending, a
+            # request waits for it. The default (5 min) leaves the pool asleep in a 30-60 s backoff
+            # after an outage, so the first requests after PostgreSQL is back time out. Short: a
+            # given-up attempt is simply restarted at once by the next request (the database
+            # breaker sends at most one per DB_BREAKER_RECOVERY_TIMEOUT while it is down).
+            "reconnect_timeout": env_float("DB_POOL_RECONNECT_TIMEOUT", 1.0),
         }
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
     DATABASES = {"default": _db}
@@ -150,6 +164,24 @@ else:
             "TEST": {"NAME": env_str("SQLITE_TEST_NAME") or None},
         }
     }
+# The `database` breaker (reliability/middleware.py, DatabaseBreakerMiddleware): after this many
+# requests in a row fail because the database is unreachable (only connection-level errors count),
+# requests that need it are answered 503 at once instead of each waiting for the connect/pool
+# timeout; after DB_BREAKER_RECOVERY_TIMEOUT seconds one request probes (SELECT 1) and closes it.
+DB_BREAKER_FAILURE_THRESHOLD = env_int("DB_BREAKER_FAILURE_THRESHOLD", 1)
+DB_BREAKER_RECOVERY_TIMEOUT = env_float("DB_BREAKER_RECOVERY_TIMEOUT", 5.0)
+# Retry-After (seconds) of every 503 a database problem causes (the webhook, the API, admin pages).
+DB_RETRY_AFTER = env_float("DB_RETRY_AFTER", 30.0)
+if DB_BREAKER_FAILURE_THRESHOLD < 1 or DB_BREAKER_RECOVERY_TIMEOUT <= 0:
+    raise ImproperlyConfigured(
+        "DB_BREAKER_FAILURE_THRESHOLD must be >= 1 and DB_BREAKER_RECOVERY_TIMEOUT > 0"
+    )
+_reconnect = DATABASES["default"].get("OPTIONS", {}).get("pool", {}).get("reconnect_timeout")
+if _reconnect is not None and _reconnect >= DB_BREAKER_RECOVERY_TIMEOUT:
+    raise ImproperlyConfigured(
+        f"DB_POOL_RECONNECT_TIMEOUT ({_reconnect}s) must be shorter than DB_BREAKER_RECOVERY_TIMEOUT "
+        f"({DB_BREAKER_RECOVERY_TIMEOUT}s): the breaker's probe must find the pool's last attempt given up"
+    )
 # Breaker state gets its own alias on the same database: each breaker decision is a short
 # transaction on its own connection, never part of (or rolled back with) a caller's transaction,
 # and it waits at most BREAKER_DB_TIMEOUT for a lock before the breaker falls back per process.

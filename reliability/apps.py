@@ -7,10 +7,11 @@ class ReliabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import worker_process_init
+        from django.core.signals import got_request_exception
         from prometheus_client import REGISTRY
 
         from hotelbot.logs import register_redactor
-        from reliability import broker, broker_fallback, http, observability
+        from reliability import broker, broker_fallback, database_breaker, http, observability
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
 
@@ -24,3 +25,7 @@ class ReliabilityConfig(AppConfig):
         broker.install_kombu_redis_guard()
         worker_process_init.connect(broker_fallback.start, weak=False)
         broker_fallback.register_recovery("breakers_and_degradation", broker_fallback.warm_after_recovery)
+        # A database error that became Django's 500 is noted for the database breaker's middleware.
+        got_request_exception.connect(
+            database_breaker.note_request_exception, dispatch_uid="reliability.database_breaker"
+        )

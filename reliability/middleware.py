@@ -2,14 +2,143 @@
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable
 
+from django.db import Error, IntegrityError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 
-from hotelbot.exceptions import JSON_PREFIXES, ErrorSpec, error_response
-from reliability import degradation
+from hotelbot.exceptions import (
+    DATABASE_UNAVAILABLE,
+    JSON_PREFIXES,
+    DatabaseFailure,
+    ErrorSpec,
+    classify_database_error,
+    database_retry_after,
+    error_response,
+    note_database_error,
+    noted_database_error,
+)
+from reliability import database_breaker, degradation
+from reliability.breaker import CircuitOpenError, Guard
 from reliability.models import Switch
+
+logger = logging.getLogger(__name__)
+
+
+# --- The database breaker (issue 9, item 5) -------------------------------------------------------
+class DatabaseBreakerMiddleware:
+    """Fail fast while the database is down; map database errors to clear answers.
+
+    Every request that needs the database passes the ``database`` breaker
+    (``reliability.database_breaker``): while it is open the request is answered at once, before
+    sessions, authentication or any view touch the database, with 503 + Retry-After: the error
+    envelope on JSON routes (the webhook, so Green API redelivers; the API; health), a maintenance
+    page elsewhere (admin). In half-open one request probes with ``SELECT 1`` first.
+
+    Database errors reaching this layer (a view's exception, or Django's 500 for one raised in an
+    inner middleware; the DRF handler answers API errors itself and notes them) are answered by
+    kind: unreachable/down (``OperationalError``) ``database_unavailable`` 503; connection broken
+    (``InterfaceError``) ``database_connection_lost`` 503; lock/deadlock/timeout ``database_busy``
+    503; any other ``DatabaseError`` ``database_error`` 500 (the envelope on JSON routes, Django's
+    own 500 page elsewhere: that is a bug, not an outage). Only the first two count as breaker
+    failures.
+
+    Not guarded (they need no database, or bound their own checks): ``/health/live/``, ``/health/``,
+    ``/health/detailed/``, ``/metrics``, static files. ``/health/ready/`` is guarded: it answers 503
+    at once while the breaker is open.
+    """
+
+    EXEMPT_PATHS = frozenset({"/health/", "/health/live/", "/health/detailed/", "/metrics"})
+    EXEMPT_PREFIXES = ("/static/",)
+    JSON_PREFIXES = ("/api/", "/webhooks/", "/health/")
+    TEMPLATE = "maintenance/database.html"
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        path = request.path_info
+        if path in self.EXEMPT_PATHS or path.startswith(self.EXEMPT_PREFIXES):
+            return self.get_response(request)
+        cb = database_breaker.breaker()
+        try:
+            with cb.guard() as guard:
+                if not guard.probe:
+                    return self._serve(request, guard)
+                error = database_breaker.probe()
+                guard.record_outcome(database_breaker.outcome_of(error, used_database=True))
+            answer = None if error is None else self.error_response(request, error)
+            if answer is not None:  # still down (or busy): the probe's answer is the request's
+                return answer
+            with cb.guard() as guard:  # the probe closed it: serve the request
+                return self._serve(request, guard)
+        except CircuitOpenError as e:
+            return self.open_response(request, e.retry_after)
+
+    def _serve(self, request: HttpRequest, guard: Guard) -> HttpResponse:
+        response = self.get_response(request)
+        guard.record_outcome(database_breaker.request_outcome(request))
+        error = noted_database_error(request)
+        if error is not None and response.status_code == 500:  # Django's 500 page for it
+            return self.error_response(request, error, logged=True) or response
+        return response
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, Error):  # DatabaseError and InterfaceError
+            return None
+        note_database_error(request, exception)
+        return self.error_response(request, exception)
+
+    # -- answers -----------------------------------------------------------------------------------
+
+    def wants_json(self, request: HttpRequest) -> bool:
+        return request.path_info.startswith(self.JSON_PREFIXES) or "json" in request.headers.get("Accept", "")
+
+    def error_response(
+        self, request: HttpRequest, error: BaseException, *, logged: bool = False
+    ) -> HttpResponse | None:
+        if isinstance(error, IntegrityError):
+            return None  # a conflict, not the database failing: the envelope's 409 (hotelbot.exceptions)
+        failure = classify_database_error(error)
+        if not failure.retryable and not self.wants_json(request):
+            if not logged:
+                logger.error("database error on %s", request.path_info, exc_info=error)
+            return None  # HTML keeps Django's 500 page (and its mail to ADMINS): a bug, not an outage
+        return self._answer(request, failure, {}, error=error)
+
+    def open_response(self, request: HttpRequest, retry_in: float) -> HttpResponse:
+        details = {"breaker": database_breaker.NAME, "retry_in": max(1, math.ceil(retry_in))}
+        return self._answer(request, DATABASE_UNAVAILABLE, details)
+
+    def _answer(
+        self,
+        request: HttpRequest,
+        failure: DatabaseFailure,
+        details: dict[str, object],
+        *,
+        error: BaseException | None = None,
+    ) -> HttpResponse:
+        headers = {"Retry-After": database_retry_after()} if failure.retryable else {}
+        if self.wants_json(request):  # the envelope, logged once (hotelbot.exceptions)
+            spec = ErrorSpec(
+                failure.http_status,
+                failure.code,
+                failure.message,
+                details,
+                headers=headers,
+                internal=not failure.retryable,
+            )
+            return error_response(request, spec, error)
+        context = {"code": failure.code, "message": failure.message, "retry_after": database_retry_after()}
+        response = HttpResponse(render_to_string(self.TEMPLATE, context), status=failure.http_status)
+        for name, value in headers.items():
+            response[name] = value
+        logger.warning("%s on %s (maintenance page)", failure.code, request.path_info)
+        response._has_been_logged = True  # type: ignore[attr-defined]  # Django logs it no second time
+        return response
 
 
 # --- Degradation (issue 9) ---------------------------------------------------------------------

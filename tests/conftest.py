@@ -49,7 +49,7 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     write_pending_events() to check them."""
     import uuid
 
-    from reliability import degradation, ratelimit
+    from reliability import database_breaker, degradation, ratelimit
     from reliability.breaker import registry
     from reliability.retry import reset_retry_registry
 
@@ -61,7 +61,9 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     reset_retry_registry()
     ratelimit.reset_for_tests()
     degradation.reset_for_tests()
+    database_breaker.reset_for_tests()
     yield
+    database_breaker.reset_for_tests()
     registry.reset_for_tests()
     reset_retry_registry()
     ratelimit.reset_for_tests()

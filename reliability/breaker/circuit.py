@@ -241,17 +241,28 @@ def _seconds_until(until: datetime | None) -> float | None:
 class Guard:
     """Context manager returned by :meth:`CircuitBreaker.guard`; usable once."""
 
-    __slots__ = ("_breaker", "_permit", "_start", "_status")
+    __slots__ = ("_breaker", "_outcome", "_permit", "_start", "_status")
 
     def __init__(self, breaker: CircuitBreaker) -> None:
         self._breaker = breaker
         self._permit: Permit | None = None
         self._start = 0.0
         self._status: int | None = None
+        self._outcome: Outcome | None = None
 
     def record_status(self, status: int) -> None:
         """Classify the block by this HTTP status instead of as a plain success."""
         self._status = status
+
+    def record_outcome(self, outcome: Outcome) -> None:
+        """Record the block as ``outcome`` (for callers that classify themselves); wins over an
+        exception or a status."""
+        self._outcome = outcome
+
+    @property
+    def probe(self) -> bool:
+        """True when the breaker admitted this block as a half-open probe."""
+        return self._permit is not None and self._permit.token is not None
 
     def __enter__(self) -> Guard:
         try:
@@ -267,7 +278,9 @@ class Guard:
     ) -> None:
         breaker = self._breaker
         duration = breaker._clock() - self._start
-        if exc is not None:
+        if self._outcome is not None:
+            outcome = self._outcome
+        elif exc is not None:
             outcome = classify(breaker._config, exc)
         elif self._status is not None:
             outcome = classify(breaker._config, self._status)

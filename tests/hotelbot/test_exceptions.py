@@ -39,7 +39,12 @@ def envelope(response: Any, status: int, code: str) -> dict[str, Any]:
 
 
 def records_of(caplog: pytest.LogCaptureFixture, rid: str) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if getattr(r, "request_id", None) == rid or rid in r.getMessage()]
+    """The error log lines of one request (other loggers, e.g. a breaker's transition, may log too)."""
+    return [
+        r
+        for r in caplog.records
+        if r.name == "django.request" and (getattr(r, "request_id", None) == rid or rid in r.getMessage())
+    ]
 
 
 @pytest.fixture

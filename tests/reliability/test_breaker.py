@@ -432,6 +432,28 @@ def test_an_ignored_probe_frees_its_slot_without_deciding(clock: FakeClock) -> N
     assert breaker.state is State.CLOSED
 
 
+def test_a_guard_says_when_it_is_a_probe_and_records_the_outcome_it_is_given(clock: FakeClock) -> None:
+    breaker, _ = make(clock, failure_threshold=1, recovery_timeout=1, success_threshold=1)
+    with breaker.guard() as guard:
+        assert not guard.probe
+        guard.record_outcome(Outcome.FAILURE)  # no exception, no status: the caller decided
+    assert breaker.state is State.OPEN
+    clock.advance(1)
+    with breaker.guard() as guard:
+        assert guard.probe
+        guard.record_outcome(Outcome.IGNORED)  # frees the slot, decides nothing
+    assert breaker.state is State.HALF_OPEN
+
+    def mapped_by_the_caller() -> None:
+        with breaker.guard() as guard:
+            guard.record_outcome(Outcome.SUCCESS)  # wins over the exception
+            raise RuntimeError("handled by the caller's own mapping")
+
+    with pytest.raises(RuntimeError):
+        mapped_by_the_caller()
+    assert breaker.state is State.CLOSED
+
+
 def test_results_of_calls_admitted_before_a_transition_are_dropped(clock: FakeClock) -> None:
     breaker, _ = make(clock, failure_threshold=2)
     backend = breaker._backend
