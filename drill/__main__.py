@@ -53,7 +53,7 @@ def run(
                 runs.append(drill.run(scenario, settle_timeout=90 if ci else 150))
         finally:
             traffic.stop()
-        final_ok = drill.settle(120)
+        final_ok = drill.settle(180, older_than=0.0)
         drill.collect()
         sent = stack.fake("green", "GET", "sent")
         app = app_view(stack)

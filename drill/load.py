@@ -19,7 +19,7 @@ from typing import Any
 
 import requests
 
-from drill.report import percentile
+from drill.report import percentile, reply_latency
 from drill.runner import Drill, booted_stack
 from drill.stack import ROOT, Stack
 from drill.traffic import Traffic, tally
@@ -154,18 +154,11 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         sent = stack.fake("green", "GET", "sent")
         tal = tally(traffic.injected, sent)
         requests_log = list(drill_view.send_requests.values())
-        lat = []
-        for i, m in enumerate(traffic.injected):
-            sends = tal.answered.get(i)
-            if not sends:
-                continue
-            times = [
-                r["time"]
-                for r in requests_log
-                if r["chatId"] == m.chat_id and r["message"] == sends[0]["textMessage"] and r["time"] >= m.at
-            ]
-            if times:
-                lat.append((min(times) - m.at) * 1000)
+        lat = [
+            v * 1000
+            for i, m in enumerate(traffic.injected)
+            if (v := reply_latency(i, m, tal, requests_log)) is not None
+        ]
         out["reply_e2e"] = {
             "messages": len(traffic.injected),
             "answered": len(tal.answered),

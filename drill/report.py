@@ -26,17 +26,19 @@ def percentile(values: list[float], q: float) -> float | None:
     return round(ordered[k], 3)
 
 
-def _latency(index: int, m: Injected, tal: Tally, send_requests: list[dict[str, Any]]) -> float | None:
+def reply_latency(index: int, m: Injected, tal: Tally, send_requests: list[dict[str, Any]]) -> float | None:
+    """Injected -> the request the fake accepted: the last sendMessage of that text to that chat
+    that reached the fake by the accepted send's timestamp (earlier ones hung or were refused)."""
     sends = tal.answered.get(index)
     if not sends:
         return None
-    text = sends[0].get("textMessage")
+    text, accepted_at = sends[0].get("textMessage"), float(sends[0].get("timestamp") or 0) + 1
     times = [
         r["time"]
         for r in send_requests
-        if r["chatId"] == m.chat_id and r["message"] == text and r["time"] >= m.at
+        if r["chatId"] == m.chat_id and r["message"] == text and m.at <= r["time"] <= accepted_at
     ]
-    return round(min(times) - m.at, 3) if times else None
+    return round(max(times) - m.at, 3) if times else None
 
 
 def _first_event(
@@ -64,7 +66,7 @@ def compute(
     stored_ids = set(app["inbound"])
     lost = set(tal.lost(injected))
     dups = tal.duplicates()
-    latencies = {i: _latency(i, m, tal, send_requests) for i, m in enumerate(injected)}
+    latencies = {i: reply_latency(i, m, tal, send_requests) for i, m in enumerate(injected)}
 
     def figures(indexes: list[int], start: float, end: float, name: str | None) -> dict[str, Any]:
         lat = [v for i in indexes if (v := latencies[i]) is not None]
