@@ -13,12 +13,16 @@ SERVICE_ENV := DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_BROKER_
 # The embedded run must not inherit service URLs from the caller's environment.
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL
 
-.PHONY: help install run migrate seed test lint typecheck test-embedded test-services bench fakes clean
+.PHONY: help install run migrate seed test lint typecheck test-embedded test-services coverage bench fakes clean \
+	drill drill-ci load
 
 help:
 	@echo "make run    start web, worker, beat and the fake providers (embedded default, no servers)"
 	@echo "make test   ruff + mypy + pytest on the embedded default and on PostgreSQL/Redis"
 	@echo "make bench  reliability benchmarks (writes bench-results.json)"
+	@echo "make drill  fault drill on the real stack (EMBEDDED=1: SQLite + filesystem broker); drill-report.md"
+	@echo "make drill-ci  the short drill subset CI runs"
+	@echo "make load   webhook and reply latency/throughput under load (writes load-results.json)"
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -58,16 +62,35 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy .
 
+# Line and branch coverage of both runs, combined (the second run appends); `coverage` checks the floor.
+COV_FLOOR ?= 90
+COV_ARGS := --cov --cov-report=
+
 test-embedded: $(STAMP)
-	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-embedded $(BIN)/pytest
+	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-embedded $(BIN)/pytest $(COV_ARGS)
 
 test-services: $(STAMP)
-	$(SERVICE_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-services REQUIRE_SERVICES=1 $(BIN)/pytest
+	$(SERVICE_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-services REQUIRE_SERVICES=1 $(BIN)/pytest $(COV_ARGS) --cov-append
 
-test: lint typecheck test-embedded test-services
+coverage: $(STAMP)
+	$(BIN)/coverage report --include='reliability/*,messaging/*' --skip-covered --fail-under=$(COV_FLOOR)
+
+test: lint typecheck test-embedded test-services coverage
 
 bench: $(STAMP)
 	$(PY) -m bench
 
+# The fault drill boots its own PostgreSQL, Redis and processes on free ports (EMBEDDED=1: none).
+DRILL_FLAGS := $(if $(EMBEDDED),--embedded,)
+drill: $(STAMP)
+	$(PY) -m drill $(DRILL_FLAGS)
+
+drill-ci: $(STAMP)
+	$(PY) -m drill --ci $(DRILL_FLAGS)
+
+load: $(STAMP)
+	$(PY) -m drill.load
+
 clean:
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json .coverage \
+		drill-results.json drill-report.md drill-timeline.svg load-results.json

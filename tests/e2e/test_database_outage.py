@@ -11,21 +11,16 @@ notification redelivered during and after the outage is stored exactly once.
 
 from __future__ import annotations
 
-import contextlib
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
-import psycopg
 import pytest
 import requests
 
-from tests.e2e.conftest import BIN, ROOT, free_port, wait_http
+from drill.stack import BIN, ROOT, ThrowawayPostgres, free_port, wait_http
 from tests.messaging import payloads
 
 pytestmark = pytest.mark.e2e
@@ -33,48 +28,6 @@ pytestmark = pytest.mark.e2e
 POOL_TIMEOUT = 4
 #: "Fail fast": a generous bound, well under POOL_TIMEOUT, for a busy 2-core machine.
 FAST = POOL_TIMEOUT / 2
-PG_BIN = Path(shutil.which("pg_ctl") or "/usr/lib/postgresql/15/bin/pg_ctl").resolve().parent
-
-
-class ThrowawayPostgres:
-    def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="hotelbot-pg-"))
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/hotelbot"
-        if os.geteuid() == 0:  # initdb refuses to run as root
-            shutil.chown(self.dir, user="postgres")
-        self._run(str(PG_BIN / "initdb"), "-D", str(self.dir / "data"), "-A", "trust", "-U", "postgres")
-
-    def _run(self, *argv: str) -> None:
-        prefix = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
-        subprocess.run([*prefix, *argv], check=True, capture_output=True, timeout=60)
-
-    def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
-        self._run(
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(self.dir / "data"),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
-        )
-
-    def stop(self) -> None:
-        self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
-
-    def create_database(self) -> None:
-        admin = f"postgres://postgres@127.0.0.1:{self.port}/postgres"
-        with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-            conn.execute("CREATE DATABASE hotelbot")
-
-    def remove(self) -> None:
-        with contextlib.suppress(subprocess.CalledProcessError):
-            self.stop()
-        shutil.rmtree(self.dir, ignore_errors=True)
 
 
 @pytest.fixture

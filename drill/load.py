@@ -1,0 +1,194 @@
+"""``make load``: what the layer costs under load, on gunicorn (2 workers) + throwaway PostgreSQL + Redis.
+
+Measured in one run and written to ``load-results.json`` with the ratios of issue 11's targets:
+webhook latency/throughput at 1 and 8 connections against a bare Django request (``/health/live/``)
+on the same server, end-to-end reply latency at a steady rate (webhook queued by the fake Green API
+-> send accepted by it), readiness-probe latency under webhook load, and resident memory of a web
+worker and a Celery worker process before and after.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from drill.report import percentile, reply_latency
+from drill.runner import Drill, booted_stack
+from drill.stack import ROOT, Stack
+from drill.traffic import Traffic, tally
+
+WEBHOOK_TOKEN = "dev-webhook-token"  # noqa: S105 - the DEBUG default of GREEN_API_WEBHOOK_TOKEN
+INSTANCE = 1101000001
+RESULTS = ROOT / "load-results.json"
+
+
+def _incoming(chat: str) -> dict[str, Any]:
+    return {
+        "typeWebhook": "incomingMessageReceived",
+        "instanceData": {"idInstance": INSTANCE, "wid": "11001234567@c.us", "typeInstance": "whatsapp"},
+        "timestamp": int(time.time()),
+        "idMessage": uuid.uuid4().hex[:20].upper(),
+        "senderData": {"chatId": chat, "chatName": "Load", "sender": chat, "senderName": "Load"},
+        "messageData": {
+            "typeMessage": "textMessage",
+            "textMessageData": {"textMessage": "Is there parking?"},
+        },
+    }
+
+
+def _hammer(url: str, connections: int, seconds: float, webhook: bool) -> dict[str, Any]:
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    lock = threading.Lock()
+    stop = time.monotonic() + seconds
+
+    def worker(n: int) -> None:
+        session = requests.Session()
+        headers = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        i = 0
+        while time.monotonic() < stop:
+            i += 1
+            t0 = time.perf_counter()
+            if webhook:
+                chat = f"7955{n:02d}{i % 500:05d}@c.us"
+                resp = session.post(url, json=_incoming(chat), headers=headers, timeout=30)
+            else:
+                resp = session.get(url, timeout=30)
+            elapsed = time.perf_counter() - t0
+            with lock:
+                latencies.append(elapsed * 1000)
+                statuses[resp.status_code] = statuses.get(resp.status_code, 0) + 1
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(connections)]
+    started = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.monotonic() - started
+    return {
+        "connections": connections,
+        "requests": len(latencies),
+        "per_second": round(len(latencies) / wall, 1),
+        "p50_ms": percentile(latencies, 50),
+        "p99_ms": percentile(latencies, 99),
+        "statuses": statuses,
+    }
+
+
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _rss(stack: Stack) -> dict[str, float]:
+    return {
+        "web_worker_mb": _rss_mb(stack.web_worker_pids()[0]),
+        "celery_worker_mb": _rss_mb(stack.children("worker-1")[0]),
+    }
+
+
+def measure(seconds: float = 10.0) -> dict[str, Any]:
+    with booted_stack(embedded=False) as stack:
+        webhook, live, ready = (
+            f"{stack.web_url}/webhooks/green-api/",
+            f"{stack.web_url}/health/live/",
+            f"{stack.web_url}/health/ready/",
+        )
+        _hammer(live, 2, 2, webhook=False)  # warm up both workers
+        rss_before = _rss(stack)
+        out: dict[str, Any] = {"rss_before": rss_before}
+        # First, on an idle stack: the fake pushes one notification at a time, so a webhook backlog
+        # (the hammer below) would queue ahead of these messages and measure the fake, not us.
+        print("end-to-end reply latency at 2 guest messages/s ...", flush=True)
+        traffic = Traffic(stack.green_url, rate=2.0, chats=6, scenario="steady")
+        drill_view = Drill(stack, traffic, ci=True, embedded=False)
+        traffic.start()
+        drill_view.hold(seconds * 2)
+        traffic.stop()
+        drill_view.settle(120, older_than=0.0)
+        drill_view.collect()
+        sent = stack.fake("green", "GET", "sent")
+        tal = tally(traffic.injected, sent)
+        requests_log = list(drill_view.send_requests.values())
+        lat = [
+            v * 1000
+            for i, m in enumerate(traffic.injected)
+            if (v := reply_latency(i, m, tal, requests_log)) is not None
+        ]
+        out["reply_e2e"] = {
+            "messages": len(traffic.injected),
+            "answered": len(tal.answered),
+            "p50_ms": percentile(lat, 50),
+            "p99_ms": percentile(lat, 99),
+        }
+        print("bare request (/health/live/) at 1 and 8 connections ...", flush=True)
+        out["bare_1"] = _hammer(live, 1, seconds, webhook=False)
+        out["bare_8"] = _hammer(live, 8, seconds, webhook=False)
+        print("webhook at 1 and 8 connections ...", flush=True)
+        out["webhook_1"] = _hammer(webhook, 1, seconds, webhook=True)
+        probes: list[float] = []
+        done = threading.Event()
+
+        def probe() -> None:
+            while not done.is_set():
+                t0 = time.perf_counter()
+                requests.get(ready, timeout=30)
+                probes.append((time.perf_counter() - t0) * 1000)
+                done.wait(0.5)
+
+        prober = threading.Thread(target=probe)
+        prober.start()
+        out["webhook_8"] = _hammer(webhook, 8, seconds, webhook=True)
+        done.set()
+        prober.join()
+        out["ready_probe_under_load"] = {
+            "probes": len(probes),
+            "p50_ms": percentile(probes, 50),
+            "p99_ms": percentile(probes, 99),
+        }
+        out["rss_after"] = _rss(stack)
+    out["ratios"] = {
+        "webhook_p50_over_bare_p50_1conn": round(out["webhook_1"]["p50_ms"] / out["bare_1"]["p50_ms"], 2),
+        "webhook_p50_over_bare_p50_1conn_target": 2.0,
+        "webhook_p99_ms_1conn": out["webhook_1"]["p99_ms"],
+        "webhook_p99_ms_1conn_target": 25.0,
+        "reply_e2e_p50_ms": out["reply_e2e"]["p50_ms"],
+        "reply_e2e_p50_ms_target": 100.0,
+        "web_worker_rss_growth_mb": round(out["rss_after"]["web_worker_mb"] - rss_before["web_worker_mb"], 1),
+        "celery_worker_rss_growth_mb": round(
+            out["rss_after"]["celery_worker_mb"] - rss_before["celery_worker_mb"], 1
+        ),
+    }
+    r = out["ratios"]
+    out["targets_met"] = {
+        "webhook_vs_bare": r["webhook_p50_over_bare_p50_1conn"] <= 2.0,
+        "webhook_p99": (r["webhook_p99_ms_1conn"] or 1e9) <= 25.0,
+        "reply_e2e_p50": (r["reply_e2e_p50_ms"] or 1e9) <= 100.0,
+    }
+    out["not_measured_yet"] = ["drain rate after an outage against GREEN_API_SEND_RATE"]
+    return out
+
+
+def main() -> int:
+    try:
+        results = measure()
+    except KeyboardInterrupt:
+        return 130
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(json.dumps({"ratios": results["ratios"], "targets_met": results["targets_met"]}, indent=2))
+    print(f"written to {RESULTS}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

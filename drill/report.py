@@ -1,0 +1,294 @@
+"""Figures of a drill (per scenario and overall), written as JSON, Markdown and an SVG timeline.
+
+Lost and duplicate replies come from the fake Green API's accepted sends against the injected
+messages (``drill.traffic.tally``); the application's tables are used only for what only it knows
+(stored, degraded, quarantined, dead letters, breaker transitions).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from drill.runner import ScenarioRun
+from drill.traffic import Injected, Tally
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    k = max(0, min(len(ordered) - 1, math.ceil(q / 100 * len(ordered)) - 1))
+    return round(ordered[k], 3)
+
+
+def reply_latency(index: int, m: Injected, tal: Tally, send_requests: list[dict[str, Any]]) -> float | None:
+    """Injected -> the request the fake accepted: the last sendMessage of that text to that chat
+    that reached the fake by the accepted send's timestamp (earlier ones hung or were refused)."""
+    sends = tal.answered.get(index)
+    if not sends:
+        return None
+    text, accepted_at = sends[0].get("textMessage"), float(sends[0].get("timestamp") or 0) + 1
+    times = [
+        r["time"]
+        for r in send_requests
+        if r["chatId"] == m.chat_id and r["message"] == text and m.at <= r["time"] <= accepted_at
+    ]
+    return round(max(times) - m.at, 3) if times else None
+
+
+def _first_event(
+    events: list[dict[str, Any]], breaker: str, states: tuple[str, ...], after: float
+) -> float | None:
+    for e in events:
+        if e["breaker"] == breaker and e["to"] in states and e["at"] >= after - 0.5:
+            return float(e["at"])
+    return None
+
+
+def compute(
+    *,
+    runs: list[ScenarioRun],
+    injected: list[Injected],
+    poison: list[dict[str, Any]],
+    tal: Tally,
+    app: dict[str, Any],
+    deliveries: list[dict[str, Any]],
+    send_requests: list[dict[str, Any]],
+    breakers: dict[str, str],
+    meta: dict[str, Any],
+) -> dict[str, Any]:
+    jobs = {j["id_message"]: j for j in app["jobs"]}
+    stored_ids = set(app["inbound"])
+    lost = set(tal.lost(injected))
+    dups = tal.duplicates()
+    latencies = {i: reply_latency(i, m, tal, send_requests) for i, m in enumerate(injected)}
+
+    def figures(indexes: list[int], start: float, end: float, name: str | None) -> dict[str, Any]:
+        lat = [v for i in indexes if (v := latencies[i]) is not None]
+        letters = [d for d in app["dead_letters"] if start <= d["created"] < end]
+        reply_letters = [d for d in letters if d["kind"] != "webhook_quarantine"]
+        webhook_5xx = [
+            d
+            for d in deliveries
+            if start <= d["time"] < end and d.get("status") is not None and d["status"] >= 500
+        ]
+        return {
+            "injected": len(indexes),
+            "stored": sum(1 for i in indexes if injected[i].id_message in stored_ids),
+            "delivered": sum(1 for i in indexes if i not in lost),
+            "degraded": sum(1 for i in indexes if jobs.get(injected[i].id_message, {}).get("degraded")),
+            "quarantined": sum(1 for p in poison if name is None or p["scenario"] == name),
+            "poison_injected": sum(1 for p in poison if name is None or p["scenario"] == name),
+            "dead_letters": len(reply_letters),
+            "dead_letters_by_reason": dict(Counter(f"{d['kind']}:{d['reason_code']}" for d in reply_letters)),
+            "dead_letters_open_at_end": sum(
+                1 for d in reply_letters if d["status"] not in ("resolved", "discarded")
+            ),
+            "lost": sum(1 for i in indexes if i in lost),
+            "duplicates": sum(dups.get(i, 0) for i in indexes),
+            "webhook_5xx": len(webhook_5xx),
+            "webhook_refused": sum(
+                1 for d in deliveries if start <= d["time"] < end and d.get("status") is None
+            ),
+            "latency_s": {"p50": percentile(lat, 50), "p95": percentile(lat, 95), "p99": percentile(lat, 99)},
+        }
+
+    quarantined_total = sum(1 for d in app["dead_letters"] if d["kind"] == "webhook_quarantine")
+    scenarios = []
+    for r in runs:
+        idx = [i for i, m in enumerate(injected) if m.scenario == r.name]
+        f = figures(idx, r.started, r.settled, r.name)
+        f["quarantined"] = sum(
+            1
+            for d in app["dead_letters"]
+            if d["kind"] == "webhook_quarantine" and r.started <= d["created"] < r.settled
+        )
+        breaker = breakers.get(r.name)
+        if breaker:
+            opened = _first_event(app["breaker_events"], breaker, ("open",), r.started)
+            fault_start = next(
+                (t for t, label in r.marks if "fault" in label and "cleared" not in label), r.started
+            )
+            fault_end = next((t for t, label in r.marks if "cleared" in label), r.fault_ended)
+            closed = _first_event(app["breaker_events"], breaker, ("closed",), fault_end)
+            f["breaker"] = {
+                "name": breaker,
+                "open_after_fault_s": round(opened - fault_start, 2) if opened else None,
+                "closed_after_recovery_s": round(closed - fault_end, 2) if closed else None,
+            }
+        f.update(
+            {
+                "name": r.name,
+                "title": r.title,
+                "t0": round(r.started - meta["started"], 1),
+                "t1": round(r.settled - meta["started"], 1),
+                "seconds": round(r.settled - r.started, 1),
+                "fault_seconds": round(r.fault_ended - r.started, 1),
+                "backlog_drain_s": round(r.settled - r.fault_ended, 1),
+                "drained": r.drained,
+                "error": r.error,
+                "marks": [[round(t - meta["started"], 1), label] for t, label in r.marks],
+            }
+        )
+        scenarios.append(f)
+    overall = figures(list(range(len(injected))), 0, float("inf"), None)
+    overall["quarantined"] = quarantined_total
+    overall["unmatched_sends"] = len(tal.unmatched)
+    overall["unanswered_at_end"] = overall["lost"]
+    failures = []
+    if overall["lost"]:
+        failures.append(f"{overall['lost']} guest message(s) lost (no accepted reply)")
+    if overall["duplicates"]:
+        failures.append(f"{overall['duplicates']} duplicate reply(ies)")
+    if tal.unmatched:
+        failures.append(f"{len(tal.unmatched)} accepted send(s) answering no injected message")
+    if quarantined_total != len(poison):
+        failures.append(f"{len(poison)} poison notification(s) injected, {quarantined_total} quarantined")
+    failures += [f"scenario {s['name']} failed to run: {s['error']}" for s in scenarios if s["error"]]
+    return {
+        "meta": meta,
+        "ok": not failures,
+        "failures": failures,
+        "overall": overall,
+        "scenarios": scenarios,
+        "timeline": [
+            [round(m.at - meta["started"], 2), latencies[i], m.scenario, i in lost]
+            for i, m in enumerate(injected)
+        ],
+    }
+
+
+def _fmt(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.2f}"
+    return str(v)
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta, o = results["meta"], results["overall"]
+    lines = [
+        f"# Drill report — {meta['mode']} ({'CI subset' if meta['ci'] else 'full'})",
+        "",
+        f"Started {meta['started_iso']}, {meta['duration_s']:.0f} s, {meta['rate']} guest messages/s "
+        f"from {meta['chats']} concurrent chats; {meta['processes']}.",
+        "",
+        f"**Result: {'PASS' if results['ok'] else 'FAIL'}**"
+        + ("" if results["ok"] else " — " + "; ".join(results["failures"])),
+        "",
+        "Lost and duplicates are counted from the fake Green API's accepted sends against the injected "
+        "messages (each message asks one topic; its reply must carry that topic's fact), "
+        "not from our tables.",
+        "",
+        "| scenario | s | injected | stored | delivered | degraded | quarantined | dead letters | lost | dup "
+        "| webhook 5xx | drain s | p50 s | p95 s | p99 s | breaker open / close s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for s in [
+        *results["scenarios"],
+        {**o, "name": "**overall**", "seconds": meta["duration_s"], "backlog_drain_s": None},
+    ]:
+        b = s.get("breaker")
+        breaker = f"{_fmt(b['open_after_fault_s'])} / {_fmt(b['closed_after_recovery_s'])}" if b else ""
+        lat = s["latency_s"]
+        lines.append(
+            f"| {s['name']} | {_fmt(s['seconds'])} | {s['injected']} | {s['stored']} | {s['delivered']} | "
+            f"{s['degraded']} | {s['quarantined']} | {s['dead_letters']} | {s['lost']} | {s['duplicates']} | "
+            f"{s['webhook_5xx']} | {_fmt(s.get('backlog_drain_s'))} | {_fmt(lat['p50'])} | "
+            f"{_fmt(lat['p95'])} | {_fmt(lat['p99'])} | {breaker} |"
+        )
+    reasons = Counter[str]()
+    for s in results["scenarios"]:
+        reasons.update(s["dead_letters_by_reason"])
+    lines += ["", "## Dead letters (reply kinds) by reason", ""]
+    lines += [f"- `{k}`: {v}" for k, v in reasons.most_common()] or ["- none"]
+    lines += [
+        "",
+        f"Dead letters still open at the end: {o['dead_letters_open_at_end']}. "
+        f"Webhook pushes refused (connection refused / reset, web down): {o['webhook_refused']}.",
+        "",
+        "## Timeline",
+        "",
+        "![timeline](drill-timeline.svg)",
+        "",
+        "Each dot is a guest message at the time it was injected, at the height of its reply latency "
+        "(webhook queued by the fake → send accepted by the fake); a red cross on top is a message without "
+        "a reply. Grey bands are scenarios.",
+        "",
+        "## Scenario events",
+        "",
+    ]
+    for s in results["scenarios"]:
+        events = ", ".join(f"{t:.0f}s {label}" for t, label in s["marks"]) or "-"
+        lines.append(
+            f"- **{s['name']}** ({s['title']}): {events}" + (f" — ERROR {s['error']}" if s["error"] else "")
+        )
+    return "\n".join(lines) + "\n"
+
+
+def svg(results: dict[str, Any]) -> str:
+    width, height, left, top, bottom = 1100, 360, 60, 40, 60
+    plot_w, plot_h = width - left - 20, height - top - bottom
+    duration = max(1.0, results["meta"]["duration_s"])
+    points = results["timeline"]
+    lat_values = [p[1] for p in points if p[1] is not None]
+    y_max = max(5.0, math.ceil(max(lat_values, default=1.0)))
+
+    def x(t: float) -> float:
+        return left + plot_w * min(max(t, 0.0), duration) / duration
+
+    def y(v: float) -> float:
+        return top + plot_h - plot_h * min(v, y_max) / y_max
+
+    out = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" '
+        'font-size="11">',
+        f'<rect width="{width}" height="{height}" fill="white"/>',
+        f'<text x="{left}" y="18" font-size="14">Reply latency of each guest message over the drill '
+        f"({html.escape(results['meta']['mode'])})</text>",
+    ]
+    for n, s in enumerate(results["scenarios"]):
+        x0, x1 = x(s["t0"]), x(s["t1"])
+        fill = "#eeeeee" if n % 2 == 0 else "#f8f8f8"
+        out.append(
+            f'<rect x="{x0:.1f}" y="{top}" width="{max(1.0, x1 - x0):.1f}" height="{plot_h}" fill="{fill}"/>'
+        )
+        out.append(
+            f'<text x="{x0 + 3:.1f}" y="{top + plot_h + 14}" font-size="9" '
+            f'transform="rotate(20 {x0 + 3:.1f} {top + plot_h + 14})">{html.escape(s["name"])}</text>'
+        )
+    for tick in range(0, int(y_max) + 1, max(1, int(y_max) // 5)):
+        out.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{y(tick):.1f}" y2="{y(tick):.1f}" stroke="#ddd"/>'
+        )
+        out.append(f'<text x="{left - 6}" y="{y(tick) + 4:.1f}" text-anchor="end">{tick}s</text>')
+    out.append(f'<line x1="{left}" x2="{left}" y1="{top}" y2="{top + plot_h}" stroke="#333"/>')
+    out.append(
+        f'<line x1="{left}" x2="{left + plot_w}" y1="{top + plot_h}" y2="{top + plot_h}" stroke="#333"/>'
+    )
+    for t, latency, _, lost in points:
+        if lost or latency is None:
+            out.append(f'<text x="{x(t):.1f}" y="{top + 10}" fill="#d00" text-anchor="middle">&#215;</text>')
+        else:
+            out.append(
+                f'<circle cx="{x(t):.1f}" cy="{y(latency):.1f}" r="2" fill="#1f77b4" fill-opacity="0.7"/>'
+            )
+    out.append(
+        f'<text x="{left + plot_w}" y="{height - 6}" text-anchor="end">'
+        f"seconds since start (0-{duration:.0f})</text>"
+    )
+    out.append("</svg>")
+    return "\n".join(out) + "\n"
+
+
+def write(results: dict[str, Any], out_dir: Path) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "drill-results.json").write_text(json.dumps(results, indent=2))
+    (out_dir / "drill-report.md").write_text(markdown(results))
+    (out_dir / "drill-timeline.svg").write_text(svg(results))

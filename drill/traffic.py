@@ -1,0 +1,152 @@
+"""The drill's guests: messages pushed through the fake Green API, and the independent tally.
+
+Every guest message asks about one topic whose fact appears in any answer to it (the AI's and the
+canned FAQ answer alike), and a chat never asks the same topic twice. So an accepted send to a chat
+is paired with the message it answers by the fact it contains, using nothing but the fake Green
+API's list of accepted sends: no table of the application is consulted for lost or duplicates.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+
+#: topic -> (question, a fact every answer to it contains)
+TOPICS: dict[str, tuple[str, str]] = {
+    "checkout": ("What time is check-out?", "11:00"),
+    "wifi": ("What is the wifi password?", "sunny2026"),
+    "breakfast": ("When is breakfast served?", "07:00-10:30"),
+    "parking": ("Is there parking?", "20 spaces"),
+    "checkin": ("When can I check in?", "15:00"),
+    "address": ("What is your address?", "Beach Road"),
+}
+
+
+@dataclass
+class Injected:
+    chat_id: str
+    topic: str
+    scenario: str
+    at: float  # wall clock, when the fake accepted it into its queue
+    id_message: str = ""
+
+
+@dataclass
+class Traffic:
+    """A background thread injecting ``rate`` messages/s, spread over ``chats`` concurrent guests."""
+
+    green_url: str
+    rate: float = 1.5
+    chats: int = 6
+    scenario: str = "boot"
+    injected: list[Injected] = field(default_factory=list)
+    poison: list[dict[str, Any]] = field(default_factory=list)
+    errors: int = 0
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._run_prefix = f"{random.randint(100, 999)}"
+        self._seq = itertools.count(1)
+        self._active: list[tuple[str, list[str]]] = []
+
+    def _new_chat(self) -> tuple[str, list[str]]:
+        topics = list(TOPICS)
+        random.shuffle(topics)
+        return f"79{self._run_prefix}{next(self._seq):06d}@c.us", topics
+
+    def inject_one(self) -> Injected | None:
+        with self._lock:
+            while len(self._active) < self.chats:
+                self._active.append(self._new_chat())
+            index = random.randrange(len(self._active))
+            chat_id, topics = self._active[index]
+            topic = topics.pop()
+            if not topics:
+                self._active[index] = self._new_chat()
+            scenario = self.scenario
+        question = TOPICS[topic][0]
+        try:
+            resp = requests.post(
+                f"{self.green_url}/__fake__/inbound",
+                json={"chatId": chat_id, "text": question, "senderName": "Drill"},
+                timeout=10,
+            )
+            resp.raise_for_status()
+        except requests.RequestException:
+            self.errors += 1
+            return None
+        item = Injected(chat_id, topic, scenario, time.time(), resp.json()["idMessage"])
+        with self._lock:
+            self.injected.append(item)
+        return item
+
+    def inject_poison(self) -> None:
+        """A notification our webhook must quarantine (a chatId longer than any column takes),
+        pushed through Green API's ordered queue like any other."""
+        chat_id = "7" * 70 + "@c.us"
+        resp = requests.post(
+            f"{self.green_url}/__fake__/inbound",
+            json={"chatId": chat_id, "text": "poison", "senderName": "Drill"},
+            timeout=10,
+        )
+        resp.raise_for_status()
+        with self._lock:
+            self.poison.append({"idMessage": resp.json()["idMessage"], "scenario": self.scenario})
+
+    def _loop(self) -> None:
+        interval = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            self.inject_one()
+            next_at += interval
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="drill-traffic", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=15)
+
+
+@dataclass
+class Tally:
+    """Injected messages against accepted sends (the fake's ``/__fake__/sent``)."""
+
+    answered: dict[int, list[dict[str, Any]]]  # index into injected -> accepted sends answering it
+    unmatched: list[dict[str, Any]]  # accepted sends that answer no injected message
+
+    def lost(self, injected: list[Injected]) -> list[int]:
+        return [i for i in range(len(injected)) if not self.answered.get(i)]
+
+    def duplicates(self) -> dict[int, int]:
+        return {i: len(sends) - 1 for i, sends in self.answered.items() if len(sends) > 1}
+
+
+def tally(injected: list[Injected], sent: list[dict[str, Any]]) -> Tally:
+    by_chat_topic = {(m.chat_id, m.topic): i for i, m in enumerate(injected)}
+    answered: dict[int, list[dict[str, Any]]] = {}
+    unmatched: list[dict[str, Any]] = []
+    for send in sent:
+        text = str(send.get("textMessage") or "")
+        chat = str(send.get("chatId") or "")
+        hits = [
+            by_chat_topic[(chat, topic)]
+            for topic, (_, fact) in TOPICS.items()
+            if fact in text and (chat, topic) in by_chat_topic
+        ]
+        if len(hits) == 1:
+            answered.setdefault(hits[0], []).append(send)
+        else:
+            unmatched.append(send)
+    return Tally(answered=answered, unmatched=unmatched)
