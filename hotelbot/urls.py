@@ -19,6 +19,7 @@ urlpatterns = [
     path("health/", health_views.HealthView.as_view(scope="all"), name="health"),
     path("health/detailed/", health_views.HealthView.as_view(scope="all"), name="health-detailed"),
     path("health/circuit-breakers/", health_views.circuit_breakers, name="health-circuit-breakers"),
+    path("health/degradation/", health_views.degradation_state, name="health-degradation"),
     path("health/dlq/", health_views.dead_letters, name="health-dlq"),
     # Prometheus: every process's samples in multiprocess mode (reliability/observability.py).
     path("metrics", metrics_view, name="prometheus-django-metrics"),

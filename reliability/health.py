@@ -537,6 +537,33 @@ class BreakerCheck(TimedCheck):
         )
 
 
+class DegradationCheck(TimedCheck):
+    """The degradation level in force: a warning (never a failure) when it is not NORMAL, naming the
+    cause, the switches off and any staff override or maintenance."""
+
+    check_name: ClassVar[str] = "degradation"
+
+    def probe(self) -> str:
+        from reliability.degradation import degradation_status
+
+        status = degradation_status()
+        if status["level_value"] == 0 and not status["maintenance"]:
+            return "level NORMAL, every switch on"
+        off = [name for name, on in status["switches"].items() if not on]
+        parts = [f"level {status['level']}"]
+        if status["cause"]:
+            parts.append(f"because: {status['cause']}")
+        if off:
+            parts.append(f"switched off: {', '.join(off)}")
+        if status["override"]:
+            parts.append(f"staff override by {status['override']['actor']}: {status['override']['reason']}")
+        parts.extend(f"{m['dependency']} under maintenance: {m['reason']}" for m in status["maintenance"])
+        raise ServiceWarning(
+            "; ".join(parts) + ". See /health/degradation/ and `manage.py degrade show`; "
+            "the level goes back by itself when the cause clears"
+        )
+
+
 @dataclasses.dataclass(repr=False)
 class DiskCheck(TimedCheck):
     """Disk use of ``VAR_DIR`` (SQLite, broker files) below ``HEALTH_DISK_MAX_PERCENT``."""
@@ -649,7 +676,8 @@ def all_checks() -> list[TimedCheck]:
     checks: list[TimedCheck] = [DatabaseCheck()]
     redis_checks = [RedisCheck(url=url, role=role) for role, url in redis_urls()]
     checks += redis_checks or [LocalCacheCheck()]
-    checks += [BrokerCheck(), WorkerCheck(), DeadLetterCheck(), BreakerCheck(), DiskCheck(), MemoryCheck()]
+    checks += [BrokerCheck(), WorkerCheck(), DeadLetterCheck(), BreakerCheck(), DegradationCheck()]
+    checks += [DiskCheck(), MemoryCheck()]
     checks += [factory() for factory in _registered.values()]
     return checks
 

@@ -4,7 +4,8 @@
   the pod restarted).
 * ``/health/ready/``: the database only (never Redis or a provider): what a pod needs to take traffic.
 * ``/health/`` and ``/health/detailed/``: every check (``reliability.health.all_checks``).
-* ``/health/circuit-breakers/`` and ``/health/dlq/``: JSON overviews of the breakers and dead letters.
+* ``/health/circuit-breakers/``, ``/health/degradation/`` and ``/health/dlq/``: JSON overviews of
+  the breakers, the degradation state and the dead letters.
 
 The probe endpoints are django-health-check's view with our checks: HTML, text, JSON
 (``Accept: application/json`` or ``?format=json``), OpenMetrics. Unlike the library, a *warning*
@@ -23,7 +24,7 @@ from django.views.decorators.http import require_GET
 from health_check.base import HealthCheck
 from health_check.views import HealthCheckView
 
-from reliability import health, selectors
+from reliability import degradation, health, selectors
 
 
 class HealthView(HealthCheckView):
@@ -51,6 +52,12 @@ class HealthView(HealthCheckView):
 @require_GET
 def circuit_breakers(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"breakers": selectors.breaker_overview()})
+
+
+@never_cache
+@require_GET
+def degradation_state(request: HttpRequest) -> JsonResponse:
+    return JsonResponse(degradation.degradation_status())
 
 
 @never_cache

@@ -105,7 +105,8 @@ def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Cli
     services.heartbeat_record(name="reply_sweeper")
     status, body, _ = get_json(client, "/health/detailed/")
     names = set(body["checks"])
-    infra = {"database", "broker", "celery_workers", "dead_letters", "circuit_breakers", "disk", "memory"}
+    infra = {"database", "broker", "celery_workers", "dead_letters", "circuit_breakers", "degradation"}
+    infra |= {"disk", "memory"}
     assert infra <= names
     assert {"reply_backlog", "beat:reply_sweeper", "green_api_instances", "deepseek"} <= names  # messaging's
     assert ("redis" in names) or ("cache" in names)
@@ -400,3 +401,27 @@ def test_manage_py_health_check_exits_1_when_the_database_is_down(broken_databas
         call_command("health_check", "health-ready", "--no-http")
     assert exit_info.value.code == 1
     assert "database: Unavailable" in capsys.readouterr().out
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
+def test_degradation_is_a_health_warning_and_has_its_own_endpoint(client: Client) -> None:
+    from django.contrib.auth.models import User
+
+    from reliability import degradation
+
+    assert asyncio.run(health.DegradationCheck().get_result()).error is None  # NORMAL: ok
+    ops = User.objects.create_superuser("ops", "ops@example.com", "pw")
+    degradation.degradation_override_set(
+        level="severe", reason="provider incident", actor=ops, via="admin", switches_off=["ai_replies"]
+    )
+    result = asyncio.run(health.DegradationCheck().get_result())
+    assert isinstance(result.error, health.ServiceWarning)
+    assert "level SEVERE" in result.error.message
+    assert "switched off: ai_replies" in result.error.message
+    assert "staff override by ops: provider incident" in result.error.message
+
+    status, body, _ = get_json(client, "/health/degradation/")
+    assert status == 200
+    assert body["level"] == "SEVERE"
+    assert body["switches"]["ai_replies"] is False
+    assert body["override"]["reason"] == "provider incident"
