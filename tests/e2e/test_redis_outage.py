@@ -22,13 +22,13 @@ from typing import Any
 import pytest
 import requests
 
+from drill.stack import ThrowawayPostgres, ThrowawayRedis
 from tests.e2e.conftest import Stack, launch_stack
-from tests.e2e.test_database_outage import ThrowawayPostgres
-from tests.reliability.conftest import ThrowawayRedis
 
 pytestmark = pytest.mark.e2e
 
-OUTAGE_SECONDS = 30
+#: 30 s in `make test`; the issue's 5-minute outage: E2E_REDIS_OUTAGE_SECONDS=300 (README, Tests).
+OUTAGE_SECONDS = float(os.environ.get("E2E_REDIS_OUTAGE_SECONDS", "30"))
 TRICKLE_EVERY = 1.5
 #: Normal latency here is 1-3 s; the database poll adds REPLY_DB_POLL_INTERVAL (0.5 s). Generous
 #: for a busy 2-core machine, and still far below the sweeper's minutes-long re-publish spacing.
