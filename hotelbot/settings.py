@@ -543,6 +543,10 @@ CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.0
 # poll) and runs the beat schedule's interval entries itself (reliability/broker_fallback.py).
 BROKER_FALLBACK_POLLER = env_bool("BROKER_FALLBACK_POLLER", True)
 BROKER_PROBE_INTERVAL = env_float("BROKER_PROBE_INTERVAL", 5.0)
+# Each worker pool process's poller thread touches this file on every turn (empty: off). The k8s
+# worker liveness probe reads its age, so a worker is not restarted just because the broker is
+# down (``celery inspect ping`` needs the broker) while it keeps answering from the database.
+WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE", "")
 BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 0.5)
 REPLY_DB_POLL_INTERVAL = env_float("REPLY_DB_POLL_INTERVAL", 1.0)
 REPLY_DB_POLL_BATCH = env_int("REPLY_DB_POLL_BATCH", 10)

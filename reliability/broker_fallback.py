@@ -26,6 +26,7 @@ import os
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from django.conf import settings
@@ -150,7 +151,19 @@ def _loop() -> None:
             pause = settings.REPLY_DB_POLL_INTERVAL
         finally:
             close_old_connections()
+            touch_heartbeat()
         _stop.wait(pause)
+
+
+def touch_heartbeat() -> None:
+    """This worker process is alive and its poller turns (broker up or down): ``WORKER_HEARTBEAT_FILE``."""
+    path = settings.WORKER_HEARTBEAT_FILE
+    if not path:
+        return
+    try:
+        Path(path).touch()
+    except OSError as e:  # a liveness aid must never stop the poller
+        logger.warning("broker fallback: cannot touch %s: %s", path, e)
 
 
 def warm_after_recovery() -> int:

@@ -92,6 +92,8 @@ def test_redis_brokers_are_guarded_by_the_redis_breaker(broker_url):
 def test_beat_interval_entries_run_once_per_interval_across_pollers(settings, monkeypatch):
     from celery import current_app
 
+    import messaging.tasks  # noqa: F401  (registers the tasks, as a worker's start does)
+
     ran: list[str] = []
     task = current_app.tasks["messaging.tasks.sweep_reply_jobs"]
     monkeypatch.setattr(task, "run", lambda: ran.append("sweep"))
@@ -109,3 +111,27 @@ def test_beat_interval_entries_run_once_per_interval_across_pollers(settings, mo
         assert ran == ["sweep"]
     finally:
         ratelimit.reset_for_tests()
+
+
+def test_every_poller_turn_touches_the_worker_heartbeat(settings, tmp_path, monkeypatch):
+    # The k8s worker liveness probe reads this file's age instead of `celery inspect ping`, which
+    # needs the broker and would restart workers that keep answering from the database.
+    import os
+    import time
+
+    from reliability import broker_fallback
+
+    beat = tmp_path / "worker-heartbeat"
+    settings.WORKER_HEARTBEAT_FILE = str(beat)
+    broker_fallback.touch_heartbeat()
+    first = beat.stat().st_mtime
+    os.utime(beat, (first - 600, first - 600))  # pretend it went stale
+    monkeypatch.setattr(broker_fallback, "step", lambda: 0.0)
+    monkeypatch.setattr(broker_fallback, "close_old_connections", lambda: None)
+    monkeypatch.setattr(broker_fallback._stop, "wait", lambda pause: broker_fallback._stop.set())
+    broker_fallback._stop.clear()
+    broker_fallback._loop()  # one turn, broker up or down alike
+    assert time.time() - beat.stat().st_mtime < 60
+    settings.WORKER_HEARTBEAT_FILE = ""
+    broker_fallback.touch_heartbeat()  # off: nothing happens, nothing raised
+    broker_fallback._stop.clear()
