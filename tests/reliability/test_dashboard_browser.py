@@ -112,6 +112,10 @@ def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
             latency = page.inner_text("#latency")
             bars = page.locator("#trend svg rect").count()
             category = page.text_content("#dead-letters text[data-category=provider_5xx]")
+            level = page.inner_text("#degradation-level .hb-state")
+            level_background = page.eval_on_selector(
+                "#degradation-level .hb-state", "el => getComputedStyle(el).backgroundColor"
+            )
             page.screenshot(path=str(ARTIFACT), full_page=True)
         finally:
             browser.close()
@@ -124,4 +128,6 @@ def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
     assert "1 replies" in latency
     assert bars >= 2  # delivered and dead bars of this hour
     assert category == "1"
+    assert level == "NORMAL"
+    assert level_background not in ("rgba(0, 0, 0, 0)", "transparent")  # white on white was invisible
     assert ARTIFACT.stat().st_size > 10_000
