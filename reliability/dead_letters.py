@@ -31,7 +31,7 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Model, Q, QuerySet
+from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from hotelbot.exceptions import ValidationFailed
@@ -480,7 +480,3 @@ def redrive_due(*, now: datetime | None = None, limit: int = 200) -> BulkOutcome
         else:
             outcome.retried += 1
     return outcome
-
-
-def open_letters() -> Q:
-    return Q(status__in=DeadLetter.OPEN_STATUSES)
