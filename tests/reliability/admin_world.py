@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -10,6 +12,7 @@ from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from messaging.models import DeliveryAttempt, Hotel, ReplyJob
+from reliability import dead_letters
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
 from reliability.tenancy import OPERATIONS_GROUP
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
@@ -102,3 +105,17 @@ def breaker_event(name: str = "green_api", to_state: str = "open", at: Any = Non
         process="test:1",
         at=at or timezone.now() - timedelta(minutes=10),
     )
+
+
+@contextmanager
+def handler_registered(kind: str, handler: Any) -> Iterator[Any]:
+    """``handler`` takes ``kind``'s dead letters for the block; the previous handler (or none) after."""
+    previous = dead_letters.handler_for(kind)
+    dead_letters.register_handler(kind, handler)
+    try:
+        yield handler
+    finally:
+        if previous is not None:
+            dead_letters.register_handler(kind, previous)
+        else:
+            dead_letters._handlers.pop(kind, None)

@@ -27,7 +27,6 @@ from django_celery_beat.models import (
 from rest_framework.authtoken.models import Token, TokenProxy
 
 from messaging.models import DeferredStatus, ReplyJob
-from reliability import dead_letters
 from reliability.admin_site import ScopedAdmin
 from reliability.dead_letters import RedriveResult
 from reliability.models import (
@@ -41,7 +40,13 @@ from reliability.models import (
     ReliabilityReport,
 )
 from reliability.tenancy import OPERATIONS_GROUP
-from tests.reliability.admin_world import HotelRows, breaker_event, hotel_rows, operations_user
+from tests.reliability.admin_world import (
+    HotelRows,
+    breaker_event,
+    handler_registered,
+    hotel_rows,
+    operations_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -159,15 +164,8 @@ class _Handler:
 
 @pytest.fixture
 def handler() -> Any:
-    kind = DeadLetter.Kind.REPLY_SEND
-    previous = dead_letters.handler_for(kind)
-    h = _Handler()
-    dead_letters.register_handler(kind, h)
-    yield h
-    if previous is not None:
-        dead_letters.register_handler(kind, previous)
-    else:
-        dead_letters._handlers.pop(kind, None)
+    with handler_registered(DeadLetter.Kind.REPLY_SEND, _Handler()) as h:
+        yield h
 
 
 @pytest.mark.parametrize(

@@ -11,10 +11,9 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
 from reliability.models import AuditEntry, DeadLetter
-from tests.reliability.admin_world import HotelRows, hotel_rows
+from tests.reliability.admin_world import HotelRows, handler_registered, hotel_rows
 
 pytestmark = pytest.mark.django_db
 
@@ -38,15 +37,8 @@ class _Handler:
 
 @pytest.fixture
 def handler() -> Any:
-    kind = DeadLetter.Kind.REPLY_SEND
-    previous = dead_letters.handler_for(kind)
-    h = _Handler()
-    dead_letters.register_handler(kind, h)
-    yield h
-    if previous is not None:
-        dead_letters.register_handler(kind, previous)
-    else:
-        dead_letters._handlers.pop(kind, None)
+    with handler_registered(DeadLetter.Kind.REPLY_SEND, _Handler()) as h:
+        yield h
 
 
 @pytest.fixture

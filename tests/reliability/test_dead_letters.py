@@ -15,6 +15,7 @@ from reliability import dead_letters
 from reliability.breaker import registry
 from reliability.dead_letters import Failure, RedriveResult, classify_category
 from reliability.models import AuditEntry, DeadLetter
+from tests.reliability.admin_world import handler_registered
 
 pytestmark = pytest.mark.django_db
 
@@ -63,14 +64,8 @@ class _Handler:
 
 @pytest.fixture
 def handler() -> Any:
-    previous = dead_letters.handler_for(KIND)
-    h = _Handler(RedriveResult(handed_back=True, detail="requeued"))
-    dead_letters.register_handler(KIND, h)
-    yield h
-    if previous is not None:
-        dead_letters.register_handler(KIND, previous)
-    else:
-        dead_letters._handlers.pop(KIND, None)
+    with handler_registered(KIND, _Handler(RedriveResult(handed_back=True, detail="requeued"))) as h:
+        yield h
 
 
 def _fail(status: int | None = 503, subject_id: int = 7, **kw: Any) -> DeadLetter:
