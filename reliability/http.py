@@ -163,8 +163,13 @@ class ResilientSession:
         deadline: float | None = None,
         idempotent: bool = True,
         retry: bool = True,
+        breaker: bool = True,
     ) -> HttpResponse:
         """Send a request through the breaker (and the retry policy unless ``retry=False``).
+
+        ``breaker=False`` bypasses the breaker for a probe: a health check measures the provider
+        and must not change the breaker it reports on (a probe's success would reset the failure
+        count of the calls the breaker guards, and an open breaker would hide the provider's state).
 
         The whole exchange, every attempt and backoff sleep included, ends within ``deadline``
         seconds (default: the session's). ``idempotent=False`` retries only what surely did not
@@ -173,7 +178,7 @@ class ResilientSession:
         budget = deadline if deadline is not None else self.deadline
         ends = time.monotonic() + budget if budget is not None else None
         attempt = functools.partial(self._attempt, method, url, json, params, headers, ends)
-        if self.use_breaker:
+        if self.use_breaker and breaker:
             attempt = functools.partial(registry.breaker(self.dependency).call, attempt)
         handler = self._retry.get(idempotent) if retry else None
         return handler.execute(attempt) if handler is not None else attempt()

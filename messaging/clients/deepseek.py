@@ -129,9 +129,8 @@ class DeepSeekClient:
             raise DeepSeekUnavailable(f"DeepSeek models: paced, next slot in {grant.wait:.1f}s")
         url = self._url.removesuffix("/chat/completions") + "/models"
         try:
-            resp = self._http.request("GET", url, headers=self._headers, retry=False)
-        except CircuitOpenError as e:
-            raise DeepSeekUnavailable(f"DeepSeek circuit open (retry in {e.retry_after:.0f}s)") from e
+            # A health probe: bypasses the breaker that guards replies (see ResilientSession.request).
+            resp = self._http.request("GET", url, headers=self._headers, retry=False, breaker=False)
         except DeadlineExceeded as e:
             raise DeepSeekUnavailable("DeepSeek models: deadline exceeded") from e
         except TransportError as e:

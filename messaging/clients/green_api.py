@@ -200,8 +200,10 @@ class GreenApiClient:
 
     def get_state_instance(self) -> str:
         """The instance's ``stateInstance`` (``authorized``, ``notAuthorized``, ``blocked``, ...);
-        paced per instance (Green API allows 1 call/s) and retried briefly in the call."""
-        data = self._call("GET", "getStateInstance")
+        paced per instance (Green API allows 1 call/s) and retried briefly in the call. A health
+        probe: it bypasses the breaker (it must neither reset the failure count of the sends the
+        breaker guards nor be hidden by it)."""
+        data = self._call("GET", "getStateInstance", breaker=False)
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
 
     def last_outgoing_messages(self, *, minutes: int = 30) -> list[OutgoingJournalEntry]:

@@ -112,3 +112,45 @@ def test_the_sweeper_records_the_beat_heartbeat() -> None:
     beat = Heartbeat.objects.get(name=checks.SWEEPER_HEARTBEAT)
     assert (timezone.now() - beat.last_seen_at).total_seconds() < 60
     assert beat.process
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
+def test_provider_probes_neither_reset_nor_wait_on_the_breakers_that_guard_replies(
+    fake_green: FakeGreenApi, fake_deepseek: FakeDeepSeek, settings
+) -> None:
+    """A getStateInstance or GET /models success between failed sends must not reset the send
+    breaker's count (it once kept 8 failed sends from opening it), and an open breaker must not
+    hide the provider's state from the probe."""
+    from messaging.clients import green_api
+    from reliability.breaker import registry
+
+    settings.DEEPSEEK_RATE_MODELS = settings.GREEN_API_RATE_STATE_INSTANCE = 1000.0  # two probes each
+    hotel = HotelFactory.create()
+    client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token)
+    threshold = registry.breaker("green_api").config.failure_threshold
+    fake_green.add_fault(
+        {"mode": "error", "status": 503, "count": threshold, "match": {"method_name": "sendMessage"}}
+    )
+    for _ in range(threshold - 1):
+        with pytest.raises(green_api.GreenApiError):
+            client.send_message(chat_id="79001234567@c.us", text="hi")
+    before = registry.breaker("green_api").snapshot()
+    assert before.consecutive_failures == threshold - 1
+
+    levels = health.monitor_run()
+    assert (levels["green_api_instances"], levels["deepseek"]) == ("ok", "ok"), levels
+    after = registry.breaker("green_api").snapshot()
+    assert (after.calls, after.consecutive_failures) == (before.calls, before.consecutive_failures)
+
+    with pytest.raises(green_api.GreenApiError):
+        client.send_message(chat_id="79001234567@c.us", text="hi")
+    assert registry.breaker("green_api").state.value == "open"
+    registry.breaker("deepseek").force_open()
+    try:
+        levels = health.monitor_run()  # both breakers open: the probes still reach the providers
+        assert (levels["green_api_instances"], levels["deepseek"]) == ("ok", "ok"), levels
+        assert len(fake_green.journal("getStateInstance")) == 2
+        assert len(fake_deepseek.journal(path_regex="models")) == 2
+    finally:
+        registry.breaker("green_api").reset()
+        registry.breaker("deepseek").reset()
