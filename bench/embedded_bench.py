@@ -1,6 +1,6 @@
 """``embedded_reply_p95_ms``: reply latency on the embedded default under a steady guest load.
 
-``make run``'s processes (runserver, a 2-process Celery worker, beat, the fake providers) run on
+``make run``'s processes (gunicorn with 2 workers, a 2-process Celery worker, beat, the fake providers) run on
 SQLite in WAL mode and the filesystem broker, in a temporary directory on free ports, with no
 Redis or PostgreSQL (their URLs are removed from the environment). Guests write through the fake
 Green API's control API at ``RATE`` messages/s for ``SECONDS`` seconds, each from its own chat; the
@@ -106,7 +106,17 @@ def measure(*, rate: float = RATE, seconds: float = SECONDS) -> dict[str, float]
             [str(BIN / "celery"), "-A", "hotelbot", "worker", "--loglevel=WARNING", "--concurrency=2"],
         )
         start("beat", [str(BIN / "celery"), "-A", "hotelbot", "beat", "--loglevel=WARNING"])
-        web = start("web", [sys.executable, "manage.py", "runserver", f"127.0.0.1:{web_port}", "--noreload"])
+        web = start(
+            "web",
+            [
+                str(BIN / "gunicorn"),
+                "hotelbot.wsgi",
+                "--config",
+                str(ROOT / "deploy" / "gunicorn.conf.py"),
+                "-b",
+                f"127.0.0.1:{web_port}",
+            ],
+        )
         _wait_http(f"{web_url}/health/live/", web)
         _only_reply_webhooks(green_url)
         _warm_up(green_url)

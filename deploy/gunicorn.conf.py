@@ -9,6 +9,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = 20
 keepalive = 5
 accesslog = "-"
+# gunicorn 25+ opens a control socket at one per-user path ($HOME/.gunicorn/gunicorn.ctl): several
+# instances on a host (make run, the drill, tests) would take it from each other. Unused here.
+control_socket_disable = True
 
 
 # --- Prometheus multiprocess mode (reliability/observability.py) ----------------------------------
