@@ -97,6 +97,22 @@ def test_drain_releases_parked_replies_at_the_send_rate_once_closed(
     assert len(fake_green.sent_messages()) == 3  # each exactly once
 
 
+def test_drain_keeps_each_guests_order_and_takes_guests_in_turn(fake_green, fake_deepseek, published):
+    """Released in the order the guests wrote (job ids), not the order the jobs parked in, one
+    reply per guest in turn: a guest's replies leave in order, as far apart as the others allow."""
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    ana = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id="79001110001@c.us")
+    ben = ConversationFactory.create(guest__hotel=ana.hotel, guest__chat_id="79001110002@c.us")
+    a1, a2, b1, a3 = (
+        ReplyJobFactory.create(inbound=MessageFactory.create(conversation=c)) for c in (ana, ana, ben, ana)
+    )
+    for job in (a3, b1, a2, a1):  # parked newest first (concurrent workers)
+        assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
+    assert replies.reply_jobs_drain() == 4
+    assert [job_id for job_id, _ in published] == [a1.pk, b1.pk, a2.pk, a3.pk]
+
+
 def test_repeated_send_failures_open_the_breaker_and_later_replies_wait(fake_green, fake_deepseek, published):
     fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "overloaded"})
     for i in range(5):  # green_api trips after 5 consecutive failures
