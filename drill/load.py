@@ -3,12 +3,15 @@
 Measured in one run and written to ``load-results.json`` with the ratios of issue 11's targets:
 webhook latency/throughput at 1 and 8 connections against a bare Django request (``/health/live/``)
 on the same server, end-to-end reply latency at a steady rate (webhook queued by the fake Green API
--> send accepted by it), readiness-probe latency under webhook load, and resident memory of a web
-worker and a Celery worker process before and after.
+-> send accepted by it), the drain after an outage (replies parked while staff held Green API's
+breaker open, released when it closes: sends/s against ``GREEN_API_SEND_RATE``, and each guest's
+replies in the order the guest wrote), readiness-probe latency under webhook load, and resident
+memory of a web worker and a Celery worker process before and after.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import threading
@@ -17,16 +20,22 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import requests
 
 from drill.report import percentile, reply_latency
 from drill.runner import Drill, booted_stack
 from drill.stack import ROOT, Stack
-from drill.traffic import Traffic, tally
+from drill.traffic import Injected, Traffic, tally
 
 WEBHOOK_TOKEN = "dev-webhook-token"  # noqa: S105 - the DEBUG default of GREEN_API_WEBHOOK_TOKEN
 INSTANCE = 1101000001
 RESULTS = ROOT / "load-results.json"
+#: Replies parked during the outage of the drain measurement, from this many guests at a time.
+DRAIN_REPLIES = 100
+DRAIN_GUESTS = 10
+#: The drain's sends/s may differ from GREEN_API_SEND_RATE by this fraction.
+DRAIN_RATE_TOLERANCE = 0.10
 
 
 def _incoming(chat: str) -> dict[str, Any]:
@@ -83,6 +92,80 @@ def _hammer(url: str, connections: int, seconds: float, webhook: bool) -> dict[s
     }
 
 
+def drain_figures(
+    injected: list[Injected], send_at: dict[int, float], rate: float, cleared_at: float
+) -> dict[str, Any]:
+    """Figures of a drain: ``send_at`` maps an index into ``injected`` to the time its reply reached
+    the provider. Sends/s over the whole drain (first to last send) against ``rate``, and the order
+    per guest: each guest's replies must leave in the order the guest wrote (``injected`` order)."""
+    times = sorted(send_at.values())
+    span = times[-1] - times[0] if len(times) > 1 else 0.0
+    per_second = (len(times) - 1) / span if span > 0 else None
+    ratio = None if per_second is None else round(per_second / rate, 3)
+    by_chat: dict[str, list[float]] = {}
+    for i, m in enumerate(injected):
+        if i in send_at:
+            by_chat.setdefault(m.chat_id, []).append(send_at[i])
+    out_of_order = [chat for chat, sent in by_chat.items() if any(b < a for a, b in itertools.pairwise(sent))]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return {
+        "parked": len(injected),
+        "longest_gap_s": round(max(gaps), 3) if gaps else None,
+        "sent": len(times),
+        "send_rate_setting": rate,
+        "first_send_after_clear_s": round(times[0] - cleared_at, 3) if times else None,
+        "drain_s": round(span, 3),
+        "sends_per_s": None if per_second is None else round(per_second, 2),
+        "sends_per_s_over_send_rate": ratio,
+        "within_tolerance": ratio is not None and abs(ratio - 1) <= DRAIN_RATE_TOLERANCE,
+        "guests": len(by_chat),
+        "guests_out_of_order": len(out_of_order),
+        "in_arrival_order": not out_of_order and len(times) == len(injected),
+    }
+
+
+def _parked(stack: Stack) -> int:
+    """Reply jobs waiting for Green API's breaker (a direct query: no manage.py per poll)."""
+    with psycopg.connect(stack.env["DATABASE_URL"], connect_timeout=5) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM messaging_replyjob WHERE status = 'pending_provider_recovery'"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def measure_drain(stack: Stack, replies: int = DRAIN_REPLIES, guests: int = DRAIN_GUESTS) -> dict[str, Any]:
+    """Staff force Green API's breaker open; ``replies`` guest messages arrive and their replies park
+    (pending provider recovery); the breaker is closed and the parked replies drain at the send rate."""
+    rate = float(stack.shell("from django.conf import settings; print(settings.GREEN_API_SEND_RATE)"))
+    traffic = Traffic(stack.green_url, chats=guests, scenario="drain")
+    view = Drill(stack, traffic, ci=True, embedded=False)
+    view.manage("breakers", "force-open", "green_api", "--reason", "load: park replies for the drain")
+    time.sleep(2)  # every process sees the override (shared breaker state, BREAKER_CONFIG_REFRESH)
+    for _ in range(replies):
+        traffic.inject_one()
+    deadline = time.monotonic() + 120
+    while (parked := _parked(stack)) < len(traffic.injected) and time.monotonic() < deadline:
+        view.collect()
+        time.sleep(1)
+    sent_while_open = len(tally(traffic.injected, stack.fake("green", "GET", "sent")).answered)
+    cleared_at = time.time()
+    view.manage("breakers", "close", "green_api")
+    view.settle(120, older_than=0.0)
+    view.collect()
+    tal = tally(traffic.injected, stack.fake("green", "GET", "sent"))
+    log = list(view.send_requests.values())
+    send_at = {
+        i: m.at + latency
+        for i, m in enumerate(traffic.injected)
+        if (latency := reply_latency(i, m, tal, log)) is not None
+    }
+    figures = drain_figures(traffic.injected, send_at, rate, cleared_at)
+    figures["parked_before_clear"] = parked
+    figures["sent_while_open"] = sent_while_open
+    figures["duplicates"] = len(tal.duplicates())
+    return figures
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -131,6 +214,8 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
             "p50_ms": percentile(lat, 50),
             "p99_ms": percentile(lat, 99),
         }
+        print(f"drain of {DRAIN_REPLIES} replies parked while Green API's breaker was open ...", flush=True)
+        out["drain"] = measure_drain(stack)
         print("bare request (/health/live/) at 1 and 8 connections ...", flush=True)
         out["bare_1"] = _hammer(live, 1, seconds, webhook=False)
         out["bare_8"] = _hammer(live, 8, seconds, webhook=False)
@@ -164,6 +249,8 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         "webhook_p99_ms_1conn_target": 25.0,
         "reply_e2e_p50_ms": out["reply_e2e"]["p50_ms"],
         "reply_e2e_p50_ms_target": 100.0,
+        "drain_sends_per_s_over_send_rate": out["drain"]["sends_per_s_over_send_rate"],
+        "drain_sends_per_s_over_send_rate_target": f"1 ± {DRAIN_RATE_TOLERANCE:g}",
         "web_worker_rss_growth_mb": round(out["rss_after"]["web_worker_mb"] - rss_before["web_worker_mb"], 1),
         "celery_worker_rss_growth_mb": round(
             out["rss_after"]["celery_worker_mb"] - rss_before["celery_worker_mb"], 1
@@ -174,8 +261,10 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         "webhook_vs_bare": r["webhook_p50_over_bare_p50_1conn"] <= 2.0,
         "webhook_p99": (r["webhook_p99_ms_1conn"] or 1e9) <= 25.0,
         "reply_e2e_p50": (r["reply_e2e_p50_ms"] or 1e9) <= 100.0,
+        "drain_rate": out["drain"]["within_tolerance"],
+        "drain_in_arrival_order": out["drain"]["in_arrival_order"],
     }
-    out["not_measured_yet"] = ["drain rate after an outage against GREEN_API_SEND_RATE"]
+    out["not_measured_yet"] = []
     return out
 
 

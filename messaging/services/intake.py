@@ -16,9 +16,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import EllipsisType
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
+from django.db.models import Subquery
 from django.utils import timezone
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
@@ -67,7 +69,7 @@ def notification_ingest(
         )
     if isinstance(notification, Ignored):
         return IngestResult(action="ignored")
-    hotel = Hotel.objects.filter(green_api_instance_id=notification.id_instance).first()
+    hotel, stored_as = _hotel_and_stored_message(notification)
     if hotel is None:
         return notification_quarantine(
             body=body,
@@ -76,10 +78,11 @@ def notification_ingest(
             subject=notification.id_instance,
         )
     try:
-        # One transaction (a savepoint inside a caller's): a failed INSERT is rolled back before
-        # the quarantine row is written, and nothing of a half-stored notification remains.
-        with transaction.atomic():
-            return _route(hotel=hotel, notification=notification)
+        # Every route writes in one transaction of its own (a savepoint inside a caller's): a failed
+        # INSERT is rolled back before the quarantine row is written, and nothing of a half-stored
+        # notification remains. (No transaction around them here: it would only add a savepoint
+        # and its release, two round trips, to each.)
+        return _route(hotel=hotel, notification=notification, stored_as=stored_as)
     except (DataError, IntegrityError, UnicodeError) as e:
         # Valid-looking input the database refused (a length or encoding it would not take).
         logger.warning(
@@ -94,6 +97,21 @@ def notification_ingest(
         )
 
 
+def _hotel_and_stored_message(
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged,
+) -> tuple[Hotel | None, int | None]:
+    """The hotel of the notification's instance and, for a guest message, the id of the inbound
+    row already stored under its idMessage (a redelivery), in one query."""
+    hotels = Hotel.objects.filter(green_api_instance_id=notification.id_instance).order_by()
+    if not isinstance(notification, IncomingMessage):
+        return hotels.first(), None
+    stored = Message.objects.filter(
+        direction=Message.Direction.INBOUND, provider_message_id=notification.id_message
+    ).values("pk")[:1]
+    hotel = hotels.annotate(stored_message_id=Subquery(stored)).first()
+    return hotel, None if hotel is None else hotel.stored_message_id
+
+
 def _tenant_of_instance(id_instance: str) -> str:
     """The tenant key (hotel id) of a Green API instance we know, else empty (operations only)."""
     if not (id_instance.isascii() and id_instance.isdigit()):
@@ -102,9 +120,9 @@ def _tenant_of_instance(id_instance: str) -> str:
     return "" if hotel_id is None else str(hotel_id)
 
 
-def _route(*, hotel: Hotel, notification: Notification) -> IngestResult:
+def _route(*, hotel: Hotel, notification: Notification, stored_as: int | None) -> IngestResult:
     if isinstance(notification, IncomingMessage):
-        return inbound_message_record(hotel=hotel, incoming=notification)
+        return inbound_message_record(hotel=hotel, incoming=notification, stored_as=stored_as)
     if isinstance(notification, OutgoingStatus):
         return outbound_status_apply(status=notification)
     if isinstance(notification, OutgoingApiMessage):
@@ -143,7 +161,24 @@ def notification_quarantine(
     return IngestResult(action="quarantined", dead_letter_id=letter.pk)
 
 
+def _guest_seen(*, hotel: Hotel, incoming: IncomingMessage, now: datetime) -> Guest:
+    """Create the guest or note that they wrote, in one statement (INSERT ... ON CONFLICT DO UPDATE):
+    a guest created concurrently by another delivery is updated, never a duplicate or a conflict.
+    An empty sender name keeps the name we have."""
+    guest = Guest(hotel=hotel, chat_id=incoming.chat_id, display_name=incoming.sender_name, last_seen_at=now)
+    Guest.objects.bulk_create(
+        [guest],
+        update_conflicts=True,
+        unique_fields=["hotel", "chat_id"],
+        update_fields=["last_seen_at", "display_name"] if incoming.sender_name else ["last_seen_at"],
+    )
+    assert guest.pk is not None  # RETURNING id, also on a conflict (PostgreSQL, SQLite >= 3.35)
+    return guest
+
+
 def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conversation:
+    """The guest's conversation (a new one after CONVERSATION_IDLE_HOURS of silence), its
+    ``last_message_at`` set to ``now``."""
     idle_since = now - timedelta(hours=settings.CONVERSATION_IDLE_HOURS)
     conversation = (
         Conversation.objects.filter(guest=guest, last_message_at__gte=idle_since)
@@ -151,31 +186,33 @@ def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conve
         .first()
     )
     if conversation is None:
-        conversation = Conversation.objects.create(hotel=hotel, guest=guest, last_message_at=now)
+        return Conversation.objects.create(hotel=hotel, guest=guest, last_message_at=now)
+    Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
     return conversation
 
 
-def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage) -> IngestResult:
-    """Store the inbound message and its reply job in one transaction; a redelivery is a no-op."""
+def inbound_message_record(
+    *, hotel: Hotel, incoming: IncomingMessage, stored_as: int | EllipsisType | None = ...
+) -> IngestResult:
+    """Store the inbound message and its reply job in one transaction; a redelivery is a no-op.
+
+    ``stored_as``: the caller already looked up the inbound row of this idMessage (its id, or None);
+    left out, it is looked up here. A concurrent delivery of the same idMessage that commits in
+    between makes our INSERT fail on the unique constraint: the whole transaction is rolled back
+    (so nothing of ours remains) and the answer is "duplicate".
+    """
     if incoming.chat_id.endswith("@g.us"):
         return IngestResult(action="ignored_group_chat")
     inbound = Message.objects.filter(
         direction=Message.Direction.INBOUND, provider_message_id=incoming.id_message
     ).values_list("pk", flat=True)
-    if existing := inbound.first():
+    existing = inbound.first() if stored_as is ... else stored_as
+    if existing is not None:
         return IngestResult(action="duplicate", message_id=existing)
     now = timezone.now()
     try:
         with transaction.atomic():
-            guest, created = Guest.objects.get_or_create(
-                hotel=hotel,
-                chat_id=incoming.chat_id,
-                defaults={"display_name": incoming.sender_name, "last_seen_at": now},
-            )
-            if not created:
-                guest.last_seen_at = now
-                guest.display_name = incoming.sender_name or guest.display_name
-                guest.save(update_fields=["last_seen_at", "display_name"])
+            guest = _guest_seen(hotel=hotel, incoming=incoming, now=now)
             conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
             message = Message.objects.create(
                 conversation=conversation,
@@ -186,9 +223,7 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage) -> Ingest
                 status=Message.Status.RECEIVED,
                 provider_timestamp=incoming.timestamp,
             )
-            Conversation.objects.filter(pk=conversation.pk).update(last_message_at=now)
-            job = ReplyJob.objects.create(inbound=message, next_attempt_at=now)
-            replies.reply_job_enqueue_on_commit(job_id=job.pk, request_path=True)
+            replies.reply_job_create(inbound=message, now=now)
     except IntegrityError:
         # A concurrent delivery of the same idMessage won the insert.
         existing = inbound.first()
@@ -204,6 +239,7 @@ def outbound_status_apply(*, status: OutgoingStatus) -> IngestResult:
 
 
 def hotel_state_record(*, hotel: Hotel, state: StateChanged) -> IngestResult:
+    # One UPDATE: atomic on its own.
     Hotel.objects.filter(pk=hotel.pk).update(
         green_api_state=state.state, green_api_state_changed_at=state.timestamp
     )

@@ -96,11 +96,14 @@ def test_inbound_redelivery_racing_the_insert_is_a_duplicate(webhook_client, hot
 
 
 def test_new_guest_created_concurrently_is_reused(webhook_client, hotel):
+    """The guest is written with one upsert (no check to race): another delivery creating the
+    guest right before it (after our lookup of the hotel) is updated, not duplicated."""
+
     def other_delivery_creates_the_guest() -> None:
         Guest.objects.create(hotel=hotel, chat_id="79001234568@c.us", display_name="Ana")
 
     body = payloads.incoming_text(id_message="G1")
-    with _right_after_first(_is_select_from("messaging_guest"), other_delivery_creates_the_guest) as fired:
+    with _right_after_first(_is_select_from("messaging_hotel"), other_delivery_creates_the_guest) as fired:
         resp = webhook_client.post(URL, body, format="json")
 
     assert fired

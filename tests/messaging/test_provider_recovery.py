@@ -3,6 +3,8 @@ the reply waits (pending_provider_recovery) and is drained once the breaker admi
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from django.utils import timezone
 
@@ -70,7 +72,7 @@ def test_green_api_breaker_open_parks_the_reply_without_sending(fake_green, fake
 
 
 def test_drain_releases_parked_replies_at_the_send_rate_once_closed(
-    fake_green, fake_deepseek, published, settings
+    fake_green, fake_deepseek, published, settings, monkeypatch
 ):
     settings.GREEN_API_SEND_RATE = 10.0
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
@@ -78,13 +80,37 @@ def test_drain_releases_parked_replies_at_the_send_rate_once_closed(
     for job in jobs:
         assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
+    # Releasing each job takes 30 ms (a stepped clock): job i is still due i/rate after the drain
+    # started, so that time is taken off its countdown instead of adding to every gap.
+    ticks = itertools.count()
+    monkeypatch.setattr(replies, "_drain_clock", lambda: 100.0 + 0.03 * next(ticks))
+    before = timezone.now()
     assert replies.reply_jobs_drain() == 3
     assert [job_id for job_id, _ in published] == [j.pk for j in jobs]
-    assert [countdown for _, countdown in published] == pytest.approx([0.0, 0.1, 0.2])
+    assert [countdown for _, countdown in published] == pytest.approx([0.0, 0.1 - 0.06, 0.2 - 0.09])
+    due = [ReplyJob.objects.get(pk=j.pk).next_attempt_at for j in jobs]
+    assert due[0] >= before
+    assert [(b - a).total_seconds() for a, b in itertools.pairwise(due)] == pytest.approx([0.1, 0.1])
     for job in jobs:
         ReplyJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now())
         assert replies.reply_job_process(job_id=job.pk).result == "done"
     assert len(fake_green.sent_messages()) == 3  # each exactly once
+
+
+def test_drain_keeps_each_guests_order_and_takes_guests_in_turn(fake_green, fake_deepseek, published):
+    """Released in the order the guests wrote (job ids), not the order the jobs parked in, one
+    reply per guest in turn: a guest's replies leave in order, as far apart as the others allow."""
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
+    ana = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id="79001110001@c.us")
+    ben = ConversationFactory.create(guest__hotel=ana.hotel, guest__chat_id="79001110002@c.us")
+    a1, a2, b1, a3 = (
+        ReplyJobFactory.create(inbound=MessageFactory.create(conversation=c)) for c in (ana, ana, ben, ana)
+    )
+    for job in (a3, b1, a2, a1):  # parked newest first (concurrent workers)
+        assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
+    services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
+    assert replies.reply_jobs_drain() == 4
+    assert [job_id for job_id, _ in published] == [a1.pk, b1.pk, a2.pk, a3.pk]
 
 
 def test_repeated_send_failures_open_the_breaker_and_later_replies_wait(fake_green, fake_deepseek, published):

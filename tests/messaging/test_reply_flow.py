@@ -232,6 +232,39 @@ def test_publish_is_recorded_and_a_lost_publish_is_republished_once(
     assert (job.republish_count, job.published_task_id) == (0, "task-2")
 
 
+def test_request_path_publish_is_recorded_by_the_insert_and_cleared_when_it_fails(
+    broker, settings, monkeypatch, django_capture_on_commit_callbacks
+):
+    """The webhook's job carries its publish (time and the task id Celery is given) from the INSERT:
+    no UPDATE after a publish that succeeds; one that fails leaves the job "never published"."""
+    task_ids: list[str | None] = []
+    recording = process_reply_job.apply_async
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        task_ids.append(kwargs.get("task_id"))
+        return recording(*args, **kwargs)
+
+    monkeypatch.setattr(process_reply_job, "apply_async", spy)
+    now = timezone.now()
+    with django_capture_on_commit_callbacks(execute=True):
+        job = replies.reply_job_create(inbound=MessageFactory.create(), now=now)
+    job.refresh_from_db()
+    assert broker.published == [job.pk]
+    assert (job.published_at, job.republish_count) == (now, 0)
+    assert task_ids == [job.published_task_id]
+    assert job.published_task_id
+
+    broker.down = True
+    with django_capture_on_commit_callbacks(execute=True):
+        failed = replies.reply_job_create(inbound=MessageFactory.create(), now=now)
+    failed.refresh_from_db()
+    assert (failed.published_at, failed.published_task_id) == (None, "")
+    assert _sweep_at(now + timedelta(seconds=1)) == 0
+    broker.down = False
+    # Once stale, the sweeper re-publishes both (neither was taken by a worker here), as before.
+    assert _sweep_at(now + timedelta(seconds=settings.REPLY_STALE_AFTER + 1)) == 2
+
+
 def test_republish_spacing_grows_and_is_capped(broker, settings):
     settings.REPLY_STALE_AFTER = 30
     settings.REPLY_REPUBLISH_MAX_SPACING = 300

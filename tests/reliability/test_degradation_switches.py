@@ -66,9 +66,10 @@ def test_ai_replies_on_asks_deepseek(fake_green, fake_deepseek):
 
 # --- outbound_sending and Green API maintenance ---------------------------------------------------
 def test_outbound_sending_off_parks_replies_and_drains_them_in_order_when_back_on(
-    fake_green, fake_deepseek, published, settings
+    fake_green, fake_deepseek, published, settings, monkeypatch
 ):
     settings.GREEN_API_SEND_RATE = 10.0
+    monkeypatch.setattr(replies, "_drain_clock", lambda: 0.0)  # releasing takes no time: exact countdowns
     _override("outbound_sending")
     jobs = [_job(chat=f"7900123456{i}@c.us", text=f"Wifi password? {i}") for i in range(3)]
     for job in jobs:
