@@ -60,7 +60,7 @@ RECONCILE_SLACK = 5
 @dataclass(frozen=True, slots=True)
 class ProcessOutcome:
     job_id: int
-    #: "skipped" | "done" | "retry" | "dead" | "pending_provider_recovery" | "lease_lost"
+    #: "skipped" | "done" | "retry" | "dead" | "pending_provider_recovery" | "lease_lost" | "waiting"
     result: str
     detail: str = ""
 
@@ -444,6 +444,10 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         if reconciled is not None:
             return reconciled
 
+    waiting = _earlier_reply_unsent(job)
+    if waiting is not None:
+        return _wait_for_earlier_reply(job, waiting)
+
     # The fence check, send_started_at and a renewed lease commit in one UPDATE right before the
     # send: a worker whose lease is gone stops here, and the send (bounded by GREEN_API_DEADLINE,
     # shorter than the lease) ends before anyone else can claim the job.
@@ -467,6 +471,50 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         return _bury(job, str(e), not_sent=True, error=e, dependency=green_api.DEPENDENCY)
     send(DeliveryAttempt.Outcome.OK, http_status=200)
     return _confirm(job, sent.id_message)
+
+
+# --- per-guest order -------------------------------------------------------------------------------
+#: Seconds a reply waits before looking again when an earlier reply to the same guest is unsent.
+ORDER_WAIT = 0.5
+_UNSENT = (
+    ReplyJob.Status.PENDING,
+    ReplyJob.Status.IN_PROGRESS,
+    ReplyJob.Status.PENDING_PROVIDER_RECOVERY,
+)
+
+
+def _earlier_reply_unsent(job: ReplyJob) -> str | None:
+    """The status of the oldest earlier reply to this guest's conversation still on its way, or
+    None. Jobs are created in the order the guest wrote (Green API delivers in order), so a lower
+    pk is an earlier message. A dead earlier reply does not hold the later ones (staff decide)."""
+    return (
+        ReplyJob.objects.filter(
+            inbound__conversation_id=job.inbound.conversation_id, pk__lt=job.pk, status__in=_UNSENT
+        )
+        .order_by("pk")
+        .values_list("status", flat=True)
+        .first()
+    )
+
+
+def _wait_for_earlier_reply(job: ReplyJob, earlier_status: str) -> ProcessOutcome:
+    """Keep this guest's replies in the order they wrote: the answer is ready but an earlier
+    reply is not sent yet (two workers, a retry backoff, a slower AI call). Not an attempt.
+    Parked behind a parked reply (the drain releases a guest's replies oldest first); otherwise
+    back to pending for ``ORDER_WAIT`` seconds."""
+    why = "an earlier reply to this guest is not sent yet"
+    if earlier_status == ReplyJob.Status.PENDING_PROVIDER_RECOVERY:
+        return _park_pending_provider_recovery(job, 0.0, why)
+    with transaction.atomic():
+        _fenced(
+            job,
+            status=ReplyJob.Status.PENDING,
+            attempts=max(0, job.attempts - 1),
+            next_attempt_at=timezone.now() + timedelta(seconds=ORDER_WAIT),
+            lease_expires_at=None,
+        )
+        reply_job_enqueue_on_commit(job_id=job.pk, countdown=ORDER_WAIT)
+    return ProcessOutcome(job.pk, "waiting", why)
 
 
 def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:

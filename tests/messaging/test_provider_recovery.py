@@ -106,7 +106,9 @@ def test_drain_keeps_each_guests_order_and_takes_guests_in_turn(fake_green, fake
     a1, a2, b1, a3 = (
         ReplyJobFactory.create(inbound=MessageFactory.create(conversation=c)) for c in (ana, ana, ben, ana)
     )
-    for job in (a3, b1, a2, a1):  # parked newest first (concurrent workers)
+    # Ben's parks first (concurrent workers); a guest's own replies park oldest first, since a
+    # later one waits for the earlier (test_replies: the order of a guest's replies).
+    for job in (b1, a1, a2, a3):
         assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     services.breaker_set_mode(name="green_api", mode=BreakerConfig.Mode.AUTO)
     assert replies.reply_jobs_drain() == 4

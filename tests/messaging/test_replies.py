@@ -215,3 +215,40 @@ def test_non_text_message_gets_a_canned_answer_without_ai(fake_green, fake_deeps
     assert "text messages only" in job.reply_text
     assert not job.degraded  # the designed answer to media, not a degradation
     assert fake_deepseek.journal(path_regex="chat/completions") == []
+
+
+def test_a_guests_replies_go_out_in_the_order_they_wrote(job, fake_green):
+    """A later question whose answer is ready first (another worker, a slower AI call, a retry
+    backoff) waits for the earlier reply: not an attempt, nothing sent, then sent after it."""
+    later = ReplyJobFactory.create(
+        inbound=MessageFactory.create(conversation=job.inbound.conversation, text="Is there parking?")
+    )
+    waiting = replies.reply_job_process(job_id=later.pk)
+    assert waiting.result == "waiting", waiting
+    later.refresh_from_db()
+    assert (later.status, later.attempts) == (ReplyJob.Status.PENDING, 0)
+    assert later.reply_text  # the answer is kept: only the send waits
+    assert later.next_attempt_at > timezone.now()
+    assert _sends(fake_green) == []
+
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    _make_due(later)
+    assert replies.reply_job_process(job_id=later.pk).result == "done"
+    job.refresh_from_db()
+    later.refresh_from_db()
+    assert [s["body"]["message"] for s in _sends(fake_green)] == [job.reply_text, later.reply_text]
+
+
+def test_a_reply_behind_a_parked_one_is_parked_too_and_a_dead_one_holds_nobody(job, fake_green):
+    later = ReplyJobFactory.create(inbound=MessageFactory.create(conversation=job.inbound.conversation))
+    ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY)
+    outcome = replies.reply_job_process(job_id=later.pk)
+    assert outcome.result == replies.PENDING_PROVIDER_RECOVERY, outcome
+    later.refresh_from_db()
+    assert (later.status, later.attempts) == (ReplyJob.Status.PENDING_PROVIDER_RECOVERY, 0)
+
+    ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.DEAD)
+    ReplyJob.objects.filter(pk=later.pk).update(status=ReplyJob.Status.PENDING)
+    _make_due(later)
+    assert replies.reply_job_process(job_id=later.pk).result == "done"
+    assert len(_sends(fake_green)) == 1

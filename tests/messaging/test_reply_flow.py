@@ -19,7 +19,7 @@ from messaging.services import replies
 from messaging.tasks import process_reply_job
 from reliability import ratelimit
 from reliability.breaker import State, registry
-from tests.factories import MessageFactory, ReplyJobFactory
+from tests.factories import ConversationFactory, MessageFactory, ReplyJobFactory
 from tests.messaging.payloads import CHAT
 
 pytestmark = pytest.mark.django_db
@@ -69,8 +69,14 @@ def test_journal_429_storm_does_not_open_the_send_breaker(job, fake_green, setti
     assert registry.breaker(green_api.JOURNAL_DEPENDENCY).state == State.OPEN  # they counted there
     assert "pending_provider_recovery" in outcomes  # the open journal breaker parks the job (not an attempt)
     # Sends are unaffected: another guest's reply goes out at once.
+    # (Another guest: this guest's next reply rightly waits behind the parked one.)
     other = ReplyJobFactory.create(
-        inbound=MessageFactory.create(conversation=job.inbound.conversation, text="Is there parking?")
+        inbound=MessageFactory.create(
+            conversation=ConversationFactory.create(
+                guest__hotel=job.inbound.conversation.hotel, guest__chat_id="79001110009@c.us"
+            ),
+            text="Is there parking?",
+        )
     )
     assert replies.reply_job_process(job_id=other.pk).result == "done"
 
