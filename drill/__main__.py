@@ -116,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{'PASS' if results['ok'] else 'FAIL'}: injected {o['injected']}, delivered {o['delivered']}, "
         f"lost {o['lost']}, duplicates {o['duplicates']}, degraded {o['degraded']}, dead letters "
-        f"{o['dead_letters']}, quarantined {o['quarantined']}, webhook 5xx {o['webhook_5xx']}, "
+        f"{o['dead_letters']}, quarantined {o['quarantined']}, webhook 5xx {o['webhook_5xx']} "
+        f"({o['webhook_5xx_outside_db_outage']} outside a database outage), "
         f"latency p50/p95/p99 {o['latency_s']['p50']}/{o['latency_s']['p95']}/{o['latency_s']['p99']} s; "
         f"report in {args.out / 'drill-report.md'}"
     )

@@ -50,6 +50,29 @@ def _first_event(
     return None
 
 
+#: Slack after a database outage for requests in flight when the server came back.
+DB_OUTAGE_SLACK = 2.0
+#: How long after the server is back a request that met the outage may still open the database breaker
+#: (it waited for the pool, maybe twice); generous.
+DB_LATE_OPEN = 30.0
+
+
+def database_outages(runs: list[ScenarioRun], events: list[dict[str, Any]]) -> list[tuple[float, float]]:
+    """The windows in which the webhook's 503 is the contract: from the server's stop until it is back
+    and every ``database`` breaker that the outage opened (one per web process) has closed again;
+    until then an open breaker answers 503 at once without asking the database."""
+    windows = []
+    for r in runs:
+        for start, up in r.db_outages:
+            end = up + DB_OUTAGE_SLACK
+            for e in events:
+                if e["breaker"] == "database" and e["to"] == "open" and start <= e["at"] <= up + DB_LATE_OPEN:
+                    closed = _first_event(events, "database", ("closed",), e["at"])
+                    end = max(end, (closed if closed is not None else up + DB_LATE_OPEN) + DB_OUTAGE_SLACK)
+            windows.append((start, end))
+    return windows
+
+
 def compute(
     *,
     runs: list[ScenarioRun],
@@ -67,6 +90,10 @@ def compute(
     lost = set(tal.lost(injected))
     dups = tal.duplicates()
     latencies = {i: reply_latency(i, m, tal, send_requests) for i, m in enumerate(injected)}
+    db_outages = database_outages(runs, app["breaker_events"])
+
+    def in_db_outage(t: float) -> bool:
+        return any(start <= t <= end for start, end in db_outages)
 
     def figures(indexes: list[int], start: float, end: float, name: str | None) -> dict[str, Any]:
         lat = [v for i in indexes if (v := latencies[i]) is not None]
@@ -92,6 +119,10 @@ def compute(
             "lost": sum(1 for i in indexes if i in lost),
             "duplicates": sum(dups.get(i, 0) for i in indexes),
             "webhook_5xx": len(webhook_5xx),
+            # 503s while the database is down are the contract (Green API redelivers); any other 5xx
+            # is a fault of ours.
+            "webhook_5xx_db_outage": sum(1 for d in webhook_5xx if in_db_outage(d["time"])),
+            "webhook_5xx_outside_db_outage": sum(1 for d in webhook_5xx if not in_db_outage(d["time"])),
             "webhook_refused": sum(
                 1 for d in deliveries if start <= d["time"] < end and d.get("status") is None
             ),
@@ -132,6 +163,11 @@ def compute(
                 "backlog_drain_s": round(r.settled - r.fault_ended, 1),
                 "drained": r.drained,
                 "error": r.error,
+                "process_exits": [[round(t - meta["started"], 1), name, rc] for t, name, rc in r.exits],
+                "db_outages": [
+                    [round(a - meta["started"], 1), round(b - meta["started"], 1)]
+                    for a, b in database_outages([r], app["breaker_events"])
+                ],
                 "marks": [[round(t - meta["started"], 1), label] for t, label in r.marks],
             }
         )
@@ -140,6 +176,7 @@ def compute(
     overall["quarantined"] = quarantined_total
     overall["unmatched_sends"] = len(tal.unmatched)
     overall["unanswered_at_end"] = overall["lost"]
+    overall["process_exits"] = sum(len(s["process_exits"]) for s in scenarios)
     failures = []
     if overall["lost"]:
         failures.append(f"{overall['lost']} guest message(s) lost (no accepted reply)")
@@ -147,6 +184,13 @@ def compute(
         failures.append(f"{overall['duplicates']} duplicate reply(ies)")
     if tal.unmatched:
         failures.append(f"{len(tal.unmatched)} accepted send(s) answering no injected message")
+    if overall["webhook_5xx_outside_db_outage"]:
+        failures.append(
+            f"{overall['webhook_5xx_outside_db_outage']} webhook 5xx answer(s) outside a database outage"
+        )
+    for s in scenarios:
+        for t, name, rc in s["process_exits"]:
+            failures.append(f"{name} exited on its own (status {rc}) at {t:.0f}s during {s['name']}")
     if quarantined_total != len(poison):
         failures.append(f"{len(poison)} poison notification(s) injected, {quarantined_total} quarantined")
     failures += [f"scenario {s['name']} failed to run: {s['error']}" for s in scenarios if s["error"]]
@@ -187,7 +231,7 @@ def markdown(results: dict[str, Any]) -> str:
         "not from our tables.",
         "",
         "| scenario | s | injected | stored | delivered | degraded | quarantined | dead letters | lost | dup "
-        "| webhook 5xx | drain s | p50 s | p95 s | p99 s | breaker open / close s |",
+        "| webhook 5xx (DB down / other) | drain s | p50 s | p95 s | p99 s | breaker open / close s |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for s in [
@@ -200,8 +244,9 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"| {s['name']} | {_fmt(s['seconds'])} | {s['injected']} | {s['stored']} | {s['delivered']} | "
             f"{s['degraded']} | {s['quarantined']} | {s['dead_letters']} | {s['lost']} | {s['duplicates']} | "
-            f"{s['webhook_5xx']} | {_fmt(s.get('backlog_drain_s'))} | {_fmt(lat['p50'])} | "
-            f"{_fmt(lat['p95'])} | {_fmt(lat['p99'])} | {breaker} |"
+            f"{s['webhook_5xx_db_outage']} / {s['webhook_5xx_outside_db_outage']} | "
+            f"{_fmt(s.get('backlog_drain_s'))} | {_fmt(lat['p50'])} | {_fmt(lat['p95'])} | "
+            f"{_fmt(lat['p99'])} | {breaker} |"
         )
     reasons = Counter[str]()
     for s in results["scenarios"]:
@@ -211,6 +256,10 @@ def markdown(results: dict[str, Any]) -> str:
     lines += [
         "",
         f"Dead letters still open at the end: {o['dead_letters_open_at_end']}. "
+        f"Webhook 5xx outside a database outage: {o['webhook_5xx_outside_db_outage']} (must be 0; "
+        "503 while the database is down is the contract: Green API redelivers). "
+        "Processes that exited on their own (started again by the drill, as a deployment's supervisor "
+        f"would; must be 0): {o['process_exits']}. "
         f"Webhook pushes refused (connection refused / reset, web down): {o['webhook_refused']}.",
         "",
         "## Timeline",

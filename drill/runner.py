@@ -42,6 +42,9 @@ DRILL_ENV = {
     "BREAKER_CONFIG_REFRESH": "1",
     "DEGRADATION_REFRESH_SECONDS": "1",
     "DEGRADATION_RECOVERY_SECONDS": "5",
+    # The web's database breaker answers 503 at once for this long after a request met the outage
+    # (postgres_restart holds at least this long after the restart).
+    "DB_BREAKER_RECOVERY_TIMEOUT": "5",
     "LOG_LEVEL": "INFO",
 }
 #: Seconds each breaker stays open before probing, during the drill.
@@ -58,6 +61,12 @@ class ScenarioRun:
     drained: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
     error: str = ""
+    #: (stopped, back) of each database server outage the scenario caused: the webhook's 503s are
+    #: expected then, and until the database breakers it opened close (``report.database_outages``),
+    #: and counted apart from 5xx anywhere else.
+    db_outages: list[tuple[float, float]] = field(default_factory=list)
+    #: (time, process, exit status) of each process that exited on its own and was restarted.
+    exits: list[tuple[float, str, int]] = field(default_factory=list)
 
 
 class Drill:
@@ -81,6 +90,27 @@ class Drill:
         while (left := deadline - time.monotonic()) > 0:
             time.sleep(min(left, 2.0))
             self.collect()
+            self.supervise()
+
+    def supervise(self) -> None:
+        """Start again a process that exited on its own, as deployments do (systemd Restart=always,
+        Kubernetes, make run's Procfile loop), so the drill goes on; each such exit is recorded, and
+        the report fails the drill for it: a worker must survive a fault, not be saved by a restart.
+        Processes a scenario stopped on purpose (``Stack.kill``/``stop``) are not in ``procs``."""
+        restart = {"beat": self.stack.start_beat, "web": self.stack.start_web}
+        for name, proc in list(self.stack.procs.items()):
+            if proc.poll() is None:
+                continue
+            del self.stack.procs[name]
+            if self.current is not None:
+                self.current.exits.append((time.time(), name, proc.returncode))
+            self.mark(f"{name} exited on its own (status {proc.returncode}); started again")
+            if name.startswith("worker"):
+                self.stack.start_worker(name)
+            elif name in restart:
+                restart[name]()
+            else:
+                raise RuntimeError(f"{name} exited (status {proc.returncode}); the drill cannot go on")
 
     def mark(self, label: str) -> None:
         if self.current is not None:
@@ -94,6 +124,24 @@ class Drill:
     def clear_faults(self, which: str) -> None:
         self.stack.fake(which, "DELETE", "faults")
         self.mark(f"{which} faults cleared")
+
+    @property
+    def postgres(self) -> ThrowawayPostgres:
+        """The stack's own PostgreSQL server (services mode only)."""
+        if self.stack.postgres is None:
+            raise RuntimeError("this scenario needs the drill's own PostgreSQL (services mode)")
+        return self.stack.postgres
+
+    @property
+    def redis(self) -> ThrowawayRedis:
+        """The stack's own redis-server: cache, breaker store and Celery broker (services mode only)."""
+        if self.stack.redis is None:
+            raise RuntimeError("this scenario needs the drill's own redis-server (services mode)")
+        return self.stack.redis
+
+    def database_outage(self, stopped: float, back: float) -> None:
+        if self.current is not None:
+            self.current.db_outages.append((stopped, back))
 
     def manage(self, *args: str) -> None:
         result = self.stack.manage(*args)
@@ -134,6 +182,7 @@ class Drill:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.collect()
+            self.supervise()
             if self.unanswered(older_than) == 0:
                 return True
             time.sleep(1.0)
@@ -188,6 +237,7 @@ def booted_stack(*, embedded: bool, keep_logs: Path | None = None) -> Iterator[S
             extra.update({"DATABASE_URL": pg.url, "REDIS_URL": f"{base}/0", "CELERY_BROKER_URL": f"{base}/1"})
         env, web_url = base_env(tmp, embedded=embedded, **extra)
         stack = make_stack(tmp, env, web_url)
+        stack.postgres, stack.redis = pg, rds
         stack.setup_database()
         stack.shell(
             "from reliability.models import BreakerConfig\n"

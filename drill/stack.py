@@ -61,6 +61,10 @@ class Stack:
     logs: Path
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     web_workers: int = 2
+    #: The throwaway servers of a services-mode stack (None when embedded or on existing servers):
+    #: the drill's infrastructure scenarios kill and restart them.
+    postgres: ThrowawayPostgres | None = None
+    redis: ThrowawayRedis | None = None
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
@@ -293,6 +297,7 @@ class ThrowawayPostgres:
         )
 
     def stop(self) -> None:
+        """Fast shutdown: open sessions are cut, like a database failover or a restart for an upgrade."""
         self._run(str(PG_BIN / "pg_ctl"), "-D", str(self.dir / "data"), "-m", "fast", "-w", "stop")
 
     def create_database(self) -> None:

@@ -198,19 +198,33 @@ def reset_health_for_tests() -> None:
 
 
 # --- kombu's Redis transport: a worker must survive a Redis kill ---------------------------------
-def install_kombu_redis_guard() -> bool:
-    """Guard ``kombu.transport.redis.QoS.restore_unacked`` against a connection already torn down.
+def _torn_down(qos: Any) -> bool:
+    """The QoS's channel was closed (``connection`` None) or its connection lost its client."""
+    connection = getattr(qos.channel, "connection", None)
+    return connection is None or getattr(connection, "client", None) is None
 
-    When Redis dies under a worker, kombu closes the channel while the connection is being replaced;
-    closing restores the worker's unacknowledged messages, which needs a fresh client, whose
-    connection parameters come from ``channel.connection.client`` — already ``None``. The
-    ``AttributeError("'NoneType' object has no attribute 'hostname'")`` escapes to the worker as an
-    "Unrecoverable error" and the worker exits (kombu issues #582 and #970 show the same path;
-    seen with kombu 5.7.0). Nothing can be restored over a connection that is gone, and nothing is
-    lost by not trying: the messages stay in Redis's unacked hash (restored after the visibility
-    timeout) and, if Redis lost them, the reply job rows are re-published by the sweeper or taken
-    by the database poll. So that one case is logged and skipped; every other error still raises.
-    Idempotent; returns True when it patched.
+
+def install_kombu_redis_guard() -> bool:
+    """Guard ``kombu.transport.redis.QoS`` against a connection already torn down.
+
+    Two paths of kombu's Redis transport need a fresh client, whose connection parameters come from
+    ``channel.connection.client``, on a channel whose connection is already gone; the
+    ``AttributeError`` escapes to the worker as an "Unrecoverable error" and the worker exits (kombu
+    issues #582 and #970 show the same path; seen with kombu 5.7.0):
+
+    * ``restore_unacked``: when Redis dies under a worker, kombu closes the channel while the
+      connection is being replaced, and closing restores the unacknowledged messages
+      (``'NoneType' object has no attribute 'hostname'``);
+    * ``ack`` / ``reject``: a task that was running when Redis died finishes after the consumer has
+      reconnected; its message belongs to the closed channel (``connection`` None), and acking it
+      (``acks_late``) fails the same way (``... no attribute 'client'``; the fault drill's
+      ``redis_sigkill_20s`` hit it).
+
+    Nothing can be restored or acknowledged over a connection that is gone, and nothing is lost or
+    doubled by not trying: the messages stay in Redis's unacked hash (restored after the visibility
+    timeout; the task then finds its reply job done and skips it) and, if Redis lost them, the reply
+    job rows are re-published by the sweeper or taken by the database poll. So those cases are logged
+    and skipped; every other error still raises. Idempotent; returns True when it patched.
     """
     try:
         from kombu.transport import redis as kombu_redis
@@ -219,14 +233,13 @@ def install_kombu_redis_guard() -> bool:
     qos = kombu_redis.QoS
     if getattr(qos.restore_unacked, "_hotelbot_guard", False):
         return False
-    original = qos.restore_unacked
+    original_restore, original_ack, original_reject = qos.restore_unacked, qos.ack, qos.reject
 
     def restore_unacked(self: Any, client: Any = None) -> Any:
         try:
-            return original(self, client)
+            return original_restore(self, client)
         except AttributeError:
-            connection = getattr(self.channel, "connection", None)
-            if client is None and getattr(connection, "client", None) is None:
+            if client is None and _torn_down(self):
                 logger.warning(
                     "broker connection already closed: %d unacknowledged message(s) left to Redis's "
                     "visibility timeout and the reply sweeper (kombu restore_unacked guard)",
@@ -236,7 +249,35 @@ def install_kombu_redis_guard() -> bool:
                 return None
             raise
 
-    restore_unacked._hotelbot_guard = True  # type: ignore[attr-defined]
-    restore_unacked._hotelbot_original = original  # type: ignore[attr-defined]
-    qos.restore_unacked = restore_unacked  # type: ignore[method-assign]
+    def settle_on_closed_channel(self: Any, delivery_tag: Any, action: str, original: Any, *args: Any) -> Any:
+        try:
+            return original(self, delivery_tag, *args)
+        except AttributeError:
+            if not _torn_down(self):
+                raise
+            logger.warning(
+                "broker connection already closed: %s of a message delivered before the broker was lost "
+                "skipped; it stays in Redis's unacked hash until the visibility timeout (its reply job "
+                "is settled in the database) (kombu %s guard)",
+                action,
+                action,
+            )
+            self._delivered.pop(delivery_tag, None)
+            return None
+
+    def ack(self: Any, delivery_tag: Any) -> Any:
+        return settle_on_closed_channel(self, delivery_tag, "ack", original_ack)
+
+    def reject(self: Any, delivery_tag: Any, requeue: bool = False) -> Any:
+        return settle_on_closed_channel(self, delivery_tag, "reject", original_reject, requeue)
+
+    patches: list[tuple[str, Any, Any]] = [
+        ("restore_unacked", restore_unacked, original_restore),
+        ("ack", ack, original_ack),
+        ("reject", reject, original_reject),
+    ]
+    for name, guarded, original in patches:
+        guarded._hotelbot_guard = True
+        guarded._hotelbot_original = original
+        setattr(qos, name, guarded)
     return True

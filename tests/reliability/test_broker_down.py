@@ -21,7 +21,8 @@ def _fresh_health():
 
 
 def test_kombu_guard_is_installed_by_the_app():
-    assert getattr(kombu_redis.QoS.restore_unacked, "_hotelbot_guard", False) is True
+    for name in ("restore_unacked", "ack", "reject"):
+        assert getattr(getattr(kombu_redis.QoS, name), "_hotelbot_guard", False) is True, name
     assert broker.install_kombu_redis_guard() is False  # idempotent
 
 
@@ -50,6 +51,49 @@ def test_restoring_unacked_messages_over_a_torn_down_connection_no_longer_kills_
             assert qos.restore_unacked() is None
         assert "kombu restore_unacked guard" in caplog.text
         assert not qos._delivered
+
+
+@pytest.mark.parametrize("settle", ["ack", "reject"])
+def test_settling_a_message_of_a_channel_closed_by_a_redis_kill_no_longer_kills_the_worker(
+    throwaway_redis, caplog, settle
+):
+    # Given a task's message delivered before Redis died (acks_late: acked when the task ends)
+    with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
+        queue = conn.SimpleQueue("hotelbot-guard-ack-test")
+        queue.put({"job": 2})
+        channel: Any = queue.channel
+        message = channel.basic_get("hotelbot-guard-ack-test", no_ack=False)
+        assert message is not None
+        qos = channel.qos
+        # When Redis dies the consumer closes that channel (connection None) and reconnects on a new
+        # one; the task finishes afterwards and its message is settled on the closed channel (what
+        # stopped a worker in the fault drill's redis_sigkill_20s).
+        throwaway_redis.kill()
+        channel._pool = None
+        channel.closed, channel.connection = True, None  # what Channel.close leaves behind
+        original = getattr(kombu_redis.QoS, settle)._hotelbot_original
+        with pytest.raises(AttributeError, match="client"):
+            original(qos, message.delivery_tag)  # unguarded kombu: "Unrecoverable error"
+        # Then the guarded ack / reject logs and returns instead of raising
+        with caplog.at_level(logging.WARNING, logger="reliability.broker"):
+            if settle == "ack":
+                message.ack()
+            else:
+                message.reject()
+        assert f"kombu {settle} guard" in caplog.text
+        assert message.delivery_tag not in qos._delivered
+
+
+def test_the_settle_guard_lets_other_errors_through(throwaway_redis):
+    with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
+        queue = conn.SimpleQueue("hotelbot-guard-ack-test-2")
+        queue.put({"job": 3})
+        channel: Any = queue.channel
+        message = channel.basic_get("hotelbot-guard-ack-test-2", no_ack=False)
+        assert message is not None
+        throwaway_redis.kill()  # the channel is still open: the error is a real one
+        with pytest.raises(Exception, match="onnect"):
+            channel.qos.ack(message.delivery_tag)
 
 
 @pytest.fixture
