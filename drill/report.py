@@ -133,6 +133,7 @@ def compute(
                 "drained": r.drained,
                 "error": r.error,
                 "marks": [[round(t - meta["started"], 1), label] for t, label in r.marks],
+                "notes": r.notes,
             }
         )
         scenarios.append(f)
@@ -229,6 +230,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"- **{s['name']}** ({s['title']}): {events}" + (f" — ERROR {s['error']}" if s["error"] else "")
         )
+        notes = s.get("notes") or {}
+        lines += [f"  - {key}: {json.dumps(value)}" for key, value in notes.items()]
     return "\n".join(lines) + "\n"
 
 

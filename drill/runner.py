@@ -42,6 +42,7 @@ DRILL_ENV = {
     "BREAKER_CONFIG_REFRESH": "1",
     "DEGRADATION_REFRESH_SECONDS": "1",
     "DEGRADATION_RECOVERY_SECONDS": "5",
+    "DEGRADATION_EVALUATE_INTERVAL": "2",
     "LOG_LEVEL": "INFO",
 }
 #: Seconds each breaker stays open before probing, during the drill.
@@ -57,6 +58,8 @@ class ScenarioRun:
     settled: float = 0.0
     drained: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
+    #: What the scenario observed (``Drill.note``), kept in drill-results.json and the report.
+    notes: dict[str, Any] = field(default_factory=dict)
     error: str = ""
 
 
@@ -86,6 +89,12 @@ class Drill:
         if self.current is not None:
             self.current.marks.append((time.time(), label))
         print(f"    {time.strftime('%H:%M:%S')} {label}", flush=True)
+
+    def note(self, key: str, value: Any) -> None:
+        """Record an observed fact of the running scenario (JSON-able), shown in the report."""
+        if self.current is not None:
+            self.current.notes[key] = value
+        print(f"    {time.strftime('%H:%M:%S')} {key} = {value}", flush=True)
 
     def fault(self, which: str, rule: dict[str, Any]) -> None:
         self.stack.fake(which, "POST", "faults", json=rule)
