@@ -131,13 +131,13 @@ def test_a_rule_switching_off_its_breakers_only_caller_lets_the_probe_through(on
     from reliability.breaker import State, registry
 
     settings.DEGRADATION_RECOVERY_SECONDS = 5
-    BreakerConfig.objects.filter(name="deepseek").update(recovery_timeout=0.2, recovery_timeout_multiplier=1)
+    BreakerConfig.objects.filter(name="deepseek").update(recovery_timeout=1.0, recovery_timeout_multiplier=1)
     rule("ai", "breaker_open", L.MODERATE, target="deepseek", off=["ai_replies", "webhook_intake"])
     _trip("deepseek")
     t0 = timezone.now()
     degradation.degradation_evaluate(now=t0)
     assert (state().level, state().switches_off) == (L.MODERATE, ["ai_replies", "webhook_intake"])
-    time.sleep(0.3)  # the open time is over; nobody calls DeepSeek (ai_replies is off)
+    time.sleep(1.1)  # the open time is over; nobody calls DeepSeek (ai_replies is off)
     degradation.degradation_evaluate(now=t0 + timedelta(seconds=1))
     degradation.degradation_evaluate(now=t0 + timedelta(seconds=6))
     assert registry.breaker("deepseek").state == State.OPEN
@@ -149,7 +149,7 @@ def test_a_rule_switching_off_its_breakers_only_caller_lets_the_probe_through(on
         call.record_status(503)
     degradation.degradation_evaluate(now=t0 + timedelta(seconds=7))
     assert state().switches_off == ["ai_replies", "webhook_intake"]
-    time.sleep(0.3)
+    time.sleep(1.1)
     degradation.degradation_evaluate(now=t0 + timedelta(seconds=8))
     degradation.degradation_evaluate(now=t0 + timedelta(seconds=13))
     assert state().switches_off == ["webhook_intake"]
