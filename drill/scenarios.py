@@ -150,9 +150,22 @@ def green_trickle_past_lease(d: Drill) -> None:
     d.note("attempts", _attempts(d, started))
 
 
+def _calm(d: Drill, breaker: str, timeout: float) -> None:
+    """Wait until ``breaker`` is closed and the level NORMAL again (an earlier scenario's outage may
+    still be probing), so the scenario's fault meets a calm stack; note how long that took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if _breaker_state(d, breaker) == "closed" and _degradation(d)["level"] == "NORMAL":
+            break
+        time.sleep(0.5)
+        d.collect()
+    d.note("calm_wait_s", round(time.monotonic() - t0, 1))
+
+
 def deepseek_keepalive_trickle(d: Drill) -> None:
     """DeepSeek holds some calls open with keep-alive newlines for 30 s (longer than
     DEEPSEEK_DEADLINE): the deadline cuts them and the guest gets the canned answer, once."""
+    _calm(d, "deepseek", 45)
     started = time.time()
     d.fault("deepseek", {"mode": "keepalive", "keepalive_s": 30, "probability": 0.5, "match": CHAT})
     d.hold(d.seconds(20, 12))
@@ -193,6 +206,7 @@ def degradation_rule_on_breaker(d: Drill) -> None:
     DeepSeek answers 503 until the breaker opens and a little longer: the level rises within a few
     seconds; the fault ends, the breaker's probes close it, and the level comes back to NORMAL by
     itself (after DEGRADATION_RECOVERY_SECONDS). The rule is deleted at the end."""
+    _calm(d, "deepseek", 45)
     d.stack.shell(
         "from reliability.models import DegradationRule\n"
         "DegradationRule.objects.update_or_create(\n"
@@ -322,19 +336,19 @@ SCENARIOS: list[Scenario] = [
         "Green API trickles the answer of processed sends past the job lease",
         green_trickle_past_lease,
     ),
-    Scenario("deepseek_503_storm", "DeepSeek answers 503 to everything", deepseek_503_storm),
     Scenario(
         "deepseek_keepalive_trickle",
         "DeepSeek keep-alive newlines longer than its deadline",
         deepseek_keepalive_trickle,
     ),
+    Scenario("deepseek_503_storm", "DeepSeek answers 503 to everything", deepseek_503_storm),
+    Scenario("poison_notifications", "quarantined notifications mixed into the stream", poison_notifications),
     Scenario(
         "degradation_rule_on_breaker",
         "a rule on the deepseek breaker raises the level and it recovers by itself",
         degradation_rule_on_breaker,
         breaker="deepseek",
     ),
-    Scenario("poison_notifications", "quarantined notifications mixed into the stream", poison_notifications),
     Scenario("worker_sigkill", "a Celery worker SIGKILLed mid-task", worker_killed),
     Scenario("beat_restart", "beat SIGKILLed and restarted", beat_restarted),
     Scenario("gunicorn_down_10s", "gunicorn SIGKILLed for 10 s", web_killed),
