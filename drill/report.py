@@ -169,6 +169,7 @@ def compute(
                     for a, b in database_outages([r], app["breaker_events"])
                 ],
                 "marks": [[round(t - meta["started"], 1), label] for t, label in r.marks],
+                "notes": r.notes,
             }
         )
         scenarios.append(f)
@@ -278,6 +279,8 @@ def markdown(results: dict[str, Any]) -> str:
         lines.append(
             f"- **{s['name']}** ({s['title']}): {events}" + (f" — ERROR {s['error']}" if s["error"] else "")
         )
+        notes = s.get("notes") or {}
+        lines += [f"  - {key}: {json.dumps(value)}" for key, value in notes.items()]
     return "\n".join(lines) + "\n"
 
 

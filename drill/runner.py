@@ -45,6 +45,7 @@ DRILL_ENV = {
     # The web's database breaker answers 503 at once for this long after a request met the outage
     # (postgres_restart holds at least this long after the restart).
     "DB_BREAKER_RECOVERY_TIMEOUT": "5",
+    "DEGRADATION_EVALUATE_INTERVAL": "2",
     "LOG_LEVEL": "INFO",
 }
 #: Seconds each breaker stays open before probing, during the drill.
@@ -60,6 +61,8 @@ class ScenarioRun:
     settled: float = 0.0
     drained: bool = False
     marks: list[tuple[float, str]] = field(default_factory=list)
+    #: What the scenario observed (``Drill.note``), kept in drill-results.json and the report.
+    notes: dict[str, Any] = field(default_factory=dict)
     error: str = ""
     #: (stopped, back) of each database server outage the scenario caused: the webhook's 503s are
     #: expected then, and until the database breakers it opened close (``report.database_outages``),
@@ -116,6 +119,12 @@ class Drill:
         if self.current is not None:
             self.current.marks.append((time.time(), label))
         print(f"    {time.strftime('%H:%M:%S')} {label}", flush=True)
+
+    def note(self, key: str, value: Any) -> None:
+        """Record an observed fact of the running scenario (JSON-able), shown in the report."""
+        if self.current is not None:
+            self.current.notes[key] = value
+        print(f"    {time.strftime('%H:%M:%S')} {key} = {value}", flush=True)
 
     def fault(self, which: str, rule: dict[str, Any]) -> None:
         self.stack.fake(which, "POST", "faults", json=rule)

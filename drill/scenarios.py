@@ -7,10 +7,14 @@ writing a function and listing it in :data:`SCENARIOS`.
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+import requests
 
 if TYPE_CHECKING:
     from drill.runner import Drill
@@ -71,6 +75,173 @@ def green_hang(d: Drill) -> None:
     d.fault("green", {"mode": "hang", "count": 3, "match": SEND})
     d.hold(d.seconds(20, 12))
     d.clear_faults("green")
+
+
+# --- what a scenario observed (recorded with d.note) -----------------------------------------------
+def _fake_hits(d: Drill, which: str, since: float, params: dict[str, str]) -> list[dict[str, Any]]:
+    """The fake's journal entries since ``since`` that a fault rule decided, once the fake has seen
+    every cut connection go (it notices at its next write, up to a few seconds later)."""
+    for _ in range(10):
+        entries = d.stack.fake(which, "GET", "requests", params=params)
+        hits = [e for e in entries if e["time"] >= since and e.get("rule")]
+        if all(e["outcome"] != "pending" for e in hits):
+            break
+        time.sleep(1)
+    return hits
+
+
+def _hit_figures(hits: list[dict[str, Any]]) -> dict[str, Any]:
+    durations = [e["duration_ms"] for e in hits if e.get("duration_ms") is not None]
+    return {
+        "requests": len(hits),
+        "outcomes": dict(Counter(str(e["outcome"]) for e in hits)),
+        "max_connection_s": round(max(durations) / 1000, 1) if durations else None,
+    }
+
+
+def _attempts(d: Drill, since: float) -> dict[str, Any]:
+    """The application's delivery attempts since ``since``: counts by step:outcome, and the
+    distinct errors of those that did not succeed."""
+    out = d.stack.shell(
+        "import json, re\n"
+        "from datetime import UTC, datetime\n"
+        "from collections import Counter\n"
+        "from messaging.models import DeliveryAttempt\n"
+        f"rows = DeliveryAttempt.objects.filter(started_at__gte=datetime.fromtimestamp({since}, UTC))\n"
+        "rows = list(rows.values_list('step', 'outcome', 'error'))\n"
+        "counts = Counter(f'{step}:{outcome}' for step, outcome, _ in rows)\n"
+        "def short(e):\n"
+        "    e = re.sub('[0-9A-Fa-f]{12,}', '<id>', e)\n"
+        "    return re.sub(r'retry in [0-9.]+s', 'retry in Ns', e)[:70]\n"
+        "errors = Counter(f'{s}:{o}: ' + short(e) for s, o, e in rows if e)\n"
+        "print(json.dumps({'counts': dict(sorted(counts.items())), 'errors': dict(errors)}))\n"
+    )
+    return dict(json.loads(out.splitlines()[-1]))
+
+
+def _green_setting(d: Drill, name: str, value: str) -> None:
+    """Change a setting of the fake Green API instance through its real setSettings method."""
+    instance = d.stack.env.get("GREEN_API_ID_INSTANCE", "1101000001")
+    token = d.stack.env.get("GREEN_API_TOKEN", "test-token")
+    url = f"{d.stack.green_url}/waInstance{instance}/setSettings/{token}"
+    requests.post(url, json={name: value}, timeout=10).raise_for_status()
+    d.mark(f"Green API setting {name}={value}")
+
+
+def green_trickle_past_lease(d: Drill) -> None:
+    """Some sends are processed, then their answer trickles in one byte a second (~36 s, past the
+    20 s job lease): only GREEN_API_DEADLINE ends the call, the outcome is unknown, and the next
+    attempt learns the message went out instead of resending it: in the first half from the
+    outgoingAPIMessageReceived webhook, in the second (that webhook off) from Green API's journal
+    (lastOutgoingMessages). The fake's ``trickle`` always processes the send first; the
+    unprocessed unknown case is green_api_hang's."""
+    started = time.time()
+    # {"idMessage": "<20 hex>"} is 37 bytes: about 36 s at one byte a second.
+    d.fault("green", {"mode": "trickle", "chunk_delay_ms": 1000, "probability": 0.5, "match": SEND})
+    d.hold(d.seconds(10, 6))
+    _green_setting(d, "outgoingAPIMessageWebhook", "no")
+    try:
+        d.hold(d.seconds(10, 6))
+        d.clear_faults("green")
+        d.settle(60)  # the unknown sends are reconciled before the webhook comes back
+    finally:
+        _green_setting(d, "outgoingAPIMessageWebhook", "yes")
+    d.note("trickled_sends", _hit_figures(_fake_hits(d, "green", started, SEND)))
+    d.note("attempts", _attempts(d, started))
+
+
+def _calm(d: Drill, breaker: str, timeout: float) -> None:
+    """Wait until ``breaker`` is closed and the level NORMAL again (an earlier scenario's outage may
+    still be probing), so the scenario's fault meets a calm stack; note how long that took."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if _breaker_state(d, breaker) == "closed" and _degradation(d)["level"] == "NORMAL":
+            break
+        time.sleep(0.5)
+        d.collect()
+    d.note("calm_wait_s", round(time.monotonic() - t0, 1))
+
+
+def deepseek_keepalive_trickle(d: Drill) -> None:
+    """DeepSeek holds some calls open with keep-alive newlines for 30 s (longer than
+    DEEPSEEK_DEADLINE): the deadline cuts them and the guest gets the canned answer, once."""
+    _calm(d, "deepseek", 45)
+    started = time.time()
+    d.fault("deepseek", {"mode": "keepalive", "keepalive_s": 30, "probability": 0.5, "match": CHAT})
+    d.hold(d.seconds(20, 10))
+    d.clear_faults("deepseek")
+    d.settle(60)
+    d.note("keepalive_calls", _hit_figures(_fake_hits(d, "deepseek", started, CHAT)))
+    d.note("attempts", _attempts(d, started))
+
+
+RULE_NAME = "drill: deepseek breaker open"
+
+
+def _degradation(d: Drill) -> dict[str, Any]:
+    resp = requests.get(f"{d.stack.web_url}/health/degradation/", timeout=5)
+    resp.raise_for_status()
+    return dict(resp.json())
+
+
+def _breaker_state(d: Drill, name: str) -> str:
+    resp = requests.get(f"{d.stack.web_url}/health/circuit-breakers/", timeout=5)
+    resp.raise_for_status()
+    return next((str(b["state"]) for b in resp.json()["breakers"] if b["name"] == name), "?")
+
+
+def _wait_for(d: Drill, what: Callable[[dict[str, Any]], bool], timeout: float) -> float | None:
+    """Seconds until the degradation state satisfies ``what`` (None: not within ``timeout``)."""
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < timeout:
+        if what(_degradation(d)):
+            return round(time.monotonic() - t0, 1)
+        time.sleep(0.5)
+        d.collect()
+    return None
+
+
+def degradation_rule_on_breaker(d: Drill) -> None:
+    """A staff rule: while DeepSeek's breaker is open, at least MODERATE with ai_replies off.
+    DeepSeek answers 503 until the breaker opens and a little longer: the level rises within a few
+    seconds; the fault ends, the breaker's probes close it, and the level comes back to NORMAL by
+    itself (after DEGRADATION_RECOVERY_SECONDS). The rule is deleted at the end."""
+    _calm(d, "deepseek", 45)
+    d.stack.shell(
+        "from reliability.models import DegradationRule\n"
+        "DegradationRule.objects.update_or_create(\n"
+        f"    name={RULE_NAME!r},\n"
+        "    defaults={'condition': 'breaker_open', 'target': 'deepseek', 'level': 2,\n"
+        "              'switches_off': ['ai_replies'], 'enabled': True,\n"
+        "              'description': 'fault drill: removed at the end of the scenario'},\n"
+        ")\n"
+    )
+    d.mark("degradation rule: deepseek breaker open -> MODERATE, ai_replies off")
+    try:
+        before = _degradation(d)
+        d.note("level_before", before["level"])
+        d.fault("deepseek", {"mode": "overloaded", "status": 503, "match": CHAT})
+        rose = _wait_for(
+            d, lambda s: s["level"] == "MODERATE" and not s["switches"]["ai_replies"], d.seconds(30, 25)
+        )
+        d.note("level_rose_after_s", rose)
+        d.mark(f"level MODERATE, ai_replies off after {rose}s" if rose is not None else "level did not rise")
+        d.hold(d.seconds(15, 4))  # the full drill keeps it past a failed probe (ai_replies off again)
+        d.clear_faults("deepseek")
+        back = _wait_for(d, lambda s: s["level"] == "NORMAL" and s["switches"]["ai_replies"], 90)
+        d.note("level_normal_after_fault_cleared_s", back)
+        d.note("breaker_state_at_end", _breaker_state(d, "deepseek"))
+        d.mark(f"level NORMAL after {back}s" if back is not None else "level did not recover")
+        if rose is None:
+            raise RuntimeError("the degradation level did not rise while the deepseek breaker was open")
+        if back is None:
+            raise RuntimeError(f"the degradation level did not recover: {_degradation(d)}")
+    finally:
+        d.stack.shell(
+            "from reliability.models import DegradationRule\n"
+            f"DegradationRule.objects.filter(name={RULE_NAME!r}).delete()\n"
+        )
+        d.mark("degradation rule deleted")
 
 
 def deepseek_503_storm(d: Drill) -> None:
@@ -260,8 +431,24 @@ SCENARIOS: list[Scenario] = [
         green_reset_after_process,
     ),
     Scenario("green_api_hang", "Green API never answers a few sends", green_hang),
+    Scenario(
+        "green_api_trickle_past_lease",
+        "Green API trickles the answer of processed sends past the job lease",
+        green_trickle_past_lease,
+    ),
+    Scenario(
+        "deepseek_keepalive_trickle",
+        "DeepSeek keep-alive newlines longer than its deadline",
+        deepseek_keepalive_trickle,
+    ),
     Scenario("deepseek_503_storm", "DeepSeek answers 503 to everything", deepseek_503_storm),
     Scenario("poison_notifications", "quarantined notifications mixed into the stream", poison_notifications),
+    Scenario(
+        "degradation_rule_on_breaker",
+        "a rule on the deepseek breaker raises the level and it recovers by itself",
+        degradation_rule_on_breaker,
+        breaker="deepseek",
+    ),
     Scenario("worker_sigkill", "a Celery worker SIGKILLed mid-task", worker_killed),
     Scenario("beat_restart", "beat SIGKILLed and restarted", beat_restarted),
     Scenario("gunicorn_down_10s", "gunicorn SIGKILLed for 10 s", web_killed),

@@ -43,6 +43,10 @@ class MessagingConfig(AppConfig):
         # Degradation rules on the reply backlog and latency read these (issue 9).
         degradation.register_signal(degradation.REPLY_BACKLOG, selectors.reply_backlog_count)
         degradation.register_signal(degradation.REPLY_P95_SECONDS, selectors.reply_latency_p95)
+        # These switches off stop every call to their provider: rules on its breaker spare them
+        # while the breaker waits for a probe, so it can close (and the level recover).
+        degradation.register_gating_switch("ai_replies", "deepseek")
+        degradation.register_gating_switch("outbound_sending", "green_api")
         tenancy.register_tenant_labels(selectors.hotel_labels)
         # The staff console's numbers: replies for the dashboard, attempts on a dead letter's page.
         dashboard.register_reply_stats(selectors.reply_stats_hourly)

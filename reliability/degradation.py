@@ -24,6 +24,14 @@ recovery below it.
 that other apps register at start-up (``register_health_check``, ``register_signal``: messaging
 registers ``reply_backlog`` and ``reply_p95_seconds``), and from the dead-letter table. This module
 never imports messaging.
+
+**Probes are never switched off.** A switch that stops every call to a dependency (registered with
+``register_gating_switch``: ``ai_replies`` stops DeepSeek, ``outbound_sending`` Green API) also stops
+the calls that would probe its breaker, so a rule on that breaker turning it off could hold for
+ever: the breaker stays OPEN until a call comes. So once the breaker waits for a probe (OPEN with
+its open time over, or HALF_OPEN) a rule on it keeps its level but no longer asks for that switch
+off: it comes back on (after the usual hysteresis), the next calls probe the breaker, success
+closes it and the level recovers; a failed probe opens it again and the switch goes off at once.
 """
 
 from __future__ import annotations
@@ -204,6 +212,18 @@ def register_signal(name: str, provider: Callable[[], float | None]) -> None:
     _signals[name] = provider
 
 
+#: dependency -> switches that, off, stop every call to it (and so the probes of its breaker)
+_gating_switches: dict[str, frozenset[str]] = {}
+
+
+def register_gating_switch(switch: str, dependency: str) -> None:
+    """Switch ``switch`` off means no call reaches ``dependency``: rules on its breaker leave it on
+    while the breaker waits for a probe (see the module docstring)."""
+    if switch not in _KNOWN_SWITCHES:
+        raise ValueError(f"unknown degradation switch {switch!r}")
+    _gating_switches[dependency] = _gating_switches.get(dependency, frozenset()) | {switch}
+
+
 def unregister(name: str) -> None:
     _health_checks.pop(name, None)
     _signals.pop(name, None)
@@ -217,14 +237,25 @@ def _signal(name: str) -> float | None:
     return provider()
 
 
-def _condition_holds(rule: DegradationRule) -> bool:
+def _rule_asks(rule: DegradationRule) -> tuple[bool, frozenset[str]]:
+    """Does the rule's condition hold, and which switches does it ask off now."""
     from reliability.breaker import State, registry
 
+    switches = frozenset(s for s in rule.switches_off or [] if s in _KNOWN_SWITCHES)
     C = DegradationRule.Condition
-    if rule.condition in (C.BREAKER_OPEN, C.BREAKER_HALF_OPEN):
-        state = registry.breaker(rule.target).snapshot().state
-        wanted = {State.OPEN, State.FORCED_OPEN} if rule.condition == C.BREAKER_OPEN else {State.HALF_OPEN}
-        return state in wanted
+    if rule.condition not in (C.BREAKER_OPEN, C.BREAKER_HALF_OPEN):
+        return _condition_holds(rule), switches
+    snap = registry.breaker(rule.target).snapshot()
+    wanted = {State.OPEN, State.FORCED_OPEN} if rule.condition == C.BREAKER_OPEN else {State.HALF_OPEN}
+    awaits_probe = snap.state is State.HALF_OPEN or (snap.state is State.OPEN and snap.retry_after <= 0)
+    if awaits_probe:  # the switches that stop every call to the dependency would stop its probe too
+        switches -= _gating_switches.get(rule.target, frozenset())
+    return snap.state in wanted, switches
+
+
+def _condition_holds(rule: DegradationRule) -> bool:
+    """The conditions other than a breaker's."""
+    C = DegradationRule.Condition
     if rule.condition == C.HEALTH_FAILING:
         check = _health_checks.get(rule.target)
         if check is None:
@@ -256,13 +287,13 @@ def rules_evaluate(*, rules: Iterable[DegradationRule] | None = None) -> Ask:
     level, switches, causes = int(DegradationLevel.NORMAL), set[str](), []
     for rule in DegradationRule.objects.filter(enabled=True) if rules is None else rules:
         try:
-            holds = _condition_holds(rule)
+            holds, off = _rule_asks(rule)
         except Exception:  # one broken condition must not stop the others (nor the evaluator)
             logger.exception("degradation rule %s could not be evaluated", rule.name)
             continue
         if holds:
             level = max(level, int(rule.level))
-            switches.update(s for s in rule.switches_off or [] if s in _KNOWN_SWITCHES)
+            switches.update(off)
             causes.append(rule.name)
     return Ask(level=level, switches_off=frozenset(switches), causes=tuple(causes))
 

@@ -3,6 +3,7 @@ audit, and that asking a switch costs no I/O within the refresh interval."""
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
 import pytest
@@ -103,6 +104,80 @@ def test_half_open_rule(only_rules):
     registry.breaker("green_api").force_open("drill", until=timezone.now())  # ends → half-open
     degradation.degradation_evaluate()
     assert state().level == L.MINOR
+
+
+def _trip(name: str) -> None:
+    """Open breaker ``name`` the real way: consecutive failed calls."""
+    from reliability.breaker import registry
+
+    cb = registry.breaker(name)
+    for _ in range(cb.config.failure_threshold):
+        with cb.guard() as call:
+            call.record_status(503)
+
+
+def _succeed(name: str) -> None:
+    from reliability.breaker import registry
+
+    with registry.breaker(name).guard():
+        pass
+
+
+def test_a_rule_switching_off_its_breakers_only_caller_lets_the_probe_through(only_rules, settings):
+    """A rule on DeepSeek's breaker turning ai_replies off stopped every DeepSeek call, so the
+    breaker stayed OPEN (it only moves on when a call comes) and the level never recovered. Once
+    the open time is over the rule keeps its level but gives ai_replies back; the probes close the
+    breaker and the level goes back to NORMAL by itself."""
+    from reliability.breaker import State, registry
+
+    settings.DEGRADATION_RECOVERY_SECONDS = 5
+    BreakerConfig.objects.filter(name="deepseek").update(recovery_timeout=1.0, recovery_timeout_multiplier=1)
+    rule("ai", "breaker_open", L.MODERATE, target="deepseek", off=["ai_replies", "webhook_intake"])
+    _trip("deepseek")
+    t0 = timezone.now()
+    degradation.degradation_evaluate(now=t0)
+    assert (state().level, state().switches_off) == (L.MODERATE, ["ai_replies", "webhook_intake"])
+    time.sleep(1.1)  # the open time is over; nobody calls DeepSeek (ai_replies is off)
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=1))
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=6))
+    assert registry.breaker("deepseek").state == State.OPEN
+    # The level holds, and so does the switch that does not gate DeepSeek; ai_replies is back on.
+    assert (state().level, state().switches_off) == (L.MODERATE, ["webhook_intake"])
+    assert degradation.is_enabled("ai_replies")
+    # A failed probe opens the breaker again: ai_replies off at once.
+    with registry.breaker("deepseek").guard() as call:
+        call.record_status(503)
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=7))
+    assert state().switches_off == ["ai_replies", "webhook_intake"]
+    time.sleep(1.1)
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=8))
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=13))
+    assert state().switches_off == ["webhook_intake"]
+    for _ in range(registry.breaker("deepseek").config.success_threshold):  # DeepSeek is back
+        _succeed("deepseek")
+    assert registry.breaker("deepseek").state == State.CLOSED
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=14))
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=19))
+    assert (state().level, state().switches_off) == (L.NORMAL, [])
+    assert degradation.is_enabled("ai_replies")
+    assert degradation.is_enabled("webhook_intake")
+
+
+def test_a_half_open_rule_never_switches_off_its_breakers_probes(only_rules):
+    from reliability.breaker import registry
+
+    rule("probing", "breaker_half_open", L.MINOR, target="deepseek", off=["ai_replies"])
+    registry.breaker("deepseek").force_open("drill", until=timezone.now())  # ends → half-open
+    degradation.degradation_evaluate()
+    assert (state().level, state().switches_off) == (L.MINOR, [])
+    assert degradation.is_enabled("ai_replies")
+
+
+def test_a_forced_open_breaker_keeps_its_rules_switches_off(only_rules):
+    rule("ai", "breaker_open", L.MODERATE, target="deepseek", off=["ai_replies"])
+    force("deepseek")  # staff decide when it ends: no probe is due
+    degradation.degradation_evaluate()
+    assert state().switches_off == ["ai_replies"]
 
 
 def test_health_failing_rule_asks_a_registered_provider(only_rules):
