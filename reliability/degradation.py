@@ -46,7 +46,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db import connection, transaction
+from django.db import DatabaseError, InterfaceError, connection, transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
@@ -125,6 +125,18 @@ def under_maintenance(dependency: str) -> bool:
     return until is None or until > time.time()
 
 
+def prime() -> BaseException | None:
+    """Refresh the snapshot if it is due and return the database error the read met (None when
+    it was fresh, read fine, or another thread is refreshing). The database breaker middleware
+    calls it first, so a request that meets a database outage here is answered 503 at once
+    instead of waiting a second pool timeout in its view."""
+    if clock() < _next_refresh:
+        return None
+    error: list[BaseException] = []
+    _refresh(errors=error)
+    return error[0] if error else None
+
+
 def refresh_now() -> Snapshot:
     """Re-read the row at once (after a change made in this process)."""
     return _refresh(force=True)
@@ -135,7 +147,7 @@ def reset_for_tests() -> None:
     _snapshot, _next_refresh, _read_failed = _NORMAL, 0.0, False
 
 
-def _refresh(*, force: bool = False) -> Snapshot:
+def _refresh(*, force: bool = False, errors: list[BaseException] | None = None) -> Snapshot:
     global _snapshot, _next_refresh, _read_failed
     if not _refresh_lock.acquire(blocking=force):
         return _snapshot  # another thread is refreshing: the current snapshot is good enough
@@ -144,6 +156,8 @@ def _refresh(*, force: bool = False) -> Snapshot:
         try:
             row = _read_row()
         except Exception as e:  # database down, not migrated, or not allowed (tests): keep the last one
+            if errors is not None and isinstance(e, DatabaseError | InterfaceError):
+                errors.append(e)
             if not _read_failed:
                 logger.warning("degradation state unavailable, keeping the last one: %s", e)
                 _read_failed = True

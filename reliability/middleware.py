@@ -79,6 +79,15 @@ class DatabaseBreakerMiddleware:
             return self.open_response(request, e.retry_after)
 
     def _serve(self, request: HttpRequest, guard: Guard) -> HttpResponse:
+        # The degradation snapshot is most requests' first read: if it meets the outage, answer
+        # now (the view would wait another pool timeout for the same answer).
+        error = degradation.prime()
+        if error is not None:
+            note_database_error(request, error)
+            guard.record_outcome(database_breaker.outcome_of(error, used_database=True))
+            answer = self.error_response(request, error)
+            if answer is not None:
+                return answer
         response = self.get_response(request)
         guard.record_outcome(database_breaker.request_outcome(request))
         error = noted_database_error(request)

@@ -261,3 +261,28 @@ def test_requests_that_never_touch_the_database_do_not_close_it(client: Client, 
     for _ in range(3):
         assert client.get("/health/live/").status_code == 200
     assert state() is State.OPEN
+
+
+@pytest.mark.django_db
+def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
+    webhook_client, clock, monkeypatch
+) -> None:
+    """The degradation snapshot is a request's first read: when it meets the outage the request
+    is answered 503 at once, instead of waiting another pool timeout in its view."""
+    from messaging.api import views
+    from reliability import degradation
+
+    calls: list[str] = []
+    monkeypatch.setattr(views, "notification_ingest", lambda **kwargs: calls.append("view"))
+
+    def down() -> None:
+        raise OperationalError("connection timeout expired")
+
+    degradation.reset_for_tests()  # due for a refresh
+    monkeypatch.setattr(degradation, "_read_row", down)
+    response = webhook_client.post(WEBHOOK, payloads.incoming_text(id_message="DURING"), format="json")
+    assert response.status_code == 503
+    assert response.json()["error"]["code"] == "database_unavailable"
+    assert calls == []
+    assert state() is State.OPEN
+    degradation.reset_for_tests()
