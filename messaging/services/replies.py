@@ -483,38 +483,43 @@ _UNSENT = (
 )
 
 
-def _earlier_reply_unsent(job: ReplyJob) -> str | None:
-    """The status of the oldest earlier reply to this guest's conversation still on its way, or
-    None. Jobs are created in the order the guest wrote (Green API delivers in order), so a lower
-    pk is an earlier message. A dead earlier reply does not hold the later ones (staff decide)."""
+def _earlier_reply_unsent(job: ReplyJob) -> tuple[str, datetime] | None:
+    """(status, next attempt) of the oldest earlier reply to this guest's conversation still on
+    its way, or None. Jobs are created in the order the guest wrote (Green API delivers in order),
+    so a lower pk is an earlier message. A dead earlier reply holds nobody (staff decide)."""
     return (
         ReplyJob.objects.filter(
             inbound__conversation_id=job.inbound.conversation_id, pk__lt=job.pk, status__in=_UNSENT
         )
         .order_by("pk")
-        .values_list("status", flat=True)
+        .values_list("status", "next_attempt_at")
         .first()
     )
 
 
-def _wait_for_earlier_reply(job: ReplyJob, earlier_status: str) -> ProcessOutcome:
+def _wait_for_earlier_reply(job: ReplyJob, earlier: tuple[str, datetime]) -> ProcessOutcome:
     """Keep this guest's replies in the order they wrote: the answer is ready but an earlier
     reply is not sent yet (two workers, a retry backoff, a slower AI call). Not an attempt.
     Parked behind a parked reply (the drain releases a guest's replies oldest first); otherwise
-    back to pending for ``ORDER_WAIT`` seconds."""
+    back to pending until just after the earlier one's next attempt (``ORDER_WAIT`` at least)."""
+    status, earlier_due = earlier
     why = "an earlier reply to this guest is not sent yet"
-    if earlier_status == ReplyJob.Status.PENDING_PROVIDER_RECOVERY:
+    if status == ReplyJob.Status.PENDING_PROVIDER_RECOVERY:
         return _park_pending_provider_recovery(job, 0.0, why)
+    now = timezone.now()
+    wait = ORDER_WAIT
+    if status == ReplyJob.Status.PENDING:  # in a retry backoff: look again once it has had its turn
+        wait = min(max(ORDER_WAIT, (earlier_due - now).total_seconds() + ORDER_WAIT), retry_after_cap())
     with transaction.atomic():
         _fenced(
             job,
             status=ReplyJob.Status.PENDING,
             attempts=max(0, job.attempts - 1),
-            next_attempt_at=timezone.now() + timedelta(seconds=ORDER_WAIT),
+            next_attempt_at=now + timedelta(seconds=wait),
             lease_expires_at=None,
         )
-        reply_job_enqueue_on_commit(job_id=job.pk, countdown=ORDER_WAIT)
-    return ProcessOutcome(job.pk, "waiting", why)
+        reply_job_enqueue_on_commit(job_id=job.pk, countdown=wait)
+    return ProcessOutcome(job.pk, "waiting", f"{why}; looking again in {wait:.1f}s")
 
 
 def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:

@@ -252,3 +252,15 @@ def test_a_reply_behind_a_parked_one_is_parked_too_and_a_dead_one_holds_nobody(j
     _make_due(later)
     assert replies.reply_job_process(job_id=later.pk).result == "done"
     assert len(_sends(fake_green)) == 1
+
+
+def test_a_reply_behind_one_in_a_retry_backoff_looks_again_after_its_turn(job, fake_green):
+    """Not every half second for the whole backoff: just after the earlier reply's next attempt."""
+    later = ReplyJobFactory.create(inbound=MessageFactory.create(conversation=job.inbound.conversation))
+    ReplyJob.objects.filter(pk=job.pk).update(next_attempt_at=timezone.now() + timedelta(seconds=10))
+    before = timezone.now()
+    assert replies.reply_job_process(job_id=later.pk).result == "waiting"
+    later.refresh_from_db()
+    wait = (later.next_attempt_at - before).total_seconds()
+    assert 10 + replies.ORDER_WAIT - 1 <= wait <= 10 + replies.ORDER_WAIT + 1, wait
+    assert _sends(fake_green) == []
