@@ -31,7 +31,7 @@ import psycopg
 import requests
 
 from drill.report import percentile, reply_latency
-from drill.runner import Drill, booted_stack
+from drill.runner import BREAKER_RECOVERY, Drill, booted_stack
 from drill.stack import ROOT, Stack
 from drill.traffic import Injected, Traffic, tally
 
@@ -43,6 +43,8 @@ DRAIN_REPLIES = 100
 DRAIN_GUESTS = 10
 #: The drain's sends/s may differ from GREEN_API_SEND_RATE by this fraction.
 DRAIN_RATE_TOLERANCE = 0.10
+#: Guest messages/s during the hard-outage measure (a busy evening; the breaker should open in 1 s).
+OUTAGE_RATE = 10.0
 
 
 def _incoming(chat: str) -> dict[str, Any]:
@@ -173,6 +175,57 @@ def measure_drain(stack: Stack, replies: int = DRAIN_REPLIES, guests: int = DRAI
     return figures
 
 
+def _breaker_event_after(stack: Stack, to_state: str, after: float, timeout: float) -> float | None:
+    """Seconds from ``after`` (epoch) to green_api's first move to ``to_state`` since then, or None."""
+    deadline = time.monotonic() + timeout
+    query = (
+        "SELECT extract(epoch FROM at) FROM reliability_breakerevent WHERE breaker = 'green_api' "
+        "AND to_state = %s AND at >= to_timestamp(%s) ORDER BY at LIMIT 1"
+    )
+    while time.monotonic() < deadline:
+        with psycopg.connect(stack.env["DATABASE_URL"], connect_timeout=5) as conn:
+            row = conn.execute(query, (to_state, after)).fetchone()
+        if row is not None:
+            return round(float(row[0]) - after, 2)
+        time.sleep(0.1)
+    return None
+
+
+def measure_breaker_under_load(stack: Stack, rate: float = OUTAGE_RATE) -> dict[str, Any]:
+    """A hard Green API outage (every sendMessage 503) while guests write ``rate`` messages/s:
+    seconds until the shared green_api breaker opens, and after the outage ends until it closes
+    (the target: one recovery timeout plus one probe); nothing lost or sent twice meanwhile."""
+    recovery = BREAKER_RECOVERY["green_api"]
+    traffic = Traffic(stack.green_url, rate=rate, chats=20, scenario="outage")
+    view = Drill(stack, traffic, ci=True, embedded=False)
+    traffic.start()
+    view.hold(3)
+    fault_at = time.time()
+    stack.fake(
+        "green",
+        "POST",
+        "faults",
+        json={"mode": "overloaded", "status": 503, "match": {"method_name": "sendMessage"}},
+    )
+    opened = _breaker_event_after(stack, "open", fault_at, timeout=30)
+    view.hold(max(0.0, 8 - (time.time() - fault_at)))
+    cleared_at = time.time()
+    stack.fake("green", "DELETE", "faults")
+    closed = _breaker_event_after(stack, "closed", cleared_at, timeout=60)
+    traffic.stop()
+    view.settle(180, older_than=0.0)
+    tal = tally(traffic.injected, stack.fake("green", "GET", "sent"))
+    return {
+        "rate": rate,
+        "messages": len(traffic.injected),
+        "open_after_fault_s": opened,
+        "closed_after_recovery_s": closed,
+        "recovery_timeout_s": recovery,
+        "lost": len(tal.lost(traffic.injected)),
+        "duplicates": len(tal.duplicates()),
+    }
+
+
 def _rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -239,6 +292,8 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         }
         print(f"drain of {DRAIN_REPLIES} replies parked while Green API's breaker was open ...", flush=True)
         out["drain"] = measure_drain(stack)
+        print(f"hard Green API outage at {OUTAGE_RATE:g} guest messages/s ...", flush=True)
+        out["breaker_under_load"] = measure_breaker_under_load(stack)
         print("bare request (/health/live/) at 1 and 8 connections ...", flush=True)
         out["bare_1"] = _hammer(live, 1, seconds, webhook=False)
         out["bare_8"] = _hammer(live, 8, seconds, webhook=False)
@@ -281,6 +336,10 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         "reply_e2e_p50_ms_target": 100.0,
         "drain_sends_per_s_over_send_rate": out["drain"]["sends_per_s_over_send_rate"],
         "drain_sends_per_s_over_send_rate_target": f"1 ± {DRAIN_RATE_TOLERANCE:g}",
+        "breaker_open_after_fault_s": out["breaker_under_load"]["open_after_fault_s"],
+        "breaker_open_after_fault_s_target": 1.0,
+        "breaker_closed_after_recovery_s": out["breaker_under_load"]["closed_after_recovery_s"],
+        "breaker_closed_after_recovery_s_target": "recovery timeout + one probe",
         "web_worker_rss_growth_mb": round(out["rss_after"]["web_worker_mb"] - rss_before["web_worker_mb"], 1),
         "celery_worker_rss_growth_mb": round(
             out["rss_after"]["celery_worker_mb"] - rss_before["celery_worker_mb"], 1
@@ -294,6 +353,9 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
         "request_path_p99": (r["request_path_p99_ms_1conn"] or 1e9) <= 25.0,
         "reply_e2e_p50": (r["reply_e2e_p50_ms"] or 1e9) <= 100.0,
         "drain_rate": out["drain"]["within_tolerance"],
+        "breaker_open_within_1s": (r["breaker_open_after_fault_s"] or 1e9) <= 1.0,
+        "breaker_outage_nothing_lost_or_doubled": out["breaker_under_load"]["lost"] == 0
+        and out["breaker_under_load"]["duplicates"] == 0,
         "drain_in_arrival_order": out["drain"]["in_arrival_order"],
     }
     out["not_measured_yet"] = []
