@@ -37,6 +37,11 @@ class Injected:
     id_message: str = ""
 
 
+#: Each Traffic of a process gets its own chat-id prefix (``make load`` runs several on one stack:
+#: two with one prefix would take each other's replies for duplicates); random across runs.
+_RUN_PREFIXES = itertools.count(random.randint(0, 899))
+
+
 @dataclass
 class Traffic:
     """A background thread injecting ``rate`` messages/s, spread over ``chats`` concurrent guests."""
@@ -53,7 +58,7 @@ class Traffic:
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def __post_init__(self) -> None:
-        self._run_prefix = f"{random.randint(100, 999)}"
+        self._run_prefix = f"{next(_RUN_PREFIXES) % 900 + 100}"
         self._seq = itertools.count(1)
         self._active: list[tuple[str, list[str]]] = []
 
