@@ -3,7 +3,9 @@ a worker alive when Redis dies under it."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -26,16 +28,23 @@ def test_kombu_guard_is_installed_by_the_app():
     assert broker.install_kombu_redis_guard() is False  # idempotent
 
 
+@contextlib.contextmanager
+def _unacked_message(server: Any, queue_name: str) -> Iterator[tuple[Any, Any]]:
+    """(channel, message): one message delivered and not acknowledged, on a queue of ``server``."""
+    with Connection(server.url.replace("/0", "/3")) as conn:
+        queue = conn.SimpleQueue(queue_name)
+        queue.put({"queue": queue_name})
+        channel: Any = queue.channel
+        message = channel.basic_get(queue_name, no_ack=False)
+        assert message is not None
+        yield channel, message
+
+
 def test_restoring_unacked_messages_over_a_torn_down_connection_no_longer_kills_the_worker(
     throwaway_redis, caplog
 ):
     # Given a consumer holding one unacknowledged message (acks_late, prefetch 1)
-    with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
-        queue = conn.SimpleQueue("hotelbot-guard-test")
-        queue.put({"job": 1})
-        channel: Any = queue.channel
-        message = channel.basic_get("hotelbot-guard-test", no_ack=False)
-        assert message is not None
+    with _unacked_message(throwaway_redis, "hotelbot-guard-test") as (channel, message):
         qos = channel.qos
         # When Redis dies, kombu tears the connection down before the channel is closed: the pool is
         # dropped and the transport no longer knows its connection (what the worker hit in the drill).
@@ -58,12 +67,7 @@ def test_settling_a_message_of_a_channel_closed_by_a_redis_kill_no_longer_kills_
     throwaway_redis, caplog, settle
 ):
     # Given a task's message delivered before Redis died (acks_late: acked when the task ends)
-    with Connection(throwaway_redis.url.replace("/0", "/3")) as conn:
-        queue = conn.SimpleQueue("hotelbot-guard-ack-test")
-        queue.put({"job": 2})
-        channel: Any = queue.channel
-        message = channel.basic_get("hotelbot-guard-ack-test", no_ack=False)
-        assert message is not None
+    with _unacked_message(throwaway_redis, "hotelbot-guard-ack-test") as (channel, message):
         qos = channel.qos
         # When Redis dies the consumer closes that channel (connection None) and reconnects on a new
         # one; the task finishes afterwards and its message is settled on the closed channel (what
