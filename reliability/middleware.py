@@ -79,9 +79,11 @@ class DatabaseBreakerMiddleware:
             return self.open_response(request, e.retry_after)
 
     def _serve(self, request: HttpRequest, guard: Guard) -> HttpResponse:
-        # The degradation snapshot is most requests' first read: if it meets the outage, answer
-        # now (the view would wait another pool timeout for the same answer).
-        error = degradation.prime()
+        # The degradation snapshot is most requests' first read (DegradationMiddleware, next): if
+        # it meets the outage, answer now (the view would wait another pool timeout for the same
+        # answer). Paths it exempts (health: their checks answer for the database) read no snapshot.
+        exempt = request.path_info.startswith(DegradationMiddleware.EXEMPT_PREFIXES)
+        error = None if exempt else degradation.prime()
         if error is not None:
             note_database_error(request, error)
             guard.record_outcome(database_breaker.outcome_of(error, used_database=True))

@@ -286,3 +286,25 @@ def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
     assert calls == []
     assert state() is State.OPEN
     degradation.reset_for_tests()
+
+
+@pytest.mark.django_db
+def test_readiness_still_answers_with_its_check_when_the_degradation_read_would_fail(
+    client: Client, clock, monkeypatch
+) -> None:
+    """Health paths read no degradation snapshot: their own checks say what is wrong."""
+    from reliability import degradation
+
+    reads: list[str] = []
+
+    def down() -> None:
+        reads.append("read")
+        raise OperationalError("connection timeout expired")
+
+    degradation.reset_for_tests()  # due for a refresh
+    monkeypatch.setattr(degradation, "_read_row", down)
+    response = client.get("/health/ready/?format=json")
+    assert response.status_code == 200, response.content
+    assert response.json()["checks"]["database"]["status"] == "ok"
+    assert reads == []
+    degradation.reset_for_tests()
