@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from types import EllipsisType
 
 from django.conf import settings
 from django.db import DataError, IntegrityError, transaction
@@ -191,24 +190,18 @@ def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conve
     return conversation
 
 
-def inbound_message_record(
-    *, hotel: Hotel, incoming: IncomingMessage, stored_as: int | EllipsisType | None = ...
-) -> IngestResult:
+def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as: int | None) -> IngestResult:
     """Store the inbound message and its reply job in one transaction; a redelivery is a no-op.
 
-    ``stored_as``: the caller already looked up the inbound row of this idMessage (its id, or None);
-    left out, it is looked up here. A concurrent delivery of the same idMessage that commits in
-    between makes our INSERT fail on the unique constraint: the whole transaction is rolled back
-    (so nothing of ours remains) and the answer is "duplicate".
+    ``stored_as``: the inbound row already stored under this idMessage (its id, or None), looked up
+    with the hotel (``_hotel_and_stored_message``). A concurrent delivery of the same idMessage that
+    commits in between makes our INSERT fail on the unique constraint: the whole transaction is
+    rolled back (so nothing of ours remains) and the answer is "duplicate".
     """
     if incoming.chat_id.endswith("@g.us"):
         return IngestResult(action="ignored_group_chat")
-    inbound = Message.objects.filter(
-        direction=Message.Direction.INBOUND, provider_message_id=incoming.id_message
-    ).values_list("pk", flat=True)
-    existing = inbound.first() if stored_as is ... else stored_as
-    if existing is not None:
-        return IngestResult(action="duplicate", message_id=existing)
+    if stored_as is not None:
+        return IngestResult(action="duplicate", message_id=stored_as)
     now = timezone.now()
     try:
         with transaction.atomic():
@@ -226,7 +219,10 @@ def inbound_message_record(
             replies.reply_job_create(inbound=message, now=now)
     except IntegrityError:
         # A concurrent delivery of the same idMessage won the insert.
-        existing = inbound.first()
+        inbound = Message.objects.filter(
+            direction=Message.Direction.INBOUND, provider_message_id=incoming.id_message
+        )
+        existing = inbound.values_list("pk", flat=True).first()
         if existing is None:
             raise
         return IngestResult(action="duplicate", message_id=existing)
