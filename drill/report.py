@@ -67,7 +67,9 @@ def database_outages(runs: list[ScenarioRun], events: list[dict[str, Any]]) -> l
             end = up + DB_OUTAGE_SLACK
             for e in events:
                 if e["breaker"] == "database" and e["to"] == "open" and start <= e["at"] <= up + DB_LATE_OPEN:
-                    closed = _first_event(events, "database", ("closed",), e["at"])
+                    # Each web process has its own database breaker: its own close ends its 503s.
+                    same = [x for x in events if x.get("process") == e.get("process")]
+                    closed = _first_event(same, "database", ("closed",), e["at"])
                     end = max(end, (closed if closed is not None else up + DB_LATE_OPEN) + DB_OUTAGE_SLACK)
             windows.append((start, end))
     return windows

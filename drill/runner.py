@@ -295,7 +295,8 @@ out = {
     for d in DeadLetter.objects.all()
   ],
   "breaker_events": [
-    {"breaker": e.breaker, "to": e.to_state, "at": e.at.timestamp(), "reason": e.reason[:120]}
+    {"breaker": e.breaker, "to": e.to_state, "at": e.at.timestamp(), "reason": e.reason[:120],
+     "process": e.process}
     for e in BreakerEvent.objects.order_by("at")
   ],
 }

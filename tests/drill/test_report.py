@@ -89,3 +89,20 @@ META = {
     "chats": 6,
     "processes": "-",
 }
+
+
+def test_a_database_breaker_that_opened_late_ends_the_outage_window_at_its_own_close():
+    """Each web process has its own database breaker: another process's earlier close does not end
+    the 503s of one that opened as the server came back (it answers 503 until it closes)."""
+    from drill.report import DB_OUTAGE_SLACK, database_outages
+    from drill.runner import ScenarioRun
+
+    run = ScenarioRun("postgres_restart", "t", started=0.0)
+    run.db_outages = [(100.0, 108.0)]
+    events = [
+        {"breaker": "database", "to": "open", "at": 101.0, "process": "vm:1"},
+        {"breaker": "database", "to": "open", "at": 111.5, "process": "vm:2"},  # met it late
+        {"breaker": "database", "to": "closed", "at": 112.5, "process": "vm:1"},
+        {"breaker": "database", "to": "closed", "at": 116.6, "process": "vm:2"},
+    ]
+    assert database_outages([run], events) == [(100.0, 116.6 + DB_OUTAGE_SLACK)]
