@@ -129,10 +129,11 @@ if DATABASE_URL:
     if _db["ENGINE"] == "django.db.backends.postgresql":
         # psycopg3's pool replaces persistent connections (CONN_MAX_AGE must be 0 with it).
         _db["CONN_MAX_AGE"] = 0
-        # With the pool, Django turns this into the pool's `check`: every connection is tested
-        # (an empty query) before it is handed out, so connections the pool kept across a
-        # PostgreSQL restart are replaced instead of failing the first requests after it.
-        _db["CONN_HEALTH_CHECKS"] = True
+        # Every connection is checked before the pool hands it out, so connections the pool kept
+        # across a PostgreSQL restart are replaced instead of failing the first requests after it:
+        # by a poll of its socket (reliability/pgbackend), not by Django's CONN_HEALTH_CHECKS (an
+        # empty query per checkout).
+        _db["CONN_HEALTH_CHECKS"] = False
         _db.setdefault("OPTIONS", {})
         _db["OPTIONS"]["pool"] = {
             "min_size": env_int("DB_POOL_MIN_SIZE", 1),
@@ -210,7 +211,7 @@ DATABASES[BREAKER_DB_ALIAS] = _breaker_db
 # django-prometheus wraps the real backends (query counts and latency per alias, errors); the
 # configuration above was chosen on the real engine names, so the swap comes last.
 _PROMETHEUS_DB_ENGINES = {
-    "django.db.backends.postgresql": "django_prometheus.db.backends.postgresql",
+    "django.db.backends.postgresql": "reliability.pgbackend",  # django-prometheus's, pool checked by a poll
     "django.db.backends.sqlite3": "django_prometheus.db.backends.sqlite3",
 }
 for _alias in DATABASES.values():
@@ -537,6 +538,9 @@ if RETENTION_DAYS < 1:
 # Web requests publish reply tasks once, with this connect/socket timeout (seconds), no retries:
 # a hung broker costs a request at most about this long; the sweeper publishes what was missed.
 CELERY_REQUEST_PUBLISH_TIMEOUT = env_float("CELERY_REQUEST_PUBLISH_TIMEOUT", 0.05)
+# The webhook's publish runs on a thread of its own after the commit, so Green API's answer does
+# not wait for the broker (the sweeper publishes a job whose publish died with the process).
+CELERY_REQUEST_PUBLISH_HANDOFF = env_bool("CELERY_REQUEST_PUBLISH_HANDOFF", True)
 # Broker down (issue 9): each worker process probes the broker every BROKER_PROBE_INTERVAL seconds
 # (one connection, BROKER_PROBE_TIMEOUT); while it is unreachable the worker takes due reply jobs
 # straight from the database every REPLY_DB_POLL_INTERVAL seconds (at most REPLY_DB_POLL_BATCH per
@@ -562,6 +566,9 @@ RATE_LIMIT_REDIS_PREFIX = env_str("RATE_LIMIT_REDIS_PREFIX", "hotelbot:rl")
 # 60 s after any non-200, so a 429 delays that hotel's messages. "off" disables it.
 WEBHOOK_RATE_LIMIT = env_str("WEBHOOK_RATE_LIMIT", "100/s")
 WEBHOOK_RATE_BURST = env_int("WEBHOOK_RATE_BURST", 200)
+# Slots a web process reserves per store call for an instance's webhook stream (spent without
+# I/O until they run out or lapse): one Redis call per this many notifications. 1: every call.
+WEBHOOK_RATE_LEASE = env_int("WEBHOOK_RATE_LEASE", 10)
 
 # --- Health probes and monitor (issue 10) ---------------------------------------------------------
 # Every check answers within this many seconds, whatever its dependency does (a hung PostgreSQL,

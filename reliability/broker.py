@@ -10,11 +10,16 @@ publish as "not published": the database row stays the source of truth and a swe
 
 from __future__ import annotations
 
+import atexit
+import contextvars
 import logging
+import os
+import queue
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from typing import Any
 
 from celery import current_app
@@ -88,6 +93,90 @@ def reset_request_path_pool() -> None:
         if _pool is not None:
             _pool.force_close_all()
         _pool = _pool_key = None
+
+
+# --- the request-path publish, handed off ---------------------------------------------------------
+class _Handoff:
+    """Runs request-path publishes on one daemon thread per process, in the order they came.
+
+    A webhook's answer waits for its message to be stored, not for the task to be published: the
+    row is the source of truth, and a publish that never happens (the process died first) is made
+    good by the sweeper REPLY_STALE_AFTER later, exactly as a failed one is. So the commit hands the
+    publish to this thread and the response leaves at once. At exit the thread is given
+    ``HANDOFF_DRAIN_SECONDS`` to finish what it holds (each publish is bounded by
+    CELERY_REQUEST_PUBLISH_TIMEOUT)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._pid: int | None = None
+        self._queue: queue.Queue[Callable[[], object]] = queue.Queue()
+
+    def submit(self, fn: Callable[[], object]) -> None:
+        run_in_context = contextvars.copy_context().run  # the request id goes along into the logs
+        self._started().put(partial(run_in_context, fn))
+
+    def _started(self) -> queue.Queue[Callable[[], object]]:
+        pid = os.getpid()
+        if self._pid != pid:
+            with self._lock:
+                if self._pid != pid:  # first use in this process (or in a fork of one that used it)
+                    self._queue = queue.Queue()
+                    thread = threading.Thread(
+                        target=self._run, args=(self._queue,), name="publish-handoff", daemon=True
+                    )
+                    thread.start()
+                    if self._pid is None:
+                        atexit.register(self.drain, HANDOFF_DRAIN_SECONDS)
+                    self._pid = pid
+        return self._queue
+
+    @staticmethod
+    def _run(work: queue.Queue[Callable[[], object]]) -> None:
+        from django.db import close_old_connections
+
+        while True:
+            fn = work.get()
+            try:
+                fn()
+            except Exception:
+                logger.exception("a handed-off publish failed (the sweeper publishes the job)")
+            finally:
+                close_old_connections()  # a pooled connection goes back to the pool
+                work.task_done()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until everything handed off has run, at most ``timeout`` seconds; False if not."""
+        if self._pid != os.getpid():
+            return True
+        deadline = time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(remaining)
+        return True
+
+
+#: Seconds a web process gives its hand-off thread at exit.
+HANDOFF_DRAIN_SECONDS = 5.0
+_handoff = _Handoff()
+
+
+def hand_off(fn: Callable[[], object]) -> None:
+    """Run a request-path publish after the response (CELERY_REQUEST_PUBLISH_HANDOFF), else now.
+
+    An eager Celery (tests, ``CELERY_TASK_ALWAYS_EAGER``) runs the task inside the publish: that
+    stays on the caller's thread."""
+    if settings.CELERY_REQUEST_PUBLISH_HANDOFF and not current_app.conf.task_always_eager:
+        _handoff.submit(fn)
+    else:
+        fn()
+
+
+def handoff_drain(timeout: float = HANDOFF_DRAIN_SECONDS) -> bool:
+    """Wait for this process's handed-off publishes (tests; exit)."""
+    return _handoff.drain(timeout)
 
 
 # --- broker health: is the broker reachable? (cheap, per process) ---------------------------------

@@ -69,6 +69,7 @@ class Grant:
     granted: bool
     wait: float
     store: str
+    count: int = 1  # slots reserved (``count`` asked for: as many as fit, at least one when granted)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,13 +79,15 @@ class Reservation:
     granted: bool
     wait: float
     slot: float | None
+    count: int = 1
 
 
 class SlotStore(Protocol):
     name: str
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
-        """Atomically reserve the stream's next slot if it is at most ``max_wait`` away."""
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Reservation:
+        """Atomically reserve the stream's next slot if it is at most ``max_wait`` away, and with it
+        as many of the following ``count - 1`` slots as are at most ``max_wait`` away too."""
         ...
 
 
@@ -101,18 +104,19 @@ class MemorySlots:
         self._prune_at = self.PRUNE_AT
         self._clock = clock
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Reservation:
         with self._lock:
             now = self._clock()
             slot = max(now, self._next.get(key, 0.0))
             wait = slot - now
             if wait > max_wait:
                 return Reservation(False, wait, None)
-            self._next[key] = slot + interval
+            count = max(1, min(count, int((max_wait - wait) / interval) + 1))
+            self._next[key] = slot + count * interval
             if len(self._next) > self._prune_at:  # one stream per client IP: keep memory bounded
                 self._next = {k: v for k, v in self._next.items() if v > now}
                 self._prune_at = max(self.PRUNE_AT, 2 * len(self._next))
-            return Reservation(True, wait, slot)
+            return Reservation(True, wait, slot, count)
 
 
 class RedisSlots:
@@ -136,13 +140,14 @@ class RedisSlots:
         )
         return cls(client, prefix=prefix)
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Reservation:
         interval_us = max(1, round(interval * 1e6))
-        ttl_ms = max(60_000, round(interval * 2000) + round(max_wait * 1000))
-        granted, wait_us, slot_us = self._script(
-            keys=[f"{self._prefix}:{{{key}}}"], args=[interval_us, round(max_wait * 1e6), ttl_ms]
+        ttl_ms = max(60_000, round(interval * 2000 * count) + round(max_wait * 1000))
+        granted, wait_us, slot_us, reserved = self._script(
+            keys=[f"{self._prefix}:{{{key}}}"], args=[interval_us, round(max_wait * 1e6), ttl_ms, count]
         )
-        return Reservation(bool(granted), int(wait_us) / 1e6, int(slot_us) / 1e6 if granted else None)
+        slot = int(slot_us) / 1e6 if granted else None
+        return Reservation(bool(granted), int(wait_us) / 1e6, slot, int(reserved))
 
 
 class DatabaseSlots:
@@ -161,7 +166,8 @@ class DatabaseSlots:
 
         return connection  # the default alias's wrapper
 
-    def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Reservation:
+        """One slot at a time (``count`` is not used: paced callers ask for one)."""
         from reliability.models import RateLimitSlot
 
         conn = self._conn()
@@ -222,14 +228,15 @@ class RateLimiter:
         self._down_until: dict[str, float] = {}
         self._sleep = time.sleep
 
-    def reserve(self, key: str, *, rate: float, max_wait: float) -> Grant:
-        """Reserve a slot of stream ``key`` paced at ``rate`` calls/s; nothing is slept here."""
+    def reserve(self, key: str, *, rate: float, max_wait: float, count: int = 1) -> Grant:
+        """Reserve a slot of stream ``key`` paced at ``rate`` calls/s (and up to ``count - 1``
+        following ones, see :meth:`SlotStore.reserve`); nothing is slept here."""
         interval = 1.0 / rate
         for store in self._stores:
             if time.monotonic() < self._down_until.get(store.name, 0.0):
                 continue
             try:
-                answer = store.reserve(key, interval, max_wait)
+                answer = store.reserve(key, interval, max_wait, count)
             except Exception as e:  # a pacing store must never fail the call it paces
                 if store.name not in self._down_until:
                     logger.warning("rate limiter: %s store unavailable, falling back: %s", store.name, e)
@@ -238,7 +245,7 @@ class RateLimiter:
             if store.name in self._down_until:
                 logger.info("rate limiter: %s store answers again", store.name)
                 del self._down_until[store.name]
-            return Grant(answer.granted, answer.wait, store.name)
+            return Grant(answer.granted, answer.wait, store.name, answer.count)
         raise AssertionError("the memory store always answers")  # pragma: no cover
 
     def acquire(self, key: str, *, rate: float, max_wait: float) -> Grant:
@@ -351,29 +358,82 @@ def inbound_limiter() -> RateLimiter:
     return _inbound
 
 
-def admit(*, scope: str, client: str, rate: Rate | None) -> Admission:
+#: Held slots lapse this many seconds after they were reserved (or when the span they cover has
+#: passed, if later): a slot spent later than its time would add to a later burst.
+LEASE_LAPSE = 1.0
+
+
+class _Leases:
+    """Slots a process reserved ahead for a stream (``admit(lease=n)``), spent without I/O.
+
+    Each was reserved in the store like any other, within the burst tolerance; one spent after its
+    time is credit the limit would not have given then, so a process holds at most ``lease - 1``
+    and they lapse after LEASE_LAPSE: the cluster admits at most the limit plus ``lease - 1`` per
+    process."""
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._held: dict[str, tuple[int, float, str]] = {}  # key -> (slots left, lapse at, store)
+        self.clock = clock
+
+    def take(self, key: str) -> str | None:
+        """Spend one held slot of ``key``: the store it came from, or None when none is held."""
+        with self._lock:
+            held = self._held.pop(key, None)
+            if held is None:
+                return None
+            left, lapse_at, store = held
+            if self.clock() >= lapse_at:
+                return None
+            if left > 1:
+                self._held[key] = (left - 1, lapse_at, store)
+            return store
+
+    def hold(self, key: str, slots: int, *, lapse_at: float, store: str) -> None:
+        with self._lock:
+            self._held[key] = (slots, lapse_at, store)
+
+
+_leases = _Leases()
+
+
+def admit(*, scope: str, client: str, rate: Rate | None, lease: int = 1) -> Admission:
     """May ``client`` make one more request in ``scope`` (``api_read``, ``webhook``, ...)?
 
-    One atomic step in the store; nothing is slept. Recorded in ``hotelbot_inbound_rate_limit_total``
-    (and ``fallback_usage_total{dependency="redis", fallback="process_rate_limit"}`` when Redis is
-    configured but did not answer).
+    One atomic step in the store; nothing is slept. ``lease > 1``: the step reserves up to that
+    many slots (as many as the burst tolerance holds), and this process admits the next requests
+    from them without asking the store, until they run out or lapse (``_Leases``): one store call
+    per ``lease`` requests, for a stream that runs hot on few keys (the webhook, per Green API
+    instance), at the price of up to ``lease - 1`` requests per process above the limit.
+    Recorded in ``hotelbot_inbound_rate_limit_total`` (and ``fallback_usage_total{dependency=
+    "redis", fallback="process_rate_limit"}`` when Redis is configured but did not answer).
     """
     if rate is None:
         return Admission(True, 0.0, "off")
+    key = f"{scope}:{client}"
+    held = _leases.take(key) if lease > 1 else None
+    if held is not None:
+        RATE_LIMIT_INBOUND.labels(scope, "allowed", held).inc()
+        return Admission(True, 0.0, held)
     interval = 1.0 / rate.per_second
     tolerance = (rate.burst - 1) * interval
     limiter_ = inbound_limiter()
-    grant = limiter_.reserve(f"{scope}:{client}", rate=rate.per_second, max_wait=tolerance)
+    grant = limiter_.reserve(key, rate=rate.per_second, max_wait=tolerance, count=max(1, lease))
     RATE_LIMIT_INBOUND.labels(scope, "allowed" if grant.granted else "limited", grant.store).inc()
     if grant.store == "memory" and settings.RATE_LIMIT_REDIS_URL:
         FALLBACK_USAGE.labels("redis", "process_rate_limit").inc()
     if grant.granted:
+        if grant.count > 1:
+            span = grant.wait + grant.count * interval
+            lapse_at = _leases.clock() + max(span, LEASE_LAPSE)
+            _leases.hold(key, grant.count - 1, lapse_at=lapse_at, store=grant.store)
         return Admission(True, 0.0, grant.store)
     return Admission(False, max(interval, grant.wait - tolerance), grant.store)
 
 
 def reset_for_tests() -> None:
-    global _limiter, _inbound
+    global _limiter, _inbound, _leases
+    _leases = _Leases()
     with _limiter_lock:
         _limiter = None
         _inbound = None

@@ -56,6 +56,9 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
     settings.BREAKER_DB_STORE = False
+    # A test sees the webhook's publish on its own thread (and its in-memory SQLite database); the
+    # hand-off thread has tests of its own, and the e2e stacks and the drill run the default (on).
+    settings.CELERY_REQUEST_PUBLISH_HANDOFF = False
     settings.RATE_LIMIT_REDIS_PREFIX = f"test:rl:{uuid.uuid4().hex[:12]}"  # pacing slots per test
     registry.reset_for_tests()
     reset_retry_registry()

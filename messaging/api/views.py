@@ -71,8 +71,10 @@ class GreenApiWebhookView(APIView):
         return Response({"status": result.action})
 
     def check_instance_rate(self, instance: str) -> None:
-        """The per-instance limit (generous: Green API's normal ~50/s never meets it)."""
+        """The per-instance limit (generous: Green API's normal ~50/s never meets it), checked in
+        the shared store once per WEBHOOK_RATE_LEASE notifications (``ratelimit.admit``)."""
         rate = ratelimit.Rate.parse(settings.WEBHOOK_RATE_LIMIT, burst=settings.WEBHOOK_RATE_BURST)
-        admission = ratelimit.admit(scope=WEBHOOK_SCOPE, client=instance or "-", rate=rate)
+        lease = settings.WEBHOOK_RATE_LEASE
+        admission = ratelimit.admit(scope=WEBHOOK_SCOPE, client=instance or "-", rate=rate, lease=lease)
         if not admission.allowed:
             raise Throttled(wait=admission.retry_after)

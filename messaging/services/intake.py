@@ -14,6 +14,7 @@ duplicate it is (a concurrent delivery or a worker got there first), never as a 
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -34,7 +35,7 @@ from messaging.notifications import (
     StateChanged,
     Unparseable,
 )
-from messaging.services import replies, statuses
+from messaging.services import inbound_sql, replies, statuses
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
 from reliability.models import DeadLetter
 from reliability.services import dead_letter_quarantine
@@ -68,14 +69,15 @@ def notification_ingest(
         )
     if isinstance(notification, Ignored):
         return IngestResult(action="ignored")
+    if (
+        isinstance(notification, IncomingMessage)
+        and not _group_chat(notification)
+        and inbound_sql.available()
+    ):
+        return _guest_message_ingest(incoming=notification, body=body)
     hotel, stored_as = _hotel_and_stored_message(notification)
     if hotel is None:
-        return notification_quarantine(
-            body=body,
-            reason=Reason.UNKNOWN_INSTANCE,
-            message=f"No hotel is configured for Green API instance {notification.id_instance}.",
-            subject=notification.id_instance,
-        )
+        return _unknown_instance_quarantine(body=body, id_instance=notification.id_instance)
     try:
         # Every route writes in one transaction of its own (a savepoint inside a caller's): a failed
         # INSERT is rolled back before the quarantine row is written, and nothing of a half-stored
@@ -83,17 +85,98 @@ def notification_ingest(
         # and its release, two round trips, to each.)
         return _route(hotel=hotel, notification=notification, stored_as=stored_as)
     except (DataError, IntegrityError, UnicodeError) as e:
-        # Valid-looking input the database refused (a length or encoding it would not take).
-        logger.warning(
-            "notification %s could not be stored: %s", type(notification).__name__, type(e).__name__
-        )
-        return notification_quarantine(
-            body=body,
-            reason=Reason.STORAGE_ERROR,
-            message=f"The database refused the notification ({type(e).__name__}).",
-            subject=notification.id_instance,
-            tenant=str(hotel.pk),
-        )
+        return _storage_error_quarantine(body=body, notification=notification, error=e, tenant=str(hotel.pk))
+
+
+def _unknown_instance_quarantine(*, body: RawBody | None, id_instance: str) -> IngestResult:
+    return notification_quarantine(
+        body=body,
+        reason=Reason.UNKNOWN_INSTANCE,
+        message=f"No hotel is configured for Green API instance {id_instance}.",
+        subject=id_instance,
+    )
+
+
+def _storage_error_quarantine(
+    *,
+    body: RawBody | None,
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged,
+    error: Exception,
+    tenant: str,
+) -> IngestResult:
+    """Valid-looking input the database refused (a length or encoding it would not take)."""
+    name = type(notification).__name__
+    logger.warning("notification %s could not be stored: %s", name, type(error).__name__)
+    return notification_quarantine(
+        body=body,
+        reason=Reason.STORAGE_ERROR,
+        message=f"The database refused the notification ({type(error).__name__}).",
+        subject=notification.id_instance,
+        tenant=tenant,
+    )
+
+
+def _group_chat(incoming: IncomingMessage) -> bool:
+    return incoming.chat_id.endswith("@g.us")
+
+
+def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) -> IngestResult:
+    """A guest message on PostgreSQL: the hotel lookup, the redelivery check and every write of
+    ``inbound_message_record`` in one statement (``inbound_sql``), then the job's publish."""
+    now = timezone.now()
+    guest, message, job = _inbound_rows(incoming=incoming, now=now)
+    try:
+        # In a caller's transaction a savepoint keeps a refused statement from breaking it; alone
+        # the statement is its own transaction (a BEGIN/COMMIT around it would cost two round trips).
+        with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
+            written = inbound_sql.inbound_message_insert(
+                id_instance=incoming.id_instance,
+                guest=guest,
+                message=message,
+                job=job,
+                idle_since=_idle_since(now),
+                now=now,
+            )
+    except IntegrityError as e:
+        existing = _inbound_stored_as(incoming.id_message)  # a concurrent delivery won the insert
+        if existing is not None:
+            return IngestResult(action="duplicate", message_id=existing)
+        tenant = _tenant_of_instance(incoming.id_instance)
+        return _storage_error_quarantine(body=body, notification=incoming, error=e, tenant=tenant)
+    except (DataError, UnicodeError) as e:
+        tenant = _tenant_of_instance(incoming.id_instance)
+        return _storage_error_quarantine(body=body, notification=incoming, error=e, tenant=tenant)
+    if written.hotel_id is None:
+        return _unknown_instance_quarantine(body=body, id_instance=incoming.id_instance)
+    if written.stored_as is not None:
+        return IngestResult(action="duplicate", message_id=written.stored_as)
+    job.pk = written.job_id
+    replies.reply_job_publish_on_commit(job)
+    return IngestResult(action="stored", message_id=written.message_id)
+
+
+def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, Message, ReplyJob]:
+    """The rows a guest message writes, unsaved and unlinked (both intake paths link and save them)."""
+    guest = Guest(chat_id=incoming.chat_id, display_name=incoming.sender_name, last_seen_at=now)
+    message = Message(
+        direction=Message.Direction.INBOUND,
+        text=incoming.text,
+        message_type=incoming.type_message,
+        provider_message_id=incoming.id_message,
+        status=Message.Status.RECEIVED,
+        provider_timestamp=incoming.timestamp,
+    )
+    return guest, message, replies.reply_job_unsaved(now=now)
+
+
+def _inbound_stored_as(id_message: str) -> int | None:
+    inbound = Message.objects.filter(direction=Message.Direction.INBOUND, provider_message_id=id_message)
+    return inbound.values_list("pk", flat=True).first()
+
+
+def _idle_since(now: datetime) -> datetime:
+    """A conversation silent since before this is over: the guest's next message starts a new one."""
+    return now - timedelta(hours=settings.CONVERSATION_IDLE_HOURS)
 
 
 def _hotel_and_stored_message(
@@ -160,16 +243,16 @@ def notification_quarantine(
     return IngestResult(action="quarantined", dead_letter_id=letter.pk)
 
 
-def _guest_seen(*, hotel: Hotel, incoming: IncomingMessage, now: datetime) -> Guest:
+def _guest_seen(*, hotel: Hotel, guest: Guest) -> Guest:
     """Create the guest or note that they wrote, in one statement (INSERT ... ON CONFLICT DO UPDATE):
     a guest created concurrently by another delivery is updated, never a duplicate or a conflict.
     An empty sender name keeps the name we have."""
-    guest = Guest(hotel=hotel, chat_id=incoming.chat_id, display_name=incoming.sender_name, last_seen_at=now)
+    guest.hotel = hotel
     Guest.objects.bulk_create(
         [guest],
         update_conflicts=True,
         unique_fields=["hotel", "chat_id"],
-        update_fields=["last_seen_at", "display_name"] if incoming.sender_name else ["last_seen_at"],
+        update_fields=["last_seen_at", "display_name"] if guest.display_name else ["last_seen_at"],
     )
     assert guest.pk is not None  # RETURNING id, also on a conflict (PostgreSQL, SQLite >= 3.35)
     return guest
@@ -178,9 +261,8 @@ def _guest_seen(*, hotel: Hotel, incoming: IncomingMessage, now: datetime) -> Gu
 def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conversation:
     """The guest's conversation (a new one after CONVERSATION_IDLE_HOURS of silence), its
     ``last_message_at`` set to ``now``."""
-    idle_since = now - timedelta(hours=settings.CONVERSATION_IDLE_HOURS)
     conversation = (
-        Conversation.objects.filter(guest=guest, last_message_at__gte=idle_since)
+        Conversation.objects.filter(guest=guest, last_message_at__gte=_idle_since(now))
         .order_by("-last_message_at")
         .first()
     )
@@ -193,36 +275,29 @@ def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conve
 def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as: int | None) -> IngestResult:
     """Store the inbound message and its reply job in one transaction; a redelivery is a no-op.
 
+    The path of databases without data-modifying CTEs (SQLite, the embedded default; PostgreSQL
+    writes the same rows in one statement, ``_guest_message_ingest``) and of group chats.
     ``stored_as``: the inbound row already stored under this idMessage (its id, or None), looked up
     with the hotel (``_hotel_and_stored_message``). A concurrent delivery of the same idMessage that
     commits in between makes our INSERT fail on the unique constraint: the whole transaction is
     rolled back (so nothing of ours remains) and the answer is "duplicate".
     """
-    if incoming.chat_id.endswith("@g.us"):
+    if _group_chat(incoming):
         return IngestResult(action="ignored_group_chat")
     if stored_as is not None:
         return IngestResult(action="duplicate", message_id=stored_as)
     now = timezone.now()
+    guest, message, job = _inbound_rows(incoming=incoming, now=now)
     try:
         with transaction.atomic():
-            guest = _guest_seen(hotel=hotel, incoming=incoming, now=now)
-            conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
-            message = Message.objects.create(
-                conversation=conversation,
-                direction=Message.Direction.INBOUND,
-                text=incoming.text,
-                message_type=incoming.type_message,
-                provider_message_id=incoming.id_message,
-                status=Message.Status.RECEIVED,
-                provider_timestamp=incoming.timestamp,
-            )
-            replies.reply_job_create(inbound=message, now=now)
+            guest = _guest_seen(hotel=hotel, guest=guest)
+            message.conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
+            message.save(force_insert=True)
+            job.inbound = message
+            job.save(force_insert=True)
+            replies.reply_job_publish_on_commit(job)
     except IntegrityError:
-        # A concurrent delivery of the same idMessage won the insert.
-        inbound = Message.objects.filter(
-            direction=Message.Direction.INBOUND, provider_message_id=incoming.id_message
-        )
-        existing = inbound.values_list("pk", flat=True).first()
+        existing = _inbound_stored_as(incoming.id_message)  # a concurrent delivery won the insert
         if existing is None:
             raise
         return IngestResult(action="duplicate", message_id=existing)

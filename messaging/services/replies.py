@@ -141,7 +141,16 @@ def _unmark_published(job_id: int, task_id: str) -> None:
 
 def reply_job_create(*, inbound: Message, now: datetime) -> ReplyJob:
     """The reply job of an inbound message being stored (inside the caller's transaction); its task
-    is published once that transaction commits, on the request path (no retries, short timeouts).
+    is published once that transaction commits, on the request path (no retries, short timeouts)."""
+    job = reply_job_unsaved(now=now)
+    job.inbound = inbound
+    job.save(force_insert=True)
+    reply_job_publish_on_commit(job)
+    return job
+
+
+def reply_job_unsaved(*, now: datetime) -> ReplyJob:
+    """A new reply job, due now, with its publish recorded up front.
 
     The publish is recorded in the INSERT itself (``published_at``, and a task id chosen here and
     given to Celery), so a webhook costs no UPDATE after it; a failed publish clears the record. A
@@ -149,14 +158,18 @@ def reply_job_create(*, inbound: Message, now: datetime) -> ReplyJob:
     re-publishes the job REPLY_STALE_AFTER after ``published_at``, when it would for a job never
     published (both are ``now``: the job is due at once).
     """
-    task_id = str(uuid.uuid4())
-    job = ReplyJob.objects.create(
-        inbound=inbound, next_attempt_at=now, published_at=now, published_task_id=task_id
+    return ReplyJob(next_attempt_at=now, published_at=now, published_task_id=str(uuid.uuid4()))
+
+
+def reply_job_publish_on_commit(job: ReplyJob) -> None:
+    """Publish a job made by ``reply_job_unsaved`` once the transaction that inserted it commits
+    (at once if it committed already), on the process's hand-off thread: the response need not wait."""
+    from reliability import broker
+
+    publish = partial(
+        reply_job_publish, job_id=job.pk, request_path=True, recorded_task_id=job.published_task_id
     )
-    transaction.on_commit(
-        partial(reply_job_publish, job_id=job.pk, request_path=True, recorded_task_id=task_id)
-    )
-    return job
+    transaction.on_commit(partial(broker.hand_off, publish))
 
 
 def reply_job_enqueue_on_commit(*, job_id: int, countdown: float = 0.0, request_path: bool = False) -> None:

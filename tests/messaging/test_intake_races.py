@@ -79,6 +79,16 @@ def test_journal_id_taken_by_a_worker_between_check_and_write_is_known_not_500(w
     assert (in_doubt.provider_message_id, other.provider_message_id) == (None, "RACE1")
 
 
+@pytest.fixture
+def orm_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ORM intake path (SQLite's) also on PostgreSQL, whose one statement has no gap between
+    check and write to race in (tests/messaging/test_inbound_sql.py races it for real)."""
+    from messaging.services import inbound_sql
+
+    monkeypatch.setattr(inbound_sql, "available", lambda: False)
+
+
+@pytest.mark.usefixtures("orm_path")
 def test_inbound_redelivery_racing_the_insert_is_a_duplicate(webhook_client, hotel):
     def other_delivery_stores_it() -> None:
         conversation = ConversationFactory.create(guest__hotel=hotel, guest__chat_id="79000000001@c.us")
@@ -95,6 +105,7 @@ def test_inbound_redelivery_racing_the_insert_is_a_duplicate(webhook_client, hot
     assert not ReplyJob.objects.exists()
 
 
+@pytest.mark.usefixtures("orm_path")
 def test_new_guest_created_concurrently_is_reused(webhook_client, hotel):
     """The guest is written with one upsert (no check to race): another delivery creating the
     guest right before it (after our lookup of the hotel) is updated, not duplicated."""
@@ -122,6 +133,9 @@ def test_hung_broker_webhook_is_acknowledged_after_one_bounded_publish(
     from reliability import broker
 
     settings.CELERY_REQUEST_PUBLISH_TIMEOUT = 0.05
+    # On the request thread here (by default it runs on the hand-off thread, after the answer:
+    # tests/reliability/test_publish_handoff.py); the bound is the same.
+    settings.CELERY_REQUEST_PUBLISH_HANDOFF = False
     caplog.set_level(logging.WARNING, logger="messaging.services.replies")
     calls: list[dict[str, Any]] = []
     original = process_reply_job.apply_async

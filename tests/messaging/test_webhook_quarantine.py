@@ -233,7 +233,9 @@ def test_quarantine_never_stores_the_webhook_token(webhook_client, hotel, settin
 @contextmanager
 def _failing_insert(table: str, error: Callable[[], Exception]) -> Iterator[None]:
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if sql.lstrip().upper().startswith("INSERT") and table in sql:
+        if (
+            sql.lstrip().upper().startswith(("INSERT", "WITH")) and table in sql
+        ):  # WITH: PostgreSQL's one statement
             raise error()
         return execute(sql, params, many, context)
 

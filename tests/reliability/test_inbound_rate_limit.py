@@ -34,6 +34,7 @@ def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     clock = FakeClock()
     monkeypatch.setattr(ratelimit, "_inbound", RateLimiter([MemorySlots(clock=clock)]))
     monkeypatch.setattr(ratelimit, "_inbound_pid", __import__("os").getpid())
+    monkeypatch.setattr(ratelimit, "_leases", ratelimit._Leases(clock=clock))
     return clock
 
 
@@ -88,6 +89,76 @@ def test_sustained_rate_above_the_limit_is_limited_below_it_never(
         fake_clock.advance(1 / 150)
     assert 0 < outcomes.count(False) < len(outcomes) / 2
     assert all(outcomes[:200])
+
+
+# --- leases: one store call per n requests, never more than the limit ---------------------------------
+class CountingSlots(MemorySlots):
+    def __init__(self, *, clock: FakeClock) -> None:
+        super().__init__(clock=clock)
+        self.calls = 0
+
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Any:
+        self.calls += 1
+        return super().reserve(key, interval, max_wait, count)
+
+
+@pytest.fixture
+def counting_store(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, settings: Any) -> CountingSlots:
+    settings.RATE_LIMIT_REDIS_URL = ""
+    store = CountingSlots(clock=fake_clock)
+    monkeypatch.setattr(ratelimit, "_inbound", RateLimiter([store]))
+    return store
+
+
+def test_a_lease_admits_n_requests_per_store_call(
+    counting_store: CountingSlots, fake_clock: FakeClock
+) -> None:
+    rate = Rate(per_second=100.0, burst=200)
+    admitted = []
+    for _ in range(50):
+        admitted.append(admit(scope="webhook", client="1", rate=rate, lease=10).allowed)
+        fake_clock.advance(0.02)  # 50/s: well inside the limit
+    assert all(admitted)
+    assert counting_store.calls == 5
+
+
+def test_a_lease_never_admits_more_than_the_burst_then_the_rate(
+    counting_store: CountingSlots, fake_clock: FakeClock
+) -> None:
+    rate = Rate(per_second=2.0, burst=3)
+    # the store grants only the slots within the burst tolerance (3 of the 10 asked for)
+    assert [admit(scope="t", client="c", rate=rate, lease=10).allowed for _ in range(5)] == [
+        True,
+        True,
+        True,
+        False,
+        False,
+    ]
+    fake_clock.advance(0.5)
+    assert [admit(scope="t", client="c", rate=rate, lease=10).allowed for _ in range(2)] == [True, False]
+    # the same sequence as without leases (test_burst_at_once_then_the_rate)
+
+
+def test_held_slots_lapse_with_the_span_they_were_reserved_for(
+    counting_store: CountingSlots, fake_clock: FakeClock
+) -> None:
+    rate = Rate(per_second=10.0, burst=100)
+    assert admit(scope="t", client="c", rate=rate, lease=10).allowed  # reserves 10 slots: 1 s of them
+    assert counting_store.calls == 1
+    fake_clock.advance(ratelimit.LEASE_LAPSE)  # the 9 held slots lapsed (they would add to a new burst)
+    assert admit(scope="t", client="c", rate=rate, lease=10).allowed
+    assert counting_store.calls == 2
+
+
+def test_redis_reserves_as_many_slots_as_fit(throwaway_redis: ThrowawayRedis) -> None:
+    store = ratelimit.RedisSlots.from_url(throwaway_redis.url, prefix="test:lease")
+    first = store.reserve("k", 0.1, 0.25, count=10)  # slots 0, 0.1, 0.2 are within 0.25 s
+    assert (first.granted, first.count) == (True, 3)
+    denied = store.reserve("k", 0.1, 0.25, count=10)
+    assert (denied.granted, denied.count) == (False, 0)
+    assert denied.wait == pytest.approx(0.3, abs=0.05)
+    single = store.reserve("other", 0.1, 0.25)
+    assert (single.granted, single.count) == (True, 1)
 
 
 def test_memory_store_stays_bounded(monkeypatch: pytest.MonkeyPatch) -> None:

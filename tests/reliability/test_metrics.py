@@ -158,7 +158,7 @@ def test_breaker_falls_back_to_process_state_when_its_store_is_unreachable_and_c
 class _DownSlots(MemorySlots):
     name = "redis"
 
-    def reserve(self, key: str, interval: float, max_wait: float):
+    def reserve(self, key: str, interval: float, max_wait: float, count: int = 1):
         raise ConnectionError("redis down")
 
 

@@ -91,7 +91,7 @@ def test_limiter_falls_back_when_a_store_fails(caplog) -> None:
     class Broken:
         name = "redis"
 
-        def reserve(self, key: str, interval: float, max_wait: float) -> Reservation:
+        def reserve(self, key: str, interval: float, max_wait: float, count: int = 1) -> Reservation:
             raise redis.ConnectionError("refused")
 
     limiter = RateLimiter([Broken()])
