@@ -125,6 +125,7 @@ class Stack:
         self.start(
             name,
             [
+                *WORKER_NICE,
                 str(BIN / "celery"),
                 "-A",
                 "hotelbot",
@@ -202,6 +203,10 @@ class Stack:
         return "\n".join(
             f"--- {p.name}\n{p.read_text(errors='replace')[-3000:]}" for p in self.logs.glob("*.log")
         )
+
+
+#: Celery workers run below the web's CPU priority, as ``make run`` starts them (deploy/Procfile.dev).
+WORKER_NICE = ("nice", "-n", "10")
 
 
 def base_env(tmp: Path, *, embedded: bool = False, **extra: str) -> tuple[dict[str, str], str]:
