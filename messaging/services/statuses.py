@@ -10,10 +10,12 @@ after both commits (each side looks again in ``on_commit``), so none is orphaned
 from __future__ import annotations
 
 import logging
+from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import partial
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.db.models import Field
 from django.utils import timezone
 
 from messaging.models import DeferredStatus, Message
@@ -43,11 +45,60 @@ _TIMESTAMP_FIELD = {
 DEFERRED_KEEP = timedelta(days=2)  # Green API keeps undelivered notifications for 24 h
 
 
+def _forward_from(new: Message.Status) -> list[str]:
+    """The statuses ``new`` may follow (``_apply``'s rules): a later one, never out of failed, and
+    failed never after delivered or read."""
+    if new == Message.Status.FAILED:
+        return [Message.Status.PENDING, Message.Status.ACCEPTED, Message.Status.SENT]
+    return [s for s, rank in _RANK.items() if rank < _RANK[new]]
+
+
+def _forward_update(status: OutgoingStatus) -> int | None:
+    """The common case in one statement: the message is known and the status moves it forward.
+    One conditional ``UPDATE ... RETURNING`` in autocommit (PostgreSQL re-checks the condition on a
+    row another transaction changed meanwhile; SQLite writes one at a time): the pk, or None when
+    the message is unknown or the status stale (then ``outbound_status_apply`` decides which)."""
+    new = _PROVIDER_STATUS.get(status.status, Message.Status.FAILED)
+    values: dict[str, object] = {"status": new, _TIMESTAMP_FIELD[new]: status.timestamp}
+    if new == Message.Status.FAILED:
+        values["status_detail"] = _failure_detail(status.status, status.description)
+    qn, meta = connection.ops.quote_name, Message._meta
+    fields = [field for name in values if isinstance(field := meta.get_field(name), Field)]
+    column = {
+        f.name: qn(f.column)
+        for name in (*values, "direction", "provider_message_id")
+        if isinstance(f := meta.get_field(name), Field) and f.column
+    }
+    allowed = _forward_from(new)
+    # Identifiers from the model, quoted by the backend; every value is a parameter.
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{column[f.name]} = %s' for f in fields)} "  # noqa: S608
+        f"WHERE {column['direction']} = %s AND {column['provider_message_id']} = %s "
+        f"AND {column['status']} IN ({', '.join(['%s'] * len(allowed))}) RETURNING {qn(meta.pk.column)}"
+    )
+    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
+    params += [Message.Direction.OUTBOUND, status.id_message, *allowed]
+    # In a caller's transaction (tests, redrive) a savepoint; alone, the statement is its transaction.
+    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        row = cursor.fetchone()
+    return None if row is None else int(row[0])
+
+
+def _failure_detail(provider_status: str, description: str) -> str:
+    return f"{provider_status}: {description}".strip(": ")[:300]
+
+
 def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
     """Move an outbound message along sent → delivered → read, or to failed (never backwards).
 
     Returns the action taken and the message's pk (None when the status was deferred).
     """
+    moved = _forward_update(status)
+    if moved is not None:
+        return "status_updated", moved
+    # Unknown (defer it) or stale: decided under the row lock, as every status was before.
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()
@@ -84,7 +135,7 @@ def _apply(message: Message, provider_status: str, description: str, at: datetim
     setattr(message, _TIMESTAMP_FIELD[new], at)
     fields = ["status", _TIMESTAMP_FIELD[new]]
     if new == Message.Status.FAILED:
-        message.status_detail = f"{provider_status}: {description}".strip(": ")[:300]
+        message.status_detail = _failure_detail(provider_status, description)
         fields.append("status_detail")
     message.save(update_fields=fields)
     return "status_updated"
