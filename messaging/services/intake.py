@@ -124,7 +124,8 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
     """A guest message on PostgreSQL: the hotel lookup, the redelivery check and every write of
     ``inbound_message_record`` in one statement (``inbound_sql``), then the job's publish."""
     now = timezone.now()
-    guest, message, job = _inbound_rows(incoming=incoming, now=now)
+    guest, message = _inbound_rows(incoming=incoming, now=now)
+    job = replies.reply_job_unsaved(now=now)
     try:
         # In a caller's transaction a savepoint keeps a refused statement from breaking it; alone
         # the statement is its own transaction (a BEGIN/COMMIT around it would cost two round trips).
@@ -137,13 +138,10 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
                 idle_since=_idle_since(now),
                 now=now,
             )
-    except IntegrityError as e:
-        existing = _inbound_stored_as(incoming.id_message)  # a concurrent delivery won the insert
-        if existing is not None:
+    except (DataError, IntegrityError, UnicodeError) as e:
+        # IntegrityError: a concurrent delivery of the same idMessage won the insert, or a refusal.
+        if isinstance(e, IntegrityError) and (existing := _inbound_stored_as(incoming.id_message)):
             return IngestResult(action="duplicate", message_id=existing)
-        tenant = _tenant_of_instance(incoming.id_instance)
-        return _storage_error_quarantine(body=body, notification=incoming, error=e, tenant=tenant)
-    except (DataError, UnicodeError) as e:
         tenant = _tenant_of_instance(incoming.id_instance)
         return _storage_error_quarantine(body=body, notification=incoming, error=e, tenant=tenant)
     if written.hotel_id is None:
@@ -155,8 +153,9 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
     return IngestResult(action="stored", message_id=written.message_id)
 
 
-def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, Message, ReplyJob]:
-    """The rows a guest message writes, unsaved and unlinked (both intake paths link and save them)."""
+def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, Message]:
+    """The guest and message rows a guest message writes, unsaved and unlinked (both intake paths
+    link and save them, with the message's reply job)."""
     guest = Guest(chat_id=incoming.chat_id, display_name=incoming.sender_name, last_seen_at=now)
     message = Message(
         direction=Message.Direction.INBOUND,
@@ -166,7 +165,7 @@ def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, M
         status=Message.Status.RECEIVED,
         provider_timestamp=incoming.timestamp,
     )
-    return guest, message, replies.reply_job_unsaved(now=now)
+    return guest, message
 
 
 def _inbound_stored_as(id_message: str) -> int | None:
@@ -287,15 +286,13 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as
     if stored_as is not None:
         return IngestResult(action="duplicate", message_id=stored_as)
     now = timezone.now()
-    guest, message, job = _inbound_rows(incoming=incoming, now=now)
+    guest, message = _inbound_rows(incoming=incoming, now=now)
     try:
         with transaction.atomic():
             guest = _guest_seen(hotel=hotel, guest=guest)
             message.conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
             message.save(force_insert=True)
-            job.inbound = message
-            job.save(force_insert=True)
-            replies.reply_job_publish_on_commit(job)
+            replies.reply_job_create(inbound=message, now=now)
     except IntegrityError:
         existing = _inbound_stored_as(incoming.id_message)  # a concurrent delivery won the insert
         if existing is None:
