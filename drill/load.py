@@ -23,6 +23,7 @@ import sys
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -120,22 +121,19 @@ def _hammer_interleaved(
     """The bare request and the webhook at 1 connection in alternating rounds (``seconds`` each in
     all): a ratio of two figures taken minutes apart on a shared 2-core machine moves with whatever
     else ran meanwhile; taken in turns, both see the same machine."""
-    runs: dict[bool, tuple[list[float], dict[int, int], list[float]]] = {
-        False: ([], {}, []),
-        True: ([], {}, []),
-    }
+    latencies: dict[str, list[float]] = {bare: [], webhook: []}
+    statuses: dict[str, Counter[int]] = {bare: Counter(), webhook: Counter()}
+    wall = dict.fromkeys((bare, webhook), 0.0)
     for _ in range(rounds):
-        for is_webhook in (False, True):
-            latencies, statuses, wall = _requests(
-                webhook if is_webhook else bare, 1, seconds / rounds, is_webhook
-            )
-            all_latencies, all_statuses, walls = runs[is_webhook]
-            all_latencies.extend(latencies)
-            walls.append(wall)
-            for code, count in statuses.items():
-                all_statuses[code] = all_statuses.get(code, 0) + count
-    (bl, bs, bw), (wl, ws, ww) = runs[False], runs[True]
-    return _figures(1, bl, bs, sum(bw)), _figures(1, wl, ws, sum(ww))
+        for url in (bare, webhook):
+            round_latencies, round_statuses, round_wall = _requests(url, 1, seconds / rounds, url == webhook)
+            latencies[url] += round_latencies
+            statuses[url].update(round_statuses)
+            wall[url] += round_wall
+    bare_figures, webhook_figures = (
+        _figures(1, latencies[url], dict(statuses[url]), wall[url]) for url in (bare, webhook)
+    )
+    return bare_figures, webhook_figures
 
 
 def drain_figures(

@@ -32,6 +32,7 @@ from django.db import connection
 from django.db.models import Field, Model
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
+from messaging.services.statements import column
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,13 +76,7 @@ class _Insert:
 
 @functools.cache
 def _statement(update_name: bool) -> tuple[str, _Insert, _Insert, _Insert, _Insert]:
-    qn = connection.ops.quote_name
-
-    def col(model: type[Model], name: str) -> str:
-        field = model._meta.get_field(name)
-        assert isinstance(field, Field)
-        assert field.column
-        return qn(field.column)
+    qn, col = connection.ops.quote_name, column
 
     guest = _Insert.of(Guest, {"hotel_id": "hotel.id"})
     conversation = _Insert.of(Conversation, {"hotel_id": "guest.hotel_id", "guest_id": "guest.id"})

@@ -14,7 +14,6 @@ duplicate it is (a concurrent delivery or a worker got there first), never as a 
 from __future__ import annotations
 
 import logging
-from contextlib import nullcontext
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -36,6 +35,7 @@ from messaging.notifications import (
     Unparseable,
 )
 from messaging.services import inbound_sql, replies, statuses
+from messaging.services.statements import own_transaction
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
 from reliability.models import DeadLetter
 from reliability.services import dead_letter_quarantine
@@ -127,9 +127,7 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
     guest, message = _inbound_rows(incoming=incoming, now=now)
     job = replies.reply_job_unsaved(now=now)
     try:
-        # In a caller's transaction a savepoint keeps a refused statement from breaking it; alone
-        # the statement is its own transaction (a BEGIN/COMMIT around it would cost two round trips).
-        with transaction.atomic() if transaction.get_connection().in_atomic_block else nullcontext():
+        with own_transaction():
             written = inbound_sql.inbound_message_insert(
                 id_instance=incoming.id_instance,
                 guest=guest,

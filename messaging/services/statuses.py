@@ -9,17 +9,17 @@ after both commits (each side looks again in ``on_commit``), so none is orphaned
 
 from __future__ import annotations
 
+import functools
 import logging
-from contextlib import nullcontext
 from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import connection, transaction
-from django.db.models import Field
 from django.utils import timezone
 
 from messaging.models import DeferredStatus, Message
 from messaging.notifications import OutgoingStatus
+from messaging.services.statements import column, model_field, own_transaction
 
 logger = logging.getLogger(__name__)
 
@@ -53,34 +53,35 @@ def _forward_from(new: Message.Status) -> list[str]:
     return [s for s, rank in _RANK.items() if rank < _RANK[new]]
 
 
+@functools.cache
+def _forward_statement(new: Message.Status) -> tuple[str, tuple[str, ...]]:
+    """``UPDATE ... RETURNING id`` moving a known outbound message to ``new`` from a status it may
+    follow, and the fields it sets (in parameter order), built once per status."""
+    names = ("status", _TIMESTAMP_FIELD[new], *(("status_detail",) if new == Message.Status.FAILED else ()))
+    allowed = ", ".join(["%s"] * len(_forward_from(new)))
+    meta, qn = Message._meta, connection.ops.quote_name
+    # Identifiers from the model, quoted by the backend; every value is a parameter.
+    sql = (
+        f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{column(Message, n)} = %s' for n in names)} "  # noqa: S608
+        f"WHERE {column(Message, 'direction')} = %s AND {column(Message, 'provider_message_id')} = %s "
+        f"AND {column(Message, 'status')} IN ({allowed}) RETURNING {qn(meta.pk.column)}"
+    )
+    return sql, names
+
+
 def _forward_update(status: OutgoingStatus) -> int | None:
     """The common case in one statement: the message is known and the status moves it forward.
     One conditional ``UPDATE ... RETURNING`` in autocommit (PostgreSQL re-checks the condition on a
     row another transaction changed meanwhile; SQLite writes one at a time): the pk, or None when
     the message is unknown or the status stale (then ``outbound_status_apply`` decides which)."""
     new = _PROVIDER_STATUS.get(status.status, Message.Status.FAILED)
-    values: dict[str, object] = {"status": new, _TIMESTAMP_FIELD[new]: status.timestamp}
+    sql, names = _forward_statement(new)
+    values = {"status": new, _TIMESTAMP_FIELD[new]: status.timestamp}
     if new == Message.Status.FAILED:
         values["status_detail"] = _failure_detail(status.status, status.description)
-    qn, meta = connection.ops.quote_name, Message._meta
-    fields = [field for name in values if isinstance(field := meta.get_field(name), Field)]
-    column = {
-        f.name: qn(f.column)
-        for name in (*values, "direction", "provider_message_id")
-        if isinstance(f := meta.get_field(name), Field) and f.column
-    }
-    allowed = _forward_from(new)
-    # Identifiers from the model, quoted by the backend; every value is a parameter.
-    sql = (
-        f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{column[f.name]} = %s' for f in fields)} "  # noqa: S608
-        f"WHERE {column['direction']} = %s AND {column['provider_message_id']} = %s "
-        f"AND {column['status']} IN ({', '.join(['%s'] * len(allowed))}) RETURNING {qn(meta.pk.column)}"
-    )
-    params = [f.get_db_prep_save(values[f.name], connection) for f in fields]
-    params += [Message.Direction.OUTBOUND, status.id_message, *allowed]
-    # In a caller's transaction (tests, redrive) a savepoint; alone, the statement is its transaction.
-    savepoint = transaction.atomic() if connection.in_atomic_block else nullcontext()
-    with savepoint, connection.cursor() as cursor:
+    params = [model_field(Message, n).get_db_prep_save(values[n], connection) for n in names]
+    params += [Message.Direction.OUTBOUND, status.id_message, *_forward_from(new)]
+    with own_transaction(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
     return None if row is None else int(row[0])
