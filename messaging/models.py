@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
 
 
 class Hotel(models.Model):
@@ -23,6 +22,32 @@ class Hotel(models.Model):
         max_length=32, blank=True, help_text="Last stateInstance reported by Green API (e.g. authorized)."
     )
     green_api_state_changed_at = models.DateTimeField(null=True, blank=True)
+    # Webhook credentials (docs/hotels.md): only SHA-256 digests of the tokens are stored. A plain,
+    # fast hash is right here: the tokens are 256-bit random strings (never passwords), so nothing
+    # is gained by a slow KDF, and the webhook checks one per request on the hot path.
+    webhook_token_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="SHA-256 (hex) of the hotel's current Green API webhookUrlToken; the token itself is "
+        "shown once when issued and never stored. Empty: no per-hotel token yet.",
+    )
+    webhook_token_issued_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the current webhook token was issued."
+    )
+    webhook_token_previous_hash = models.CharField(
+        max_length=64,
+        blank=True,
+        db_index=True,
+        help_text="SHA-256 (hex) of the webhook token replaced by the last rotation; still accepted "
+        "until webhook_token_previous_expires_at (rotation without downtime).",
+    )
+    webhook_token_previous_expires_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="End of the previous webhook token's grace period; after it only the current token "
+        "is accepted.",
+    )
     check_in = models.CharField(max_length=200, blank=True, help_text="e.g. 'from 15:00'.")
     check_out = models.CharField(max_length=200, blank=True, help_text="e.g. 'until 11:00'.")
     wifi = models.CharField(max_length=200, blank=True, help_text="Network name and password.")
@@ -100,6 +125,14 @@ class Message(models.Model):
         FAILED = "failed", "failed"
 
     conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="messages")
+    hotel = models.ForeignKey(
+        Hotel,
+        on_delete=models.CASCADE,
+        related_name="messages",
+        db_index=False,  # uniq_provider_message_per_hotel leads with it (and covers every row)
+        help_text="The conversation's hotel, copied on every message: redeliveries, statuses and Green "
+        "API's journal are matched to a message within the hotel whose instance reports them.",
+    )
     direction = models.CharField(max_length=3, choices=Direction.choices)
     text = models.TextField(blank=True)
     message_type = models.CharField(
@@ -111,7 +144,7 @@ class Message(models.Model):
         max_length=64,
         null=True,
         blank=True,
-        help_text="Green API idMessage; unique per direction so a redelivered webhook is a no-op.",
+        help_text="Green API idMessage; unique per hotel and direction so a redelivered webhook is a no-op.",
     )
     status = models.CharField(max_length=12, choices=Status.choices, db_index=True)
     status_detail = models.CharField(
@@ -128,10 +161,10 @@ class Message(models.Model):
     class Meta:
         ordering = ["created_at", "id"]
         constraints = [
+            # Not partial: NULLs (an id not known yet) are distinct, and the index serves every
+            # lookup by hotel (the hotel's cascade too), so the FK needs no index of its own.
             models.UniqueConstraint(
-                fields=["direction", "provider_message_id"],
-                condition=Q(provider_message_id__isnull=False),
-                name="uniq_provider_message_per_direction",
+                fields=["hotel", "direction", "provider_message_id"], name="uniq_provider_message_per_hotel"
             )
         ]
         indexes = [models.Index(fields=["conversation", "created_at"], name="msg_conv_created")]
@@ -214,6 +247,9 @@ class ReplyJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="replyjob_due")]
+        # Sending a guest a WhatsApp message written by staff (admin and API): a permission of its
+        # own, given to the "hotel staff" group by migration 0011 (messaging/permissions.py).
+        permissions = [("answer_guests", "Can answer guests by hand")]
 
     def __str__(self) -> str:
         return f"reply job {self.pk} ({self.status})"
@@ -222,7 +258,14 @@ class ReplyJob(models.Model):
 class DeferredStatus(models.Model):
     """An ``outgoingMessageStatus`` that arrived before we knew its ``idMessage`` (see statuses.py)."""
 
-    id_message = models.CharField(max_length=64, db_index=True, help_text="Green API idMessage.")
+    hotel = models.ForeignKey(
+        Hotel,
+        on_delete=models.CASCADE,
+        related_name="deferred_statuses",
+        db_index=False,  # deferred_hotel_id_message leads with it
+        help_text="The hotel whose instance reported the status: it is applied only to that hotel's message.",
+    )
+    id_message = models.CharField(max_length=64, help_text="Green API idMessage.")
     status = models.CharField(max_length=20, help_text="Provider status (sent, delivered, read, failed...).")
     description = models.CharField(max_length=300, blank=True)
     provider_timestamp = models.DateTimeField(help_text="When Green API says it happened.")
@@ -231,6 +274,7 @@ class DeferredStatus(models.Model):
     class Meta:
         ordering = ["provider_timestamp", "id"]
         verbose_name_plural = "deferred statuses"
+        indexes = [models.Index(fields=["hotel", "id_message"], name="deferred_hotel_id_message")]
 
     def __str__(self) -> str:
         return f"{self.id_message}: {self.status}"
