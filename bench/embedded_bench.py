@@ -79,7 +79,9 @@ def measure(*, rate: float = RATE, seconds: float = SECONDS) -> dict[str, float]
             "DEEPSEEK_URL": f"http://127.0.0.1:{deepseek_port}",
             "FAKE_GREEN_API_PORT": str(green_port),
             "FAKE_DEEPSEEK_PORT": str(deepseek_port),
-            "FAKE_GREEN_API_WEBHOOK_URL": f"{web_url}/webhooks/green-api/",
+            # The demo hotel's own URL and token (seed_demo gives the hotel FAKE_GREEN_API_WEBHOOK_TOKEN).
+            "FAKE_GREEN_API_WEBHOOK_URL": f"{web_url}/webhooks/green-api/1101000001/",
+            "FAKE_GREEN_API_WEBHOOK_TOKEN": "bench-demo-hotel-webhook-token",
             "LOG_LEVEL": "WARNING",
             "PYTHONUNBUFFERED": "1",
         }

@@ -33,10 +33,10 @@ import requests
 
 from drill.report import percentile, reply_latency
 from drill.runner import BREAKER_RECOVERY, Drill, booted_stack
-from drill.stack import ROOT, Stack
+from drill.stack import DEMO_INSTANCE, DEMO_WEBHOOK_TOKEN, ROOT, Stack
 from drill.traffic import Injected, Traffic, tally
 
-WEBHOOK_TOKEN = "dev-webhook-token"  # noqa: S105 - the DEBUG default of GREEN_API_WEBHOOK_TOKEN
+WEBHOOK_TOKEN = DEMO_WEBHOOK_TOKEN  # the demo hotel's own token, on its own URL (the production path)
 INSTANCE = 1101000001
 RESULTS = ROOT / "load-results.json"
 #: Replies parked during the outage of the drain measurement, from this many guests at a time.
@@ -318,7 +318,7 @@ def measure(seconds: float = 10.0) -> dict[str, Any]:
     os.environ.setdefault("WEBHOOK_RATE_LIMIT", LOAD_WEBHOOK_RATE_LIMIT)
     with booted_stack(embedded=False) as stack:
         webhook, live, ready = (
-            f"{stack.web_url}/webhooks/green-api/",
+            f"{stack.web_url}/webhooks/green-api/{DEMO_INSTANCE}/",
             f"{stack.web_url}/health/live/",
             f"{stack.web_url}/health/ready/",
         )

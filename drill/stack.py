@@ -205,6 +205,12 @@ class Stack:
         )
 
 
+#: The demo hotel's instance and webhook token in every stack (seed_demo gives the hotel the token).
+DEMO_INSTANCE = "1101000001"
+DEMO_WEBHOOK_TOKEN = "drill-demo-hotel-webhook-token"  # noqa: S105 - a throwaway stack's credential
+#: The single-hotel global token (legacy URL), for tests that post notifications themselves.
+GLOBAL_WEBHOOK_TOKEN = "test-webhook-token"  # noqa: S105 - tests/conftest.py TEST_WEBHOOK_TOKEN
+
 #: Celery workers run below the web's CPU priority, as ``make run`` starts them (deploy/Procfile.dev).
 WORKER_NICE = ("nice", "-n", "10")
 
@@ -226,7 +232,11 @@ def base_env(tmp: Path, *, embedded: bool = False, **extra: str) -> tuple[dict[s
             "DEEPSEEK_URL": f"http://127.0.0.1:{deepseek_port}",
             "FAKE_GREEN_API_PORT": str(green_port),
             "FAKE_DEEPSEEK_PORT": str(deepseek_port),
-            "FAKE_GREEN_API_WEBHOOK_URL": f"{web_url}/webhooks/green-api/",
+            # The fake pushes to the demo hotel's own URL with its own token (seed_demo issues it);
+            # the global token is set too, for tests that post to the legacy URL themselves.
+            "FAKE_GREEN_API_WEBHOOK_URL": f"{web_url}/webhooks/green-api/{DEMO_INSTANCE}/",
+            "FAKE_GREEN_API_WEBHOOK_TOKEN": DEMO_WEBHOOK_TOKEN,
+            "GREEN_API_WEBHOOK_TOKEN": GLOBAL_WEBHOOK_TOKEN,
             "REPLY_STALE_AFTER": "5",
             "REPLY_SWEEP_INTERVAL": "2",
             "REPLY_DRAIN_INTERVAL": "1",

@@ -333,9 +333,19 @@ CELERY_BEAT_SCHEDULE = {
 GREEN_API_URL = env_str("GREEN_API_URL", "http://127.0.0.1:8701")
 GREEN_API_ID_INSTANCE = env_str("GREEN_API_ID_INSTANCE", "1101000001")
 GREEN_API_TOKEN = env_str("GREEN_API_TOKEN", "test-token")
-GREEN_API_WEBHOOK_TOKEN = env_str("GREEN_API_WEBHOOK_TOKEN", "dev-webhook-token" if DEBUG else "")
-if not GREEN_API_WEBHOOK_TOKEN:
-    raise ImproperlyConfigured("GREEN_API_WEBHOOK_TOKEN must be set when DJANGO_DEBUG is off")
+# Webhook authentication (docs/hotels.md): each hotel has its own token (hotel_create / hotel_connect /
+# hotel_rotate_webhook_token) and URL /webhooks/green-api/<idInstance>/. The global token is only an
+# explicit opt-in for single-hotel installs: when set, the legacy URL /webhooks/green-api/ accepts it
+# for every instance (so it lets any holder post as any hotel). Empty by default in every mode.
+GREEN_API_WEBHOOK_TOKEN = env_str("GREEN_API_WEBHOOK_TOKEN", "")
+# Base URL Green API reaches this deployment at; the per-hotel webhook URLs are built from it.
+HOTELBOT_PUBLIC_URL = env_str("HOTELBOT_PUBLIC_URL", "http://127.0.0.1:8000" if DEBUG else "")
+# How long a rotated-out webhook token stays valid (Green API applies new settings within minutes).
+WEBHOOK_TOKEN_GRACE_HOURS = env_float("WEBHOOK_TOKEN_GRACE_HOURS", 24.0)
+# Seconds a process trusts its cached hotel credentials; also how long a revoked token can linger.
+WEBHOOK_CREDENTIAL_CACHE_SECONDS = env_float("WEBHOOK_CREDENTIAL_CACHE_SECONDS", 30.0)
+# Per process, at most one audit row per (token's hotel, claimed instance) refusal in this many seconds.
+WEBHOOK_REFUSAL_AUDIT_INTERVAL = env_float("WEBHOOK_REFUSAL_AUDIT_INTERVAL", 60.0)
 GREEN_API_CONNECT_TIMEOUT = env_float("GREEN_API_CONNECT_TIMEOUT", 3.0)
 GREEN_API_READ_TIMEOUT = env_float("GREEN_API_READ_TIMEOUT", 10.0)
 # Overall deadline of one Green API call (a trickling answer defeats the read timeout); it must be
@@ -350,6 +360,8 @@ GREEN_API_SEND_RATE = env_float("GREEN_API_SEND_RATE", 20.0)
 # (with 10%, 111 ms: a loaded 2-core machine earned 429s).
 GREEN_API_RATE_SEND_MESSAGE = env_float("GREEN_API_RATE_SEND_MESSAGE", 40.0)
 GREEN_API_RATE_LAST_OUTGOING = env_float("GREEN_API_RATE_LAST_OUTGOING", 0.8)
+# getSettings / setSettings calls/s per instance (limit: 1), used by hotel_connect.
+GREEN_API_RATE_SETTINGS = env_float("GREEN_API_RATE_SETTINGS", 0.8)
 # Longest wait for a slot; beyond it the call is refused at once ("not now") and the job reschedules.
 GREEN_API_RATE_MAX_WAIT = env_float("GREEN_API_RATE_MAX_WAIT", 2.0)
 
@@ -367,8 +379,11 @@ DEEPSEEK_RATE_MODELS = env_float("DEEPSEEK_RATE_MODELS", 0.2)
 FAKE_GREEN_API_PORT = env_int("FAKE_GREEN_API_PORT", 8701)
 FAKE_DEEPSEEK_PORT = env_int("FAKE_DEEPSEEK_PORT", 8702)
 FAKE_GREEN_API_WEBHOOK_URL = env_str(
-    "FAKE_GREEN_API_WEBHOOK_URL", "http://127.0.0.1:8000/webhooks/green-api/"
+    "FAKE_GREEN_API_WEBHOOK_URL", f"http://127.0.0.1:8000/webhooks/green-api/{GREEN_API_ID_INSTANCE}/"
 )
+# The demo hotel's webhook token (seed_demo gives it to the hotel, fake_providers pushes with it):
+# a public development value, so only in DEBUG.
+FAKE_GREEN_API_WEBHOOK_TOKEN = env_str("FAKE_GREEN_API_WEBHOOK_TOKEN", "dev-demo-hotel-webhook-token" if DEBUG else "")
 
 # --- Reply pipeline ------------------------------------------------------------------------------
 REPLY_CONTEXT_TURNS = env_int("REPLY_CONTEXT_TURNS", 8)
@@ -664,3 +679,10 @@ DEGRADATION_RECOVERY_SECONDS = env_float("DEGRADATION_RECOVERY_SECONDS", 60.0)
 # Retry-After (seconds) of the 503s the degradation middleware answers.
 DEGRADATION_RETRY_AFTER = env_float("DEGRADATION_RETRY_AFTER", 60.0)
 # Moves to SEVERE or worse, and the recovery from them, are mailed to ADMINS (see Mail above).
+
+# --- Secrets at rest: provider tokens encrypted in the database (issue 16) -----------------------
+# Comma-separated Fernet keys, NEWEST FIRST: values are encrypted with the first and decrypted with
+# any (add a new key in front, run `manage.py rotate_field_keys`, then `--verify`, then drop the old
+# one). Kept apart from SECRET_KEY. Unset with DEBUG on: the public dev key (reliability/crypto.py);
+# unset, malformed or the dev key without DEBUG: a system check error refuses to start. docs/secrets.md.
+FIELD_ENCRYPTION_KEYS = env_list("FIELD_ENCRYPTION_KEYS", "")

@@ -1,4 +1,4 @@
-"""Demo data for ``make run``: one hotel wired to the fake Green API, and an admin user."""
+"""Demo data for ``make run``: one hotel wired to the fake Green API (with its webhook token), an admin."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.db import transaction
+from django.utils import timezone
 
 from messaging.models import Hotel
+from messaging.services.webhook_auth import webhook_token_digest
 
 DEMO_HOTEL = {
     "name": "Seaside Inn",
@@ -36,6 +38,14 @@ def demo_seed(*, admin_username: str, admin_password: str, admin_email: str = ""
             green_api_instance_id=settings.GREEN_API_ID_INSTANCE,
             defaults={**DEMO_HOTEL, "green_api_token": settings.GREEN_API_TOKEN},
         )
+        # The fake Green API pushes with FAKE_GREEN_API_WEBHOOK_TOKEN (a public development value):
+        # it becomes the demo hotel's webhook token unless the hotel already has one (a rotated
+        # token is kept; `hotel_connect` then pushes the new one to the fake).
+        demo_token = settings.FAKE_GREEN_API_WEBHOOK_TOKEN
+        if demo_token and not hotel.webhook_token_hash:
+            hotel.webhook_token_hash = webhook_token_digest(demo_token)
+            hotel.webhook_token_issued_at = timezone.now()
+            hotel.save(update_fields=["webhook_token_hash", "webhook_token_issued_at", "updated_at"])
         user_model = get_user_model()
         admin_created = False
         if not user_model.objects.filter(username=admin_username).exists():

@@ -33,6 +33,9 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.django_db(**kwargs), append=False)
 
 
+TEST_WEBHOOK_TOKEN = "test-webhook-token"
+
+
 @pytest.fixture
 def webhook_client() -> APIClient:
     from django.conf import settings
@@ -49,10 +52,15 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     write_pending_events() to check them."""
     import uuid
 
+    from messaging.services import webhook_auth
     from reliability import database_breaker, degradation, ratelimit
     from reliability.breaker import registry
     from reliability.retry import reset_retry_registry
 
+    # The global webhook token is an opt-in (empty by default); most tests post with it through
+    # webhook_client. Per-hotel tokens have their own tests (tests/messaging/test_webhook_credentials.py).
+    settings.GREEN_API_WEBHOOK_TOKEN = TEST_WEBHOOK_TOKEN
+    webhook_auth.reset_for_tests()
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
     settings.BREAKER_DB_STORE = False

@@ -8,7 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from messaging.api.authentication import GreenApiWebhookAuthentication
+from messaging.api.authentication import GreenApiWebhookAuthentication, webhook_instance_authorize
 from messaging.notifications import instance_of, parse_webhook_body, read_body
 from messaging.services.intake import notification_ingest
 from reliability import ratelimit
@@ -48,7 +48,10 @@ class GreenApiWebhookView(APIView):
                     OpenApiExample("quarantined", value={"status": "quarantined"}),
                 ],
             ),
-            401: OpenApiResponse(description="Missing or wrong Bearer token."),
+            401: OpenApiResponse(
+                description="Missing or wrong Bearer token, or a token of another hotel than the body's "
+                "idInstance (nothing stored)."
+            ),
             429: OpenApiResponse(
                 description="More notifications from this instance than `WEBHOOK_RATE_LIMIT` (with "
                 "Retry-After; nothing stored, Green API redelivers)."
@@ -58,7 +61,8 @@ class GreenApiWebhookView(APIView):
             ),
         },
     )
-    def post(self, request: Request) -> Response:
+    def post(self, request: Request, instance: str | None = None) -> Response:
+        # ``instance``: the per-hotel URL's idInstance, checked by the authentication class.
         body = read_body(
             request.stream,
             content_length=_content_length(request),
@@ -66,7 +70,9 @@ class GreenApiWebhookView(APIView):
             keep=settings.DEAD_LETTER_RAW_MAX_CHARS,
         )
         notification = parse_webhook_body(body)
-        self.check_instance_rate(instance_of(notification))
+        claimed = instance_of(notification)
+        webhook_instance_authorize(request=request, instance=claimed)  # the token's hotel's, or 401
+        self.check_instance_rate(claimed)
         result = notification_ingest(notification=notification, body=body)
         return Response({"status": result.action})
 

@@ -50,9 +50,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--webhook-token",
-            default=str(_setting("GREEN_API_WEBHOOK_TOKEN", "")),
-            help="webhookUrlToken: pushes carry 'Authorization: Bearer <token>' when non-empty "
-            "(default: settings.GREEN_API_WEBHOOK_TOKEN).",
+            default=str(_setting("FAKE_GREEN_API_WEBHOOK_TOKEN", _setting("GREEN_API_WEBHOOK_TOKEN", ""))),
+            help="webhookUrlToken: pushes carry 'Authorization: Bearer <token>' when non-empty (default: "
+            "settings.FAKE_GREEN_API_WEBHOOK_TOKEN, the demo hotel's token, else GREEN_API_WEBHOOK_TOKEN).",
         )
         parser.add_argument(
             "--redelivery-delay",
