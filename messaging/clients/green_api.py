@@ -39,6 +39,8 @@ _PACED: dict[str, str] = {
     "sendMessage": "GREEN_API_RATE_SEND_MESSAGE",
     "lastOutgoingMessages": "GREEN_API_RATE_LAST_OUTGOING",
     "getStateInstance": "GREEN_API_RATE_STATE_INSTANCE",
+    "getSettings": "GREEN_API_RATE_SETTINGS",
+    "setSettings": "GREEN_API_RATE_SETTINGS",
 }
 # A 400 that means "refused for now" (the instance is booting): not processed, retry in a few seconds.
 _STARTING = "instance in starting process"
@@ -205,6 +207,29 @@ class GreenApiClient:
         breaker guards nor be hidden by it)."""
         data = self._call("GET", "getStateInstance", breaker=False)
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
+
+    def get_settings(self) -> dict[str, Any]:
+        """The instance's settings (docs/providers.md §1.4: ``webhookUrl``, ``webhookUrlToken``, the
+        ``"yes"``/``"no"`` notification flags, ...). Paced (1 call/s per instance), outside the send
+        breaker (an onboarding call must not open or reset it). The answer holds the webhook token:
+        callers never log it."""
+        data = self._call("GET", "getSettings", breaker=False)
+        if not isinstance(data, dict):
+            raise GreenApiPermanentError(
+                "Green API getSettings answered something else than an object", status=200
+            )
+        return data
+
+    def set_settings(self, **fields: str | int) -> None:
+        """``setSettings`` with at least one field (Green API reboots the instance and applies them
+        within minutes). Not retried in the call: the caller reads them back with :meth:`get_settings`."""
+        if not fields:
+            raise ValueError("setSettings needs at least one field")
+        data = self._call("POST", "setSettings", json=fields, breaker=False, retry=False)
+        if not isinstance(data, dict) or data.get("saveSettings") is not True:
+            raise GreenApiPermanentError(
+                self._mask(f"Green API setSettings did not save the settings: {str(data)[:200]}"), status=200
+            )
 
     def last_outgoing_messages(self, *, minutes: int = 30) -> list[OutgoingJournalEntry]:
         # One retry layer: the reply job's. The journal session retries nothing and has its own breaker.
