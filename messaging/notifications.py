@@ -9,8 +9,10 @@ Unknown ``typeWebhook`` values parse to :class:`Ignored`. :func:`parse_notificat
 
 What we keep must fit the columns it goes to: identifiers (idMessage, chatId, idInstance, enum
 values) that do not fit are invalid, never cut; free text (message text, sender name, status
-description) is cut to its limit. Strings with NUL or lone surrogates (PostgreSQL and UTF-8
-cannot store them) are invalid.
+description) is cut to its limit. NUL and lone surrogates (a broken emoji sent as ``"\ud83d"``),
+which PostgreSQL and UTF-8 cannot store, make an identifier invalid; in free text they are replaced
+by U+FFFD (:data:`REPLACEMENT`) and the field is named in the notification's ``cleaned``, so the
+message is stored and answered and the intake keeps the original body for staff.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ DESCRIPTION_MAX = 300  # DeferredStatus.description, Message.status_detail (free
 TEXT_MAX = 65536  # WhatsApp's message length (free text: cut)
 TIMESTAMP_MAX = 4102444800  # 2100-01-01: anything later is not a unix time in seconds
 _UNSAFE = re.compile("[\x00\ud800-\udfff]")
+#: What a NUL or a lone surrogate in free text becomes (U+FFFD REPLACEMENT CHARACTER).
+REPLACEMENT = "\ufffd"
 
 
 class Reason(StrEnum):
@@ -96,6 +100,7 @@ class IncomingMessage:
     type_message: str
     text: str
     timestamp: datetime
+    cleaned: tuple[str, ...] = ()  # free-text fields whose NUL / lone surrogates became U+FFFD
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +110,7 @@ class OutgoingStatus:
     status: str
     description: str
     timestamp: datetime
+    cleaned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +120,7 @@ class OutgoingApiMessage:
     chat_id: str
     text: str
     timestamp: datetime
+    cleaned: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +145,7 @@ class _Fields:
         self.data = data
         self.errors: dict[str, str] = {}
         self.reason: Reason | None = None
+        self.cleaned: list[str] = []  # free-text fields whose unsafe characters were replaced
 
     def error(self, name: str, reason: Reason, message: str) -> None:
         self.errors.setdefault(name, message)
@@ -156,13 +164,17 @@ class _Fields:
         return node
 
     def text(self, value: Any, name: str, *, max_len: int | None = None, cut: int | None = None) -> str:
-        """A string value: unsafe characters are invalid; over ``max_len`` invalid, over ``cut`` cut."""
+        """A string value: over ``max_len`` invalid, over ``cut`` cut. Unsafe characters (NUL, lone
+        surrogates) make an identifier invalid; free text (a ``cut`` is given) gets U+FFFD instead."""
         if not isinstance(value, str):
             self.error(name, Reason.WRONG_TYPE, "Must be a string.")
             return ""
         if _UNSAFE.search(value):
-            self.error(name, Reason.UNSAFE_TEXT, "Contains a NUL character or a lone surrogate.")
-            return ""
+            if cut is None:
+                self.error(name, Reason.UNSAFE_TEXT, "Contains a NUL character or a lone surrogate.")
+                return ""
+            value = _UNSAFE.sub(REPLACEMENT, value)  # one character for one: the cut stays the same
+            self.cleaned.append(name)
         if max_len is not None and len(value) > max_len:
             self.error(name, Reason.TOO_LONG, f"Longer than {max_len} characters.")
             return ""
@@ -265,6 +277,7 @@ def parse_notification(data: Any) -> Notification:
             status=f.str_at("status", max_len=40),
             description=f.str_at("description", required=False, cut=DESCRIPTION_MAX),
             timestamp=f.timestamp(),
+            cleaned=tuple(f.cleaned),
         )
         if result.status and result.status not in OUTGOING_STATUSES:
             f.error("status", Reason.UNKNOWN_VALUE, f"Unknown status {result.status!r}.")
@@ -276,6 +289,7 @@ def parse_notification(data: Any) -> Notification:
             chat_id=_chat_id(f, "senderData", "chatId"),
             text=text,
             timestamp=f.timestamp(),
+            cleaned=tuple(f.cleaned),
         )
     elif type_webhook == "stateInstanceChanged":
         result = StateChanged(
@@ -301,6 +315,7 @@ def _incoming(f: _Fields) -> IncomingMessage:
         type_message=type_message,
         text=text,
         timestamp=f.timestamp(),
+        cleaned=tuple(f.cleaned),
     )
 
 

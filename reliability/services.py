@@ -128,9 +128,12 @@ def dead_letter_quarantine(
     raw_size: int | None = None,
     secrets: Iterable[str] = (),
     tenant: str = "",
+    resolution: str = "",
 ) -> DeadLetter:
     """Keep something that could not be processed as a pending dead letter, safely and bounded.
     ``tenant``: whose data it is, when known (staff of that tenant see it; empty = operations only).
+    ``resolution``: it was dealt with after all (e.g. cleaned and processed): the letter is kept
+    for staff already resolved, with this note, and not counted as a new dead letter.
 
     ``raw`` is cut to ``DEAD_LETTER_RAW_MAX_CHARS`` and escaped (undecodable bytes, NUL, lone
     surrogates), ``secrets`` are masked everywhere. Call it outside any failed transaction: it
@@ -157,6 +160,10 @@ def dead_letter_quarantine(
         "raw_truncated": truncated,
         "tenant": tenant[:64],
     }
+    if resolution:
+        fields.update(
+            status=DeadLetter.Status.RESOLVED, resolved_at=timezone.now(), resolution=resolution[:200]
+        )
     try:
         stored_payload = None if payload is None else _storable_payload(payload, secrets)
     except RecursionError:
@@ -168,8 +175,10 @@ def dead_letter_quarantine(
         # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
         with transaction.atomic():
             letter = DeadLetter.objects.create(payload=None, **fields)
-    DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
-    logger.warning(
+    if not resolution:
+        DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
+    logger.log(
+        logging.INFO if resolution else logging.WARNING,
         "dead letter %s: kind=%s subject=%s reason=%s",
         letter.pk,
         kind,

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DataError, IntegrityError, transaction
+from django.db import DatabaseError, DataError, IntegrityError, transaction
 from django.db.models import Subquery
 from django.utils import timezone
 
@@ -55,8 +55,18 @@ def notification_ingest(
 ) -> IngestResult:
     """The webhook's one call: route a parsed notification to the write it needs, or quarantine it.
 
-    Never raises for bad input; raises only when the database itself is unavailable.
+    Never raises for bad input; raises only when the database itself is unavailable. A notification
+    whose free text was cleaned (NUL, lone surrogates → U+FFFD: ``cleaned``) is stored and answered
+    like any other, and its original body is kept for staff (:func:`cleaned_original_keep`).
     """
+    result = _notification_route(notification=notification, body=body)
+    cleanable = IncomingMessage | OutgoingStatus | OutgoingApiMessage
+    if isinstance(notification, cleanable) and notification.cleaned and result.action not in NOT_PROCESSED:
+        cleaned_original_keep(notification=notification, body=body, result=result)
+    return result
+
+
+def _notification_route(*, notification: Notification | Unparseable, body: RawBody | None) -> IngestResult:
     if isinstance(notification, Unparseable):
         return notification_quarantine(
             body=body,
@@ -238,6 +248,41 @@ def notification_quarantine(
     if isinstance(payload, dict) and payload.get("typeWebhook") == "incomingMessageReceived":
         REPLIES.labels("quarantined").inc()  # a guest message that gets no automatic reply
     return IngestResult(action="quarantined", dead_letter_id=letter.pk)
+
+
+#: Outcomes of a notification that was not processed now (a redelivery's original was kept the first time).
+NOT_PROCESSED = frozenset({"quarantined", "duplicate", "ignored", "ignored_group_chat"})
+#: Reason code of the resolved dead letter that keeps a cleaned notification's original body.
+TEXT_CLEANED = "text_cleaned"
+
+
+def cleaned_original_keep(
+    *,
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage,
+    body: RawBody | None,
+    result: IngestResult,
+) -> DeadLetter | None:
+    """Keep the original body of a notification processed with cleaned free text, for staff: a
+    ``webhook_quarantine`` dead letter already resolved (reason ``text_cleaned``), in the hotel's
+    scope. A failure to keep it is logged, never raised: the message is stored and answered."""
+    fields = ", ".join(notification.cleaned)
+    stored = f" (message {result.message_id})" if result.message_id is not None else ""
+    try:
+        return dead_letter_quarantine(
+            kind=DeadLetter.Kind.WEBHOOK_QUARANTINE,
+            subject=notification.id_instance,
+            raw=body.data if body is not None else b"",
+            raw_size=body.size if body is not None else 0,
+            reason_code=TEXT_CLEANED,
+            reason=f"NUL characters or lone surrogates in {fields} were replaced by U+FFFD; the original "
+            "body is kept here.",
+            secrets=(settings.GREEN_API_WEBHOOK_TOKEN,),
+            tenant=_tenant_of_instance(notification.id_instance),
+            resolution=f"cleaned and processed: {result.action}{stored}",
+        )
+    except DatabaseError as e:
+        logger.warning("the original of a cleaned notification was not kept: %s", type(e).__name__)
+        return None
 
 
 def _guest_seen(*, hotel: Hotel, guest: Guest) -> Guest:

@@ -109,20 +109,9 @@ BAD_INPUTS: list[tuple[str, bytes, str, str]] = [
         "instanceData.idInstance",
     ),
     ("typeMessage too long", _raw(_incoming(messageData__typeMessage="x" * 41)), "too_long", "typeMessage"),
-    (
-        "NUL in text",
-        _raw(_incoming(messageData__textMessageData={"textMessage": "a\u0000b"})),
-        "unsafe_text",
-        "textMessage",
-    ),
+    # NUL and lone surrogates in free text (text, sender name) are cleaned, not quarantined:
+    # test_webhook_clean_input.py. In an identifier they are quarantined.
     ("NUL in idMessage", _raw(_incoming(idMessage="AB\u0000C")), "unsafe_text", "idMessage"),
-    ("NUL in sender name", _raw(_incoming(senderData__senderName="An\u0000a")), "unsafe_text", "senderName"),
-    (
-        "lone surrogate (half an emoji)",
-        _raw(_incoming()).replace(b"check-out?", b"check-out? \\ud83d"),
-        "unsafe_text",
-        "textMessage",
-    ),
     ("lone surrogate in chatId", _raw(_incoming(senderData__chatId="\udc00@c.us")), "unsafe_text", "chatId"),
     ("unknown status value", _status("teleported"), "unknown_value", "status"),
     ("unknown instance state", _raw(payloads.state_changed("exploded")), "unknown_value", "stateInstance"),
