@@ -10,6 +10,9 @@ PG_URL ?= postgres://postgres@127.0.0.1:5432/test
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
 BROKER_TEST_URL ?= redis://127.0.0.1:6379/1
 SERVICE_ENV := DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_BROKER_URL=$(BROKER_TEST_URL)
+# The development commands set DEBUG themselves (it is off by default; without it the dev secret key
+# and other public development values refuse to start: docs/security.md).
+DEV_ENV := DJANGO_DEBUG=1
 # The embedded run must not inherit service URLs from the caller's environment.
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL
 
@@ -33,11 +36,11 @@ $(STAMP): requirements.txt requirements-dev.txt
 install: $(STAMP)
 
 migrate: $(STAMP)
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py setup_periodic_tasks --prune
+	$(DEV_ENV) $(PY) manage.py migrate --noinput
+	$(DEV_ENV) $(PY) manage.py setup_periodic_tasks --prune
 
 seed: migrate
-	$(PY) manage.py seed_demo
+	$(DEV_ENV) $(PY) manage.py seed_demo
 
 run: seed
 	@echo ""
@@ -47,13 +50,13 @@ run: seed
 	@echo "  health:           http://127.0.0.1:8000/health/ready/   metrics: http://127.0.0.1:8000/metrics"
 	@echo "  fake Green API:   http://127.0.0.1:8701/__fake__/requests"
 	@echo "  fake DeepSeek:    http://127.0.0.1:8702/__fake__/requests"
-	@echo "  try it:           $(PY) manage.py simulate_guest \"What time is check-out?\""
+	@echo "  try it:           $(DEV_ENV) $(PY) manage.py simulate_guest \"What time is check-out?\""
 	@echo ""
 	rm -rf var/prometheus && mkdir -p var/prometheus  # stale metric files of an earlier run (deploy/Procfile.dev)
-	$(BIN)/honcho start -f deploy/Procfile.dev
+	$(DEV_ENV) $(BIN)/honcho start -f deploy/Procfile.dev
 
 fakes: $(STAMP)
-	$(PY) manage.py fake_providers
+	$(DEV_ENV) $(PY) manage.py fake_providers
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

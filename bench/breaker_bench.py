@@ -171,6 +171,7 @@ def run(redis_url: str | None = None, *, scale: float = 1.0, rounds: int = 7) ->
 def database_figures(bare: float, n: Callable[[int], int], rounds: int) -> dict[str, float]:
     """The database store on a scratch SQLite file and a scratch PostgreSQL database."""
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # development values; DEBUG is off by default
     import django
 
     django.setup()

@@ -19,6 +19,7 @@ ROUNDS = 7
 
 def _django() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
+    os.environ.setdefault("DJANGO_DEBUG", "1")  # development values; DEBUG is off by default
     os.environ.setdefault("HOTELBOT_VAR_DIR", tempfile.mkdtemp(prefix="hotelbot-bench-"))
     import django
     from django.core.management import call_command

@@ -74,6 +74,7 @@ def measure(*, rate: float = RATE, seconds: float = SECONDS) -> dict[str, float]
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "hotelbot.settings",
+            "DJANGO_DEBUG": "1",  # development values (dev secret key); DEBUG is off by default
             "HOTELBOT_VAR_DIR": str(tmp / "var"),
             "GREEN_API_URL": green_url,
             "DEEPSEEK_URL": f"http://127.0.0.1:{deepseek_port}",

@@ -75,6 +75,7 @@ def measure() -> dict[str, Any]:
                 "CELERY_BROKER_URL": hung.url,
                 "HOTELBOT_VAR_DIR": var,
                 "DJANGO_SETTINGS_MODULE": "hotelbot.settings",
+                "DJANGO_DEBUG": "1",  # development values (dev secret key); DEBUG is off by default
                 "CELERY_TASK_ALWAYS_EAGER": "0",
                 "LOG_LEVEL": "ERROR",
                 "BREAKER_EVENT_WRITER": "0",

@@ -37,6 +37,12 @@ def _prune_dead_files(folder: str) -> None:
 
 
 def on_starting(server: object) -> None:
+    # Django's system checks before any worker starts: unsafe settings without DEBUG (the dev
+    # SECRET_KEY, ALLOWED_HOSTS '*', ...) stop the master with exit status 1, naming the variable.
+    from hotelbot.checks import startup_checks_or_exit
+
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
+    startup_checks_or_exit("gunicorn")
     folder = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if folder:
         os.makedirs(folder, exist_ok=True)

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from drill.stack import health_headers
+
 if TYPE_CHECKING:
     from drill.runner import Drill
 
@@ -179,13 +181,13 @@ RULE_NAME = "drill: deepseek breaker open"
 
 
 def _degradation(d: Drill) -> dict[str, Any]:
-    resp = requests.get(f"{d.stack.web_url}/health/degradation/", timeout=5)
+    resp = requests.get(f"{d.stack.web_url}/health/degradation/", headers=health_headers(), timeout=5)
     resp.raise_for_status()
     return dict(resp.json())
 
 
 def _breaker_state(d: Drill, name: str) -> str:
-    resp = requests.get(f"{d.stack.web_url}/health/circuit-breakers/", timeout=5)
+    resp = requests.get(f"{d.stack.web_url}/health/circuit-breakers/", headers=health_headers(), timeout=5)
     resp.raise_for_status()
     return next((str(b["state"]) for b in resp.json()["breakers"] if b["name"] == name), "?")
 
@@ -382,7 +384,9 @@ def _wait_breaker_closed(d: Drill, name: str, timeout: float) -> None:
     while time.monotonic() < deadline:
         d.hold(2)
         try:
-            resp = requests.get(f"{d.stack.web_url}/health/circuit-breakers/", timeout=5)
+            resp = requests.get(
+                f"{d.stack.web_url}/health/circuit-breakers/", headers=health_headers(), timeout=5
+            )
             states = {b["name"]: b["state"] for b in resp.json()["breakers"]}
         except (requests.RequestException, ValueError, KeyError):
             continue

@@ -215,6 +215,15 @@ GLOBAL_WEBHOOK_TOKEN = "test-webhook-token"  # noqa: S105 - tests/conftest.py TE
 WORKER_NICE = ("nice", "-n", "10")
 
 
+#: The stacks' monitoring token (HEALTH_MONITORING_TOKEN): opens /health/ and its detail pages.
+HEALTH_TOKEN = f"drill-health-{uuid.uuid4().hex}"
+
+
+def health_headers() -> dict[str, str]:
+    """Headers that open the stacks' detailed health URLs (``/health/``, ``/health/circuit-breakers/``)."""
+    return {"Authorization": f"Bearer {HEALTH_TOKEN}"}
+
+
 def base_env(tmp: Path, *, embedded: bool = False, **extra: str) -> tuple[dict[str, str], str]:
     """The environment of a stack in ``tmp`` on free ports; returns (env, web_url)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS", "COV_"))}
@@ -227,6 +236,10 @@ def base_env(tmp: Path, *, embedded: bool = False, **extra: str) -> tuple[dict[s
     env.update(
         {
             "DJANGO_SETTINGS_MODULE": "hotelbot.settings",
+            # Development values (dev secret key, ...): DEBUG is off by default (docs/security.md).
+            "DJANGO_DEBUG": "1",
+            # The drill reads the detailed health URLs (breakers, degradation) with it.
+            "HEALTH_MONITORING_TOKEN": HEALTH_TOKEN,
             "HOTELBOT_VAR_DIR": str(tmp / "var"),
             "GREEN_API_URL": f"http://127.0.0.1:{green_port}",
             "DEEPSEEK_URL": f"http://127.0.0.1:{deepseek_port}",

@@ -8,7 +8,7 @@ from contextvars import Token
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish, task_postrun, task_prerun
+from celery.signals import before_task_publish, import_modules, task_postrun, task_prerun
 
 from hotelbot import fsbroker  # noqa: F401  registers the embedded broker's transport alias
 from hotelbot.logs import clean_request_id, request_id
@@ -18,6 +18,17 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "hotelbot.settings")
 app = Celery("hotelbot")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+# --- unsafe settings refuse to start (hotelbot/checks.py) ---------------------------------------------
+# Celery's Django fixup runs the system checks at worker start but ignores their result. The worker
+# and beat load their task modules (import_modules) before the worker's pool forks and before beat's
+# scheduler reads the database: any check error stops them there with exit status 1, naming the variable.
+@import_modules.connect
+def _refuse_unsafe_settings(**_: Any) -> None:
+    from hotelbot.checks import startup_checks_or_exit
+
+    startup_checks_or_exit("celery")
 
 
 # --- request id: from the publishing request (or task) into the task it causes -------------------

@@ -55,12 +55,13 @@ def env_list(name: str, default: str) -> list[str]:
 
 
 # --- Core ----------------------------------------------------------------------------------------
-DEBUG = env_bool("DJANGO_DEBUG", True)
-SECRET_KEY = env_str("DJANGO_SECRET_KEY")
-if not SECRET_KEY:
-    if not DEBUG:
-        raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set when DJANGO_DEBUG is off")
-    SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105
+# Off unless the environment turns it on: make run, deploy/Procfile.dev, the tests (pyproject's
+# pytest env) and the drill/bench stacks set DJANGO_DEBUG=1 themselves (docs/security.md).
+DEBUG = env_bool("DJANGO_DEBUG", False)
+# The public development key stands in when none is set, so the settings still load and the system
+# check (hotelbot/checks.py, hotelbot.E001) refuses to start without DEBUG, naming DJANGO_SECRET_KEY.
+DEV_SECRET_KEY = "django-insecure-dev-only-key-do-not-use-in-production-0123456789abcdef"  # noqa: S105
+SECRET_KEY = env_str("DJANGO_SECRET_KEY") or DEV_SECRET_KEY
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver")
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
@@ -474,6 +475,13 @@ SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0 if DEBUG else 3600)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD", False)
+# Kubernetes probes and the Prometheus scrape reach the pod over plain HTTP without the proxy's
+# X-Forwarded-Proto: a redirect to https:// on the pod's port would fail every probe.
+SECURE_REDIRECT_EXEMPT = [r"^health/", r"^metrics$"]
+# security.W021 (HSTS preload off) is silenced on purpose: preloading is a one-way commitment of the
+# whole registrable domain (every subdomain, for months), the domain owner's decision, not this app's.
+# A deployment that made it sets DJANGO_SECURE_HSTS_PRELOAD=true.
+SILENCED_SYSTEM_CHECKS = ["security.W021"]
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 
@@ -589,6 +597,10 @@ WEBHOOK_RATE_LEASE = env_int("WEBHOOK_RATE_LEASE", 10)
 # Every check answers within this many seconds, whatever its dependency does (a hung PostgreSQL,
 # Redis or broker is reported as "did not answer within ..."): probes stay under 200 ms.
 HEALTH_CHECK_TIMEOUT = env_float("HEALTH_CHECK_TIMEOUT", 0.15)
+# Opens the detailed health URLs (/health/, /health/detailed/, /health/circuit-breakers/,
+# /health/degradation/, /health/dlq/) to monitoring as `Authorization: Bearer <token>`; staff logged in
+# to admin see them too. Empty: staff only. /health/live/ and /health/ready/ stay public (status only).
+HEALTH_MONITORING_TOKEN = env_str("HEALTH_MONITORING_TOKEN", "")
 # Expensive checks (worker ping, provider states) are cached this long; probes never call a
 # provider while a cached answer exists (the health monitor task refreshes them every minute).
 HEALTH_CACHE_SECONDS = env_float("HEALTH_CACHE_SECONDS", 30.0)

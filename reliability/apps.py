@@ -10,11 +10,13 @@ class ReliabilityConfig(AppConfig):
         from django.core.signals import got_request_exception
         from prometheus_client import REGISTRY
 
+        from hotelbot import checks
         from hotelbot.logs import register_redactor
         from reliability import broker, broker_fallback, database_breaker, http, observability
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
 
+        checks.register()  # unsafe settings refuse to start without DEBUG (hotelbot/checks.py)
         # Registration only: the store (and any connection) is built on the first breaker's use.
         set_default_store_factory(registry.store)
         REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
