@@ -27,6 +27,7 @@ from messaging.services import manual, replies
 from reliability import tenancy
 from reliability.admin_site import ScopedAdmin
 from reliability.models import AuditEntry
+from reliability.fields import is_set, secret_hint
 from reliability.services import mask_phone
 
 HOTEL_FILTER = admin.RelatedOnlyFieldListFilter  # choices: only hotels of rows the user may see
@@ -71,9 +72,17 @@ def _guest(guest: Guest) -> str:
 
 
 class HotelForm(forms.ModelForm):
-    """The Green API token is write-only: never rendered back; left empty, the stored one is kept."""
+class WriteOnlyField(forms.CharField):
+    """A secret's form field: never rendered back; changed only when something was typed."""
 
-    green_api_token = forms.CharField(
+    def has_changed(self, initial: Any, data: Any) -> bool:
+        return bool(data)
+
+
+    """The Green API token is write-only: never rendered back; left empty, the stored one is kept
+    as it is (its ciphertext is not even decrypted). The page shows its last four characters."""
+
+    green_api_token = WriteOnlyField(
         required=False,
         max_length=128,
         strip=True,
@@ -101,10 +110,16 @@ class HotelForm(forms.ModelForm):
         token: str = self.cleaned_data.get("green_api_token") or ""
         if token:
             return token
-        if self.instance.pk is not None and self.instance.green_api_token:
-            return self.instance.green_api_token
+        if self.instance.pk is not None and is_set(self.instance, "green_api_token"):
+            return ""  # keep the stored one: dropped in clean(), so the model is never given it
         raise forms.ValidationError("A new hotel needs its Green API token.")
 
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or self.cleaned_data
+        if "green_api_token" in cleaned and not cleaned["green_api_token"]:
+            del cleaned["green_api_token"]  # construct_instance skips it: the stored value stays
+        return cleaned
 
 @admin.register(Hotel)
 class HotelAdmin(HotelScopedAdmin):
@@ -121,7 +136,13 @@ class HotelAdmin(HotelScopedAdmin):
     )
     list_filter = ("green_api_state",)
     search_fields = ("name", "green_api_instance_id", "address")
-    readonly_fields = ("green_api_state", "green_api_state_changed_at", "created_at", "updated_at")
+    readonly_fields = (
+        "green_api_token_hint",
+        "green_api_state",
+        "green_api_state_changed_at",
+        "created_at",
+        "updated_at",
+    )
     fieldsets = (
         (None, {"fields": ("name", "address", "staff_contact")}),
         (
@@ -134,6 +155,7 @@ class HotelAdmin(HotelScopedAdmin):
                 "fields": (
                     "green_api_instance_id",
                     "green_api_token",
+                    "green_api_token_hint",
                     "green_api_state",
                     "green_api_state_changed_at",
                 )
@@ -148,6 +170,11 @@ class HotelAdmin(HotelScopedAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)
 
+
+    @admin.display(description="current Green API token")
+    def green_api_token_hint(self, obj: Hotel) -> str:
+        """Its last four characters only (the token is encrypted at rest and never shown)."""
+        return secret_hint(obj, "green_api_token") if obj.pk is not None else "(not set)"
 
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):

@@ -12,6 +12,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from messaging import selectors
 from messaging.clients import deepseek, green_api
+from reliability.crypto import FieldEncryptionError
 from reliability.metrics import WHATSAPP_NOT_AUTHORIZED
 
 SWEEPER_HEARTBEAT = "reply_sweeper"
@@ -45,10 +46,13 @@ def green_api_instances() -> str:
     problems: list[str] = []
     not_authorized = 0
     for hotel in hotels:
-        client = green_api.client_for(
-            id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token
-        )
         where = f"hotel {hotel.name!r} (instance {hotel.green_api_instance_id})"
+        try:
+            api_token = hotel.green_api_token
+        except FieldEncryptionError:  # counted by the encrypted_values check; never sent encrypted
+            problems.append(f"{where}: its Green API token cannot be decrypted (see encrypted_values)")
+            continue
+        client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=api_token)
         try:
             state = client.get_state_instance()
         except green_api.GreenApiError as e:  # messages are masked by the client

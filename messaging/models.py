@@ -5,6 +5,8 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 
+from reliability.fields import EncryptedTextField
+
 
 class Hotel(models.Model):
     """A hotel and the facts its concierge answers from; one Green API instance per hotel."""
@@ -15,8 +17,9 @@ class Hotel(models.Model):
         unique=True,
         help_text="Green API idInstance of the hotel's WhatsApp number; routes incoming webhooks.",
     )
-    green_api_token = models.CharField(
-        max_length=128, help_text="Green API apiTokenInstance used to send replies for this hotel."
+    green_api_token = EncryptedTextField(
+        help_text="Green API apiTokenInstance used to send replies for this hotel; encrypted at rest "
+        "with FIELD_ENCRYPTION_KEYS (docs/secrets.md), decrypted only when a call needs it."
     )
     green_api_state = models.CharField(
         max_length=32, blank=True, help_text="Last stateInstance reported by Green API (e.g. authorized)."

@@ -7,12 +7,22 @@ class ReliabilityConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import worker_process_init
+        from django.core import checks as django_checks
         from django.core.signals import got_request_exception
         from prometheus_client import REGISTRY
 
         from hotelbot import checks
         from hotelbot.logs import register_redactor
-        from reliability import broker, broker_fallback, database_breaker, http, observability
+        from reliability import (
+            broker,
+            broker_fallback,
+            crypto,
+            database_breaker,
+            encryption,
+            health,
+            http,
+            observability,
+        )
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
 
@@ -22,6 +32,11 @@ class ReliabilityConfig(AppConfig):
         REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
         observability.connect_celery_signals()
         register_redactor(http.redact_live_sessions)
+        # Values encrypted at rest (issue 16): keys checked at start, ciphertexts and keys never
+        # logged, a census of what decrypts on /health/ (counts only).
+        django_checks.register(crypto.check_field_encryption_keys, django_checks.Tags.security)
+        register_redactor(crypto.redact_encrypted)
+        health.register_function("encrypted_values", encryption.encrypted_values_health, cached=True)
         # Redis / broker down (issue 9): workers survive a Redis kill (kombu guard) and take work
         # from the database while the broker is away (one poller thread per pool process).
         broker.install_kombu_redis_guard()

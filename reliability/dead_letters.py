@@ -37,6 +37,7 @@ from django.utils import timezone
 from hotelbot.exceptions import ValidationFailed
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
+from reliability.crypto import FieldEncryptionError
 from reliability.metrics import DLQ_ADDED, DLQ_PROCESSING_SECONDS
 from reliability.models import DeadLetter
 from reliability.retry import FailureKind, classify_failure
@@ -84,7 +85,10 @@ def classify_category(error: object = None, *, http_status: int | None = None, t
 
     Quota (Green API's 466, DeepSeek's 402 "Insufficient Balance", or a text saying quota) and auth
     (401, 403) first, then rate limiting (429), validation (other 4xx), provider 5xx, and
-    timeouts / connection failures (no status, transient transport errors)."""
+    timeouts / connection failures (no status, transient transport errors). A secret that cannot
+    be decrypted (``reliability.crypto``) is auth: no retry opens it, a person fixes the keys."""
+    if isinstance(error, FieldEncryptionError):
+        return Category.AUTH
     status = http_status if http_status is not None else _status_of(error)
     lowered = f"{text} {error if error is not None else ''}".lower()
     if status in (402, 466) or "quota" in lowered or "insufficient balance" in lowered:

@@ -61,6 +61,12 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     # webhook_client. Per-hotel tokens have their own tests (tests/messaging/test_webhook_credentials.py).
     settings.GREEN_API_WEBHOOK_TOKEN = TEST_WEBHOOK_TOKEN
     webhook_auth.reset_for_tests()
+    # pytest-django runs with DEBUG off: encrypted fields use the key a DEBUG process (the e2e
+    # stacks' subprocesses) falls back to, unless the environment configures one (docs/secrets.md).
+    if not settings.FIELD_ENCRYPTION_KEYS:
+        from reliability.crypto import DEV_KEY
+
+        settings.FIELD_ENCRYPTION_KEYS = [DEV_KEY]
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
     settings.BREAKER_DB_STORE = False

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from messaging.clients import green_api
 from messaging.models import ReplyJob
+from reliability.fields import plaintexts
 from reliability.models import DeadLetter
 from reliability.services import storable_text
 
@@ -52,7 +53,7 @@ class Alert:
 def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter | None) -> Alert:
     conversation = job.inbound.conversation
     hotel, guest = conversation.hotel, conversation.guest
-    secrets = (hotel.green_api_token,)
+    secrets = plaintexts(hotel)
     guest_line = f"{guest.display_name or 'guest'} ({green_api.mask_chat_id(guest.chat_id)})"
     question = job.inbound.text.strip() or f"[{job.inbound.message_type}]"
     received = job.inbound.created_at

@@ -44,6 +44,8 @@ from messaging.services import statuses
 from reliability import dead_letters, degradation
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
+from reliability.crypto import FieldEncryptionError
+from reliability.fields import plaintexts
 from reliability.metrics import BEAT_LAST_RUN, BROKER_FALLBACK_JOBS, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
 from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
@@ -314,7 +316,7 @@ def _attempt(
         duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
         outcome=outcome,
         http_status=http_status if http_status is not None and 100 <= http_status <= 599 else None,
-        error=storable_text(green_api.mask_token(error), secrets=(hotel.green_api_token,))[:2000],
+        error=storable_text(green_api.mask_token(error), secrets=plaintexts(hotel))[:2000],
     )
 
 
@@ -449,7 +451,12 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     if paused:  # like a forced-open breaker: wait, drained in order when sending resumes
         return _park_pending_provider_recovery(job, 0.0, paused)
     hotel = job.inbound.conversation.hotel
-    client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=hotel.green_api_token)
+    try:
+        api_token = hotel.green_api_token
+    except FieldEncryptionError as e:  # a wrong or missing key: never a ciphertext to Green API
+        reason = f"the hotel's Green API token cannot be decrypted: {e.message}"
+        return _bury(job, reason, error=e, dependency=green_api.DEPENDENCY, reason_code="token_unreadable")
+    client = green_api.client_for(id_instance=hotel.green_api_instance_id, api_token=api_token)
     chat_id = job.inbound.conversation.guest.chat_id
 
     if job.send_started_at is not None:
@@ -805,7 +812,7 @@ def _failure(
                 "chat_id": green_api.mask_chat_id(guest.chat_id),
             },
         },
-        secrets=(hotel.green_api_token,),
+        secrets=plaintexts(hotel),
     )
 
 
