@@ -38,8 +38,12 @@ class MessagingConfig(AppConfig):
         # Registration only (reliability never imports messaging): our checks join /health/.
         health.register_function("reply_backlog", checks.reply_backlog)
         health.register_heartbeat(checks.SWEEPER_HEARTBEAT, interval=lambda: settings.REPLY_SWEEP_INTERVAL)
-        health.register_function("green_api_instances", checks.green_api_instances, cached=True)
-        health.register_function("deepseek", checks.deepseek_reachable, cached=True)
+        # Provider outages are ridden out (canned answers, replies parked until the breaker closes):
+        # they make /health/ "degraded", never 503.
+        health.register_function(
+            "green_api_instances", checks.green_api_instances, cached=True, critical=False
+        )
+        health.register_function("deepseek", checks.deepseek_reachable, cached=True, critical=False)
         # Degradation rules on the reply backlog and latency read these (issue 9).
         degradation.register_signal(degradation.REPLY_BACKLOG, selectors.reply_backlog_count)
         degradation.register_signal(degradation.REPLY_P95_SECONDS, selectors.reply_latency_p95)

@@ -9,7 +9,13 @@ previous run is still hanging does not start another one (single flight), so a h
 cannot pile up threads.
 
 Every result carries a diagnosis a person can act on and its response time, and every run records
-``health_check_duration_seconds`` and ``health_check_status`` (``reliability.metrics``).
+``health_check_duration_seconds``, ``health_check_status`` and ``health_check_total``
+(``reliability.metrics``).
+
+A check is *critical* when its failure means guests cannot be answered at all (the database, the
+webhook intake switched off, replies no longer taken): it fails ``/health/`` (503). The others
+report a dependency the bot is designed to ride out (Redis, the broker, a provider, the beat) and
+make the overall status ``degraded`` (200).
 
 Expensive checks (a Celery worker ping, provider states) are cached for ``HEALTH_CACHE_SECONDS``,
 in the process and in the Django cache: a probe never calls a provider while a cached answer
@@ -43,11 +49,13 @@ from django.db import DatabaseError, connections, transaction
 from health_check.base import HealthCheck, HealthCheckResult
 from health_check.exceptions import HealthCheckException, ServiceUnavailable, ServiceWarning
 
-from reliability.metrics import HEALTH_CHECK_SECONDS, HEALTH_CHECK_STATUS
+from reliability.metrics import HEALTH_CHECK_SECONDS, HEALTH_CHECK_STATUS, HEALTH_CHECKS
 
 logger = logging.getLogger(__name__)
 
 OK, WARNING, FAILING = "ok", "warning", "failing"
+#: Overall status of /health/ when something is wrong but guests are still answered.
+DEGRADED = "degraded"
 _CACHE_PREFIX = "hotelbot:health:"
 
 
@@ -244,6 +252,8 @@ class TimedCheck(HealthCheck):
         self.level, self.detail = outcome.level, outcome.message
         HEALTH_CHECK_SECONDS.labels(check=self.name).observe(elapsed)
         HEALTH_CHECK_STATUS.labels(check=self.name).set(0 if outcome.level == FAILING else 1)
+        status = "failure" if outcome.level == FAILING else "success"
+        HEALTH_CHECKS.labels(check=self.name, status=status).inc()
         if outcome.level == WARNING:
             raise ServiceWarning(outcome.message)
         if outcome.level == FAILING:
@@ -334,6 +344,7 @@ class DatabaseCheck(TimedCheck):
 class RedisCheck(TimedCheck):
     """``PING`` with socket timeouts of the check's deadline."""
 
+    critical: ClassVar[bool] = False  # breakers, pacing and the cache fall back without it
     url: str = dataclasses.field(default="", repr=False)
     role: str = "redis"
 
@@ -377,6 +388,7 @@ class LocalCacheCheck(TimedCheck):
     """Set and get a key in the Django cache (the embedded default's local-memory cache)."""
 
     check_name: ClassVar[str] = "cache"
+    critical: ClassVar[bool] = False
 
     def probe(self) -> str:
         key, value = f"{_CACHE_PREFIX}probe:{threading.get_ident()}", str(time.time())
@@ -392,6 +404,7 @@ class BrokerCheck(TimedCheck):
     """Connect to the Celery broker with the request path's short timeouts (``reliability.broker``)."""
 
     check_name: ClassVar[str] = "broker"
+    critical: ClassVar[bool] = False  # workers take due replies from the database meanwhile
 
     def _where(self) -> str:
         from celery import current_app
@@ -445,6 +458,9 @@ class WorkerCheck(TimedCheck):
 
     check_name: ClassVar[str] = "celery_workers"
     cached: ClassVar[bool] = True
+    # A ping needs the broker: workers answering from the database while it is away would fail it.
+    # Replies no longer taken show in the (critical) reply backlog.
+    critical: ClassVar[bool] = False
 
     def probe(self) -> str:
         timeout = settings.HEALTH_WORKER_PING_TIMEOUT
@@ -466,6 +482,7 @@ class WorkerCheck(TimedCheck):
 class HeartbeatCheck(TimedCheck):
     """A periodic job (run by beat) finished recently: its heartbeat is at most 3 x its interval old."""
 
+    critical: ClassVar[bool] = False  # the sweeper is a safety net; replies go out without it
     job: str = "reply_sweeper"
     interval: Callable[[], float] = dataclasses.field(default=lambda: 60.0, repr=False)
 
@@ -537,9 +554,14 @@ class BreakerCheck(TimedCheck):
         )
 
 
+#: Degradation switches whose being off means no guest message is taken in at all.
+INTAKE_SWITCHES = frozenset({"webhook_intake", "writes"})
+
+
 class DegradationCheck(TimedCheck):
-    """The degradation level in force: a warning (never a failure) when it is not NORMAL, naming the
-    cause, the switches off and any staff override or maintenance."""
+    """The degradation level in force: a warning when it is not NORMAL, naming the cause, the
+    switches off and any staff override or maintenance; a failure when a switch that stops guests'
+    messages from being taken at all is off (``webhook_intake``, ``writes``)."""
 
     check_name: ClassVar[str] = "degradation"
 
@@ -558,6 +580,11 @@ class DegradationCheck(TimedCheck):
         if status["override"]:
             parts.append(f"staff override by {status['override']['actor']}: {status['override']['reason']}")
         parts.extend(f"{m['dependency']} under maintenance: {m['reason']}" for m in status["maintenance"])
+        if set(off) & INTAKE_SWITCHES:
+            raise ServiceUnavailable(
+                "; ".join(parts) + ". Guests' messages are refused (Green API redelivers them for 24 h): "
+                "turn the switch back on (admin or `manage.py degrade`) as soon as possible"
+            )
         raise ServiceWarning(
             "; ".join(parts) + ". See /health/degradation/ and `manage.py degrade show`; "
             "the level goes back by itself when the cause clears"
@@ -715,7 +742,7 @@ def describe(results: Iterable[HealthCheckResult]) -> dict[str, Any]:
     if failing(results):
         overall = FAILING
     elif any(r.error is not None for r in results):
-        overall = WARNING
+        overall = DEGRADED
     else:
         overall = OK
     return {"status": overall, "checks": checks}

@@ -72,6 +72,14 @@ HEALTH_CHECK_SECONDS = Histogram(
     ["check"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.2, 0.5, 1, 2.5, 5),
 )
+# The seeds' counter (exported as health_check_total): their Grafana success rate is
+# sum(rate(health_check_total{status="success"})) / sum(rate(health_check_total)).
+HEALTH_CHECKS = Counter(
+    "health_check",
+    "Health check runs, by check and status: success (ok or warning, as health_check_status 1) or "
+    "failure (probe endpoints, manage.py health_check, the health monitor).",
+    ["check", "status"],
+)
 HEALTH_CHECK_STATUS = Gauge(
     "health_check_status",
     "Result of the last run of a health check: 1 ok (or warning), 0 failing (the most recent run "
