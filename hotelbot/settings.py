@@ -545,6 +545,9 @@ BREAKER_EVENT_WRITER = env_bool("BREAKER_EVENT_WRITER", True)
 # --- Webhook intake: acknowledge, then quarantine (issue 6) --------------------------------------
 # Bodies larger than this are quarantined from their first bytes without being read into memory.
 WEBHOOK_MAX_BODY_BYTES = env_int("WEBHOOK_MAX_BODY_BYTES", 1024 * 1024)
+# A larger body of up to this many bytes is still read to its end (and thrown away), so a client that
+# writes its whole body before reading gets the 200 instead of a reset (gunicorn closes the connection).
+WEBHOOK_DRAIN_MAX_BYTES = env_int("WEBHOOK_DRAIN_MAX_BYTES", 8 * 1024 * 1024)
 # A dead letter keeps at most this many characters of the raw body.
 DEAD_LETTER_RAW_MAX_CHARS = env_int("DEAD_LETTER_RAW_MAX_CHARS", 64 * 1024)
 # Dead-letter redrive (reliability/dead_letters.py): backoff base and cap per letter, and how many

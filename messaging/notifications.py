@@ -320,20 +320,53 @@ def _incoming(f: _Fields) -> IncomingMessage:
 
 
 # --- reading the request ------------------------------------------------------------------------
-def read_body(stream: BinaryIO | None, *, content_length: int | None, limit: int, keep: int) -> RawBody:
+DRAIN_CHUNK = 64 * 1024
+
+
+def read_body(
+    stream: BinaryIO | None,
+    *,
+    content_length: int | None,
+    limit: int,
+    keep: int,
+    drain: int | None = None,
+) -> RawBody:
     """Read a request body without ever holding more than ``limit + 1`` bytes of it.
 
-    A body declared (or found) larger than ``limit`` keeps only its first ``keep`` bytes; the rest
-    is never read here (the server discards it).
+    A body declared (or found) larger than ``limit`` keeps only its first ``keep`` bytes. The rest
+    is read and thrown away (:func:`drain_body`), ``DRAIN_CHUNK`` bytes at a time, when the whole
+    body is at most ``drain`` bytes (None: ``WEBHOOK_DRAIN_MAX_BYTES``): gunicorn closes the
+    connection after the answer, and a client that writes its whole body before reading (most HTTP
+    clients) would meet a reset instead of our 200 if the rest were left unread. A larger body is
+    not read on (the client sees the connection close; it is not a notification Green API sends).
     """
     if stream is None:
         return RawBody(data=b"", size=0)
+    if drain is None:
+        from django.conf import settings
+
+        drain = int(settings.WEBHOOK_DRAIN_MAX_BYTES)
     if content_length is not None and content_length > limit:
-        return RawBody(data=stream.read(keep), size=content_length, over_limit=True)
+        data = stream.read(keep)
+        if content_length <= drain:
+            drain_body(stream, budget=content_length - len(data))
+        return RawBody(data=data, size=content_length, over_limit=True)
     data = stream.read(limit + 1)
     if len(data) > limit:
-        return RawBody(data=data[:keep], size=len(data), over_limit=True)
+        size = len(data) + drain_body(stream, budget=max(0, drain - len(data)))
+        return RawBody(data=data[:keep], size=size, over_limit=True)
     return RawBody(data=data, size=len(data))
+
+
+def drain_body(stream: BinaryIO, *, budget: int) -> int:
+    """Read and discard at most ``budget`` bytes of ``stream`` (to its end); returns the bytes read."""
+    drained = 0
+    while drained < budget:
+        chunk = stream.read(min(DRAIN_CHUNK, budget - drained))
+        if not chunk:
+            break
+        drained += len(chunk)
+    return drained
 
 
 def _reject_constant(name: str) -> Any:

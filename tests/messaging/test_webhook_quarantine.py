@@ -14,6 +14,7 @@ import pytest
 from django.db import DataError, connection
 from prometheus_client import REGISTRY
 
+from messaging import notifications
 from messaging.models import Guest, Hotel, Message, ReplyJob
 from messaging.notifications import read_body
 from reliability.models import DeadLetter
@@ -187,12 +188,52 @@ class _CountingStream(io.BytesIO):
 
 def test_read_body_never_reads_past_the_limit():
     huge = _CountingStream(b"x" * 5_000_000)
-    body = read_body(huge, content_length=5_000_000, limit=1_000_000, keep=64)
+    body = read_body(huge, content_length=5_000_000, limit=1_000_000, keep=64, drain=0)
     assert (body.over_limit, body.size, body.data, huge.requested) == (True, 5_000_000, b"x" * 64, 64)
     # A body that lies about its length (or has none declared) is still read only to limit + 1.
     liar = _CountingStream(b"y" * 5_000_000)
-    body = read_body(liar, content_length=10, limit=1_000, keep=64)
+    body = read_body(liar, content_length=10, limit=1_000, keep=64, drain=0)
     assert (body.over_limit, len(body.data), liar.requested) == (True, 64, 1_001)
+
+
+class _ChunkCountingStream(_CountingStream):
+    def __init__(self, data: bytes) -> None:
+        super().__init__(data)
+        self.largest = 0
+
+    def read(self, size: int | None = -1) -> bytes:
+        chunk = super().read(size)
+        self.largest = max(self.largest, len(chunk))
+        return chunk
+
+
+def test_read_body_drains_an_oversize_body_up_to_the_bound_in_small_chunks():
+    """The sender must be able to finish writing and read our 200 (tested under gunicorn in
+    tests/e2e/test_webhook_gunicorn.py); the rest is read in bounded chunks and never kept."""
+    stream = _ChunkCountingStream(b"x" * 3_000_000)
+    body = read_body(stream, content_length=3_000_000, limit=1_000_000, keep=64, drain=4_000_000)
+    assert (body.over_limit, body.size, body.data) == (True, 3_000_000, b"x" * 64)
+    assert stream.tell() == 3_000_000  # read to its end
+    assert stream.largest <= notifications.DRAIN_CHUNK
+    # Declared larger than the drain bound: not read on (the server closes the connection).
+    big = _CountingStream(b"x" * 5_000_000)
+    body = read_body(big, content_length=5_000_000, limit=1_000_000, keep=64, drain=4_000_000)
+    assert (body.size, big.requested) == (5_000_000, 64)
+    # No length declared: read on to the bound at most.
+    liar = _CountingStream(b"y" * 5_000_000)
+    body = read_body(liar, content_length=None, limit=1_000, keep=64, drain=2_000_000)
+    assert (body.over_limit, body.size, liar.tell()) == (True, 2_000_000, 2_000_000)
+
+
+def test_read_body_takes_the_drain_bound_from_settings(settings):
+    settings.WEBHOOK_DRAIN_MAX_BYTES = 10_000
+    small = _CountingStream(b"z" * 9_000)
+    assert read_body(small, content_length=9_000, limit=1_000, keep=8).size == 9_000
+    assert small.tell() == 9_000
+    settings.WEBHOOK_DRAIN_MAX_BYTES = 0
+    untouched = _CountingStream(b"z" * 9_000)
+    read_body(untouched, content_length=9_000, limit=1_000, keep=8)
+    assert untouched.tell() == 8
 
 
 def test_long_free_text_is_cut_and_stored_not_quarantined(webhook_client, hotel):
