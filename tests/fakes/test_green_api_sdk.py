@@ -9,7 +9,7 @@ import pytest
 from whatsapp_api_client_python import API
 
 from fakes import FakeGreenApi
-from tests.fakes.conftest import wait_until
+from tests.fakes.conftest import Receiver, wait_until
 
 CHAT = "79001234567@c.us"
 SETTINGS_FIELDS = {
@@ -78,6 +78,53 @@ def test_get_and_set_settings(green: FakeGreenApi, green_sdk: API.GreenAPI) -> N
     assert green.notifications()["mode"] == "push"
     with pytest.raises(API.GreenAPIError, match="at least 1 key"):
         green_sdk.account.setSettings({})
+
+
+def test_set_settings_webhook_then_push_uses_the_new_url_and_token(
+    green: FakeGreenApi, green_sdk: API.GreenAPI, receiver: Receiver
+) -> None:
+    """What hotel_connect does, through the official SDK: set the webhook URL and token (and the
+    notification flags), read them back, and the next push goes there with the new token."""
+    wanted = {
+        "webhookUrl": f"{receiver.url.rstrip('/')}/hotel/1101000001/",
+        "webhookUrlToken": "hotel-token-1",
+        "incomingWebhook": "yes",
+        "outgoingWebhook": "yes",
+        "outgoingAPIMessageWebhook": "no",
+        "stateWebhook": "yes",
+    }
+
+    assert green_sdk.account.setSettings(wanted).data == {"saveSettings": True}
+
+    after = green_sdk.account.getSettings().data
+    assert {key: after[key] for key in wanted} == wanted
+    assert set(after) >= SETTINGS_FIELDS
+    green.inject_inbound(CHAT, "Late check-out?")
+    [delivery] = wait_until(lambda: receiver.deliveries)
+    assert delivery.path.endswith("/hotel/1101000001/")
+    assert delivery.headers["Authorization"] == "Bearer hotel-token-1"
+
+    # A second rotation: the next push carries the newer token.
+    green_sdk.account.setSettings({"webhookUrlToken": "hotel-token-2"})
+    green.inject_inbound(CHAT, "And breakfast?")
+    wait_until(lambda: len(receiver.deliveries) >= 2)
+    assert receiver.deliveries[1].headers["Authorization"] == "Bearer hotel-token-2"
+
+
+@pytest.mark.parametrize(
+    ("fields", "error"),
+    [
+        ({"incomingWebhook": True}, "must be one of \\[yes, no\\]"),
+        ({"webhookUrl": "not a url"}, "valid uri"),
+        ({"webhookUrlToken": 5}, "must be a string"),
+        ({"delaySendMessagesMilliseconds": 100}, "greater than or equal to 500"),
+    ],
+)
+def test_set_settings_validates_fields(green: FakeGreenApi, green_sdk: API.GreenAPI, fields, error) -> None:
+    before = green_sdk.account.getSettings().data
+    with pytest.raises(API.GreenAPIError, match=error):
+        green_sdk.account.setSettings(fields)
+    assert green_sdk.account.getSettings().data == before
 
 
 def test_receive_and_delete_notification_by_polling(green: FakeGreenApi, green_sdk: API.GreenAPI) -> None:
