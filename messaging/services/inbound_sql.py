@@ -16,14 +16,29 @@ itself inserts, are SQL expressions.
 The rows it writes are the ORM path's: the guest upserted (an empty sender name keeps the name
 we have), the conversation of the last CONVERSATION_IDLE_HOURS touched or a new one started, the
 inbound message, its reply job (already marked published under the task id given here). A
-redelivery (the idMessage is stored) or an unknown instance writes nothing. A concurrent delivery
-of the same idMessage makes the statement fail on the unique constraint (IntegrityError), with
-nothing of it left, as the ORM path's transaction does.
+redelivery (the hotel has the idMessage already) or an unknown instance writes nothing. A
+concurrent delivery of the same idMessage makes the statement fail on the unique constraint
+(IntegrityError), with nothing of it left, as the ORM path's transaction does. The message's
+hotel is the conversation's (the row the statement touches or inserts), and the redelivery check
+is the hotel's: the same idMessage at another hotel is another message.
+
+Per guest, one at a time: a statement, CTEs included, reads from one snapshot taken when it
+starts, so two concurrent statements for a new guest (or the first after the idle window) would
+each see "no conversation" and start one each; the guest upsert waiting on the other's row does
+not refresh that snapshot. So the CTE is preceded, in the same ``execute``, by
+``pg_advisory_xact_lock`` on a key of (instance, chatId). Django's psycopg backend binds
+parameters client-side (do not set ``server_side_binding``: a prepared statement holds one
+command), so both go in one round trip as one simple query, which PostgreSQL runs as one implicit
+transaction (autocommit) with a snapshot per statement (READ COMMITTED): the CTE starts after the
+lock is granted, i.e. after the guest's previous message committed, and sees its conversation.
+The lock is released when that transaction ends (or the caller's, inside one); a failure of the
+CTE rolls back both. Two guests whose keys collide (a 32-bit hash) only wait for each other.
 """
 
 from __future__ import annotations
 
 import functools
+import zlib
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -33,6 +48,17 @@ from django.db.models import Field, Model
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 from messaging.services.statements import column
+
+#: First key of the per-guest advisory lock (the second is a hash of instance and chatId): the
+#: two-key form keeps these locks apart from any single-key advisory lock on the same database.
+GUEST_LOCK_CLASS = 0x48420001
+
+
+def guest_lock_key(*, id_instance: str, chat_id: str) -> int:
+    """The second key of a guest's advisory lock: a stable signed 32-bit hash (every process,
+    every Python) of the hotel's instance and the guest's chat."""
+    crc = zlib.crc32(f"{id_instance}:{chat_id}".encode())
+    return crc - (1 << 32) if crc >= 1 << 31 else crc
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,18 +106,20 @@ def _statement(update_name: bool) -> tuple[str, _Insert, _Insert, _Insert, _Inse
 
     guest = _Insert.of(Guest, {"hotel_id": "hotel.id"})
     conversation = _Insert.of(Conversation, {"hotel_id": "guest.hotel_id", "guest_id": "guest.id"})
-    message = _Insert.of(Message, {"conversation_id": "conversation.id"})
+    message = _Insert.of(Message, {"conversation_id": "conversation.id", "hotel_id": "conversation.hotel_id"})
     job = _Insert.of(ReplyJob, {"inbound_id": "message.id"})
     updated = [col(Guest, "last_seen_at")] + ([col(Guest, "display_name")] if update_name else [])
     last_message_at = col(Conversation, "last_message_at")
     # Identifiers only, from the models and quoted by the backend; every value is a parameter.
     sql = f"""
+SELECT pg_advisory_xact_lock(%s, %s);
 WITH hotel AS (
     SELECT {qn(Hotel._meta.pk.column)} AS id FROM {qn(Hotel._meta.db_table)}
     WHERE {col(Hotel, "green_api_instance_id")} = %s
 ), stored AS (
     SELECT {message.pk} AS id FROM {message.table}
-    WHERE {col(Message, "direction")} = %s AND {col(Message, "provider_message_id")} = %s
+    WHERE {col(Message, "hotel")} IN (SELECT id FROM hotel)
+    AND {col(Message, "direction")} = %s AND {col(Message, "provider_message_id")} = %s
 ), guest AS (
     INSERT INTO {guest.table} ({guest.columns})
     SELECT {guest.values} FROM hotel WHERE NOT EXISTS (SELECT FROM stored)
@@ -104,14 +132,15 @@ WITH hotel AS (
     WHERE c.{last_message_at} >= %s ORDER BY c.{last_message_at} DESC LIMIT 1
 ), touched AS (
     UPDATE {conversation.table} SET {last_message_at} = %s
-    WHERE {conversation.pk} IN (SELECT id FROM recent) RETURNING {conversation.pk} AS id
+    WHERE {conversation.pk} IN (SELECT id FROM recent)
+    RETURNING {conversation.pk} AS id, {col(Conversation, "hotel")} AS hotel_id
 ), started AS (
     INSERT INTO {conversation.table} ({conversation.columns})
     SELECT {conversation.values} FROM guest WHERE NOT EXISTS (SELECT FROM recent)
-    RETURNING {conversation.pk} AS id
+    RETURNING {conversation.pk} AS id, {col(Conversation, "hotel")} AS hotel_id
 ), message AS (
     INSERT INTO {message.table} ({message.columns})
-    SELECT {message.values} FROM (SELECT id FROM touched UNION ALL SELECT id FROM started) conversation
+    SELECT {message.values} FROM (SELECT * FROM touched UNION ALL SELECT * FROM started) conversation
     RETURNING {message.pk} AS id
 ), job AS (
     INSERT INTO {job.table} ({job.columns}) SELECT {job.values} FROM message RETURNING {job.pk} AS id
@@ -130,11 +159,14 @@ def inbound_message_insert(
     idle_since: datetime,
     now: datetime,
 ) -> Written:
-    """Run the statement for unsaved ``guest``, ``message`` and ``job`` (their foreign keys unset:
-    the statement supplies them) in autocommit, or in the caller's transaction if there is one."""
+    """Take the guest's lock, then run the statement for unsaved ``guest``, ``message`` and ``job``
+    (their foreign keys unset: the statement supplies them), in one round trip, in autocommit, or
+    in the caller's transaction if there is one."""
     sql, guest_insert, conversation_insert, message_insert, job_insert = _statement(bool(guest.display_name))
     conversation = Conversation(last_message_at=now)
     params = [
+        GUEST_LOCK_CLASS,
+        guest_lock_key(id_instance=id_instance, chat_id=guest.chat_id),
         id_instance,
         Message.Direction.INBOUND.value,
         message.provider_message_id,
@@ -147,6 +179,7 @@ def inbound_message_insert(
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+        cursor.nextset()  # past the lock's result to the statement's
         row = cursor.fetchone()
     assert row is not None
     return Written(*row)

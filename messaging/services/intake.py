@@ -9,6 +9,19 @@ Green API redelivers.
 
 Every check-then-write here is either one conditional write or treats its IntegrityError as the
 duplicate it is (a concurrent delivery or a worker got there first), never as a 500.
+
+Per hotel (many hotels, one deployment): a notification acts only on the rows of the hotel its
+``idInstance`` resolves to (the webhook has checked that its token belongs to that hotel). A
+redelivery is recognised by (hotel, direction, idMessage), as the database's unique key says
+(``Message.hotel`` is the conversation's hotel, copied on every message): hotel B's message whose
+id hotel A already has is stored and answered. Statuses, journal entries and state changes match
+only the reporting hotel's rows (``statuses``).
+
+Per guest: a guest's messages arriving at once land in one conversation, whichever path stores
+them. The ORM path's transaction starts with the guest's upsert, which holds the guest's row lock
+(PostgreSQL) or the database's write lock (SQLite, ``transaction_mode`` IMMEDIATE) until it
+commits, so the next message of that guest chooses its conversation after the previous one's is
+visible. The one-statement path takes a lock per guest first (``inbound_sql``).
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, transaction
-from django.db.models import Subquery
+from django.db.models import OuterRef, Subquery
 from django.utils import timezone
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
@@ -148,7 +161,7 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
             )
     except (DataError, IntegrityError, UnicodeError) as e:
         # IntegrityError: a concurrent delivery of the same idMessage won the insert, or a refusal.
-        if isinstance(e, IntegrityError) and (existing := _inbound_stored_as(incoming.id_message)):
+        if isinstance(e, IntegrityError) and (existing := _inbound_stored_as(incoming)):
             return IngestResult(action="duplicate", message_id=existing)
         tenant = _tenant_of_instance(incoming.id_instance)
         return _storage_error_quarantine(body=body, notification=incoming, error=e, tenant=tenant)
@@ -176,8 +189,13 @@ def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, M
     return guest, message
 
 
-def _inbound_stored_as(id_message: str) -> int | None:
-    inbound = Message.objects.filter(direction=Message.Direction.INBOUND, provider_message_id=id_message)
+def _inbound_stored_as(incoming: IncomingMessage) -> int | None:
+    """The inbound row stored under this idMessage for the hotel of this instance, if any."""
+    inbound = Message.objects.filter(
+        hotel__green_api_instance_id=incoming.id_instance,
+        direction=Message.Direction.INBOUND,
+        provider_message_id=incoming.id_message,
+    )
     return inbound.values_list("pk", flat=True).first()
 
 
@@ -189,13 +207,13 @@ def _idle_since(now: datetime) -> datetime:
 def _hotel_and_stored_message(
     notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged,
 ) -> tuple[Hotel | None, int | None]:
-    """The hotel of the notification's instance and, for a guest message, the id of the inbound
-    row already stored under its idMessage (a redelivery), in one query."""
+    """The hotel of the notification's instance and, for a guest message, the id of that hotel's
+    inbound row already stored under its idMessage (a redelivery), in one query."""
     hotels = Hotel.objects.filter(green_api_instance_id=notification.id_instance).order_by()
     if not isinstance(notification, IncomingMessage):
         return hotels.first(), None
     stored = Message.objects.filter(
-        direction=Message.Direction.INBOUND, provider_message_id=notification.id_message
+        hotel=OuterRef("pk"), direction=Message.Direction.INBOUND, provider_message_id=notification.id_message
     ).values("pk")[:1]
     hotel = hotels.annotate(stored_message_id=Subquery(stored)).first()
     return hotel, None if hotel is None else hotel.stored_message_id
@@ -213,7 +231,7 @@ def _route(*, hotel: Hotel, notification: Notification, stored_as: int | None) -
     if isinstance(notification, IncomingMessage):
         return inbound_message_record(hotel=hotel, incoming=notification, stored_as=stored_as)
     if isinstance(notification, OutgoingStatus):
-        return outbound_status_apply(status=notification)
+        return outbound_status_apply(hotel=hotel, status=notification)
     if isinstance(notification, OutgoingApiMessage):
         return outbound_journal_record(hotel=hotel, journal=notification)
     assert isinstance(notification, StateChanged)
@@ -319,10 +337,12 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as
 
     The path of databases without data-modifying CTEs (SQLite, the embedded default; PostgreSQL
     writes the same rows in one statement, ``_guest_message_ingest``) and of group chats.
-    ``stored_as``: the inbound row already stored under this idMessage (its id, or None), looked up
-    with the hotel (``_hotel_and_stored_message``). A concurrent delivery of the same idMessage that
-    commits in between makes our INSERT fail on the unique constraint: the whole transaction is
-    rolled back (so nothing of ours remains) and the answer is "duplicate".
+    ``stored_as``: the hotel's inbound row already stored under this idMessage (its id, or None),
+    looked up with the hotel (``_hotel_and_stored_message``). A concurrent delivery of the same
+    idMessage that commits in between makes our INSERT fail on the unique constraint: the whole
+    transaction is rolled back (so nothing of ours remains) and the answer is "duplicate".
+    The guest's upsert comes first: its lock serialises the guest's concurrent messages (module
+    docstring), so they choose one conversation.
     """
     if _group_chat(incoming):
         return IngestResult(action="ignored_group_chat")
@@ -334,18 +354,19 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as
         with transaction.atomic():
             guest = _guest_seen(hotel=hotel, guest=guest)
             message.conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
+            message.hotel = hotel
             message.save(force_insert=True)
             replies.reply_job_create(inbound=message, now=now)
     except IntegrityError:
-        existing = _inbound_stored_as(incoming.id_message)  # a concurrent delivery won the insert
+        existing = _inbound_stored_as(incoming)  # a concurrent delivery won the insert
         if existing is None:
             raise
         return IngestResult(action="duplicate", message_id=existing)
     return IngestResult(action="stored", message_id=message.pk)
 
 
-def outbound_status_apply(*, status: OutgoingStatus) -> IngestResult:
-    action, message_id = statuses.outbound_status_apply(status=status)
+def outbound_status_apply(*, hotel: Hotel, status: OutgoingStatus) -> IngestResult:
+    action, message_id = statuses.outbound_status_apply(hotel_id=hotel.pk, status=status)
     return IngestResult(action=action, message_id=message_id)
 
 
@@ -361,10 +382,11 @@ def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> Ing
     """``outgoingAPIMessageReceived``: Green API's own record of a message sent through its API.
 
     If a send of ours is still in doubt for that chat and text, this is its proof of sending; the
-    job's next attempt then confirms it instead of sending again.
+    job's next attempt then confirms it instead of sending again. Only the hotel's own messages
+    and jobs are looked at and adopted.
     """
     if Message.objects.filter(
-        direction=Message.Direction.OUTBOUND, provider_message_id=journal.id_message
+        hotel=hotel, direction=Message.Direction.OUTBOUND, provider_message_id=journal.id_message
     ).exists():
         return IngestResult(action="journal_known")
     outbound_id = (
@@ -386,7 +408,7 @@ def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> Ing
             adopted = Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
                 provider_message_id=journal.id_message
             )
-            statuses.deferred_statuses_apply(id_message=journal.id_message)
+            statuses.deferred_statuses_apply(hotel_id=hotel.pk, id_message=journal.id_message)
     except IntegrityError:
         # Between the check above and this write a worker gave this idMessage to an outbound row
         # (its send returned, or reconciliation adopted it): the journal entry is known now.

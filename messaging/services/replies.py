@@ -442,6 +442,7 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         with transaction.atomic():  # a lost lease rolls the new row back
             outbound = Message.objects.create(
                 conversation=job.inbound.conversation,
+                hotel_id=job.inbound.hotel_id,
                 direction=Message.Direction.OUTBOUND,
                 text=job.reply_text,
                 status=Message.Status.PENDING,
@@ -504,12 +505,17 @@ _UNSENT = (
 
 
 def _earlier_reply_unsent(job: ReplyJob) -> tuple[str, datetime] | None:
-    """(status, next attempt) of the oldest earlier reply to this guest's conversation still on
-    its way, or None. Jobs are created in the order the guest wrote (Green API delivers in order),
-    so a lower pk is an earlier message. A dead earlier reply holds nobody (staff decide)."""
+    """(status, next attempt) of the oldest earlier reply to this guest still on its way, or None.
+    Keyed on the guest, not the conversation: the order holds across a conversation boundary too
+    (a message just after the idle window starts a new conversation; its answer still waits for the
+    previous one's). Jobs are created in the order the guest wrote (Green API delivers in order, and
+    the intake stores one guest's messages one at a time), so a lower pk is an earlier message. A
+    dead earlier reply holds nobody (staff decide)."""
     return (
         ReplyJob.objects.filter(
-            inbound__conversation_id=job.inbound.conversation_id, pk__lt=job.pk, status__in=_UNSENT
+            inbound__conversation__guest_id=job.inbound.conversation.guest_id,
+            pk__lt=job.pk,
+            status__in=_UNSENT,
         )
         .order_by("pk")
         .values_list("status", "next_attempt_at")
@@ -594,7 +600,10 @@ def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
             Message.objects.filter(
                 pk=old.pk, status__in=[Message.Status.PENDING, Message.Status.FAILED]
             ).update(status=Message.Status.ACCEPTED, accepted_at=now, failed_at=None, status_detail="")
-            transaction.on_commit(partial(statuses.deferred_statuses_apply, id_message=found), robust=True)
+            transaction.on_commit(
+                partial(statuses.deferred_statuses_apply, hotel_id=old.hotel_id, id_message=found),
+                robust=True,
+            )
         elif old is not None and old.status in (Message.Status.PENDING, Message.Status.FAILED):
             detail = (
                 "outcome unknown (not in Green API's journal); replaced by a manual answer"
@@ -606,6 +615,7 @@ def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
             )
         outbound = Message.objects.create(
             conversation=conversation,
+            hotel_id=job.inbound.hotel_id,
             direction=Message.Direction.OUTBOUND,
             text=job.manual_text,
             status=Message.Status.PENDING,
@@ -638,6 +648,7 @@ def _adoptable(job: ReplyJob, journal: list[green_api.OutgoingJournalEntry], cha
         return None
     owned = set(
         Message.objects.filter(
+            hotel_id=job.outbound.hotel_id,
             direction=Message.Direction.OUTBOUND,
             provider_message_id__in=[e.id_message for e in candidates],
         )
@@ -693,7 +704,7 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
             Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
                 status=Message.Status.ACCEPTED, accepted_at=now
             )
-            statuses.deferred_statuses_apply(id_message=id_message)
+            statuses.deferred_statuses_apply(hotel_id=job.outbound.hotel_id, id_message=id_message)
             _fenced(
                 job,
                 status=ReplyJob.Status.DONE,
@@ -712,7 +723,10 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
             # A status whose transaction was open while this one ran could not see the id and was
             # stored deferred after the lookup above: look again once this commit is visible.
             transaction.on_commit(
-                partial(statuses.deferred_statuses_apply, id_message=id_message), robust=True
+                partial(
+                    statuses.deferred_statuses_apply, hotel_id=job.outbound.hotel_id, id_message=id_message
+                ),
+                robust=True,
             )
     except LeaseLost:
         # Sent, but the job is another worker's now: leave it the id, so its reconcile is instant.

@@ -5,6 +5,13 @@ accepted the send, and the id is only adopted later by reconciliation, or the jo
 recording the id is still open. Such statuses are kept as :class:`DeferredStatus` rows and applied
 when the id becomes known, instead of being dropped: by the transaction that records the id, and
 after both commits (each side looks again in ``on_commit``), so none is orphaned by the race.
+
+Per hotel: Green API idMessages are unique per instance, not across instances, and one hotel's
+instance must not move another hotel's messages. Every lookup here is by (hotel, idMessage), the
+hotel being the one whose instance reported the status (the webhook authenticates the token
+against it): a status naming an id only another hotel has is deferred for the reporting hotel
+(and purged unclaimed), never applied to the other hotel's message. A deferred status is applied
+only to its own hotel's message.
 """
 
 from __future__ import annotations
@@ -55,21 +62,22 @@ def _forward_from(new: Message.Status) -> list[str]:
 
 @functools.cache
 def _forward_statement(new: Message.Status) -> tuple[str, tuple[str, ...]]:
-    """``UPDATE ... RETURNING id`` moving a known outbound message to ``new`` from a status it may
-    follow, and the fields it sets (in parameter order), built once per status."""
+    """``UPDATE ... RETURNING id`` moving a known outbound message of one hotel to ``new`` from a
+    status it may follow, and the fields it sets (in parameter order), built once per status."""
     names = ("status", _TIMESTAMP_FIELD[new], *(("status_detail",) if new == Message.Status.FAILED else ()))
     allowed = ", ".join(["%s"] * len(_forward_from(new)))
     meta, qn = Message._meta, connection.ops.quote_name
     # Identifiers from the model, quoted by the backend; every value is a parameter.
     sql = (
         f"UPDATE {qn(meta.db_table)} SET {', '.join(f'{column(Message, n)} = %s' for n in names)} "  # noqa: S608
-        f"WHERE {column(Message, 'direction')} = %s AND {column(Message, 'provider_message_id')} = %s "
+        f"WHERE {column(Message, 'hotel')} = %s AND {column(Message, 'direction')} = %s "
+        f"AND {column(Message, 'provider_message_id')} = %s "
         f"AND {column(Message, 'status')} IN ({allowed}) RETURNING {qn(meta.pk.column)}"
     )
     return sql, names
 
 
-def _forward_update(status: OutgoingStatus) -> int | None:
+def _forward_update(hotel_id: int, status: OutgoingStatus) -> int | None:
     """The common case in one statement: the message is known and the status moves it forward.
     One conditional ``UPDATE ... RETURNING`` in autocommit (PostgreSQL re-checks the condition on a
     row another transaction changed meanwhile; SQLite writes one at a time): the pk, or None when
@@ -80,7 +88,7 @@ def _forward_update(status: OutgoingStatus) -> int | None:
     if new == Message.Status.FAILED:
         values["status_detail"] = _failure_detail(status.status, status.description)
     params = [model_field(Message, n).get_db_prep_save(values[n], connection) for n in names]
-    params += [Message.Direction.OUTBOUND, status.id_message, *_forward_from(new)]
+    params += [hotel_id, Message.Direction.OUTBOUND, status.id_message, *_forward_from(new)]
     with own_transaction(), connection.cursor() as cursor:
         cursor.execute(sql, params)
         row = cursor.fetchone()
@@ -91,23 +99,27 @@ def _failure_detail(provider_status: str, description: str) -> str:
     return f"{provider_status}: {description}".strip(": ")[:300]
 
 
-def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
-    """Move an outbound message along sent → delivered → read, or to failed (never backwards).
+def outbound_status_apply(*, hotel_id: int, status: OutgoingStatus) -> tuple[str, int | None]:
+    """Move hotel ``hotel_id``'s outbound message along sent → delivered → read, or to failed
+    (never backwards); ``hotel_id``: the hotel whose instance reported the status.
 
     Returns the action taken and the message's pk (None when the status was deferred).
     """
-    moved = _forward_update(status)
+    moved = _forward_update(hotel_id, status)
     if moved is not None:
         return "status_updated", moved
     # Unknown (defer it) or stale: decided under the row lock, as every status was before.
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()
-            .filter(direction=Message.Direction.OUTBOUND, provider_message_id=status.id_message)
+            .filter(
+                hotel_id=hotel_id, direction=Message.Direction.OUTBOUND, provider_message_id=status.id_message
+            )
             .first()
         )
         if message is None:
             DeferredStatus.objects.create(
+                hotel_id=hotel_id,
                 id_message=status.id_message,
                 status=status.status,
                 description=status.description[:300],
@@ -117,7 +129,9 @@ def outbound_status_apply(*, status: OutgoingStatus) -> tuple[str, int | None]:
             # A reply job may be committing this id right now (its transaction was open when we
             # looked, so we could not see it): look again once this row is visible. With the
             # job's own post-commit look (replies._confirm) one of the two always finds both.
-            transaction.on_commit(partial(deferred_statuses_apply, id_message=status.id_message), robust=True)
+            transaction.on_commit(
+                partial(deferred_statuses_apply, hotel_id=hotel_id, id_message=status.id_message), robust=True
+            )
             return "status_deferred", None
         return _apply(message, status.status, status.description, status.timestamp), message.pk
 
@@ -142,16 +156,19 @@ def _apply(message: Message, provider_status: str, description: str, at: datetim
     return "status_updated"
 
 
-def deferred_statuses_apply(*, id_message: str) -> int:
-    """Apply, oldest first, the statuses that arrived before ``id_message`` was known."""
+def deferred_statuses_apply(*, hotel_id: int, id_message: str) -> int:
+    """Apply, oldest first, the statuses hotel ``hotel_id``'s instance reported before its outbound
+    message ``id_message`` was known."""
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()
-            .filter(direction=Message.Direction.OUTBOUND, provider_message_id=id_message)
+            .filter(hotel_id=hotel_id, direction=Message.Direction.OUTBOUND, provider_message_id=id_message)
             .first()
         )
         pending = list(
-            DeferredStatus.objects.filter(id_message=id_message).order_by("provider_timestamp", "pk")
+            DeferredStatus.objects.filter(hotel_id=hotel_id, id_message=id_message).order_by(
+                "provider_timestamp", "pk"
+            )
         )
         if message is None or not pending:
             return 0

@@ -154,7 +154,10 @@ def test_statuses_that_arrived_while_the_send_was_in_doubt_are_applied_on_reconc
     assert replies.reply_job_process(job_id=job.pk).result == "retry"
     [sent] = fake_green.sent_messages()
     early = OutgoingStatus("1101000001", sent["idMessage"], "delivered", "", timezone.now())
-    assert statuses.outbound_status_apply(status=early) == ("status_deferred", None)
+    assert statuses.outbound_status_apply(hotel_id=job.inbound.hotel_id, status=early) == (
+        "status_deferred",
+        None,
+    )
     _make_due(job)
     assert replies.reply_job_process(job_id=job.pk).result == "done"
     job.refresh_from_db()

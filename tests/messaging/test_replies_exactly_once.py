@@ -294,14 +294,18 @@ def test_status_deferred_while_confirm_is_open_is_applied_after_commit(
     real = statuses.deferred_statuses_apply
     raced: list[str] = []
 
-    def lookup_then_status_arrives(*, id_message: str) -> int:
-        applied = real(id_message=id_message)
+    def lookup_then_status_arrives(*, hotel_id: int, id_message: str) -> int:
+        applied = real(hotel_id=hotel_id, id_message=id_message)
         if not raced:
             # A concurrent webhook's transaction could not see the uncommitted id: it stored the
             # status deferred, after the lookup above and before this transaction commits.
             raced.append(id_message)
             DeferredStatus.objects.create(
-                id_message=id_message, status="delivered", description="", provider_timestamp=timezone.now()
+                hotel_id=hotel_id,
+                id_message=id_message,
+                status="delivered",
+                description="",
+                provider_timestamp=timezone.now(),
             )
         return applied
 
@@ -326,7 +330,10 @@ def test_status_deferred_while_its_id_is_being_committed_is_applied_after_its_ow
     )
     status = OutgoingStatus("1101000001", "3EB0RACE", "delivered", "", timezone.now())
     with django_capture_on_commit_callbacks(execute=True), transaction.atomic():
-        assert statuses.outbound_status_apply(status=status) == ("status_deferred", None)
+        assert statuses.outbound_status_apply(hotel_id=job.inbound.hotel_id, status=status) == (
+            "status_deferred",
+            None,
+        )
         # The reply job's commit (and its own look for deferred rows) landed meanwhile.
         Message.objects.filter(pk=outbound.pk).update(provider_message_id="3EB0RACE")
     outbound.refresh_from_db()

@@ -60,8 +60,9 @@ def world() -> dict[str, Any]:
     b = hotel_rows("Bravo Hotel", "1101000022", "79002220002@c.us", "bob")
     # Rows no hotel owns.
     others = {
+        # Now kept per hotel (issue 16), but still shown to operations only.
         DeferredStatus: DeferredStatus.objects.create(
-            id_message="X1", status="sent", provider_timestamp="2026-01-01T00:00:00Z"
+            hotel=a.hotel, id_message="X1", status="sent", provider_timestamp="2026-01-01T00:00:00Z"
         ),
         BreakerState: BreakerState.objects.create(name="green_api", updated_at="2026-01-01T00:00:00Z"),
         RateLimitSlot: RateLimitSlot.objects.create(name="green_api:1:sendMessage"),
