@@ -24,6 +24,7 @@ from tests.factories import HotelFactory, ReplyJobFactory
 @pytest.fixture(autouse=True)
 def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # these tests are about caching, not deadlines
+    settings.HEALTH_MONITORING_TOKEN = "test-monitoring-token"  # /health/ is for monitoring
     health.reset_for_tests()
     monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
     yield
@@ -31,7 +32,9 @@ def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
 
 
 def provider_checks(client: Client) -> dict[str, dict[str, object]]:
-    body = client.get("/health/", HTTP_ACCEPT="application/json").json()
+    body = client.get(
+        "/health/", HTTP_ACCEPT="application/json", HTTP_AUTHORIZATION="Bearer test-monitoring-token"
+    ).json()
     return {name: body["checks"][name] for name in ("green_api_instances", "deepseek")}
 
 
