@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
@@ -23,6 +24,7 @@ from messaging import selectors
 from messaging.clients import green_api
 from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.selectors import hotels_visible_to
+from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies
 from reliability import tenancy
 from reliability.admin_site import ScopedAdmin
@@ -142,7 +144,11 @@ class HotelAdmin(HotelScopedAdmin):
         "green_api_state_changed_at",
         "created_at",
         "updated_at",
+        "webhook_url",
+        "webhook_token_issued_at",
+        "webhook_token_previous_expires_at",
     )
+    actions = ["rotate_webhook_token", "connect_green_api"]
     fieldsets = (
         (None, {"fields": ("name", "address", "staff_contact")}),
         (
@@ -161,6 +167,10 @@ class HotelAdmin(HotelScopedAdmin):
                 )
             },
         ),
+        (
+            "Webhook (tokens are shown once: use the actions to rotate or connect)",
+            {"fields": ("webhook_url", "webhook_token_issued_at", "webhook_token_previous_expires_at")},
+        ),
         ("Bookkeeping", {"fields": ("created_at", "updated_at")}),
     )
 
@@ -175,6 +185,54 @@ class HotelAdmin(HotelScopedAdmin):
     def green_api_token_hint(self, obj: Hotel) -> str:
         """Its last four characters only (the token is encrypted at rest and never shown)."""
         return secret_hint(obj, "green_api_token") if obj.pk is not None else "(not set)"
+
+    # --- webhook credentials (docs/hotels.md): each token is shown once, on the page that issues it
+    @admin.display(description="webhook URL")
+    def webhook_url(self, obj: Hotel) -> str:
+        if obj.pk is None or not settings.HOTELBOT_PUBLIC_URL:
+            return "-"
+        return hotel_services.hotel_webhook_url(hotel=obj)
+
+    def save_model(self, request: HttpRequest, obj: Hotel, form: Any, change: bool) -> None:
+        super().save_model(request, obj, form, change)
+        if not change:  # a new hotel gets its webhook token now; response_add shows it once
+            request._issued_webhook_tokens = hotel_services.hotels_webhook_tokens_rotate(  # type: ignore[attr-defined]
+                hotels=[obj], actor=request.user, via=AuditEntry.Via.ADMIN
+            )
+
+    def response_add(
+        self, request: HttpRequest, obj: Hotel, post_url_continue: str | None = None
+    ) -> HttpResponse:
+        issued = getattr(request, "_issued_webhook_tokens", None)
+        if issued:
+            return self._issued_tokens_page(request, issued, "Hotel created")
+        return super().response_add(request, obj, post_url_continue)
+
+    def _issued_tokens_page(self, request: HttpRequest, issued: list[Any], title: str) -> HttpResponse:
+        response = TemplateResponse(
+            request,
+            "admin/messaging/hotel/webhook_tokens.html",
+            {**self.admin_site.each_context(request), "title": title, "issued": issued, "opts": self.opts},
+        )
+        response["Cache-Control"] = "no-store"  # the tokens must not stay in any cache
+        return response
+
+    @admin.action(description="Rotate webhook token (the new one is shown once)", permissions=["change"])
+    def rotate_webhook_token(self, request: HttpRequest, queryset: QuerySet[Hotel]) -> HttpResponse:
+        issued = hotel_services.hotels_webhook_tokens_rotate(
+            hotels=queryset, actor=request.user, via=AuditEntry.Via.ADMIN
+        )
+        return self._issued_tokens_page(request, issued, "New webhook tokens")
+
+    @admin.action(description="Connect to Green API (push URL and a fresh token)", permissions=["change"])
+    def connect_green_api(self, request: HttpRequest, queryset: QuerySet[Hotel]) -> None:
+        done, failed = hotel_services.hotels_connect(
+            hotels=queryset, actor=request.user, via=AuditEntry.Via.ADMIN
+        )
+        if done:
+            self.message_user(request, f"{len(done)} hotel(s) connected to Green API.", messages.SUCCESS)
+        for hotel, error in failed.items():
+            self.message_user(request, f"{hotel}: {error}", messages.ERROR)
 
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):

@@ -14,6 +14,7 @@ no token, old or new, is ever logged, audited or put in an error.
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -95,7 +96,11 @@ def hotel_webhook_url(*, hotel: Hotel) -> str:
     base = settings.HOTELBOT_PUBLIC_URL.rstrip("/")
     if not base:
         raise HotelInvalid("HOTELBOT_PUBLIC_URL is not set: the URL Green API reaches this deployment at.")
-    return base + reverse("green-api-webhook-hotel", kwargs={"instance": hotel.green_api_instance_id})
+    return base + _webhook_path(hotel)
+
+
+def _webhook_path(hotel: Hotel) -> str:
+    return reverse("green-api-webhook-hotel", kwargs={"instance": hotel.green_api_instance_id})
 
 
 def hotel_get(*, ref: str) -> Hotel:
@@ -181,7 +186,8 @@ def hotel_webhook_token_rotate(
     """Issue a new webhook token; the current one stays valid for ``grace_hours`` (default
     ``WEBHOOK_TOKEN_GRACE_HOURS``; 0 revokes it at once, within WEBHOOK_CREDENTIAL_CACHE_SECONDS)."""
     grace = _grace(grace_hours)
-    webhook_url = hotel_webhook_url(hotel=hotel)
+    # The URL is shown with the token; without HOTELBOT_PUBLIC_URL, only its path.
+    webhook_url = hotel_webhook_url(hotel=hotel) if settings.HOTELBOT_PUBLIC_URL else _webhook_path(hotel)
     token = webhook_token_new()
     with transaction.atomic():
         previous_until = _token_store(hotel=hotel, token=token, grace=grace)
@@ -196,6 +202,29 @@ def hotel_webhook_token_rotate(
     return IssuedWebhookToken(
         hotel=hotel, webhook_url=webhook_url, webhook_token=token, previous_valid_until=previous_until
     )
+
+
+def hotels_webhook_tokens_rotate(
+    *, hotels: Iterable[Hotel], grace_hours: float | None = None, actor: Any = None, via: str
+) -> list[IssuedWebhookToken]:
+    """Rotate several hotels' tokens (admin action): one new token each, shown once by the caller."""
+    return [
+        hotel_webhook_token_rotate(hotel=h, grace_hours=grace_hours, actor=actor, via=via) for h in hotels
+    ]
+
+
+def hotels_connect(
+    *, hotels: Iterable[Hotel], actor: Any = None, via: str
+) -> tuple[list[ConnectResult], dict[Hotel, str]]:
+    """Connect several hotels (admin action); returns the connected ones and each failure's message."""
+    done: list[ConnectResult] = []
+    failed: dict[Hotel, str] = {}
+    for hotel in hotels:
+        try:
+            done.append(hotel_connect(hotel=hotel, actor=actor, via=via))
+        except (HotelConnectFailed, HotelInvalid) as e:
+            failed[hotel] = e.message
+    return done, failed
 
 
 def _client(hotel: Hotel) -> green_api.GreenApiClient:
