@@ -59,7 +59,7 @@ def test_deploy_check_is_clean_with_debug_off(tmp_path):
     assert found <= TLS_PROXY_ITEMS, found
 
 
-@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY", "GREEN_API_WEBHOOK_TOKEN"])
+@pytest.mark.parametrize("missing", ["DJANGO_SECRET_KEY"])
 def test_debug_off_refuses_to_start_without_secrets(tmp_path, missing):
     env = {
         "DJANGO_DEBUG": "false",
@@ -71,3 +71,16 @@ def test_debug_off_refuses_to_start_without_secrets(tmp_path, missing):
     result = _run_check(env)
     assert result.returncode != 0
     assert f"{missing} must be set" in result.stderr
+
+
+def test_global_webhook_token_is_an_opt_in_empty_in_every_mode(tmp_path):
+    """Per-hotel tokens authenticate webhooks; the global token has no default, with DEBUG or without."""
+    code = "import hotelbot.settings as s; print(repr(s.GREEN_API_WEBHOOK_TOKEN))"
+    for debug in ("true", "false"):
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "GREEN_API_WEBHOOK"))}
+        env.update({"DJANGO_DEBUG": debug, "DJANGO_SECRET_KEY": "s" * 60, "HOTELBOT_VAR_DIR": str(tmp_path)})
+        result = subprocess.run(
+            [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.strip() == "''", debug
