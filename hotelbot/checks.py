@@ -24,6 +24,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
 
 #: The DEBUG default of the global webhook token in earlier versions, published in this repository.
 DEV_WEBHOOK_TOKEN = "dev-webhook-token"  # noqa: S105 - the public value the check refuses
@@ -46,7 +47,11 @@ def security_settings(app_configs: Any = None, **kwargs: Any) -> list[checks.Che
     if settings.DEBUG:
         return []
     errors: list[checks.CheckMessage] = []
-    if _dev_secret_key(str(settings.SECRET_KEY or "")):
+    try:
+        secret_key = str(settings.SECRET_KEY or "")
+    except ImproperlyConfigured:  # Django refuses to hand out an empty SECRET_KEY
+        secret_key = ""
+    if _dev_secret_key(secret_key):
         errors.append(
             checks.Error(
                 "DJANGO_SECRET_KEY is not set (or is the public development key) while DJANGO_DEBUG is off.",
