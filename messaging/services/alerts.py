@@ -166,3 +166,50 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
             continue
         flagged += 1
     return flagged
+
+
+@dataclass(frozen=True, slots=True)
+class AlertTestResult:
+    backend: str
+    admins: list[str]
+    hotel_staff: list[str]
+    sent: int
+
+
+def alert_recipients_list() -> tuple[list[str], list[str]]:
+    """(ADMINS addresses, distinct hotel staff_email addresses): everyone an alert can reach."""
+    from messaging.models import Hotel
+
+    admins = [address for _name, address in settings.ADMINS]
+    staff = sorted(set(Hotel.objects.exclude(staff_email="").values_list("staff_email", flat=True)))
+    return admins, staff
+
+
+def alert_test_send(*, dry_run: bool = False) -> AlertTestResult:
+    """Send one test mail through the configured backend to ADMINS and to every hotel's staff_email
+    (``manage.py send_test_alert``); raises the backend's error (an SMTP refusal, a timeout)."""
+    from django.core.mail import get_connection
+
+    admins, staff = alert_recipients_list()
+    backend = str(settings.EMAIL_BACKEND)
+    sent = 0
+    if not dry_run and (admins or staff):
+        body = (
+            "This is a test alert from hotelbot (manage.py send_test_alert).\n\n"
+            "If you read it, alerts about guests left without an answer, open breakers and degradation "
+            f"reach you. Sent from {settings.SITE_URL}."
+        )
+        with get_connection(fail_silently=False) as connection:
+            if admins:
+                sent += send_mail(
+                    f"{settings.EMAIL_SUBJECT_PREFIX}Test alert (ADMINS)",
+                    body,
+                    settings.SERVER_EMAIL,
+                    admins,
+                    connection=connection,
+                )
+            if staff:
+                sent += send_mail(
+                    "[hotelbot] Test alert (hotel staff)", body, None, staff, connection=connection
+                )
+    return AlertTestResult(backend=backend, admins=admins, hotel_staff=staff, sent=sent)
