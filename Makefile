@@ -45,7 +45,7 @@ seed: migrate
 run: seed
 	@echo ""
 	@echo "  web + admin:      http://127.0.0.1:8000/admin/   (credentials printed above)"
-	@echo "  webhook:          http://127.0.0.1:8000/webhooks/green-api/"
+	@echo "  webhook:          http://127.0.0.1:8000/webhooks/green-api/1101000001/   (the demo hotel's own URL; docs/hotels.md)"
 	@echo "  API docs:         http://127.0.0.1:8000/api/docs/"
 	@echo "  health:           http://127.0.0.1:8000/health/ready/   metrics: http://127.0.0.1:8000/metrics"
 	@echo "  fake Green API:   http://127.0.0.1:8701/__fake__/requests"
