@@ -54,3 +54,16 @@ def child_exit(server: object, worker: object) -> None:
         from prometheus_client import multiprocess
 
         multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]
+
+
+# --- a worker's handed-off publishes leave with it (reliability/broker.py hand_off) ----------------
+def worker_exit(server: object, worker: object) -> None:
+    """Runs in the worker as it leaves after a graceful stop (SIGTERM, a max_requests restart, a
+    HUP reload): the reply publishes its hand-off thread still holds go out first, each bounded by
+    CELERY_REQUEST_PUBLISH_TIMEOUT and all within HANDOFF_DRAIN_SECONDS (< graceful_timeout). A
+    worker that never published has nothing to wait for (the module is not even imported)."""
+    import sys
+
+    broker = sys.modules.get("reliability.broker")
+    if broker is not None and not broker.handoff_drain():
+        worker.log.warning("reply publishes still queued at exit are left to the sweeper")  # type: ignore[attr-defined]
