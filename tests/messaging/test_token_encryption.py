@@ -23,7 +23,7 @@ from health_check.exceptions import ServiceUnavailable, ServiceWarning
 
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.services import replies
-from reliability import crypto, encryption, health
+from reliability import crypto, dead_letters, encryption, health
 from reliability.models import DeadLetter
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 from tests.messaging.payloads import CHAT
@@ -217,10 +217,13 @@ def test_a_wrong_key_never_sends_a_ciphertext_and_buries_the_job_as_auth(
     assert letter.status == DeadLetter.Status.MANUAL
     assert letter.reason_code == "token_unreadable"
     assert ciphertext not in f"{letter.reason} {letter.error_message} {letter.payload}"
-    assert Message.objects.get(pk=job.outbound_id).status == Message.Status.FAILED
-    # The right key back: staff redrive and the reply goes out.
+    assert job.outbound is not None
+    assert Message.objects.get(pk=job.outbound.pk).status == Message.Status.FAILED
+    # The right key back: staff redrive the letter and the reply goes out, with the real token.
     settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
-    assert Hotel.objects.get(pk=hotel.pk).green_api_token == fake_green.api_token
+    assert dead_letters.redrive(letter, via="admin").handed_back
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    assert len(fake_green.journal("sendMessage")) == 1
 
 
 # --- admin -------------------------------------------------------------------------------------------

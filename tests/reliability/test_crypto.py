@@ -104,7 +104,9 @@ def test_the_check_is_registered_and_refuses_start_without_debug(settings) -> No
 
     settings.DEBUG, settings.FIELD_ENCRYPTION_KEYS = False, []
 
-    errors = [m for m in checks.run_checks(tags=[checks.Tags.security]) if m.id.startswith("reliability.")]
+    errors = [
+        m for m in checks.run_checks(tags=[checks.Tags.security]) if (m.id or "").startswith("reliability.")
+    ]
 
     assert _ids(errors) == ["reliability.E001"]
     assert errors[0].is_serious()
