@@ -111,6 +111,7 @@ def test_rotate_by_id_or_instance_keeps_the_old_token_for_the_grace_period(publi
     assert out["webhook_token"] != created["webhook_token"]
     assert hotel.webhook_token_hash == webhook_token_digest(out["webhook_token"])
     assert hotel.webhook_token_previous_hash == webhook_token_digest(created["webhook_token"])
+    assert hotel.webhook_token_previous_expires_at is not None
     assert out["previous_valid_until"] == hotel.webhook_token_previous_expires_at.isoformat()
     assert AuditEntry.objects.get(action="hotel.webhook_token_rotate").details == {"grace_hours": 2.0}
 
