@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 ROOT = Path(__file__).resolve().parents[2]
 TLS_PROXY_ITEMS = {"security.W005", "security.W021"}
@@ -50,6 +51,7 @@ def test_deploy_check_is_clean_with_debug_off(tmp_path):
             "DJANGO_SECRET_KEY": "x" * 64 + "Production-Grade-Secret-Key-0123456789",
             "GREEN_API_WEBHOOK_TOKEN": "a-real-token",
             "DJANGO_SECURE_HSTS_SECONDS": "31536000",
+            "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),  # required without DEBUG
             "HOTELBOT_VAR_DIR": str(tmp_path),
         }
     )
