@@ -150,7 +150,11 @@ def answers(*, orm: bool, deepseek: Any, green: Any, n: int = 5) -> dict[str, An
         "later_runs": later_runs,
         "knew_earlier": knew_earlier,
         "sent": [m["idMessage"] for m in green.sent_messages()],
-        "stored_order": [ReplyJob.objects.get(pk=j.pk).outbound.provider_message_id for j in jobs],
+        "stored_order": list(
+            ReplyJob.objects.filter(pk__in=[j.pk for j in jobs])
+            .order_by("pk")
+            .values_list("outbound__provider_message_id", flat=True)
+        ),
     }
 
 
