@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.conf import settings
-from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiExample, OpenApiResponse, extend_schema, extend_schema_view
 from rest_framework.exceptions import Throttled
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
@@ -84,3 +84,10 @@ class GreenApiWebhookView(APIView):
         admission = ratelimit.admit(scope=WEBHOOK_SCOPE, client=instance or "-", rate=rate, lease=lease)
         if not admission.allowed:
             raise Throttled(wait=admission.retry_after)
+
+
+@extend_schema_view(post=extend_schema(operation_id="webhooks_green_api_hotel_create"))
+class GreenApiHotelWebhookView(GreenApiWebhookView):
+    """One hotel's webhook URL (what ``hotel_connect`` configures): accepts only that hotel's own
+    token and only notifications of its instance; otherwise the same as the shared URL (its own
+    class only so that the two OpenAPI operations have distinct ids)."""
