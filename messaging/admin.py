@@ -13,6 +13,7 @@ from typing import Any
 from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
+from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
@@ -20,7 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from messaging import selectors
+from messaging import permissions, selectors
 from messaging.clients import green_api
 from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.selectors import hotels_visible_to
@@ -281,7 +282,7 @@ class MessageAdmin(ReadOnlyAdmin):
     hotel_path = "conversation__hotel"
     list_display = ("id", "created_at", "direction", "status", "short_text", "guest", "provider_message_id")
     list_filter = ("direction", "status", "message_type", ("conversation__hotel", HOTEL_FILTER))
-    exclude = ("conversation",)
+    exclude = ("conversation", "hotel")  # the hotel is the conversation's (shown via the guest)
     readonly_fields = (
         "guest",
         "direction",
@@ -376,7 +377,12 @@ class ReplyJobAdmin(ReadOnlyAdmin):
     def question(self, obj: ReplyJob) -> str:
         return f"{_guest(obj.inbound.conversation.guest)}: {obj.inbound.text}"
 
-    @admin.action(description="Retry selected pending or dead jobs now")
+    def has_retry_permission(self, request: HttpRequest) -> bool:
+        """The "Retry now" action sends guests the bot's replies: ``change_replyjob`` (the form stays
+        read-only for everyone)."""
+        return request.user.has_perm(f"{self.opts.app_label}.change_{self.opts.model_name}")
+
+    @admin.action(description="Retry selected pending or dead jobs now", permissions=["retry"])
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
         count = replies.reply_jobs_requeue(job_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)
@@ -456,7 +462,12 @@ class ReplyJobAnswerAdmin(ReplyJobAdmin):
 
     def answer_view(self, request: HttpRequest, job_id: int) -> HttpResponse:
         """The guest's question and conversation, and a form whose answer goes out through the
-        pipeline (``manual.reply_answer_manually``). Another hotel's job is a 404."""
+        pipeline (``manual.reply_answer_manually``). Without ``messaging.answer_guests`` (or without
+        the view permission of reply jobs) a 403 for every id; another hotel's job is a 404."""
+        if not (
+            permissions.user_may_answer_guests(user=request.user) and self.has_view_permission(request)
+        ):
+            raise PermissionDenied
         job = (
             ReplyJob.objects.select_related("inbound__conversation__hotel", "inbound__conversation__guest")
             .filter(pk=job_id, inbound__conversation__hotel__in=hotels_visible_to(user=request.user))

@@ -42,6 +42,7 @@ HOTEL_STAFF_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("reliability", "change_deadletter"),  # retry, discard, park, resolve, notes; bulk redrive
     ("reliability", "view_auditentry"),
     ("reliability", "view_reliabilityreport"),  # the report API, cut to their hotels
+    ("reliability", "view_degradationstate"),  # the level in force over the API (admin: operations)
 )
 
 

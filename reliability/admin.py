@@ -150,26 +150,26 @@ class BreakerConfigAdmin(admin.ModelAdmin):
             done += 1
         self.message_user(request, f"{done} breaker(s) set to {mode}.", messages.SUCCESS)
 
-    @admin.action(description="Reset (close, clear counters and override)")
+    @admin.action(description="Reset (close, clear counters and override)", permissions=["change"])
     def reset(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
         names = list(queryset.values_list("name", flat=True))
         for name in names:
             services.breaker_reset(name=name)
         self.message_user(request, f"{len(names)} breaker(s) reset.", messages.SUCCESS)
 
-    @admin.action(description="Force open (reason, optional minutes)")
+    @admin.action(description="Force open (reason, optional minutes)", permissions=["change"])
     def force_open(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
         self._override(request, queryset, BreakerConfig.Mode.FORCED_OPEN)
 
-    @admin.action(description="Force close (clear override)")
+    @admin.action(description="Force close (clear override)", permissions=["change"])
     def force_close(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
         self._override(request, queryset, BreakerConfig.Mode.AUTO)
 
-    @admin.action(description="Disable (admit every call; reason, optional minutes)")
+    @admin.action(description="Disable (admit every call; reason, optional minutes)", permissions=["change"])
     def disable(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
         self._override(request, queryset, BreakerConfig.Mode.DISABLED)
 
-    @admin.action(description="Metrics only (never reject; reason, optional minutes)")
+    @admin.action(description="Metrics only (never reject; reason, optional minutes)", permissions=["change"])
     def metrics_only(self, request: HttpRequest, queryset: QuerySet[BreakerConfig]) -> None:
         self._override(request, queryset, BreakerConfig.Mode.METRICS_ONLY)
 

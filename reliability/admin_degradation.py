@@ -24,22 +24,23 @@ from reliability.models import (
 
 
 class OperationsOnly(admin.ModelAdmin):
-    """Only the operations group (and superusers) see or touch degradation."""
+    """Only the operations group (and superusers) see or touch degradation, and each of them only
+    with the model permission (view, add, change, delete) of what they do."""
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return tenancy.is_operations(request.user)
+        return tenancy.is_operations(request.user) and super().has_module_permission(request)
 
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return tenancy.is_operations(request.user)
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_view_permission(request, obj)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
-        return tenancy.is_operations(request.user)
+        return tenancy.is_operations(request.user) and super().has_add_permission(request)
 
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return tenancy.is_operations(request.user)
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_change_permission(request, obj)
 
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return tenancy.is_operations(request.user)
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)
 
 
 class RuleForm(forms.ModelForm):
@@ -225,7 +226,9 @@ class DependencyMaintenanceAdmin(OperationsOnly):
             return
         obj.pk = row.pk
 
-    @admin.action(description="End maintenance (waiting work drains at the provider's rate)")
+    @admin.action(
+        description="End maintenance (waiting work drains at the provider's rate)", permissions=["change"]
+    )
     def end_maintenance(self, request: HttpRequest, queryset: QuerySet[DependencyMaintenance]) -> None:
         ended = 0
         for dependency in set(queryset.filter(active=True).values_list("dependency", flat=True)):

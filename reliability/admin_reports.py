@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from django.contrib import admin
 from django.http import HttpRequest
@@ -35,11 +36,11 @@ class ReliabilityReportAdmin(admin.ModelAdmin):
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
 
-    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return tenancy.is_operations(request.user)
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return tenancy.is_operations(request.user) and super().has_view_permission(request, obj)
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return tenancy.is_operations(request.user)
+        return tenancy.is_operations(request.user) and super().has_module_permission(request)
 
     @admin.display(description="replies done")
     def replies_done(self, obj: ReliabilityReport) -> int:

@@ -10,8 +10,8 @@ history pages (Django's own answer for a missing id is a redirect to the index w
 404 for both "missing" and "not yours" means ids cannot be probed). Actions, list filters and
 foreign-key choices all run on the scoped querysets.
 
-The site also serves the ops dashboard at ``/admin/reliability/dashboard/`` (staff only; breakers
-for operations only) and links it from the index page.
+The site also serves the ops dashboard at ``/admin/reliability/dashboard/`` (staff with the view
+permission of dead letters; breakers for operations only) and links it from the index page.
 """
 
 from __future__ import annotations
@@ -29,6 +29,9 @@ from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 
 from reliability import tenancy
+
+#: Who may open the ops dashboard (its content is then cut to the user's hotels).
+DASHBOARD_PERMISSION = "reliability.view_deadletter"
 
 
 class OpsAdminConfig(AdminConfig):
@@ -152,8 +155,12 @@ class OpsAdminSite(admin.AdminSite):
         ]
 
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
+        """Staff who may see dead letters (``reliability.view_deadletter``; 403 otherwise): the
+        page is their hotels' open letters and replies (and, for operations, the breakers)."""
         from reliability import dashboard
 
+        if not request.user.has_perm(DASHBOARD_PERMISSION):
+            raise PermissionDenied
         data = dashboard.dashboard_data(user=request.user, now=timezone.now())
         context = {**self.each_context(request), "title": "Ops dashboard", "data": data}
         return TemplateResponse(request, "reliability/dashboard.html", context)

@@ -19,6 +19,7 @@ HOTEL_STAFF_PERMISSIONS = (
     ("reliability", "change_deadletter"),
     ("reliability", "view_auditentry"),
     ("reliability", "view_reliabilityreport"),
+    ("reliability", "view_degradationstate"),
 )
 
 

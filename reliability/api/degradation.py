@@ -13,6 +13,7 @@ from rest_framework.views import APIView
 
 from hotelbot.exceptions import ValidationFailed
 from reliability import degradation, tenancy
+from reliability.api.policies import HasModelPermissions
 from reliability.models import AuditEntry, DegradationLevel, Switch
 
 
@@ -43,9 +44,11 @@ class OverrideSerializer(serializers.Serializer):
 
 
 class DegradationView(APIView):
-    """The degradation level and switches in force, the rules' state, override and maintenance."""
+    """The degradation level and switches in force, the rules' state, override and maintenance
+    (staff with ``reliability.view_degradationstate``)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, HasModelPermissions]
+    read_perms = ("reliability.view_degradationstate",)
 
     @extend_schema(responses={200: OpenApiResponse(description="The degradation state.")})
     def get(self, request: Request) -> Response:
@@ -53,9 +56,11 @@ class DegradationView(APIView):
 
 
 class DegradationOverrideView(APIView):
-    """Set (POST) or clear (DELETE) the staff override of the degradation level."""
+    """Set (POST) or clear (DELETE) the staff override of the degradation level (the operations
+    group, with ``reliability.change_degradationstate``: the level is shared by every hotel)."""
 
-    permission_classes = [IsAdminUser, IsOperations]
+    permission_classes = [IsAdminUser, IsOperations, HasModelPermissions]
+    write_perms = ("reliability.change_degradationstate",)
 
     @extend_schema(
         request=OverrideSerializer,

@@ -26,6 +26,24 @@ class IsOperations(BasePermission):
         return is_operations(request.user)
 
 
+class HasModelPermissions(BasePermission):
+    """The Django model permissions a view declares: ``read_perms`` for GET, HEAD and OPTIONS,
+    ``write_perms`` for the rest (e.g. ``("reliability.change_deadletter",)``).
+
+    Checked before the view looks anything up, so a missing permission is a 403 for every id
+    (nothing can be probed); the hotel scope is the services' (another hotel's id: 404). A view
+    that declares nothing for a method is refused: no call goes unchecked by omission.
+    """
+
+    message = "You do not have the permission this needs (ask an administrator to grant it)."
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        attr = "read_perms" if request.method in SAFE_METHODS else "write_perms"
+        perms: tuple[str, ...] = tuple(getattr(view, attr, ()) or ())
+        user = request.user
+        return bool(perms) and user is not None and user.is_active and user.has_perms(perms)
+
+
 class ReliabilityThrottle(BaseThrottle):
     """Per client (the authenticated user, token or session; anonymous calls by IP), with one
     budget for reads (GET, HEAD, OPTIONS) and one for writes, shared by every endpoint

@@ -12,6 +12,7 @@ from rest_framework.views import APIView
 
 from hotelbot.exceptions import ValidationFailed
 from reliability import reports
+from reliability.api.policies import HasModelPermissions
 
 
 class _Period(serializers.Serializer):
@@ -77,7 +78,10 @@ def _hours(request: Request) -> int:
 
 
 class ReliabilityReportView(APIView):
-    permission_classes = [IsAdminUser]
+    """Staff with ``reliability.view_reliabilityreport``; numbers of their own hotels only."""
+
+    permission_classes = [IsAdminUser, HasModelPermissions]
+    read_perms = ("reliability.view_reliabilityreport",)
 
     @extend_schema(
         operation_id="reliability_report",

@@ -25,7 +25,7 @@ from rest_framework.views import APIView
 from hotelbot.exceptions import NotFound
 from reliability import dead_letters, selectors, services
 from reliability.api import serializers as s
-from reliability.api.policies import IsOperations, NewestFirstCursor, ReliabilityThrottle
+from reliability.api.policies import HasModelPermissions, IsOperations, NewestFirstCursor, ReliabilityThrottle
 from reliability.models import DeadLetter
 
 VIA = "api"
@@ -35,7 +35,8 @@ _ERROR_TEXT = {
     400: "Invalid request (`details` holds the messages field by field) or an action the letter's "
     "state does not allow.",
     401: "Not authenticated (send `Authorization: Token <key>` or log in).",
-    403: "Authenticated but not allowed (staff only; breakers: operations only).",
+    403: "Authenticated but not allowed: staff only, with the model permission the call needs "
+    "(dead letters: view to read, change to act; breakers: the operations group).",
     404: "No such object, or not one of your hotels'.",
     429: "Too many requests for this client (see Retry-After).",
     503: "Temporarily unavailable: the database is unreachable, or writes are paused by the "
@@ -62,9 +63,12 @@ def _id_param() -> OpenApiParameter:
 
 
 class ReliabilityView(GenericAPIView[Any]):
-    """Staff only (``is_staff``), token or session, read/write throttles."""
+    """Staff only (``is_staff``), token or session, read/write throttles; the model permissions of
+    dead letters (view to read, change to act: 403 without them); each user's hotels only (404)."""
 
-    permission_classes = [IsAdminUser]
+    permission_classes = [IsAdminUser, HasModelPermissions]
+    read_perms: tuple[str, ...] = ("reliability.view_deadletter",)
+    write_perms: tuple[str, ...] = ("reliability.change_deadletter",)
     throttle_classes = [ReliabilityThrottle]  # also every API view's default (settings)
 
     def validated(self, serializer_class: type[BaseSerializer[Any]], data: Any) -> dict[str, Any]:
@@ -75,7 +79,11 @@ class ReliabilityView(GenericAPIView[Any]):
 
 # --- breakers ------------------------------------------------------------------------------------
 class BreakerView(ReliabilityView):
-    permission_classes = [IsAdminUser, IsOperations]
+    """Breakers are shared by every hotel: the operations group, with the breaker permissions."""
+
+    permission_classes = [IsAdminUser, IsOperations, HasModelPermissions]
+    read_perms = ("reliability.view_breakerconfig",)
+    write_perms = ("reliability.change_breakerconfig",)
 
 
 @extend_schema(tags=["breakers"])

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Group
 from django.core import mail
 from django.test import Client
 from django.urls import reverse
@@ -17,6 +18,7 @@ from django.utils import timezone
 
 from fakes.green_api import FakeGreenApi
 from messaging.models import DeliveryAttempt, Hotel, Message, ReplyJob
+from messaging.permissions import HOTEL_STAFF_GROUP
 from messaging.services import alerts, manual, replies
 from reliability import dead_letters, services
 from reliability.models import AuditEntry, BreakerConfig, DeadLetter
@@ -164,6 +166,7 @@ def test_redriving_a_letter_whose_job_is_done_resolves_it(job, fake_green, setti
 # --- done when #2: a permanent failure reaches staff by mail; a manual answer reaches the guest once --
 def _staff_client(hotel: Hotel, username: str) -> Client:
     user = get_user_model().objects.create_user(username, f"{username}@example.com", "pw", is_staff=True)
+    user.groups.add(Group.objects.get(name=HOTEL_STAFF_GROUP))  # may answer guests by hand
     hotel.staff.add(user)
     client = Client()
     client.force_login(user)

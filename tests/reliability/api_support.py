@@ -7,11 +7,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from messaging.permissions import HOTEL_STAFF_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
 from reliability.models import DeadLetter
@@ -32,12 +33,21 @@ class World:
     quarantine_b: DeadLetter
 
 
+def hotel_staff_group() -> Group:
+    """The group migration messaging 0011 creates (a missing group fails the test loudly)."""
+    return Group.objects.get(name=HOTEL_STAFF_GROUP)
+
+
 def _user(name: str, *, staff: bool = True, ops: bool = False) -> User:
+    """Hotel staff hold the "hotel staff" group's permissions; operations hold every permission."""
     user = User.objects.create_user(name, f"{name}@example.com", "pw", is_staff=staff)
     if ops:
         group, _ = Group.objects.get_or_create(name=OPERATIONS_GROUP)
         user.groups.add(group)
-    return user
+        user.user_permissions.set(Permission.objects.all())
+    else:
+        user.groups.add(hotel_staff_group())
+    return User.objects.get(pk=user.pk)  # fresh permission cache
 
 
 def letter(tenant: str, *, kind: str = DeadLetter.Kind.REPLY_SEND, **fields: Any) -> DeadLetter:

@@ -12,7 +12,7 @@ from rest_framework.test import APIClient
 from reliability.breaker import registry
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
 from tests.reliability import api_support
-from tests.reliability.api_support import RecordingHandler, World, client_for, letter
+from tests.reliability.api_support import RecordingHandler, World, client_for, hotel_staff_group, letter
 
 # fixtures
 world = api_support.world
@@ -426,6 +426,7 @@ def test_staff_of_no_hotel_see_nothing(world: World) -> None:
     from django.contrib.auth.models import User
 
     loner = User.objects.create_user("lonely", password="pw", is_staff=True)
+    loner.groups.add(hotel_staff_group())  # every permission a hotel's staff hold, but no hotel
     assert client_for(loner).get(f"{API}/dead-letters/").json()["results"] == []
     _envelope(client_for(loner).get(f"{API}/dead-letters/{world.letter_a.pk}/"), 404)
 

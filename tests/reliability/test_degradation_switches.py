@@ -6,11 +6,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Group, User
+from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 from rest_framework.test import APIClient
 
 from messaging.models import Message, ReplyJob
+from messaging.permissions import HOTEL_STAFF_GROUP
 from messaging.services import replies
 from reliability import degradation
 from reliability.models import AuditEntry, DegradationState, DependencyMaintenance
@@ -189,6 +190,7 @@ def test_writes_switch_off_is_read_only_below_critical(client):
 # --- the API and admin ------------------------------------------------------------------------
 def test_override_api_is_operations_only_validated_and_audited(ops):
     staff = User.objects.create_user("frontdesk", password="pw", is_staff=True)
+    staff.groups.add(Group.objects.get(name=HOTEL_STAFF_GROUP))  # may read the level, not set it
     desk = APIClient()
     desk.force_authenticate(staff)
     body = {"level": "SEVERE", "reason": "drill", "minutes": 30, "switches_off": ["ai_replies"]}
@@ -213,6 +215,9 @@ def test_override_api_is_operations_only_validated_and_audited(ops):
     entry = AuditEntry.objects.get(action="degradation.override_set")
     assert (entry.via, entry.actor_name, entry.reason) == ("api", "ops", "drill")
     staff.groups.add(Group.objects.create(name="operations"))
+    staff.user_permissions.add(Permission.objects.get(codename="change_degradationstate"))
+    staff = User.objects.get(pk=staff.pk)  # fresh permission cache
+    desk.force_authenticate(staff)
     assert desk.delete("/api/v1/degradation/override/").status_code == 200
     assert desk.delete("/api/v1/degradation/override/").status_code == 404
 

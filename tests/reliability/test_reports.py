@@ -16,6 +16,7 @@ from rest_framework.test import APIClient
 
 from hotelbot.exceptions import ValidationFailed
 from messaging.models import Hotel, ReplyJob
+from messaging.permissions import HOTEL_STAFF_GROUP
 from reliability import reports, tasks, tenancy
 from reliability.models import BreakerEvent, DeadLetter, ReliabilityReport
 from tests.factories import HotelFactory, ReplyJobFactory
@@ -243,6 +244,7 @@ def api() -> APIClient:
 def test_api_report_is_scoped_to_the_user(period_rows, api, monkeypatch):
     monkeypatch.setattr(reports.timezone, "now", lambda: UNTIL)
     staff = User.objects.create_user("reception-b", is_staff=True)
+    staff.groups.add(Group.objects.get(name=HOTEL_STAFF_GROUP))  # view_reliabilityreport
     period_rows["b"].staff.add(staff)
     api.force_authenticate(staff)
     response = api.get(URL, {"hours": 2})
