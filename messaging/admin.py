@@ -29,8 +29,8 @@ from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies
 from reliability import tenancy
 from reliability.admin_site import ScopedAdmin
-from reliability.models import AuditEntry
 from reliability.fields import is_set, secret_hint
+from reliability.models import AuditEntry
 from reliability.services import mask_phone
 
 HOTEL_FILTER = admin.RelatedOnlyFieldListFilter  # choices: only hotels of rows the user may see
@@ -74,7 +74,6 @@ def _guest(guest: Guest) -> str:
     return mask_phone(str(guest))
 
 
-class HotelForm(forms.ModelForm):
 class WriteOnlyField(forms.CharField):
     """A secret's form field: never rendered back; changed only when something was typed."""
 
@@ -82,6 +81,7 @@ class WriteOnlyField(forms.CharField):
         return bool(data)
 
 
+class HotelForm(forms.ModelForm):
     """The Green API token is write-only: never rendered back; left empty, the stored one is kept
     as it is (its ciphertext is not even decrypted). The page shows its last four characters."""
 
@@ -117,12 +117,12 @@ class WriteOnlyField(forms.CharField):
             return ""  # keep the stored one: dropped in clean(), so the model is never given it
         raise forms.ValidationError("A new hotel needs its Green API token.")
 
-
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or self.cleaned_data
         if "green_api_token" in cleaned and not cleaned["green_api_token"]:
             del cleaned["green_api_token"]  # construct_instance skips it: the stored value stays
         return cleaned
+
 
 @admin.register(Hotel)
 class HotelAdmin(HotelScopedAdmin):
@@ -161,8 +161,8 @@ class HotelAdmin(HotelScopedAdmin):
             {
                 "fields": (
                     "green_api_instance_id",
-                    "green_api_token",
                     "green_api_token_hint",
+                    "green_api_token",
                     "green_api_state",
                     "green_api_state_changed_at",
                 )
@@ -180,7 +180,6 @@ class HotelAdmin(HotelScopedAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)
-
 
     @admin.display(description="current Green API token")
     def green_api_token_hint(self, obj: Hotel) -> str:
@@ -234,6 +233,7 @@ class HotelAdmin(HotelScopedAdmin):
             self.message_user(request, f"{len(done)} hotel(s) connected to Green API.", messages.SUCCESS)
         for hotel, error in failed.items():
             self.message_user(request, f"{hotel}: {error}", messages.ERROR)
+
 
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):
