@@ -393,6 +393,12 @@ REPLY_RETRY_BASE_DELAY = env_float("REPLY_RETRY_BASE_DELAY", 2.0)
 REPLY_RETRY_MAX_DELAY = env_float("REPLY_RETRY_MAX_DELAY", 300.0)
 REPLY_JOB_LEASE = env_float("REPLY_JOB_LEASE", 120.0)
 REPLY_STALE_AFTER = env_float("REPLY_STALE_AFTER", 30.0)
+# A new job no worker has claimed this many seconds after its publish is re-published once, by a
+# check the beat process runs every REPLY_UNSEEN_CHECK_INTERVAL seconds (0: off) without the broker
+# (reliability/watchers.py): a publish lost with its web process costs a guest seconds, not
+# REPLY_STALE_AFTER. Keep the sum under 5 s.
+REPLY_UNSEEN_AFTER = env_float("REPLY_UNSEEN_AFTER", 2.0)
+REPLY_UNSEEN_CHECK_INTERVAL = env_float("REPLY_UNSEEN_CHECK_INTERVAL", 2.0)
 # The sweeper re-publishes a job's task only after its last publish is stale: REPLY_STALE_AFTER x 2^n
 # after the n-th re-publish in a row, at most this many seconds.
 REPLY_REPUBLISH_MAX_SPACING = env_float("REPLY_REPUBLISH_MAX_SPACING", 600.0)

@@ -23,6 +23,7 @@ class MessagingConfig(AppConfig):
             maintenance,
             reports,
             tenancy,
+            watchers,
         )
         from reliability.models import DeadLetter
 
@@ -58,3 +59,9 @@ class MessagingConfig(AppConfig):
         register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
         # Broker down: worker processes take due reply jobs straight from the database (issue 9).
         broker_fallback.register_poller("reply_jobs", lambda limit: replies.reply_jobs_poll(limit=limit))
+        # A reply job no worker has seen is re-published within seconds, from the beat process.
+        watchers.register_watch(
+            "reply_jobs_unseen",
+            replies.reply_jobs_republish_unseen,
+            interval=lambda: settings.REPLY_UNSEEN_CHECK_INTERVAL,
+        )

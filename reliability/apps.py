@@ -6,7 +6,7 @@ class ReliabilityConfig(AppConfig):
     verbose_name = "Reliability"
 
     def ready(self) -> None:
-        from celery.signals import worker_process_init
+        from celery.signals import beat_init, worker_process_init
         from django.core import checks as django_checks
         from django.core.signals import got_request_exception
         from prometheus_client import REGISTRY
@@ -22,6 +22,7 @@ class ReliabilityConfig(AppConfig):
             health,
             http,
             observability,
+            watchers,
         )
         from reliability.breaker import registry, set_default_store_factory
         from reliability.metrics import DEAD_LETTERS
@@ -41,6 +42,8 @@ class ReliabilityConfig(AppConfig):
         # from the database while the broker is away (one poller thread per pool process).
         broker.install_kombu_redis_guard()
         worker_process_init.connect(broker_fallback.start, weak=False)
+        # Checks that must run every few seconds run on a thread of the beat process (no broker trip).
+        beat_init.connect(watchers.start, weak=False)
         broker_fallback.register_recovery("breakers_and_degradation", broker_fallback.warm_after_recovery)
         # A database error that became Django's 500 is noted for the database breaker's middleware.
         got_request_exception.connect(

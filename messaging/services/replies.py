@@ -156,9 +156,10 @@ def reply_job_unsaved(*, now: datetime) -> ReplyJob:
 
     The publish is recorded in the INSERT itself (``published_at``, and a task id chosen here and
     given to Celery), so a webhook costs no UPDATE after it; a failed publish clears the record. A
-    process that dies between the commit and the publish leaves the record: the sweeper then
-    re-publishes the job REPLY_STALE_AFTER after ``published_at``, when it would for a job never
-    published (both are ``now``: the job is due at once).
+    process that dies between the commit and the publish leaves the record: the beat process's
+    watch re-publishes a job no worker claimed REPLY_UNSEEN_AFTER after ``published_at``
+    (``reply_jobs_republish_unseen``), as it does a job never published (both are ``now``: the job
+    is due at once); the sweeper's REPLY_STALE_AFTER rule comes after that.
     """
     return ReplyJob(next_attempt_at=now, published_at=now, published_task_id=str(uuid.uuid4()))
 
@@ -213,6 +214,41 @@ def reply_jobs_sweep(*, now: datetime | None = None, limit: int = 500) -> int:
     published = sum(reply_job_publish(job_id=job_id, swept=True) for job_id in ids)
     reliability_services.heartbeat_record(name=SWEEPER_HEARTBEAT)  # the beat heartbeat health check
     return published
+
+
+def _unseen(now: datetime) -> Q:
+    """Pending, never claimed (``attempts`` 0), never re-published, due and published (or its
+    publish failed) at least REPLY_UNSEEN_AFTER ago, and young enough not to be the sweeper's yet:
+    a range of the (status, next_attempt_at) index a few seconds wide."""
+    seen_by = now - timedelta(seconds=settings.REPLY_UNSEEN_AFTER)
+    sweepers = now - timedelta(seconds=settings.REPLY_STALE_AFTER + settings.REPLY_SWEEP_INTERVAL)
+    return Q(
+        status=ReplyJob.Status.PENDING,
+        next_attempt_at__gt=sweepers,
+        next_attempt_at__lte=seen_by,
+        attempts=0,
+        republish_count=0,
+    ) & (Q(published_at__isnull=True) | Q(published_at__lte=seen_by))
+
+
+def reply_jobs_republish_unseen(*, now: datetime | None = None, limit: int = 100) -> int:
+    """Re-publish, once, a job that no worker has claimed REPLY_UNSEEN_AFTER after its publish: the
+    publish died with its web process (queued on the hand-off thread), failed, or the broker lost
+    the task. Run every REPLY_UNSEEN_CHECK_INTERVAL by the beat process's watch thread
+    (``reliability.watchers``), so such a guest waits seconds, not the sweeper's REPLY_STALE_AFTER.
+
+    At most once per job (the publish counts as a sweeper re-publish: ``republish_count`` 1), then
+    the sweeper's backoff applies: a job merely waiting in a slow queue costs one extra task, which
+    finds it claimed or done and skips it. While this process saw the broker fail, one job per run
+    (a probe) instead of a batch of failing publishes."""
+    from reliability import broker
+
+    now = now or timezone.now()
+    batch = 1 if broker.is_down() else limit
+    ids = list(
+        ReplyJob.objects.filter(_unseen(now)).order_by("next_attempt_at").values_list("pk", flat=True)[:batch]
+    )
+    return sum(reply_job_publish(job_id=job_id, request_path=True, swept=True) for job_id in ids)
 
 
 def reply_jobs_requeue(*, job_ids: list[int]) -> int:
