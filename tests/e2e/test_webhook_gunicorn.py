@@ -287,3 +287,50 @@ def test_a_max_requests_restart_publishes_what_the_hand_off_thread_still_holds(t
         assert _wait_for(lambda: stack.web_worker_pids() != first_worker, timeout=15)
         assert _wait_for(lambda: len(_queued_task_ids(direct)) == 3, timeout=5)
         assert _queued_task_ids(direct) == _recorded_task_ids(stack)
+
+
+# --- a publish lost with its web process: re-published within 5 s, by beat's watch -----------------
+def test_a_publish_lost_with_a_killed_web_worker_is_republished_within_5_s_and_answered(tmp_path):
+    """The web's broker hangs (its publish waits on the hand-off thread) and the web worker is
+    SIGKILLed: the publish is gone. The sweeper runs at the production cadence (30 s stale, every
+    15 s), so a republish within 5 s of the job's creation can only be beat's watch."""
+    from fakes.hung_tcp import HungTcpServer
+
+    url = os.environ.get("CELERY_BROKER_URL", "")
+    if not url.startswith("redis://"):
+        pytest.skip("needs the Redis broker of the services run (the embedded broker is a folder)")
+    redis.Redis.from_url(url, socket_timeout=5).flushdb()
+    production_sweeper = {"REPLY_STALE_AFTER": "30", "REPLY_SWEEP_INTERVAL": "15"}
+    with HungTcpServer() as hung, _stack(tmp_path, **production_sweeper) as (stack, instance):
+        stack.start_fakes()
+        stack.start_worker()
+        stack.start_beat()
+        web = _start_gunicorn(
+            stack,
+            "web",
+            "-k",
+            "gthread",
+            "--threads",
+            "4",
+            env={"CELERY_BROKER_URL": hung.url, "CELERY_REQUEST_PUBLISH_TIMEOUT": "20"},
+        )
+        _post(web, instance, 1)
+        assert _wait_for(lambda: hung.accepted > 0, timeout=5)  # the publish is on its way ...
+        for pid in stack.web_worker_pids():
+            os.kill(pid, signal.SIGKILL)  # ... and dies with the worker
+
+        def answered() -> bool:
+            return (
+                stack.shell("from messaging.models import ReplyJob; print(ReplyJob.objects.get().status)")
+                == "done"
+            )
+
+        assert _wait_for(answered, timeout=30), stack.log_tail()
+        out = stack.shell(
+            "from messaging.models import ReplyJob; j = ReplyJob.objects.get(); "
+            "print(j.republish_count, (j.published_at - j.created_at).total_seconds())"
+        )
+        count, seconds = out.split()
+        assert int(count) == 1  # re-published once, by the watch (the sweeper's turn comes later)
+        assert float(seconds) < 5.0
+        assert "watch reply_jobs_unseen acted on 1 item(s)" in (stack.logs / "beat.log").read_text()
