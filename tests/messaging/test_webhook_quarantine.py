@@ -263,9 +263,9 @@ def test_quarantine_never_stores_the_webhook_token(webhook_client, hotel, settin
 @contextmanager
 def _failing_insert(table: str, error: Callable[[], Exception]) -> Iterator[None]:
     def wrapper(execute: Any, sql: str, params: Any, many: bool, context: Any) -> Any:
-        if (
-            sql.lstrip().upper().startswith(("INSERT", "WITH")) and table in sql
-        ):  # WITH: PostgreSQL's one statement
+        # PostgreSQL's one statement: the guest's lock, then WITH ... (messaging/services/inbound_sql.py)
+        statement = sql.lstrip().upper().startswith(("INSERT", "WITH", "SELECT PG_ADVISORY_XACT_LOCK"))
+        if statement and table in sql:
             raise error()
         return execute(sql, params, many, context)
 
