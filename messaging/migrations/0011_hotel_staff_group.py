@@ -2,6 +2,8 @@
 # holds what a hotel's staff need (messaging/permissions.py says why; a test checks the two lists agree).
 
 from django.db import migrations
+from django.db.backends.base.schema import BaseDatabaseSchemaEditor
+from django.db.migrations.state import StateApps
 
 HOTEL_STAFF_GROUP = "hotel staff"
 
@@ -23,7 +25,7 @@ HOTEL_STAFF_PERMISSIONS = (
 )
 
 
-def create_hotel_staff_group(apps, schema_editor):
+def create_hotel_staff_group(apps: StateApps, schema_editor: BaseDatabaseSchemaEditor) -> None:
     """Made like the operations group (found or created by name); adds, never removes, permissions,
     so the group an operator extended keeps what was added."""
     from django.contrib.auth.management import create_permissions
@@ -32,7 +34,7 @@ def create_hotel_staff_group(apps, schema_editor):
     # not exist yet here. Create the ones of the two apps now (the usual recipe for a migration).
     for label in ("messaging", "reliability"):
         app_config = apps.get_app_config(label)
-        app_config.models_module = True
+        app_config.models_module = True  # type: ignore[assignment]  # the recipe: "has models"
         create_permissions(app_config, apps=apps, verbosity=0, using=schema_editor.connection.alias)
         app_config.models_module = None
 
