@@ -70,7 +70,12 @@ class Written:
 
 
 def available() -> bool:
-    return connection.vendor == "postgresql"
+    """PostgreSQL with client-side binding (Django's default): the lock and the statement go in
+    one ``execute``, which server-side binding (a prepared statement: one command) refuses. With
+    ``server_side_binding`` on, guest messages take the ORM path, which is serialised per guest too."""
+    return connection.vendor == "postgresql" and not connection.settings_dict["OPTIONS"].get(
+        "server_side_binding"
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,3 +174,20 @@ def test_a_delivery_committed_while_the_statement_waits_is_a_duplicate(webhook_c
     assert Message.objects.filter(provider_message_id="SAME").count() == 1
     assert Guest.objects.count() == 1  # the guest of our statement was rolled back with it
     assert not ReplyJob.objects.exists()
+
+
+@pytest.mark.django_db
+def test_server_side_binding_takes_the_orm_path(monkeypatch: pytest.MonkeyPatch, webhook_client: Any) -> None:
+    """A prepared statement holds one command: with server-side binding the lock and the statement
+    cannot share an ``execute``, so guest messages take the ORM path (serialised per guest too)."""
+    from messaging.services import inbound_sql
+
+    assert inbound_sql.available()
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)
+    assert not inbound_sql.available()
+    HotelFactory.create()
+    with CaptureQueriesContext(connection) as queries:
+        response = webhook_client.post(URL, payloads.incoming_text(id_message="SSB"), format="json")
+    assert response.json() == {"status": "stored"}
+    assert not any("pg_advisory_xact_lock" in q["sql"] for q in queries.captured_queries)
+    assert Message.objects.get(provider_message_id="SSB").hotel_id == Hotel.objects.get().pk
