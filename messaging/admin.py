@@ -428,9 +428,11 @@ class DeliveryAttemptAdmin(ReadOnlyAdmin):
 
 @admin.register(DeferredStatus)
 class DeferredStatusAdmin(OperationsOnlyReadOnlyAdmin):
-    """Not attributable to a hotel until a message claims it: operations only."""
+    """Statuses waiting for their message's id: bookkeeping of the status path, operations only.
+    Each names the hotel whose instance reported it, and is applied only to that hotel's message."""
 
-    list_display = ("id_message", "status", "provider_timestamp", "received_at")
+    list_display = ("id_message", "status", "hotel", "provider_timestamp", "received_at")
+    list_select_related = ("hotel",)
     list_filter = ("status",)
     search_fields = ("id_message",)
 
