@@ -46,6 +46,7 @@ class MessageFactory(factory.django.DjangoModelFactory[Message]):
         model = Message
 
     conversation = factory.SubFactory(ConversationFactory)
+    hotel = factory.SelfAttribute("conversation.hotel")
     direction = Message.Direction.INBOUND
     text = "What time is check-out?"
     provider_message_id = factory.Sequence(lambda n: f"IN{n:030X}")
