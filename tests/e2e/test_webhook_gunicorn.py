@@ -21,7 +21,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -45,13 +45,14 @@ SLOW = {"CELERY_REQUEST_PUBLISH_TIMEOUT": "3"}  # above the slow proxy's delay p
 def _stack(tmp: Path, **extra: str) -> Iterator[tuple[Stack, str]]:
     """A migrated database with the demo hotel and the environment of its web servers; yields the
     stack and the demo hotel's Green API instance id. No worker, no beat: tasks stay queued."""
-    env, web_url = base_env(
-        tmp,
-        GREEN_API_WEBHOOK_TOKEN=TOKEN,  # the single-hotel opt-in: the legacy URL takes this token
-        WEBHOOK_MAX_BODY_BYTES=str(LIMIT),
-        DJANGO_DEBUG="1",
+    settings = {
+        "GREEN_API_WEBHOOK_TOKEN": TOKEN,  # the single-hotel opt-in: the legacy URL takes this token
+        "WEBHOOK_MAX_BODY_BYTES": str(LIMIT),
+        "DJANGO_DEBUG": "1",
         **extra,
-    )
+    }
+    env, web_url = base_env(tmp)
+    env.update(settings)
     db_name = ""
     base_db_url = os.environ.get("DATABASE_URL", "")
     if base_db_url:
@@ -102,7 +103,7 @@ def _write_all_then_read(url: str, body: bytes) -> bytes:
     """POST the way a simple client does: the whole request written first, then the answer read.
     A small send buffer makes the client wait on the server's reading, as with any large body."""
     parts = urlsplit(url)
-    with socket.create_connection((parts.hostname, parts.port), timeout=30) as sock:
+    with socket.create_connection((parts.hostname, parts.port or 80), timeout=30) as sock:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         head = (
             f"POST {PATH} HTTP/1.1\r\nHost: {parts.netloc}\r\nAuthorization: Bearer {TOKEN}\r\n"
@@ -240,7 +241,7 @@ def _recorded_task_ids(stack: Stack) -> set[str]:
     return set(out.split())
 
 
-def _wait_for(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
+def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if predicate():

@@ -171,9 +171,9 @@ def test_the_republish_reaches_the_real_broker(settings):
     if url.startswith("redis://"):
         import redis
 
-        client = redis.Redis.from_url(url, socket_timeout=5)
+        client = redis.Redis.from_url(url, socket_timeout=5, decode_responses=True)
         mine = [
-            raw
+            str(raw)
             for raw in client.lrange("celery", 0, -1)
             if json.loads(raw)["headers"]["id"] == job.published_task_id
         ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from celery.signals import beat_init
@@ -22,11 +22,19 @@ def only_these_watches(monkeypatch) -> Iterator[dict[str, watchers.Watch]]:
     monkeypatch.setattr(watchers, "_thread", None)
 
 
+def _recorder(runs: list[str], name: str, *, acted: int = 0) -> Callable[[], int]:
+    def run() -> int:
+        runs.append(name)
+        return acted
+
+    return run
+
+
 def test_each_watch_runs_when_due_and_the_pause_is_until_the_next(only_these_watches):
     runs: list[str] = []
-    watchers.register_watch("fast", lambda: runs.append("fast") or 0, interval=lambda: 2.0)
-    watchers.register_watch("slow", lambda: runs.append("slow") or 1, interval=lambda: 10.0)
-    watchers.register_watch("off", lambda: runs.append("off") or 0, interval=lambda: 0.0)
+    watchers.register_watch("fast", _recorder(runs, "fast"), interval=lambda: 2.0)
+    watchers.register_watch("slow", _recorder(runs, "slow", acted=1), interval=lambda: 10.0)
+    watchers.register_watch("off", _recorder(runs, "off"), interval=lambda: 0.0)
 
     pause = watchers.run_due(now=100.0)
     assert runs == ["fast", "slow"]
@@ -47,7 +55,7 @@ def test_a_failing_watch_is_logged_and_the_others_still_run(only_these_watches, 
         raise RuntimeError("database away")
 
     watchers.register_watch("broken", broken, interval=lambda: 1.0)
-    watchers.register_watch("fine", lambda: runs.append("fine") or 0, interval=lambda: 1.0)
+    watchers.register_watch("fine", _recorder(runs, "fine"), interval=lambda: 1.0)
     watchers.run_due(now=5.0)
     assert runs == ["fine"]
     assert "watch broken failed: RuntimeError: database away" in caplog.text
@@ -60,7 +68,12 @@ def test_with_no_watch_enabled_the_thread_sleeps_long(only_these_watches):
 
 def test_the_thread_starts_once_runs_its_watches_and_stops(only_these_watches):
     ran = threading.Event()
-    watchers.register_watch("probe", lambda: ran.set() or 0, interval=lambda: 0.05)
+
+    def probe() -> int:
+        ran.set()
+        return 0
+
+    watchers.register_watch("probe", probe, interval=lambda: 0.05)
     assert watchers.start() is True
     assert watchers.start() is False  # one thread per process
     assert ran.wait(5)
