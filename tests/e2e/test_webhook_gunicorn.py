@@ -39,6 +39,7 @@ TOKEN = secrets.token_urlsafe(24)
 PATH = "/webhooks/green-api/"
 WORKERS = [("-k", "sync"), ("-k", "gthread", "--threads", "4")]  # deploy/gunicorn.conf.py: gthread
 SLOW = {"CELERY_REQUEST_PUBLISH_TIMEOUT": "3"}  # above the slow proxy's delay per command
+OWN_BROKER_DB = 15  # the Redis database these tests empty (see _own_broker_url)
 
 
 @contextlib.contextmanager
@@ -190,12 +191,19 @@ class _SlowProxy:
         self.listener.close()
 
 
-@pytest.fixture
-def slow_broker() -> Iterator[tuple[str, redis.Redis]]:
-    """(the broker URL through a slow proxy, a direct client of the same Redis database)."""
+def _own_broker_url() -> str:
+    """A Redis database of our own on the services run's broker server (these tests empty it; the
+    unit tests publish to CELERY_BROKER_URL's database, the session stack to 14)."""
     url = os.environ.get("CELERY_BROKER_URL", "")
     if not url.startswith("redis://"):
         pytest.skip("needs the Redis broker of the services run (the embedded broker is a folder)")
+    return urlunsplit(urlsplit(url)._replace(path=f"/{OWN_BROKER_DB}"))
+
+
+@pytest.fixture
+def slow_broker() -> Iterator[tuple[str, redis.Redis]]:
+    """(the broker URL through a slow proxy, a direct client of the same Redis database)."""
+    url = _own_broker_url()
     parts = urlsplit(url)
     direct = redis.Redis.from_url(url, socket_timeout=5)
     direct.flushdb()
@@ -297,11 +305,9 @@ def test_a_publish_lost_with_a_killed_web_worker_is_republished_within_5_s_and_a
     15 s), so a republish within 5 s of the job's creation can only be beat's watch."""
     from fakes.hung_tcp import HungTcpServer
 
-    url = os.environ.get("CELERY_BROKER_URL", "")
-    if not url.startswith("redis://"):
-        pytest.skip("needs the Redis broker of the services run (the embedded broker is a folder)")
+    url = _own_broker_url()
     redis.Redis.from_url(url, socket_timeout=5).flushdb()
-    production_sweeper = {"REPLY_STALE_AFTER": "30", "REPLY_SWEEP_INTERVAL": "15"}
+    production_sweeper = {"REPLY_STALE_AFTER": "30", "REPLY_SWEEP_INTERVAL": "15", "CELERY_BROKER_URL": url}
     with HungTcpServer() as hung, _stack(tmp_path, **production_sweeper) as (stack, instance):
         stack.start_fakes()
         stack.start_worker()
