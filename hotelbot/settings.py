@@ -384,7 +384,9 @@ FAKE_GREEN_API_WEBHOOK_URL = env_str(
 )
 # The demo hotel's webhook token (seed_demo gives it to the hotel, fake_providers pushes with it):
 # a public development value, so only in DEBUG.
-FAKE_GREEN_API_WEBHOOK_TOKEN = env_str("FAKE_GREEN_API_WEBHOOK_TOKEN", "dev-demo-hotel-webhook-token" if DEBUG else "")
+FAKE_GREEN_API_WEBHOOK_TOKEN = env_str(
+    "FAKE_GREEN_API_WEBHOOK_TOKEN", "dev-demo-hotel-webhook-token" if DEBUG else ""
+)
 
 # --- Reply pipeline ------------------------------------------------------------------------------
 REPLY_CONTEXT_TURNS = env_int("REPLY_CONTEXT_TURNS", 8)

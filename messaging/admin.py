@@ -466,9 +466,7 @@ class ReplyJobAnswerAdmin(ReplyJobAdmin):
         """The guest's question and conversation, and a form whose answer goes out through the
         pipeline (``manual.reply_answer_manually``). Without ``messaging.answer_guests`` (or without
         the view permission of reply jobs) a 403 for every id; another hotel's job is a 404."""
-        if not (
-            permissions.user_may_answer_guests(user=request.user) and self.has_view_permission(request)
-        ):
+        if not (permissions.user_may_answer_guests(user=request.user) and self.has_view_permission(request)):
             raise PermissionDenied
         job = (
             ReplyJob.objects.select_related("inbound__conversation__hotel", "inbound__conversation__guest")

@@ -69,7 +69,7 @@ def _secrets(settings) -> list[str]:
 def test_detailed_pages_refuse_anyone_without_staff_login_or_token(
     path: str, headers: dict[str, str], hotel_world: str, settings
 ) -> None:
-    response = Client().get(path, HTTP_ACCEPT="application/json", **headers)
+    response = Client().get(path, HTTP_ACCEPT="application/json", **headers)  # type: ignore[arg-type]
     assert response.status_code == 401
     assert response["WWW-Authenticate"].startswith("Bearer")
     assert response.json()["error"]["code"] == "not_authenticated"
@@ -82,7 +82,7 @@ def test_detailed_pages_refuse_anyone_without_staff_login_or_token(
 def test_an_unset_token_opens_nothing(settings, hotel_world: str) -> None:
     settings.HEALTH_MONITORING_TOKEN = ""
     for headers in ({"HTTP_AUTHORIZATION": "Bearer "}, {"HTTP_AUTHORIZATION": "Bearer"}):
-        assert Client().get("/health/", **headers).status_code == 401
+        assert Client().get("/health/", **headers).status_code == 401  # type: ignore[arg-type]
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)
