@@ -154,8 +154,8 @@ def test_hung_broker_webhook_is_acknowledged_after_one_bounded_publish(
     with HungTcpServer() as hung:
         # Celery reads CELERY_BROKER_URL from the environment before its own setting.
         monkeypatch.setenv("CELERY_BROKER_URL", hung.url)
-        monkeypatch.setattr(app.conf, "broker_url", hung.url)
-        monkeypatch.setattr(app.conf, "task_always_eager", False)
+        monkeypatch.setitem(app.conf, "broker_url", hung.url)
+        monkeypatch.setitem(app.conf, "task_always_eager", False)
         monkeypatch.setattr(process_reply_job, "apply_async", spy)
         broker.reset_request_path_pool()
         try:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from hotelbot.celery import app as celery_app
 from messaging.models import ReplyJob
 from messaging.services import replies
 from reliability import broker
@@ -50,7 +51,7 @@ def test_the_webhook_answers_before_its_publish_and_the_job_is_published_after(
     webhook_client: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings.CELERY_REQUEST_PUBLISH_HANDOFF = True
-    monkeypatch.setattr("celery.current_app.conf.task_always_eager", False)
+    monkeypatch.setitem(celery_app.conf, "task_always_eager", False)  # setattr's undo deletes it
     HotelFactory.create()
     release, published = threading.Event(), []
 
