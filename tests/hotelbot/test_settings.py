@@ -52,6 +52,8 @@ def test_deploy_check_is_clean_with_debug_off(tmp_path):
             "GREEN_API_WEBHOOK_TOKEN": "a-real-token",
             "DJANGO_SECURE_HSTS_SECONDS": "31536000",
             "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),  # required without DEBUG
+            "ADMINS": "Ops <ops@example.com>",  # alerts reach a person (else hotelbot.W001)
+            "EMAIL_URL": "smtp+tls://alerts:pw@mail.example.com:587",  # and are sent (else W002)
             "HOTELBOT_VAR_DIR": str(tmp_path),
         }
     )
