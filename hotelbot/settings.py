@@ -81,6 +81,7 @@ INSTALLED_APPS = [
     "django_celery_beat",
     "reliability",
     "messaging",
+    "console",  # the staff console (admin, dashboard, API): the top floor, imports both apps
 ]
 
 MIDDLEWARE = [
