@@ -1,9 +1,9 @@
 """Reads of the staff console: the ops dashboard and what the domain adds to dead-letter pages.
 
-Generic: reply numbers and a dead letter's subject history (e.g. the delivery attempts of its reply
-job) come from providers the domain registers at start-up (``messaging`` registers both), so the
-toolkit never imports the domain. Everything a hotel's staff see is scoped to their tenants;
-breakers (cards and timeline) are shown to operations only.
+Reply numbers come from ``messaging.selectors.reply_stats`` (the one definition of reply latency
+and its percentile, shared with the report, the API and the degradation rule) and a dead letter's
+subject history from ``messaging.selectors.reply_job_attempts``. Everything a hotel's staff see is
+scoped to their tenants; breakers (cards and timeline) are shown to operations only.
 
 The charts are plain numbers here (positions and sizes in a fixed view box); the template draws
 them as inline SVG: no JavaScript, no CDN.
@@ -11,15 +11,15 @@ them as inline SVG: no JavaScript, no CDN.
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.db.models import Count
 
-from reliability import degradation, tenancy
+from console import tenancy
+from messaging import selectors
+from reliability import degradation
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter
 
@@ -27,49 +27,11 @@ WINDOW = timedelta(hours=24)
 RESULTS = ("delivered", "degraded", "dead")
 
 
-# --- providers ------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class ReplyStats:
-    """Replies of the tenants asked for, over a period: ``hourly`` maps the start of each hour
-    (aware, UTC) to counts by result (delivered / degraded / dead); ``latencies`` are the seconds
-    from a guest's message to our reply being accepted by the provider."""
-
-    hourly: dict[datetime, dict[str, int]] = field(default_factory=dict)
-    latencies: Sequence[float] = ()
-
-
-ReplyStatsProvider = Callable[..., ReplyStats]
-_reply_stats: ReplyStatsProvider | None = None
-_histories: dict[str, Callable[[int], list[dict[str, Any]]]] = {}
-
-
-def register_reply_stats(provider: ReplyStatsProvider) -> None:
-    """``provider(*, since, until, tenants)`` → :class:`ReplyStats`; ``tenants`` None = all."""
-    global _reply_stats
-    _reply_stats = provider
-
-
-def register_subject_history(subject_type: str, provider: Callable[[int], list[dict[str, Any]]]) -> None:
-    """``provider(subject_id)`` → rows (column → value, secrets and phone numbers masked) shown
-    on the page of a dead letter whose subject is of ``subject_type`` (e.g. ``messaging.replyjob``)."""
-    _histories[subject_type] = provider
-
-
 def subject_history(letter: DeadLetter) -> list[dict[str, Any]]:
-    provider = _histories.get(letter.subject_type)
-    if provider is None or letter.subject_id is None:
+    """Rows shown on the page of a dead letter about a reply job: its delivery attempts (masked)."""
+    if letter.subject_type != "messaging.replyjob" or letter.subject_id is None:
         return []
-    return provider(letter.subject_id)
-
-
-def percentile(values: Sequence[float], q: float) -> float | None:
-    """The ``q``-th percentile (0-100) by linear interpolation; None without values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100.0
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+    return selectors.reply_job_attempts(letter.subject_id)
 
 
 # --- dashboard ------------------------------------------------------------------------------------
@@ -240,9 +202,7 @@ def dashboard_data(*, user: Any, now: datetime) -> DashboardData:
         for i, (key, label, n) in enumerate(by_category)
     ]
 
-    stats = (
-        _reply_stats(since=since, until=now, tenants=tenants) if _reply_stats is not None else ReplyStats()
-    )
+    stats = selectors.reply_stats(since=since, until=now, tenants=tenants)
     first_hour = _hour(since) + timedelta(hours=1)
     hours = [first_hour + timedelta(hours=i) for i in range(24)]
     totals = {r: 0 for r in RESULTS}
@@ -291,9 +251,9 @@ def dashboard_data(*, user: Any, now: datetime) -> DashboardData:
         trend_ticks=ticks,
         trend_max=trend_max,
         totals=totals,
-        latency_p50=percentile(stats.latencies, 50),
-        latency_p95=percentile(stats.latencies, 95),
-        latency_count=len(stats.latencies),
+        latency_p50=stats.latency.p50,
+        latency_p95=stats.latency.p95,
+        latency_count=stats.latency.count,
         lanes=lanes,
         transitions=transitions,
         degradation=degradation.degradation_status(now=now),

@@ -1,8 +1,8 @@
 """The reliability report: how one period went, as a JSON-able dict (admin, API, command, beat).
 
-Generic: reply numbers come from a provider the domain registers at start-up
-(``register_reply_stats``; messaging registers one over its reply jobs), so the toolkit never
-imports the domain. Dead letters and breakers are reliability's own rows.
+Reply numbers come from ``messaging.selectors.reply_stats`` (the one definition of reply latency and
+its percentile, shared with the dashboard, the API and the degradation rule); dead letters and
+breakers are reliability's rows.
 
 Shape::
 
@@ -16,48 +16,23 @@ Shape::
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from django.db import transaction
 from django.db.models import Count, QuerySet
 from django.utils import timezone
 
+from console import tenancy
 from hotelbot.exceptions import ValidationFailed
-from reliability import tenancy
+from messaging import selectors
 from reliability.breaker import State, registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, ReliabilityReport
 
 #: Breaker states that reject calls: time spent in them is "time open".
 OPEN_STATES = frozenset({State.OPEN.value, State.FORCED_OPEN.value})
 TOP_REASONS = 10
-
-
-class ReplyStats(Protocol):
-    def __call__(self, *, since: datetime, until: datetime, tenants: frozenset[str] | None) -> dict[str, Any]:
-        """``{"by_result": {result: count}, "latency_seconds": {"p50", "p95", "count"}}`` for the
-        replies to guest messages received in [since, until), of ``tenants`` (None = all)."""
-        ...
-
-
-_reply_stats: ReplyStats | None = None
-
-
-def register_reply_stats(provider: ReplyStats) -> None:
-    """Called once from the domain app's ``ready()``."""
-    global _reply_stats
-    _reply_stats = provider
-
-
-def _no_replies(*, since: datetime, until: datetime, tenants: frozenset[str] | None) -> dict[str, Any]:
-    return {"by_result": {}, "latency_seconds": {"p50": None, "p95": None, "count": 0}}
-
-
-def percentile_rank(count: int, fraction: float) -> int:
-    """Zero-based index of the nearest-rank percentile in ``count`` sorted values (count > 0)."""
-    return max(0, min(count - 1, math.ceil(fraction * count) - 1))
 
 
 def _counts(qs: QuerySet[DeadLetter], field: str) -> dict[str, int]:
@@ -134,7 +109,7 @@ def _breaker_section(since: datetime, until: datetime) -> list[dict[str, Any]]:
 
 def reliability_report(*, since: datetime, until: datetime, user: Any = None) -> dict[str, Any]:
     """The report for [since, until). ``user`` cuts replies and dead letters to that user's tenants
-    (``reliability.tenancy.visible_tenants``; None = every tenant). Breakers are shared
+    (``console.tenancy.visible_tenants``; None = every tenant). Breakers are shared
     infrastructure: every user sees them."""
     if until <= since:
         raise ValidationFailed("The period must end after it starts.", details={"until": "After since."})
@@ -142,10 +117,10 @@ def reliability_report(*, since: datetime, until: datetime, user: Any = None) ->
     letters = DeadLetter.objects.all()
     if tenants is not None:
         letters = letters.filter(tenant__in=sorted(tenants))
-    provider = _reply_stats or _no_replies
+    replies = selectors.reply_stats(since=since, until=until, tenants=tenants)
     return {
         "period": {"since": since.isoformat(), "until": until.isoformat()},
-        "replies": provider(since=since, until=until, tenants=tenants),
+        "replies": {"by_result": replies.by_result, "latency_seconds": replies.latency.as_dict()},
         "dead_letters": _dead_letter_section(letters, since, until),
         "breakers": _breaker_section(since, until),
         "top_failure_reasons": _top_reasons(letters, since, until),

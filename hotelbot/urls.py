@@ -8,8 +8,8 @@ from reliability.observability import metrics_view
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("webhooks/", include("messaging.api.webhook_urls")),
-    path("api/v1/", include("messaging.api.urls")),  # before the reliability API's catch-all 404
-    path("api/v1/", include("reliability.api.urls")),
+    path("api/v1/", include("console.api.urls_messaging")),  # before the console API's catch-all 404
+    path("api/v1/", include("console.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),

@@ -16,21 +16,15 @@ class MessagingConfig(AppConfig):
         from messaging.services.redrive import ReplyDeadLetters
         from reliability import (
             broker_fallback,
-            dashboard,
             dead_letters,
             degradation,
             health,
             maintenance,
-            reports,
-            tenancy,
             watchers,
         )
         from reliability.models import DeadLetter
 
-        # A dead letter's tenant is its hotel's id: staff see the letters of the hotels they staff.
-        tenancy.register_tenant_resolver(selectors.hotel_ids_staffed_by)
-        # The reliability report's reply numbers, and the retention purge of delivery attempts.
-        reports.register_reply_stats(selectors.reply_stats)
+        # The retention purge of delivery attempts.
         maintenance.register_purge("messaging.deliveryattempt", retention.delivery_attempts_purge)
         # Dead replies are redriven through the reply pipeline and alert staff by mail.
         handler = ReplyDeadLetters()
@@ -52,10 +46,6 @@ class MessagingConfig(AppConfig):
         # while the breaker waits for a probe, so it can close (and the level recover).
         degradation.register_gating_switch("ai_replies", "deepseek")
         degradation.register_gating_switch("outbound_sending", "green_api")
-        tenancy.register_tenant_labels(selectors.hotel_labels)
-        # The staff console's numbers: replies for the dashboard, attempts on a dead letter's page.
-        dashboard.register_reply_stats(selectors.reply_stats_hourly)
-        dashboard.register_subject_history("messaging.replyjob", selectors.reply_job_attempts)
         register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
         # Broker down: worker processes take due reply jobs straight from the database (issue 9).
         broker_fallback.register_poller("reply_jobs", lambda limit: replies.reply_jobs_poll(limit=limit))

@@ -6,11 +6,11 @@ Two questions are asked on every admin page, admin action and API call, by the a
    ``change_*`` to act, ``messaging.answer_guests`` to send a guest a message written by staff).
    Missing: **403** (the same answer for every id, so nothing can be probed).
 2. **Is this row one of theirs?** The hotel scope (``selectors.hotels_visible_to``,
-   ``reliability.tenancy``), applied by the services and the scoped querysets. Another hotel's
+   ``console.tenancy``), applied by the services and the scoped querysets. Another hotel's
    row: **404**.
 
 Breakers and degradation are shared by every hotel: only the operations group
-(``reliability.tenancy.OPERATIONS_GROUP``) with the model permissions may see or change them.
+(:data:`OPERATIONS_GROUP`) with the model permissions may see or change them.
 
 The "hotel staff" group (created by migration ``0011_hotel_staff_group``) holds what the staff of
 a hotel need; adding a user to it and to ``Hotel.staff`` is the whole onboarding of a receptionist.
@@ -21,6 +21,10 @@ that changes later); a test checks the two agree.
 from __future__ import annotations
 
 from typing import Any
+
+#: Members of this Django group (and superusers) see every hotel and alone may touch breakers and
+#: degradation.
+OPERATIONS_GROUP = "operations"
 
 #: The group of a hotel's staff (the users in ``Hotel.staff``); made by migration 0011.
 HOTEL_STAFF_GROUP = "hotel staff"
@@ -49,3 +53,12 @@ HOTEL_STAFF_PERMISSIONS: tuple[tuple[str, str], ...] = (
 def user_may_answer_guests(*, user: Any) -> bool:
     """True when ``user`` holds ``messaging.answer_guests`` (superusers hold every permission)."""
     return bool(getattr(user, "is_active", False) and user.has_perm(ANSWER_GUESTS))
+
+
+def is_operations(user: Any) -> bool:
+    """Superusers and members of the operations group: every hotel, breakers and degradation."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return False
+    if user.is_superuser:
+        return True
+    return bool(user.groups.filter(name=OPERATIONS_GROUP).exists())

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,9 +13,7 @@ from django.db.models.functions import TruncHour
 from django.utils import timezone
 
 from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
-from reliability import tenancy
-from reliability.dashboard import ReplyStats
-from reliability.reports import percentile_rank
+from messaging.permissions import is_operations
 from reliability.services import mask_phone
 
 
@@ -43,7 +43,7 @@ def hotel_ids_staffed_by(user: Any) -> list[int]:
 
 def hotels_visible_to(*, user: Any) -> QuerySet[Hotel]:
     """Every hotel for operations (superusers, the operations group); else the hotels ``user`` staffs."""
-    if tenancy.is_operations(user):
+    if is_operations(user):
         return Hotel.objects.all()
     if not getattr(user, "is_authenticated", False):
         return Hotel.objects.none()
@@ -54,18 +54,81 @@ def _hotel_ids(tenants: frozenset[str]) -> list[int]:
     return sorted(int(t) for t in tenants if t.isdigit())
 
 
-def reply_stats(*, since: datetime, until: datetime, tenants: frozenset[str] | None) -> dict[str, Any]:
-    """The replies to guest messages received in [since, until) (of ``tenants``' hotels; None = all),
-    for ``reliability.reports`` (registered in ``MessagingConfig.ready``).
+# --- reply statistics: ONE definition for the report, the dashboard, the API and degradation ------
+@dataclass(frozen=True, slots=True)
+class ReplyLatency:
+    """Seconds from a guest's message being stored to Green API accepting our reply to it, over
+    the replies accepted in a period: nearest-rank p50 / p95 (an observed value, never an
+    interpolated one) and how many replies there were."""
 
-    ``by_result``: done (the AI's answer), degraded (a canned answer), dead, and the jobs still on
-    their way (pending, in_progress, pending_provider_recovery). ``latency_seconds``: from the guest's
-    message to Green API accepting the reply (the job is created with the message, completed when
-    accepted), nearest-rank p50 / p95 over every answered reply, computed in SQL (two indexed
-    single-row reads, on SQLite and PostgreSQL alike), so no row set is loaded into memory."""
-    jobs = ReplyJob.objects.filter(created_at__gte=since, created_at__lt=until)
+    p50: float | None = None
+    p95: float | None = None
+    count: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"p50": self.p50, "p95": self.p95, "count": self.count}
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyStats:
+    """Replies of some hotels over [since, until): ``by_result`` counts the reply jobs of the guest
+    messages received in the period (done, degraded, dead, and those still on their way);
+    ``hourly`` maps the start of each hour (aware, UTC) to the replies finished in it by result
+    (delivered / degraded / dead); ``latency`` is :func:`reply_latency` over the period."""
+
+    by_result: dict[str, int] = field(default_factory=dict)
+    hourly: dict[datetime, dict[str, int]] = field(default_factory=dict)
+    latency: ReplyLatency = ReplyLatency()
+
+
+def percentile_index(count: int, q: float) -> int:
+    """Zero-based index of the nearest-rank ``q``-th percentile (0-100) in ``count`` sorted values."""
+    return max(0, min(count - 1, math.ceil(q / 100.0 * count) - 1))
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The nearest-rank ``q``-th percentile (0-100) of ``values``; None without values. The one
+    percentile of the project: :func:`reply_latency` picks the same rank in SQL."""
+    if not values:
+        return None
+    return sorted(values)[percentile_index(len(values), q)]
+
+
+def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:
+    jobs = ReplyJob.objects.all()
     if tenants is not None:
         jobs = jobs.filter(inbound__conversation__hotel_id__in=_hotel_ids(tenants))
+    return jobs
+
+
+def reply_latency(*, since: datetime, until: datetime, tenants: frozenset[str] | None = None) -> ReplyLatency:
+    """THE reply latency: from the guest's message stored (``inbound.created_at``) to Green API
+    accepting our reply (``outbound.accepted_at``), over the replies accepted in [since, until) of
+    ``tenants``' hotels (None = all); the same moments as the ``hotelbot_reply_latency_seconds``
+    histogram. Ranked in SQL (a count and one indexed row per percentile, on SQLite and PostgreSQL
+    alike): no row set is loaded into memory."""
+    accepted = (
+        _hotel_jobs(tenants)
+        .filter(outbound__accepted_at__gte=since, outbound__accepted_at__lt=until)
+        .annotate(
+            latency=ExpressionWrapper(
+                F("outbound__accepted_at") - F("inbound__created_at"), output_field=DurationField()
+            )
+        )
+    )
+    count = accepted.count()
+    if not count:
+        return ReplyLatency()
+    ordered = accepted.order_by("latency", "pk").values_list("latency", flat=True)
+
+    def at(q: float) -> float | None:
+        value = ordered[percentile_index(count, q)]
+        return round(value.total_seconds(), 3) if isinstance(value, timedelta) else None
+
+    return ReplyLatency(p50=at(50), p95=at(95), count=count)
+
+
+def _by_result(jobs: QuerySet[ReplyJob]) -> dict[str, int]:
     by_result = {status: 0 for status in ReplyJob.Status.values}
     by_result["degraded"] = 0
     rows = jobs.order_by().values("status", "degraded").annotate(n=Count("id"))
@@ -73,17 +136,46 @@ def reply_stats(*, since: datetime, until: datetime, tenants: frozenset[str] | N
         done_degraded = row["status"] == ReplyJob.Status.DONE and row["degraded"]
         key = "degraded" if done_degraded else row["status"]
         by_result[key] = by_result.get(key, 0) + int(row["n"])
-    answered = jobs.filter(status=ReplyJob.Status.DONE, completed_at__isnull=False).annotate(
-        latency=ExpressionWrapper(F("completed_at") - F("created_at"), output_field=DurationField())
+    return by_result
+
+
+def _hourly(jobs: QuerySet[ReplyJob], since: datetime, until: datetime) -> dict[datetime, dict[str, int]]:
+    hourly: dict[datetime, dict[str, int]] = {}
+
+    def add(rows: Iterable[dict[str, Any]], result: Callable[[dict[str, Any]], str]) -> None:
+        for row in rows:
+            bucket = hourly.setdefault(row["hour"], {})
+            key = result(row)
+            bucket[key] = bucket.get(key, 0) + row["n"]
+
+    done = jobs.filter(status=ReplyJob.Status.DONE, completed_at__gte=since, completed_at__lte=until)
+    add(
+        done.order_by()
+        .annotate(hour=TruncHour("completed_at", tzinfo=UTC))
+        .values("hour", "degraded")
+        .annotate(n=Count("id")),
+        lambda row: "degraded" if row["degraded"] else "delivered",
     )
-    count = answered.count()
-    latency: dict[str, Any] = {"p50": None, "p95": None, "count": count}
-    if count:
-        ordered = answered.order_by("latency", "pk").values_list("latency", flat=True)
-        for key, fraction in (("p50", 0.5), ("p95", 0.95)):
-            value = ordered[percentile_rank(count, fraction)]
-            latency[key] = round(value.total_seconds(), 3) if isinstance(value, timedelta) else None
-    return {"by_result": by_result, "latency_seconds": latency}
+    dead = jobs.filter(status=ReplyJob.Status.DEAD, updated_at__gte=since, updated_at__lte=until)
+    add(
+        dead.order_by()
+        .annotate(hour=TruncHour("updated_at", tzinfo=UTC))
+        .values("hour")
+        .annotate(n=Count("id")),
+        lambda row: "dead",
+    )
+    return hourly
+
+
+def reply_stats(*, since: datetime, until: datetime, tenants: frozenset[str] | None) -> ReplyStats:
+    """The reply statistics of ``tenants``' hotels (None = all) over [since, until): one selector
+    for the reliability report, the ops dashboard and the API (see :class:`ReplyStats`)."""
+    jobs = _hotel_jobs(tenants)
+    return ReplyStats(
+        by_result=_by_result(jobs.filter(created_at__gte=since, created_at__lt=until)),
+        hourly=_hourly(jobs, since, until),
+        latency=reply_latency(since=since, until=until, tenants=tenants),
+    )
 
 
 def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tuple[int, float | None]:
@@ -122,78 +214,18 @@ def reply_backlog_count() -> int:
     ).count()
 
 
-def reply_latency_p95(*, minutes: float = 5.0, limit: int = 2000) -> float | None:
-    """p95 of seconds from a guest's message to its reply's completion, over jobs completed in the
-    last ``minutes`` (at most ``limit`` of the latest); None when there were none."""
-    from datetime import timedelta
-
-    from django.db.models import DurationField, ExpressionWrapper, F
-    from django.utils import timezone
-
-    from messaging.models import ReplyJob
-
-    since = timezone.now() - timedelta(minutes=minutes)
-    latencies = sorted(
-        d.total_seconds()
-        for d in ReplyJob.objects.filter(status=ReplyJob.Status.DONE, completed_at__gte=since)
-        .annotate(
-            latency=ExpressionWrapper(
-                F("completed_at") - F("inbound__created_at"), output_field=DurationField()
-            )
-        )
-        .order_by("-completed_at")
-        .values_list("latency", flat=True)[:limit]
-        if d is not None
-    )
-    if not latencies:
-        return None
-    return latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))]
+def reply_latency_p95(*, minutes: float = 5.0) -> float | None:
+    """The ``reply_p95_above`` degradation rule's signal: :func:`reply_latency`'s p95 over the
+    replies accepted in the last ``minutes``; None when there were none."""
+    now = timezone.now()
+    return reply_latency(since=now - timedelta(minutes=minutes), until=now).p95
 
 
-# --- staff console providers (registered with reliability in apps.py) ------------------------------
+# --- staff console reads ---------------------------------------------------------------------------
 def hotel_labels(keys: Iterable[str]) -> dict[str, str]:
     """{hotel id as a string: hotel name} for the tenant keys that are hotel ids."""
     ids = [int(k) for k in keys if str(k).isdigit()]
     return {str(pk): name for pk, name in Hotel.objects.filter(pk__in=ids).values_list("pk", "name")}
-
-
-def reply_stats_hourly(*, since: datetime, until: datetime, tenants: frozenset[str] | None) -> ReplyStats:
-    """Replies of ``tenants`` (hotel ids; None = every hotel) finished between ``since`` and
-    ``until``, by hour and result, and the guest latencies (inbound stored → reply accepted)."""
-    jobs = ReplyJob.objects.all()
-    if tenants is not None:
-        jobs = jobs.filter(inbound__conversation__hotel_id__in=[int(t) for t in tenants if t.isdigit()])
-    hourly: dict[datetime, dict[str, int]] = {}
-
-    def add(rows: Iterable[dict[str, Any]], result: Callable[[dict[str, Any]], str]) -> None:
-        for row in rows:
-            bucket = hourly.setdefault(row["hour"], {})
-            key = result(row)
-            bucket[key] = bucket.get(key, 0) + row["n"]
-
-    done = jobs.filter(status=ReplyJob.Status.DONE, completed_at__gte=since, completed_at__lte=until)
-    add(
-        done.order_by()
-        .annotate(hour=TruncHour("completed_at", tzinfo=UTC))
-        .values("hour", "degraded")
-        .annotate(n=Count("id")),
-        lambda row: "degraded" if row["degraded"] else "delivered",
-    )
-    dead = jobs.filter(status=ReplyJob.Status.DEAD, updated_at__gte=since, updated_at__lte=until)
-    add(
-        dead.order_by()
-        .annotate(hour=TruncHour("updated_at", tzinfo=UTC))
-        .values("hour")
-        .annotate(n=Count("id")),
-        lambda row: "dead",
-    )
-    pairs = jobs.filter(outbound__accepted_at__gte=since, outbound__accepted_at__lte=until).values_list(
-        "inbound__created_at", "outbound__accepted_at"
-    )[:100_000]
-    latencies = [
-        max(0.0, (accepted - created).total_seconds()) for created, accepted in pairs if accepted is not None
-    ]
-    return ReplyStats(hourly=hourly, latencies=latencies)
 
 
 def reply_job_attempts(job_id: int) -> list[dict[str, Any]]:

@@ -22,7 +22,7 @@ from django.db.models import Model, Q, QuerySet
 from django.utils import timezone
 
 from hotelbot.exceptions import ValidationFailed
-from reliability import dead_letters, tenancy
+from reliability import dead_letters
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter, ReliabilityReport
 
 #: ``progress(table, deleted_so_far)`` after each batch (commands print it; beat passes None).
@@ -71,9 +71,11 @@ class LetterFilter:
                 )
 
 
-def dead_letters_matching(*, letter_filter: LetterFilter, user: Any = None) -> QuerySet[DeadLetter]:
-    """The open dead letters ``letter_filter`` selects, oldest first; cut to ``user``'s tenants when
-    a user is given (None = the system: every tenant)."""
+def dead_letters_matching(
+    *, letter_filter: LetterFilter, tenants: frozenset[str] | None = None
+) -> QuerySet[DeadLetter]:
+    """The open dead letters ``letter_filter`` selects, oldest first; cut to ``tenants`` when given
+    (None = every tenant: the system, operations)."""
     letter_filter.validate()
     qs = DeadLetter.objects.filter(status__in=letter_filter.statuses or DeadLetter.OPEN_STATUSES)
     if letter_filter.kinds:
@@ -88,8 +90,8 @@ def dead_letters_matching(*, letter_filter: LetterFilter, user: Any = None) -> Q
         qs = qs.filter(created_at__lt=timezone.now() - letter_filter.older_than)
     if letter_filter.ids:
         qs = qs.filter(pk__in=letter_filter.ids)
-    if user is not None:
-        qs = tenancy.scope_by_tenant(qs, user)
+    if tenants is not None:
+        qs = qs.filter(tenant__in=sorted(tenants))
     return qs.order_by("created_at", "pk")
 
 
@@ -109,15 +111,17 @@ def dead_letters_retry(
     limit: int | None = None,
     dry_run: bool = False,
     actor: Any = None,
+    tenants: frozenset[str] | None = None,
     via: str = AuditEntry.Via.COMMAND,
     reason: str = "",
 ) -> RetryOutcome:
     """Redrive the letters ``letter_filter`` selects (at most ``limit``, oldest first) through
     ``dead_letters.redrive_many`` (which audits, with ``actor``: a user, or None = the system).
-    A dry run only lists them. An actor sees only their tenants' letters."""
+    A dry run only lists them. ``tenants`` (the actor's, from the console; None = every tenant)
+    cuts the selection."""
     if limit is not None and limit < 1:
         raise ValidationFailed("The limit must be at least 1.", details={"limit": "Minimum 1."})
-    qs = dead_letters_matching(letter_filter=letter_filter, user=actor)
+    qs = dead_letters_matching(letter_filter=letter_filter, tenants=tenants)
     ids = list(qs.values_list("pk", flat=True)[:limit] if limit else qs.values_list("pk", flat=True))
     outcome = RetryOutcome(matched=len(ids))
     if dry_run:

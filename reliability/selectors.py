@@ -13,7 +13,6 @@ from django.utils import timezone
 from hotelbot.exceptions import NotFound
 from reliability.breaker import BreakerSnapshot, State, registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
-from reliability.tenancy import scope_by_tenant
 
 #: States in which a breaker is not in trouble: an episode of trouble starts at the first event
 #: after the last move into one of them.
@@ -190,11 +189,17 @@ DEAD_LETTER_FILTERS = (
 )
 
 
-def dead_letter_list(*, user: Any, filters: dict[str, Any] | None = None) -> QuerySet[DeadLetter]:
-    """The dead letters ``user`` may see (their tenants', all for operations), filtered by
+def _scoped(queryset: QuerySet[DeadLetter], tenants: frozenset[str] | None) -> QuerySet[DeadLetter]:
+    return queryset if tenants is None else queryset.filter(tenant__in=sorted(tenants))
+
+
+def dead_letter_list(
+    *, tenants: frozenset[str] | None, filters: dict[str, Any] | None = None
+) -> QuerySet[DeadLetter]:
+    """The dead letters of ``tenants`` (None = every tenant: operations), filtered by
     ``filters`` (keys of ``DEAD_LETTER_FILTERS``; ``created_after`` inclusive, ``created_before``
     exclusive), newest first."""
-    queryset = scope_by_tenant(DeadLetter.objects.all(), user)
+    queryset = _scoped(DeadLetter.objects.all(), tenants)
     lookups = {
         "status": "status",
         "kind": "kind",
@@ -213,10 +218,10 @@ def dead_letter_list(*, user: Any, filters: dict[str, Any] | None = None) -> Que
     return queryset.select_related("resolved_by").order_by("-created_at", "-id")
 
 
-def dead_letter_get(*, user: Any, pk: int, kind: str | None = None) -> DeadLetter:
-    """One dead letter ``user`` may see; NotFound when it does not exist *or* belongs to another
+def dead_letter_get(*, tenants: frozenset[str] | None, pk: int, kind: str | None = None) -> DeadLetter:
+    """One dead letter of ``tenants`` (None = any); NotFound when it does not exist *or* belongs to another
     tenant (so ids cannot be probed) or is not of ``kind``."""
-    queryset = scope_by_tenant(DeadLetter.objects.select_related("resolved_by"), user)
+    queryset = _scoped(DeadLetter.objects.select_related("resolved_by"), tenants)
     if kind is not None:
         queryset = queryset.filter(kind=kind)
     letter = queryset.filter(pk=pk).first()
@@ -226,11 +231,15 @@ def dead_letter_get(*, user: Any, pk: int, kind: str | None = None) -> DeadLette
 
 
 def dead_letter_bulk_set(
-    *, user: Any, filters: dict[str, Any] | None = None, ids: list[int] | None = None, limit: int
+    *,
+    tenants: frozenset[str] | None,
+    filters: dict[str, Any] | None = None,
+    ids: list[int] | None = None,
+    limit: int,
 ) -> QuerySet[DeadLetter]:
     """The open letters a bulk action takes: ``ids`` (the visible ones among them) or the filtered
     set, the oldest ``limit`` of them."""
-    queryset = dead_letter_list(user=user, filters=filters).filter(status__in=DeadLetter.OPEN_STATUSES)
+    queryset = dead_letter_list(tenants=tenants, filters=filters).filter(status__in=DeadLetter.OPEN_STATUSES)
     if ids is not None:
         queryset = queryset.filter(pk__in=ids)
     chosen = list(queryset.order_by("created_at", "id").values_list("pk", flat=True)[:limit])

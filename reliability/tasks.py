@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from reliability import dead_letters, health, maintenance, reports, services
+from reliability import dead_letters, health, maintenance, services
 
 
 @shared_task(name="reliability.tasks.redrive_dead_letters", ignore_result=True)
@@ -18,12 +18,6 @@ def purge_old_records() -> dict[str, int]:
     """Daily: closed dead letters, breaker events, stored reports and finished jobs' delivery
     attempts older than RETENTION_DAYS (the audit log is kept; purge it with the command)."""
     return maintenance.records_purge_retention().counts
-
-
-@shared_task(name="reliability.tasks.reliability_report_hourly", ignore_result=True)
-def reliability_report_hourly() -> int:
-    """Hourly: store the last full hour's reliability report (idempotent per hour)."""
-    return reports.report_store_hourly().pk
 
 
 @shared_task(name="reliability.tasks.health_monitor", ignore_result=True)

@@ -10,8 +10,9 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
+from console import tenancy
 from hotelbot.exceptions import HotelbotError
-from reliability import degradation, tenancy
+from reliability import degradation
 from reliability.models import (
     AuditEntry,
     DegradationEvent,

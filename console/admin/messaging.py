@@ -20,6 +20,8 @@ from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
+from console import tenancy
+from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
 from messaging.clients import green_api
@@ -27,8 +29,6 @@ from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Gues
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies
-from reliability import tenancy
-from reliability.admin_site import ScopedAdmin
 from reliability.fields import is_set, secret_hint
 from reliability.models import AuditEntry
 from reliability.services import mask_phone

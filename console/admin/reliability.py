@@ -2,7 +2,7 @@
 dead letters (scoped by hotel: list, detail, retry / discard / park, bulk and per-category redrive)
 and the audit log (read-only, scoped by hotel).
 
-Every page here runs on the site of ``reliability.admin_site``: admins that are not ``ScopedAdmin``
+Every page here runs on the site of ``console.site``: admins that are not ``ScopedAdmin``
 are operations-only there."""
 
 from __future__ import annotations
@@ -25,9 +25,10 @@ from django.urls import URLPattern, path, reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
+from console import dashboard, tenancy
+from console.site import ScopedAdmin
 from hotelbot.exceptions import HotelbotError
-from reliability import dashboard, dead_letters, services, tenancy
-from reliability.admin_site import ScopedAdmin
+from reliability import dead_letters, services
 from reliability.breaker import registry
 from reliability.models import (
     AuditEntry,
@@ -713,7 +714,3 @@ class HeartbeatAdmin(RecordAdmin):
     """When each periodic job last finished (the beat heartbeat health check reads these)."""
 
     list_display = ("name", "last_seen_at", "process")
-
-
-# Admin modules of their own (degradation, stored reports) register their models on import.
-from reliability import admin_degradation, admin_reports  # noqa: E402, F401

@@ -9,7 +9,7 @@ from django.contrib import admin
 from django.http import HttpRequest
 from django.utils.html import format_html
 
-from reliability import tenancy
+from console import tenancy
 from reliability.models import ReliabilityReport
 
 

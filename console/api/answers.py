@@ -16,11 +16,11 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console.api.policies import HasModelPermissions
 from hotelbot.exceptions import ValidationFailed
 from messaging import permissions
 from messaging.models import ReplyJob
 from messaging.services import manual
-from reliability.api.policies import HasModelPermissions
 from reliability.models import AuditEntry
 
 

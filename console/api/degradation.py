@@ -11,9 +11,10 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import tenancy
+from console.api.policies import HasModelPermissions
 from hotelbot.exceptions import ValidationFailed
-from reliability import degradation, tenancy
-from reliability.api.policies import HasModelPermissions
+from reliability import degradation
 from reliability.models import AuditEntry, DegradationLevel, Switch
 
 

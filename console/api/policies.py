@@ -10,8 +10,8 @@ from rest_framework.request import Request
 from rest_framework.settings import api_settings
 from rest_framework.throttling import BaseThrottle
 
+from messaging.permissions import is_operations
 from reliability import ratelimit
-from reliability.tenancy import is_operations
 
 READ_SCOPE = "reliability_read"
 WRITE_SCOPE = "reliability_write"

@@ -10,9 +10,9 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from console import reports
+from console.api.policies import HasModelPermissions
 from hotelbot.exceptions import ValidationFailed
-from reliability import reports
-from reliability.api.policies import HasModelPermissions
 
 
 class _Period(serializers.Serializer):

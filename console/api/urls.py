@@ -1,10 +1,11 @@
-"""/api/v1/: the reliability API (included from hotelbot/urls.py)."""
+"""/api/v1/: the staff console's API on breakers, dead letters, reports and degradation (included
+from hotelbot/urls.py; its namespace predates the console)."""
 
 from __future__ import annotations
 
 from django.urls import include, path, re_path
 
-from reliability.api import views
+from console.api import views
 
 app_name = "reliability-api"
 
@@ -35,8 +36,8 @@ urlpatterns = [
         views.QuarantineResolveView.as_view(),
         name="quarantine-resolve",
     ),
-    path("", include("reliability.api.urls_reports")),
-    path("", include("reliability.api.urls_degradation")),
+    path("", include("console.api.urls_reports")),
+    path("", include("console.api.urls_degradation")),
     # Last: any other path under /api/v1/ is a 404 in the error envelope.
     re_path(r"^.*$", views.UnknownPathView.as_view(), name="unknown"),
 ]

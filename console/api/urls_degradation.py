@@ -2,7 +2,7 @@
 
 from django.urls import path
 
-from reliability.api.degradation import DegradationOverrideView, DegradationView
+from console.api.degradation import DegradationOverrideView, DegradationView
 
 urlpatterns = [
     path("degradation/", DegradationView.as_view(), name="degradation"),

@@ -1,9 +1,9 @@
-"""The messaging part of ``/api/v1/`` (included from hotelbot/urls.py before the reliability API,
-whose last pattern answers every other path with a 404)."""
+"""The messaging part of ``/api/v1/`` (included from hotelbot/urls.py before ``console.api.urls``,
+whose last pattern answers every other path with a 404). Its namespace predates the console."""
 
 from django.urls import path
 
-from messaging.api.answers import ReplyJobAnswerView
+from console.api.answers import ReplyJobAnswerView
 
 app_name = "messaging-api"
 

@@ -1,8 +1,8 @@
-"""Included under ``api/v1/`` by ``reliability/api/urls.py``."""
+"""Included under ``api/v1/`` by ``console/api/urls.py``."""
 
 from django.urls import path
 
-from reliability.api.reports import ReliabilityReportView
+from console.api.reports import ReliabilityReportView
 
 urlpatterns = [
     path("reports/reliability/", ReliabilityReportView.as_view(), name="api-reliability-report"),

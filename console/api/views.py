@@ -22,10 +22,11 @@ from rest_framework.response import Response
 from rest_framework.serializers import BaseSerializer
 from rest_framework.views import APIView
 
+from console import tenancy
+from console.api import serializers as s
+from console.api.policies import HasModelPermissions, IsOperations, NewestFirstCursor, ReliabilityThrottle
 from hotelbot.exceptions import NotFound
 from reliability import dead_letters, selectors, services
-from reliability.api import serializers as s
-from reliability.api.policies import HasModelPermissions, IsOperations, NewestFirstCursor, ReliabilityThrottle
 from reliability.models import DeadLetter
 
 VIA = "api"
@@ -177,7 +178,7 @@ class DeadLetterListView(ReliabilityView, ListAPIView[DeadLetter]):
         filters = self.validated(self.filter_serializer, self.request.query_params)
         if self.kind is not None:
             filters["kind"] = self.kind
-        return selectors.dead_letter_list(user=self.request.user, filters=filters)
+        return selectors.dead_letter_list(tenants=tenancy.visible_tenants(self.request.user), filters=filters)
 
     @extend_schema(
         operation_id="dead_letters_list",
@@ -195,7 +196,9 @@ class DeadLetterDetailView(ReliabilityView, RetrieveAPIView[DeadLetter]):
     kind: str | None = None
 
     def get_object(self) -> DeadLetter:
-        return selectors.dead_letter_get(user=self.request.user, pk=self.kwargs["pk"], kind=self.kind)
+        return selectors.dead_letter_get(
+            tenants=tenancy.visible_tenants(self.request.user), pk=self.kwargs["pk"], kind=self.kind
+        )
 
     @extend_schema(
         operation_id="dead_letters_retrieve",
@@ -216,7 +219,7 @@ class DeadLetterRetryView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.RetrySerializer, request.data)
-        letter = selectors.dead_letter_get(user=request.user, pk=pk)
+        letter = selectors.dead_letter_get(tenants=tenancy.visible_tenants(request.user), pk=pk)
         result = dead_letters.redrive(letter, actor=request.user, via=VIA, reason=data["reason"])
         return Response(
             s.RetryResultSerializer(
@@ -243,7 +246,9 @@ class DeadLetterDiscardView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.ReasonSerializer, request.data)
-        letter = selectors.dead_letter_get(user=request.user, pk=pk, kind=self.kind)
+        letter = selectors.dead_letter_get(
+            tenants=tenancy.visible_tenants(request.user), pk=pk, kind=self.kind
+        )
         dead_letters.discard(letter, actor=request.user, via=VIA, reason=data["reason"])
         return Response(self.response_serializer(letter).data)
 
@@ -261,7 +266,7 @@ class DeadLetterBulkRetryView(ReliabilityView):
         serializer.is_valid(raise_exception=True)
         limit = settings.API_BULK_RETRY_LIMIT
         letters = selectors.dead_letter_bulk_set(
-            user=request.user,
+            tenants=tenancy.visible_tenants(request.user),
             filters=serializer.filters(),
             ids=serializer.validated_data.get("ids"),
             limit=limit,
@@ -346,7 +351,9 @@ class QuarantineResolveView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.ReasonSerializer, request.data)
-        letter = selectors.dead_letter_get(user=request.user, pk=pk, kind=QUARANTINE)
+        letter = selectors.dead_letter_get(
+            tenants=tenancy.visible_tenants(request.user), pk=pk, kind=QUARANTINE
+        )
         dead_letters.resolve(letter, actor=request.user, via=VIA, reason=data["reason"])
         return Response(s.QuarantinedNotificationSerializer(letter).data)
 

@@ -66,7 +66,7 @@ ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],test
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", "")
 
 INSTALLED_APPS = [
-    "reliability.admin_site.OpsAdminConfig",
+    "console.apps.OpsAdminConfig",
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -434,10 +434,10 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": 50,
     "UNAUTHENTICATED_USER": None,
     # Every API view is limited per client (user or token; anonymous by IP) with one budget for
-    # reads (GET) and one for writes (reliability/api/policies.py), counted by the server-side
+    # reads (GET) and one for writes (console/api/policies.py), counted by the server-side
     # limiter (reliability/ratelimit.py: Redis, per process while Redis is down; not the cache).
     # A rate is "N/s", "N/min", "N/hour" or "N/day" (N at once, then spread); "off" disables it.
-    "DEFAULT_THROTTLE_CLASSES": ["reliability.api.policies.ReliabilityThrottle"],
+    "DEFAULT_THROTTLE_CLASSES": ["console.api.policies.ReliabilityThrottle"],
     "DEFAULT_THROTTLE_RATES": {
         "reliability_read": env_str("API_THROTTLE_READ", "600/min"),
         "reliability_write": env_str("API_THROTTLE_WRITE", "60/min"),

@@ -31,7 +31,7 @@ from messaging.models import ReplyJob
 from reliability.breaker import registry
 from reliability.dead_letters import RedriveResult
 from reliability.models import BreakerConfig, DeadLetter, DegradationState
-from reliability.tenancy import OPERATIONS_GROUP
+from messaging.permissions import OPERATIONS_GROUP
 from tests.reliability.admin_world import HotelRows, handler_registered, hotel_rows, operations_user
 
 pytestmark = pytest.mark.django_db

@@ -14,7 +14,7 @@ from django.utils import timezone
 from messaging.models import DeliveryAttempt, Hotel, ReplyJob
 from reliability import dead_letters
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
-from reliability.tenancy import OPERATIONS_GROUP
+from messaging.permissions import OPERATIONS_GROUP
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
 

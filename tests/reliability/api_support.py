@@ -16,7 +16,7 @@ from messaging.permissions import HOTEL_STAFF_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
 from reliability.models import DeadLetter
-from reliability.tenancy import OPERATIONS_GROUP
+from messaging.permissions import OPERATIONS_GROUP
 from tests.factories import HotelFactory
 
 

@@ -27,7 +27,7 @@ from django_celery_beat.models import (
 from rest_framework.authtoken.models import Token, TokenProxy
 
 from messaging.models import DeferredStatus, ReplyJob
-from reliability.admin_site import ScopedAdmin
+from console.site import ScopedAdmin
 from reliability.dead_letters import RedriveResult
 from reliability.models import (
     AuditEntry,
@@ -39,7 +39,7 @@ from reliability.models import (
     RateLimitSlot,
     ReliabilityReport,
 )
-from reliability.tenancy import OPERATIONS_GROUP
+from messaging.permissions import OPERATIONS_GROUP
 from tests.reliability.admin_world import (
     HotelRows,
     breaker_event,

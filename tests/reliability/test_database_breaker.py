@@ -173,7 +173,7 @@ def test_a_failed_probe_keeps_it_open_and_answers_without_the_view(
 
 def _trip(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
     """An admin request meets the outage (the admin site asks the session and user: patched)."""
-    from reliability.admin_site import OpsAdminSite
+    from console.site import OpsAdminSite
 
     def down(self: object, request: HttpRequest) -> bool:
         raise OperationalError("connection refused")
@@ -212,7 +212,7 @@ def test_once_closed_admin_works_again(client: Client, clock, monkeypatch) -> No
 
 @pytest.mark.django_db
 def test_busy_and_other_database_errors_never_trip_it(client: Client, clock, monkeypatch) -> None:
-    from reliability.admin_site import OpsAdminSite
+    from console.site import OpsAdminSite
 
     errors: list[Exception] = [
         _psycopg(OperationalError, psycopg.errors.DeadlockDetected("deadlock detected")),

@@ -15,11 +15,11 @@ from django.urls import reverse
 from rest_framework.test import APIClient
 
 from hotelbot.exceptions import ValidationFailed
-from messaging.models import Hotel, ReplyJob
+from messaging.models import Hotel, Message, ReplyJob
 from messaging.permissions import HOTEL_STAFF_GROUP
-from reliability import reports, tasks, tenancy
+from console import reports, tasks, tenancy
 from reliability.models import BreakerEvent, DeadLetter, ReliabilityReport
-from tests.factories import HotelFactory, ReplyJobFactory
+from tests.factories import HotelFactory, MessageFactory, ReplyJobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -30,10 +30,21 @@ SINCE = UNTIL - timedelta(hours=2)
 def _job(
     hotel: Hotel, status: str, *, latency: float | None = None, degraded: bool = False, at=None
 ) -> ReplyJob:
+    """A reply job to a guest message stored at ``at``; a done one's reply is accepted by Green API
+    ``latency`` seconds later (the one reply latency: guest message stored → send accepted)."""
     job = ReplyJobFactory.create(inbound__conversation__guest__hotel=hotel, status=status, degraded=degraded)
     created = at or SINCE + timedelta(minutes=30)
     completed = created + timedelta(seconds=latency) if latency is not None else None
-    ReplyJob.objects.filter(pk=job.pk).update(created_at=created, completed_at=completed)
+    outbound = None
+    if status == ReplyJob.Status.DONE and completed is not None:
+        outbound = MessageFactory.create(
+            conversation=job.inbound.conversation,
+            direction=Message.Direction.OUTBOUND,
+            status=Message.Status.ACCEPTED,
+            accepted_at=completed,
+        )
+    Message.objects.filter(pk=job.inbound_id).update(created_at=created)
+    ReplyJob.objects.filter(pk=job.pk).update(created_at=created, completed_at=completed, outbound=outbound)
     return job
 
 

@@ -5,6 +5,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from console import tenancy
 from hotelbot.exceptions import HotelbotError
 from reliability import maintenance
 from reliability.models import DeadLetter
@@ -89,6 +90,7 @@ class Command(BaseCommand):
                 limit=options["limit"],
                 dry_run=options["dry_run"],
                 actor=actor,
+                tenants=tenancy.visible_tenants(actor) if actor is not None else None,
                 reason=options["reason"],
             )
         except HotelbotError as e:

@@ -5,8 +5,8 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from console import reports
 from hotelbot.exceptions import HotelbotError
-from reliability import reports
 
 
 class Command(BaseCommand):

@@ -1,7 +1,7 @@
 """The admin site: secure by default for a deployment that serves many hotels.
 
 Every ModelAdmin registered on this site is **operations-only** (superusers and the operations
-group, ``reliability.tenancy.is_operations``) unless it derives from :class:`ScopedAdmin`, which
+group, ``console.tenancy.is_operations``) unless it derives from :class:`ScopedAdmin`, which
 cuts its queryset to the rows the user may see. So a third-party admin (users, groups, beat
 schedules) or a new model nobody thought about is never shown to a hotel's staff by accident.
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
-from django.contrib.admin.apps import AdminConfig
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import PermissionDenied
 from django.db.models import Model, QuerySet
@@ -28,16 +27,10 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, URLResolver, path
 from django.utils import timezone
 
-from reliability import tenancy
+from console import tenancy
 
 #: Who may open the ops dashboard (its content is then cut to the user's hotels).
 DASHBOARD_PERMISSION = "reliability.view_deadletter"
-
-
-class OpsAdminConfig(AdminConfig):
-    """Used in INSTALLED_APPS instead of ``django.contrib.admin``: the default site is ours."""
-
-    default_site = "reliability.admin_site.OpsAdminSite"
 
 
 class ScopedAdmin(admin.ModelAdmin):
@@ -157,7 +150,7 @@ class OpsAdminSite(admin.AdminSite):
     def dashboard_view(self, request: HttpRequest) -> HttpResponse:
         """Staff who may see dead letters (``reliability.view_deadletter``; 403 otherwise): the
         page is their hotels' open letters and replies (and, for operations, the breakers)."""
-        from reliability import dashboard
+        from console import dashboard
 
         if not request.user.has_perm(DASHBOARD_PERMISSION):
             raise PermissionDenied
