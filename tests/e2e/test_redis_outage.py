@@ -27,7 +27,7 @@ from tests.e2e.conftest import Stack, launch_stack
 
 pytestmark = pytest.mark.e2e
 
-#: 30 s in `make test`; the issue's 5-minute outage: E2E_REDIS_OUTAGE_SECONDS=300 (README, Tests).
+#: 30 s in `make test`; the issue's 5-minute outage: E2E_REDIS_OUTAGE_SECONDS=300 (docs/drills.md).
 OUTAGE_SECONDS = float(os.environ.get("E2E_REDIS_OUTAGE_SECONDS", "30"))
 TRICKLE_EVERY = 1.5
 #: Normal latency here is 1-3 s; the database poll adds REPLY_DB_POLL_INTERVAL (0.5 s). Generous

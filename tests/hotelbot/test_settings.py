@@ -59,7 +59,7 @@ def test_deploy_check_is_clean_with_debug_off(tmp_path):
     )
     assert result.returncode == 0, result.stdout + result.stderr
     found = set(re.findall(r"\((\w+\.[WE]\d+)\)", result.stdout + result.stderr))
-    # Only the HSTS scope items remain: they depend on the domain behind the TLS proxy (README).
+    # Only the HSTS scope items remain: they depend on the domain behind the TLS proxy (docs/security.md).
     assert found <= TLS_PROXY_ITEMS, found
 
 
