@@ -24,11 +24,13 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
+from reliability import masking
+
 request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="")
 
 #: Longest accepted incoming ``X-Request-ID``; anything else (too long, odd characters) is replaced.
 _VALID_ID = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-MASK = "***"
+MASK = masking.MASK
 
 
 def new_request_id() -> str:
@@ -49,17 +51,7 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-# --- masking -----------------------------------------------------------------------------------
-def _keep_last4(match: re.Match[str]) -> str:
-    digits, groups = match.group("digits"), match.groupdict()
-    return (
-        (groups.get("prefix") or "")
-        + "*" * max(0, len(digits) - 4)
-        + digits[-4:]
-        + (groups.get("suffix") or "")
-    )
-
-
+# --- masking (the look is reliability.masking's: one look in logs, pages, mail and the API) ------
 _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
     # Authorization headers (dict reprs, JSON, raw header lines): the whole value.
     (
@@ -77,13 +69,9 @@ _PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = 
     ),
     # OpenAI-style API keys.
     (re.compile(r"\bsk-[A-Za-z0-9_-]{3,}"), MASK),
-    # WhatsApp chat ids and international phone numbers: keep the last 4 digits.
-    (re.compile(r"(?P<digits>\d{5,20})(?P<suffix>@[cg]\.us)"), _keep_last4),
-    (re.compile(r"(?<![\w+])(?P<prefix>\+)(?P<digits>\d{7,15})\b"), _keep_last4),
 ]
 #: Extra fields whose whole value is personal data (digits masked even without ``@c.us``).
 _PERSONAL_FIELDS = frozenset({"chat_id", "chatId", "phone", "sender", "wid"})
-_DIGITS = re.compile(r"(?P<digits>\d{5,20})")
 
 _redactors: list[Callable[[str], str]] = []
 #: Settings whose values are masked wherever they appear.
@@ -116,9 +104,7 @@ def set_secret_source(fn: Callable[[], tuple[str, ...]]) -> None:
 def mask(text: str) -> str:
     """``text`` with every secret and personal number masked."""
     if _secrets is not None:
-        for secret in _secrets():
-            if secret and len(secret) >= 4 and secret in text:
-                text = text.replace(secret, MASK)
+        text = masking.redact(text, _secrets())
     for redact in _redactors:
         try:
             text = redact(text)
@@ -126,7 +112,7 @@ def mask(text: str) -> str:
             text = MASK
     for pattern, replacement in _PATTERNS:
         text = pattern.sub(replacement, text)
-    return text
+    return masking.mask_chat_id(text)  # WhatsApp chat ids and phone numbers keep their last 4 digits
 
 
 _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
@@ -135,7 +121,7 @@ _STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) 
 def _mask_value(key: str, value: Any) -> Any:
     if isinstance(value, str):
         masked = mask(value)
-        return _DIGITS.sub(_keep_last4, masked) if key in _PERSONAL_FIELDS else masked
+        return masking.mask_numbers(masked) if key in _PERSONAL_FIELDS else masked
     if isinstance(value, int | float | bool) or value is None:
         return value
     if isinstance(value, dict):

@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
 from messaging.permissions import is_operations
-from reliability.services import mask_phone
+from reliability.masking import mask_numbers
 
 
 def conversation_history(*, conversation: Conversation, before: Message, limit: int) -> list[Message]:
@@ -238,7 +238,7 @@ def reply_job_attempts(job_id: int) -> list[dict[str, Any]]:
             "outcome": attempt.get_outcome_display(),
             "HTTP": attempt.http_status or "",
             "ms": attempt.duration_ms,
-            "error": mask_phone(attempt.error),
+            "error": mask_numbers(attempt.error),
         }
         for attempt in DeliveryAttempt.objects.filter(job_id=job_id).order_by("started_at", "id")[:200]
     ]

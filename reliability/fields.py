@@ -27,7 +27,7 @@ from django.apps import apps
 from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
-from reliability import crypto
+from reliability import crypto, masking
 
 
 class Sealed:
@@ -169,8 +169,4 @@ def secret_hint(instance: models.Model, name: str) -> str:
 
 def last_four(value: str | None) -> str:
     """A secret shown to people: its last four characters (all hidden when it is short)."""
-    if not value:
-        return "(not set)"
-    if len(value) < 12:
-        return "••••"
-    return "••••" + value[-4:]
+    return masking.mask_secret(value) if value else "(not set)"

@@ -17,7 +17,7 @@ from django.db import DataError, transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from reliability import selectors
+from reliability import masking, selectors
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
 from reliability.metrics import DLQ_ADDED
@@ -78,27 +78,19 @@ def breaker_reset(*, name: str) -> BreakerConfig:
 
 # --- dead letters -------------------------------------------------------------------------------
 _UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
-MASK = "****"
 
 
 def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     """Text any database can hold: NUL and lone surrogates escaped (``\\x00``, ``\\ud83d``),
-    every non-empty secret replaced by ``****``."""
-    for secret in secrets:
-        if secret:
-            text = text.replace(secret, MASK)
+    every secret masked (:func:`reliability.masking.redact`)."""
+    text = masking.redact(text, secrets)
     if _UNSTORABLE.search(text):
         text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
     return text
 
 
-_PHONE = re.compile(r"\d{5,}")
-
-
-def mask_phone(text: str) -> str:
-    """``text`` with every run of 5+ digits (phone numbers, WhatsApp chat ids) cut to its last 4:
-    ``79001234567@c.us`` → ``•••4567@c.us``. For pages that show guests to people."""
-    return _PHONE.sub(lambda m: "•••" + m.group()[-4:], text)
+#: The console's old name of :func:`reliability.masking.mask_numbers` (until its pages import that).
+mask_phone = masking.mask_numbers
 
 
 def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:

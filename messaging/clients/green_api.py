@@ -25,7 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
-from reliability import ratelimit
+from reliability import masking, ratelimit
 from reliability.breaker import CircuitOpenError
 from reliability.http import HttpResponse, ResilientSession, TransportError
 from reliability.retry import FailureKind, RetryConfig, classify_failure, retry_after_cap, retry_after_seconds
@@ -46,7 +46,7 @@ _PACED: dict[str, str] = {
 _STARTING = "instance in starting process"
 # ``/waInstance{id}/{method}/{token}``: the path segment after the method is the secret.
 _TOKEN_IN_URL = re.compile(r"(/waInstance\d+/[^/?#\s]+/)[^/?#\s\"'<>]+")
-_MASK = "***"
+_MASK = masking.MASK
 
 
 def mask_token(text: str) -> str:
@@ -54,12 +54,8 @@ def mask_token(text: str) -> str:
     return _TOKEN_IN_URL.sub(rf"\g<1>{_MASK}", text)
 
 
-def mask_chat_id(chat_id: str) -> str:
-    """A WhatsApp chat id with all but the last 4 digits of the number hidden: ``*******4568@c.us``."""
-    number, at, domain = chat_id.partition("@")
-    if len(number) <= 4:
-        return "*" * len(number) + at + domain
-    return "*" * (len(number) - 4) + number[-4:] + at + domain
+#: The console's old name of :func:`reliability.masking.mask_chat_id` (until its pages import that).
+mask_chat_id = masking.mask_chat_id
 
 
 class GreenApiError(ProviderError):
@@ -148,8 +144,7 @@ class GreenApiClient:
 
     def _mask(self, text: str) -> str:
         """Mask the token in URLs and, should a body or error echo it bare, anywhere."""
-        text = mask_token(text)
-        return text.replace(self._token, _MASK) if len(self._token) >= 4 else text
+        return masking.redact(mask_token(text), (self._token,))
 
     def _pace(self, method: str) -> None:
         """Wait for this instance's next slot of ``method`` (bounded), or refuse without sending."""

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from messaging.clients import green_api
 from messaging.models import ReplyJob
+from reliability import masking
 from reliability.fields import plaintexts
 from reliability.models import DeadLetter
 from reliability.services import storable_text
@@ -54,7 +55,7 @@ def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter
     conversation = job.inbound.conversation
     hotel, guest = conversation.hotel, conversation.guest
     secrets = plaintexts(hotel)
-    guest_line = f"{guest.display_name or 'guest'} ({green_api.mask_chat_id(guest.chat_id)})"
+    guest_line = f"{guest.display_name or 'guest'} ({masking.mask_chat_id(guest.chat_id)})"
     question = job.inbound.text.strip() or f"[{job.inbound.message_type}]"
     received = job.inbound.created_at
     lines = [
@@ -79,9 +80,9 @@ def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter
     body = storable_text(green_api.mask_token("\n".join(lines)), secrets=secrets)
     # A guest's own number in their own question is theirs to write, not ours to forward in full.
     number = guest.chat_id.partition("@")[0]
-    if len(number) > 4:
-        body = body.replace(number, green_api.mask_chat_id(number))
-    subject = f"{headline} ({hotel.name}, {green_api.mask_chat_id(guest.chat_id)})"
+    if len(number) > masking.KEEP:
+        body = body.replace(number, masking.mask_number(number))
+    subject = f"{headline} ({hotel.name}, {masking.mask_chat_id(guest.chat_id)})"
     return Alert(
         subject=subject[:180], body=body, recipients=[hotel.staff_email] if hotel.staff_email else []
     )

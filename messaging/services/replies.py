@@ -42,7 +42,7 @@ from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from messaging.services import statements, statuses
-from reliability import dead_letters, degradation
+from reliability import dead_letters, degradation, masking
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
@@ -870,7 +870,7 @@ def _failure(
             "hotel_id": hotel.pk,
             "guest": {
                 "display_name": guest.display_name,
-                "chat_id": green_api.mask_chat_id(guest.chat_id),
+                "chat_id": masking.mask_chat_id(guest.chat_id),
             },
         },
         secrets=plaintexts(hotel),
