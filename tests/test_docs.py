@@ -129,11 +129,36 @@ def test_every_relative_link_resolves(page: Path):
             assert anchor in _anchors(linked), f"{page.name}: {linked.name} has no heading #{anchor}"
 
 
+#: Upper-case names in docs/ that are not environment variables: make variables, Django settings
+#: without a variable of their own, code constants, other programs' variables.
+NOT_ENV = frozenset(
+    {
+        "BROKER_TEST_URL", "PG_URL", "REDIS_TEST_URL", "COV_FLOOR",  # Makefile
+        "E2E_REDIS_OUTAGE_SECONDS",  # tests/e2e/test_redis_outage.py
+        "CELERY_BEAT_SCHEDULE", "SECRET_KEY",  # Django settings
+        "ORDER_WAIT",  # messaging/services/replies.py
+        "OPENAI_BASE_URL", "TEXT_TYPES",  # the providers' SDKs (docs/providers.md)
+    }
+)  # fmt: skip
+
+
 def test_every_setting_the_readme_names_is_in_env_example():
-    known = set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
     named = {code for code in _code(README) if SETTING.match(code)}
     assert named, "the README names no setting: the pattern is wrong"
-    assert named - known == set(), "README.md names settings .env.example does not list"
+    assert named - _env_example() == set(), "README.md names settings .env.example does not list"
+
+
+@pytest.mark.parametrize("page", PAGES[1:], ids=_ids(PAGES[1:]))
+def test_every_variable_the_docs_name_is_in_env_example(page: Path):
+    """A renamed variable (hotelbot/envvars.py RENAMED) must not live on under its old name in the docs."""
+    named = {name for code in _code(page) for name in re.findall(r"\b[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+\b", code)}
+    assert named - _env_example() - NOT_ENV == set(), (
+        f"{page.name} names variables .env.example does not list"
+    )
+
+
+def _env_example() -> set[str]:
+    return set(re.findall(r"^([A-Z][A-Z0-9_]*)=", (ROOT / ".env.example").read_text(), re.M))
 
 
 def test_every_url_the_readme_names_is_served():
