@@ -16,16 +16,11 @@ DEV_ENV := DJANGO_DEBUG=1
 # The embedded run must not inherit service URLs from the caller's environment.
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL
 
-.PHONY: help install run migrate seed test lint typecheck test-embedded test-services coverage bench fakes clean \
-	drill drill-ci load
+.PHONY: help install run migrate seed test test-fast fmt lint typecheck test-embedded test-services coverage \
+	bench fakes clean drill drill-ci load
 
-help:
-	@echo "make run    start web, worker, beat and the fake providers (embedded default, no servers)"
-	@echo "make test   ruff + mypy + pytest on the embedded default and on PostgreSQL/Redis"
-	@echo "make bench  reliability benchmarks (writes bench-results.json)"
-	@echo "make drill  fault drill on the real stack (EMBEDDED=1: SQLite + filesystem broker); drill-report.md"
-	@echo "make drill-ci  the short drill subset CI runs"
-	@echo "make load   webhook and reply latency/throughput under load (writes load-results.json)"
+help: ## this list (every target that has a double-hash comment)
+	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -33,16 +28,16 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(PY) -m pip install --quiet -r requirements-dev.txt
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) ## create .venv and install requirements-dev.txt
 
-migrate: $(STAMP)
+migrate: $(STAMP) ## apply migrations and the periodic tasks (embedded default unless DATABASE_URL)
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py setup_periodic_tasks --prune
 
-seed: migrate
+seed: migrate ## the demo hotel, staff and FAQ
 	$(DEV_ENV) $(PY) manage.py seed_demo
 
-run: seed
+run: seed ## start web, worker, beat and the fake providers (embedded default, no servers)
 	@echo ""
 	@echo "  web + admin:      http://127.0.0.1:8000/admin/   (credentials printed above)"
 	@echo "  webhook:          http://127.0.0.1:8000/webhooks/green-api/1101000001/   (the demo hotel's own URL; docs/hotels.md)"
@@ -55,45 +50,63 @@ run: seed
 	rm -rf var/prometheus && mkdir -p var/prometheus  # stale metric files of an earlier run (deploy/Procfile.dev)
 	$(DEV_ENV) $(BIN)/honcho start -f deploy/Procfile.dev
 
-fakes: $(STAMP)
+fakes: $(STAMP) ## only the fake Green API and DeepSeek servers
 	$(DEV_ENV) $(PY) manage.py fake_providers
 
-lint: $(STAMP)
+lint: $(STAMP) ## ruff check + ruff format --check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-typecheck: $(STAMP)
+typecheck: $(STAMP) ## mypy on the whole project
 	$(BIN)/mypy .
+
+fmt: $(STAMP) ## ruff format + ruff check --fix (the whole project)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
 
 # Line and branch coverage of both runs, combined (the second run appends); `coverage` checks the floor.
 COV_FLOOR ?= 90
 COV_ARGS := --cov --cov-report=
+# `python -m pytest`: the xdist workers start with this folder on sys.path and import
+# tests/xdist_worker_env.py (own Redis databases and var dir per worker) before the settings load.
+PYTEST := $(PY) -m pytest
+WORKERS ?= 2
+# loadgroup: the tests that start whole stacks (tests/e2e) run one after another on one worker.
+XDIST := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadgroup,)
 
-test-embedded: $(STAMP)
-	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-embedded $(BIN)/pytest $(COV_ARGS)
+# The services run runs every test; the embedded run only those that depend on the deployment (the
+# `deployment` marker, decided in tests/conftest.py; the count is printed at the end of each run).
+test-embedded: $(STAMP) ## pytest on SQLite + the filesystem broker: the tests that depend on the deployment
+	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-embedded $(PYTEST) $(XDIST) -m deployment $(COV_ARGS)
 
-test-services: $(STAMP)
-	$(SERVICE_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-services REQUIRE_SERVICES=1 $(BIN)/pytest $(COV_ARGS) --cov-append
+test-services: $(STAMP) ## pytest on PostgreSQL + Redis: every test (coverage appended)
+	$(SERVICE_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-services REQUIRE_SERVICES=1 $(PYTEST) $(XDIST) \
+		$(COV_ARGS) --cov-append
 
-coverage: $(STAMP)
+coverage: $(STAMP) ## the combined coverage of both runs against the floor (COV_FLOOR, 90 %)
 	$(BIN)/coverage report --include='reliability/*,messaging/*' --skip-covered --fail-under=$(COV_FLOOR)
 
-test: lint typecheck test-embedded test-services coverage
+test: lint typecheck test-embedded test-services coverage ## what CI runs: lint, mypy, both runs, coverage
 
-bench: $(STAMP)
+# The inner loop: no PostgreSQL, no Redis, no stacks; SQLite in memory.
+FAST_MARKERS := not e2e and not redis and not drill
+test-fast: $(STAMP) ## quick pytest without servers (embedded, no e2e/Redis tests; ARGS=... to narrow)
+	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-fast $(PYTEST) $(XDIST) -q -m "$(FAST_MARKERS)" $(ARGS)
+
+bench: $(STAMP) ## reliability benchmarks (writes bench-results.json)
 	$(PY) -m bench
 
 # The fault drill boots its own PostgreSQL, Redis and processes on free ports (EMBEDDED=1: none).
 DRILL_FLAGS := $(if $(EMBEDDED),--embedded,)
-drill: $(STAMP)
+drill: $(STAMP) ## fault drill on the real stack (EMBEDDED=1: SQLite + filesystem broker); drill-report.md
 	$(PY) -m drill $(DRILL_FLAGS)
 
-drill-ci: $(STAMP)
+drill-ci: $(STAMP) ## the short drill subset the test runs include
 	$(PY) -m drill --ci $(DRILL_FLAGS)
 
-load: $(STAMP)
+load: $(STAMP) ## webhook and reply latency/throughput under load (writes load-results.json)
 	$(PY) -m drill.load
 
-clean:
+clean: ## remove var/, caches and result files
 	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json .coverage \
 		drill-results.json drill-report.md drill-timeline.svg load-results.json

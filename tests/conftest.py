@@ -1,10 +1,24 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from rest_framework.test import APIClient
+
+WORKER_ENV_PLUGIN = "tests.xdist_worker_env"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Starting xdist workers (``-n``): each imports tests/xdist_worker_env.py before its settings load
+    (own Redis databases and var dir). Workers get the interpreter's startup ``sys.path``: run
+    ``python -m pytest`` from the project folder (as the Makefile does) so that they can import it."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        plugins = [p for p in os.environ.get("PYTEST_PLUGINS", "").split(",") if p]
+        if WORKER_ENV_PLUGIN not in plugins:
+            os.environ["PYTEST_PLUGINS"] = ",".join([*plugins, WORKER_ENV_PLUGIN])
 
 
 def pytest_report_header() -> list[str]:
@@ -18,7 +32,73 @@ def pytest_report_header() -> list[str]:
     ]
 
 
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+# Which tests depend on the deployment (SQLite + filesystem broker, or PostgreSQL + Redis), decided
+# from what each test asks for: the database (pytest-django's marker or fixtures; a test without them
+# cannot reach it), a folder whose tests start the whole stack, or the ``deployment`` marker by hand
+# (a test that reaches the cache or broker of the settings without the database). The services run
+# runs every test; the embedded run only these (``-m deployment``): the rest behave the same on both.
+DATABASE_FIXTURES = frozenset(
+    {"db", "transactional_db", "django_db_reset_sequences", "django_db_serialized_rollback", "live_server"}
+)
+STACK_FOLDERS = ("tests/e2e/",)
+_DEPLOYMENT_LINE = pytest.StashKey[str]()
+
+
+def deployment_reason(item: pytest.Item) -> str | None:
+    """Why ``item`` depends on the deployment ("database", "stack", "marked"), or None."""
+    if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
+        return "database"
+    if item.nodeid.startswith(STACK_FOLDERS):
+        return "stack"
+    if item.get_closest_marker("deployment"):
+        return "marked"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before ``-m`` deselects by the marker added here
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    reasons: Counter[str] = Counter()
+    for item in items:
+        reason = deployment_reason(item)
+        if reason:
+            reasons[reason] += 1
+            item.add_marker(pytest.mark.deployment)
+            if reason == "stack":  # one worker runs the stacks one after another (they share Redis DB 14)
+                item.add_marker(pytest.mark.xdist_group("stack"))
+    depends = sum(reasons.values())
+    config.stash[_DEPLOYMENT_LINE] = (
+        f"hotelbot: {len(items)} tests; {depends} depend on the deployment (database {reasons['database']}, "
+        f"stack {reasons['stack']}, marked {reasons['marked']}) and run in both runs; "
+        f"{len(items) - depends} do not and run in the services run only"
+    )
+    _serialized_rollback(items)
+
+
+def pytest_report_collectionfinish(config: pytest.Config) -> list[str]:
+    line = config.stash.get(_DEPLOYMENT_LINE, "")
+    return [line] if line else []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    workeroutput = getattr(session.config, "workeroutput", None)  # an xdist worker: tell the controller
+    if workeroutput is not None and _DEPLOYMENT_LINE in session.config.stash:
+        workeroutput["hotelbot_deployment"] = session.config.stash[_DEPLOYMENT_LINE]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any) -> None:  # xdist controller (workers collect; it does not)
+    line = getattr(node, "workeroutput", {}).get("hotelbot_deployment")
+    if line:
+        node.config.stash[_DEPLOYMENT_LINE] = line
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    if hasattr(config, "workerinput") or _DEPLOYMENT_LINE not in config.stash:
+        return
+    terminalreporter.write_line(config.stash[_DEPLOYMENT_LINE])
+
+
+def _serialized_rollback(items: list[pytest.Item]) -> None:
     """Every transactional test (``transaction=True``, ``live_server``) restores the migrations'
     rows when it ends (serialized rollback). Without it, its flush re-creates content types under
     new ids and drops the seeded breakers, and the next serialized test fails to restore them."""
