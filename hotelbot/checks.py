@@ -14,6 +14,10 @@ Alerts must reach a person: ``hotelbot.W001`` when ``ADMINS`` is empty (breaker 
 alerts go only there), ``hotelbot.W002`` when no mail server is configured or the mail backend
 does not deliver (console, locmem, dummy). ``manage.py send_test_alert`` proves the path.
 
+The environment is read as written: ``hotelbot.E010`` when a variable that looks like ours (our
+prefixes, or a close match of one of our names) is set but nothing reads it, with the closest known
+name; ``hotelbot.W010`` for the old name of a renamed variable (hotelbot/envvars.py).
+
 Each message names the variable to set and nothing of its value.
 """
 
@@ -128,10 +132,42 @@ def _mail_server_configured() -> bool:
     return bool(os.environ.get("EMAIL_URL") or os.environ.get("EMAIL_HOST"))
 
 
+def environment_variables(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """E010: a set variable that looks like ours but nothing reads (a typo is an error, not silence);
+    W010: the old name of a renamed variable (still read while the new one is unset)."""
+    import os
+
+    from hotelbot import envvars
+
+    messages: list[checks.CheckMessage] = []
+    for name, suggestion in envvars.unknown_variables(os.environ, envvars.known_variables()):
+        messages.append(
+            checks.Error(
+                f"The environment variable {name} is set, but hotelbot reads no variable of that name.",
+                hint=(f"Did you mean {suggestion}? " if suggestion else "")
+                + "Every variable is listed in .env.example and docs/configuration.md; unset it if it "
+                "is not meant for hotelbot.",
+                id="hotelbot.E010",
+            )
+        )
+    for old, new in envvars.RENAMED.items():
+        if old in os.environ:
+            ignored = " (ignored: the new name is set too)" if new in os.environ else ""
+            messages.append(
+                checks.Warning(
+                    f"The environment variable {old} is deprecated: it was renamed {new}{ignored}.",
+                    hint=f"Set {new} instead of {old}; the old name will stop working in a later release.",
+                    id="hotelbot.W010",
+                )
+            )
+    return messages
+
+
 def register() -> None:
     """Called from ``ReliabilityConfig.ready()`` (``hotelbot`` is not an app of its own)."""
     checks.register(security_settings, checks.Tags.security)
     checks.register(alert_recipients, "alerts")
+    checks.register(environment_variables, "environment")
 
 
 def startup_checks_or_exit(process: str) -> None:
