@@ -3,10 +3,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.test import Client
 
 from fakes.deepseek import FakeDeepSeek
 from fakes.green_api import FakeGreenApi
-from messaging.models import ReplyJob
+from messaging.models import Hotel, ReplyJob
+from messaging.services import replies
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 from tests.messaging.payloads import CHAT
 
@@ -33,3 +36,30 @@ def job(fake_green, fake_deepseek) -> ReplyJob:
     conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
     inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
     return ReplyJobFactory.create(inbound=inbound)
+
+
+@pytest.fixture
+def hotel() -> Hotel:
+    return HotelFactory.create()
+
+
+@pytest.fixture
+def ops_client() -> Client:
+    """A superuser's logged-in admin client."""
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[tuple[int, float]]:
+    """Reply-job publishes recorded as (job_id, countdown) instead of sent to the broker."""
+    calls: list[tuple[int, float]] = []
+
+    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
+        calls.append((job_id, countdown))
+        return True
+
+    monkeypatch.setattr(replies, "reply_job_publish", publish)
+    return calls

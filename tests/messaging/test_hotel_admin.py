@@ -24,14 +24,6 @@ def public_url(settings) -> None:
     settings.HOTELBOT_PUBLIC_URL = "https://bot.example.com"
 
 
-@pytest.fixture
-def ops_client() -> Client:
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def staff_client(*, hotel: Hotel, perms: tuple[str, ...]) -> Client:
     user = get_user_model().objects.create_user("staff", "s@example.com", "pw", is_staff=True)
     user.user_permissions.add(

@@ -18,17 +18,12 @@ from django.db import connection
 from django.utils import timezone
 
 from fakes.hung_tcp import HungTcpServer
-from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
-from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+from messaging.models import Conversation, Guest, Message, ReplyJob
+from tests.factories import ConversationFactory, MessageFactory, ReplyJobFactory
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hotel() -> Hotel:
-    return HotelFactory.create()
 
 
 @contextmanager

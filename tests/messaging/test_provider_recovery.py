@@ -23,18 +23,6 @@ def _job(chat: str = "79001234568@c.us", text: str = "What time is check-out?") 
     return ReplyJobFactory.create(inbound=MessageFactory.create(conversation=conversation, text=text))
 
 
-@pytest.fixture
-def published(monkeypatch) -> list[tuple[int, float]]:
-    calls: list[tuple[int, float]] = []
-
-    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
-        calls.append((job_id, countdown))
-        return True
-
-    monkeypatch.setattr(replies, "reply_job_publish", publish)
-    return calls
-
-
 def test_ai_breaker_open_answers_from_faq_without_calling_the_ai(fake_green, fake_deepseek):
     services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
     job = _job()

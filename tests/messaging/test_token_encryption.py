@@ -13,7 +13,6 @@ from types import SimpleNamespace
 
 import pytest
 from cryptography.fernet import Fernet
-from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
@@ -227,14 +226,6 @@ def test_a_wrong_key_never_sends_a_ciphertext_and_buries_the_job_as_auth(
 
 
 # --- admin -------------------------------------------------------------------------------------------
-@pytest.fixture
-def ops_client() -> Client:
-    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_admin_shows_only_the_last_four_characters(ops_client: Client, settings) -> None:
     settings.FIELD_ENCRYPTION_KEYS = [NEW_KEY]
     hotel = _hotel(1)

@@ -5,17 +5,12 @@ from __future__ import annotations
 import pytest
 from django.db import OperationalError
 
-from messaging.models import Guest, Hotel, Message, ReplyJob
+from messaging.models import Guest, Message, ReplyJob
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hotel() -> Hotel:
-    return HotelFactory.create()
 
 
 def test_incoming_text_stores_message_and_reply_job_and_enqueues_on_commit(

@@ -16,11 +16,10 @@ import pytest
 from django.db import connection
 from prometheus_client import REGISTRY
 
-from messaging.models import Guest, Hotel, Message, ReplyJob
+from messaging.models import Guest, Message, ReplyJob
 from messaging.notifications import REPLACEMENT, IncomingMessage, RawBody, parse_webhook_body
 from messaging.services import inbound_sql, intake, replies
 from reliability.models import DeadLetter
-from tests.factories import HotelFactory
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
@@ -42,11 +41,6 @@ def intake_path(request, monkeypatch) -> str:
     else:
         assert inbound_sql.available()
     return str(request.param)
-
-
-@pytest.fixture
-def hotel() -> Hotel:
-    return HotelFactory.create()
 
 
 def _raw(body: dict[str, Any]) -> bytes:

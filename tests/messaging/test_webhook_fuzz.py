@@ -16,9 +16,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from messaging.models import Hotel, Message
+from messaging.models import Message
 from reliability.models import DeadLetter
-from tests.factories import HotelFactory
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
@@ -152,11 +151,6 @@ def request_body(draw: st.DrawFn) -> bytes:
             else raw + b" " * SIZE_LIMIT
         )
     return raw
-
-
-@pytest.fixture
-def hotel() -> Hotel:
-    return HotelFactory.create()
 
 
 @settings(

@@ -15,19 +15,13 @@ from django.db import DataError, connection
 from prometheus_client import REGISTRY
 
 from messaging import notifications
-from messaging.models import Guest, Hotel, Message, ReplyJob
+from messaging.models import Guest, Message, ReplyJob
 from messaging.notifications import read_body
 from reliability.models import DeadLetter
-from tests.factories import HotelFactory
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def hotel() -> Hotel:
-    return HotelFactory.create()
 
 
 def _quarantined(reason: str) -> float:

@@ -22,6 +22,7 @@ from tests.messaging import payloads
 pytestmark = pytest.mark.django_db
 fake_green = messaging_fixtures.fake_green  # the messaging suite's fakes, on free ports
 fake_deepseek = messaging_fixtures.fake_deepseek
+published = messaging_fixtures.published
 
 WEBHOOK = "/webhooks/green-api/"
 
@@ -33,18 +34,6 @@ def _job(chat: str = "79001234568@c.us", text: str = "What time is check-out?") 
 
 def _override(*off: str, level: str = "minor") -> None:
     degradation.degradation_override_set(level=level, reason="test", switches_off=off, actor=None, via="api")
-
-
-@pytest.fixture
-def published(monkeypatch) -> list[tuple[int, float]]:
-    calls: list[tuple[int, float]] = []
-
-    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
-        calls.append((job_id, countdown))
-        return True
-
-    monkeypatch.setattr(replies, "reply_job_publish", publish)
-    return calls
 
 
 # --- ai_replies ----------------------------------------------------------------------------------
