@@ -35,12 +35,12 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 
 from hotelbot.exceptions import ValidationFailed
+from reliability import retry
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
 from reliability.metrics import DLQ_ADDED, DLQ_PROCESSING_SECONDS
 from reliability.models import DeadLetter
-from reliability.retry import FailureKind, classify_failure
 from reliability.services import storable_text
 
 logger = logging.getLogger(__name__)
@@ -61,23 +61,11 @@ STRATEGY: dict[str, str] = {
 }
 
 
-# --- classification --------------------------------------------------------------------------------
-def _status_of(error: object) -> int | None:
-    for current in _chain(error):
-        for name in ("status", "status_code", "http_status"):
-            value = getattr(current, name, None)
-            if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
-                return value
-    return None
-
-
-def _chain(error: object) -> Iterable[object]:
-    seen: set[int] = set()
-    current: object = error
-    while current is not None and id(current) not in seen and len(seen) < 8:
-        seen.add(id(current))
-        yield current
-        current = getattr(current, "__cause__", None)
+# --- classification (derived from the one failure vocabulary, reliability.retry) --------------------
+#: Statuses that say the account cannot pay (Green API's 466, DeepSeek's 402 "Insufficient Balance").
+QUOTA_STATUSES = frozenset({402, 466})
+#: Statuses that say our credentials are refused.
+AUTH_STATUSES = frozenset({401, 403})
 
 
 def classify_category(error: object = None, *, http_status: int | None = None, text: str = "") -> str:
@@ -89,25 +77,21 @@ def classify_category(error: object = None, *, http_status: int | None = None, t
     be decrypted (``reliability.crypto``) is auth: no retry opens it, a person fixes the keys."""
     if isinstance(error, FieldEncryptionError):
         return Category.AUTH
-    status = http_status if http_status is not None else _status_of(error)
+    status = http_status if http_status is not None else retry.http_status(error)
     lowered = f"{text} {error if error is not None else ''}".lower()
-    if status in (402, 466) or "quota" in lowered or "insufficient balance" in lowered:
+    if status in QUOTA_STATUSES or "quota" in lowered or "insufficient balance" in lowered:
         return Category.QUOTA
-    if status in (401, 403):
+    if status in AUTH_STATUSES:
         return Category.AUTH
     if status == 429:
         return Category.RATE_LIMITED
-    if status is not None and 400 <= status <= 499 and status not in (408, 499):
+    if status is not None and 400 <= status <= 499 and status not in retry.UNKNOWN_OUTCOME_4XX:
         return Category.VALIDATION
     if status is not None and 500 <= status <= 599:
         return Category.PROVIDER_5XX
-    if status in (408, 499) or any(word in lowered for word in ("timeout", "timed out", "deadline")):
+    if status in retry.UNKNOWN_OUTCOME_4XX or any(w in lowered for w in ("timeout", "timed out", "deadline")):
         return Category.TIMEOUT
-    if (
-        error is not None
-        and isinstance(error, BaseException)
-        and classify_failure(error) is not (FailureKind.PERMANENT)
-    ):
+    if isinstance(error, BaseException) and retry.classify_failure(error).transient:
         return Category.TIMEOUT  # a connection failure or reset: transient, no status
     return Category.UNKNOWN
 

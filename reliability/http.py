@@ -33,12 +33,11 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
-from urllib3.exceptions import ConnectTimeoutError, NewConnectionError
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from reliability.breaker import registry
 from reliability.metrics import HTTP_REQUESTS, HTTP_SECONDS
-from reliability.retry import RetryConfig, RetryHandler, is_transient
+from reliability.retry import RetryConfig, RetryHandler, is_transient, request_sent
 from reliability.transport import DeadlineExceeded, HttpResponse, TransportError
 
 __all__ = ["DeadlineExceeded", "HttpResponse", "ResilientSession", "TransportError"]
@@ -85,17 +84,6 @@ def _no_redaction(text: str) -> str:
 
 def _transient_response(idempotent: bool, result: object) -> bool:
     return isinstance(result, HttpResponse) and is_transient(result.status, idempotent=idempotent)
-
-
-def _request_was_sent(exc: requests.RequestException) -> bool:
-    """False only when the connection was never established, so the server cannot have seen it."""
-    if isinstance(exc, requests.ConnectTimeout):
-        return False
-    if isinstance(exc, requests.ConnectionError):
-        reason: Any = exc.args[0] if exc.args else None
-        inner = getattr(reason, "reason", reason)
-        return not isinstance(inner, NewConnectionError | ConnectTimeoutError)
-    return True
 
 
 class ResilientSession:
@@ -222,7 +210,7 @@ class ResilientSession:
             error = TransportError(
                 self.dependency,
                 self.redact(f"{type(e).__name__}: {e}"),
-                request_sent=_request_was_sent(e),
+                request_sent=request_sent(e),
             )
             self._finish("transport", started, method, url, error=error)
             if self.redact is _no_redaction:

@@ -1,4 +1,14 @@
-"""Retries for calls to one named dependency: classification, backoff, Retry-After and a retry budget.
+"""The one failure vocabulary, and retries for calls to one named dependency.
+
+**What a failure is** (each question answered by one function here, which every caller uses):
+the HTTP status it carries (:func:`http_status`), its explicit causes (:func:`cause_chain`), whether
+the request reached the server (:func:`request_sent`), whether it is worth another try and whether
+the server may have acted on it (:func:`classify_failure` → :class:`FailureKind`;
+:func:`is_transient` for a retry decision), and how long the server asked us to wait
+(:func:`retry_after_seconds`). The breaker's failure classification, the dead-letter category
+(``reliability.dead_letters``) and the provider clients' errors are derived from these.
+
+**How a call is retried**: backoff, Retry-After and a retry budget.
 
 One retry layer per hop (DESIGN.md): these are the short *in-call* retries. Task-level retries
 (Celery countdown) are a different layer and must not wrap a call that already retries here.
@@ -7,7 +17,7 @@ One retry layer per hop (DESIGN.md): these are the short *in-call* retries. Task
 strategies are the policy of this module:
 
 * ``retry``  -- :func:`is_transient` (or a custom classifier), then Retry-After above the cap;
-* ``wait``   -- :func:`iter_backoff_delays` (backoff kind + jitter + cap), raised to the server's
+* ``wait``   -- :func:`iter_backoff_delays` (exponential backoff + jitter + cap), raised to the server's
   Retry-After when it asks for longer;
 * ``stop``   -- max attempts, then the overall deadline (the *coming* sleep must end before it),
   then the per-dependency :class:`RetryBudget` -- in that order, so a budget token is only spent
@@ -37,8 +47,6 @@ Choices worth knowing:
   reach the server: a connect failure (``TransportError.request_sent`` False, connect timeout,
   refused) or a 429/503 (refused before processing). A read timeout after sending is not retried:
   its outcome is unknown and the caller must reconcile.
-* ``decorrelated`` jitter is AWS's recurrence ``min(cap, uniform(base, 3 * previous))``; it is its
-  own schedule, so ``backoff`` does not apply to it.
 """
 
 from __future__ import annotations
@@ -55,30 +63,26 @@ from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, ParamSpec, TypeVar, cast, overload
+from typing import Any, Literal, ParamSpec, TypeVar, cast
 
 import requests
 import tenacity
-from django.db import DEFAULT_DB_ALIAS, DatabaseError, InterfaceError, OperationalError, connections
 from tenacity.stop import stop_after_attempt, stop_base
 from tenacity.wait import wait_base
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
-from hotelbot.exceptions import HotelbotError
 from reliability.breaker.machine import CircuitOpenError
 from reliability.metrics import RETRY_ATTEMPTS, RETRY_DELAY
-from reliability.transport import HttpResponse, TransportError
+from reliability.transport import TransportError
 
 logger = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-Backoff = Literal["exponential", "linear", "fixed", "fibonacci"]
-Jitter = Literal["full", "equal", "decorrelated", "none"]
-BACKOFFS: frozenset[str] = frozenset({"exponential", "linear", "fixed", "fibonacci"})
-JITTERS: frozenset[str] = frozenset({"full", "equal", "decorrelated", "none"})
+Jitter = Literal["full", "equal", "none"]
+JITTERS: frozenset[str] = frozenset({"full", "equal", "none"})
 
 #: 5xx statuses that mean "this server will never do that", not "try again later".
 PERMANENT_5XX: frozenset[int] = frozenset({501, 505})
@@ -89,7 +93,8 @@ NOT_PROCESSED_STATUSES: frozenset[int] = frozenset({429, 503})
 UNKNOWN_OUTCOME_4XX: frozenset[int] = frozenset({408, 499})
 #: Default for ``RETRY_AFTER_CAP``: no layer waits longer than this for a server's Retry-After.
 DEFAULT_RETRY_AFTER_CAP = 900.0
-_DECORRELATED_FACTOR = 3.0
+#: How many explicit causes (``raise X from e``) :func:`cause_chain` follows at most.
+CAUSE_CHAIN_LIMIT = 8
 _EPSILON = 1e-9
 
 # Give-up reasons, used in logs and in RetryStats.gave_up.
@@ -98,12 +103,6 @@ ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 DEADLINE = "deadline"
 BUDGET_EXHAUSTED = "budget_exhausted"
 RETRY_AFTER_TOO_LONG = "retry_after_too_long"
-
-
-class RetryUnsafeError(HotelbotError):
-    """A retry helper was used where retrying is unsafe (e.g. a DB retry inside ``atomic``)."""
-
-    code = "retry_unsafe"
 
 
 # --------------------------------------------------------------------------------------------
@@ -122,13 +121,13 @@ class RetryConfig:
     """How one call is retried. ``max_attempts`` counts the first attempt (3 = 1 try + 2 retries).
 
     ``deadline`` is the overall budget in seconds from the start of the call: no sleep may end at or
-    past it (so no attempt starts after it). ``multiplier`` applies to ``exponential`` only.
+    past it (so no attempt starts after it). The backoff is exponential: ``base_delay`` times
+    ``multiplier`` per retry, capped at ``max_delay``.
     """
 
     max_attempts: int = 3
     base_delay: float = 1.0
     max_delay: float = 30.0
-    backoff: Backoff = "exponential"
     jitter: Jitter = "full"
     deadline: float | None = None
     retry_after_cap: float = 60.0
@@ -146,8 +145,6 @@ class RetryConfig:
             raise ValueError(f"base_delay must be >= 0, got {base}")
         if cap < base:
             raise ValueError(f"max_delay ({cap}) must be >= base_delay ({base})")
-        if self.backoff not in BACKOFFS:
-            raise ValueError(f"backoff must be one of {sorted(BACKOFFS)}, got {self.backoff!r}")
         if self.jitter not in JITTERS:
             raise ValueError(f"jitter must be one of {sorted(JITTERS)}, got {self.jitter!r}")
         if self.deadline is not None and _finite_number("deadline", self.deadline) <= 0:
@@ -166,28 +163,12 @@ class RetryConfig:
 
 
 def _raw_delays(config: RetryConfig) -> Iterator[float]:
-    """Un-jittered delays before retry 1, 2, ...: non-decreasing and capped at ``max_delay``."""
-    base, cap = config.base_delay, config.max_delay
-    if config.backoff == "fixed":
-        while True:
-            yield base
-    elif config.backoff == "linear":
-        n = 1
-        while True:
-            yield min(cap, base * n)
-            n += 1
-    elif config.backoff == "exponential":
-        current = base
-        while True:
-            yield min(cap, current)
-            if current < cap:  # stop growing once capped: no float overflow on long runs
-                current *= config.multiplier
-    else:  # fibonacci: base * 1, 1, 2, 3, 5, 8, ...
-        previous, current = 0.0, base
-        while True:
-            yield min(cap, current)
-            if current < cap:
-                previous, current = current, previous + current
+    """Un-jittered delays before retry 1, 2, ...: exponential, non-decreasing, capped at ``max_delay``."""
+    current, cap = config.base_delay, config.max_delay
+    while True:
+        yield min(cap, current)
+        if current < cap:  # stop growing once capped: no float overflow on long runs
+            current *= config.multiplier
 
 
 def iter_backoff_delays(config: RetryConfig, rng: random.Random | None = None) -> Iterator[float]:
@@ -195,18 +176,9 @@ def iter_backoff_delays(config: RetryConfig, rng: random.Random | None = None) -
 
     * ``none``: the raw backoff, capped;
     * ``full``: ``uniform(0, d)`` (AWS "full jitter");
-    * ``equal``: ``d/2 + uniform(0, d/2)``;
-    * ``decorrelated``: ``min(cap, uniform(base, 3 * previous))`` from ``previous = base``, so
-      within ``[base, cap]``; the backoff kind is ignored.
+    * ``equal``: ``d/2 + uniform(0, d/2)``.
     """
     rnd = rng if rng is not None else random.Random()
-    cap = config.max_delay
-    if config.jitter == "decorrelated":
-        previous = config.base_delay
-        while True:
-            delay = min(cap, max(config.base_delay, rnd.uniform(config.base_delay, previous * 3)))
-            previous = delay
-            yield delay
     for raw in _raw_delays(config):
         if config.jitter == "full":
             yield min(raw, raw * rnd.random())
@@ -241,15 +213,6 @@ def retry_delay(
     if retry_after is not None and math.isfinite(retry_after):
         delay = max(delay, min(max(0.0, retry_after), retry_after_cap()))
     return delay
-
-
-def backoff_delays(config: RetryConfig, attempts: int, rng: random.Random | None = None) -> list[float]:
-    """The delays before retries ``1..attempts`` (``attempts`` values), as :class:`RetryHandler` sleeps
-    them when no Retry-After applies."""
-    if attempts < 0:
-        raise ValueError(f"attempts must be >= 0, got {attempts}")
-    delays = iter_backoff_delays(config, rng)
-    return [next(delays) for _ in range(attempts)]
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,25 +251,65 @@ def _status_verdict(status: int) -> FailureKind:
     return FailureKind.PERMANENT
 
 
-def _int_attr(obj: object, *names: str) -> int | None:
+def cause_chain(subject: object, limit: int = CAUSE_CHAIN_LIMIT) -> Iterator[Any]:
+    """``subject`` and its explicit causes (``raise X from e``), outermost first, cycle-safe and
+    at most ``limit`` long. Anything that is not an exception is a chain of itself."""
+    seen: set[int] = set()
+    current: object = subject
+    while current is not None and id(current) not in seen and len(seen) < limit:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ if isinstance(current, BaseException) else None
+
+
+def _status_attr(obj: object, names: tuple[str, ...]) -> int | None:
     for name in names:
         value = getattr(obj, name, None)
-        if isinstance(value, int) and not isinstance(value, bool):
+        if isinstance(value, int) and not isinstance(value, bool) and 100 <= value <= 599:
             return value
     return None
 
 
-def _requests_not_sent(exc: requests.RequestException) -> bool:
-    """True only when the connection was never established (mirrors ``reliability.http``)."""
+# Not ``http_status``: on our own errors (``hotelbot.exceptions``) that is the status *we* answer with.
+_OWN_STATUS = ("status", "status_code")
+_RESPONSE_STATUS = ("status_code", "status")
+
+
+def http_status(subject: object, *, follow_causes: bool = True) -> int | None:
+    """The HTTP status (100-599) a server answered, as a failure or a response carries it, or None:
+    its own ``status`` / ``status_code``, else its ``.response``'s (``requests.HTTPError``), along the
+    explicit causes (a provider error raised ``from`` an HTTP error) unless ``follow_causes`` is off.
+    A bare ``int`` is a status of itself."""
+    if isinstance(subject, int) and not isinstance(subject, bool):
+        return subject if 100 <= subject <= 599 else None
+    for item in cause_chain(subject, CAUSE_CHAIN_LIMIT if follow_causes else 1):
+        status = _status_attr(item, _OWN_STATUS)
+        if status is None:
+            status = _status_attr(getattr(item, "response", None), _RESPONSE_STATUS)
+        if status is not None:
+            return status
+    return None
+
+
+def request_sent(exc: BaseException) -> bool:
+    """Whether a failed request may have reached the server: False only when it surely did not (a
+    connect failure or connect timeout: no connection was ever established; a ``TransportError``
+    that says so), True for everything else (a read timeout or reset after sending)."""
+    if isinstance(exc, TransportError):
+        return exc.request_sent
+    if isinstance(exc, NewConnectionError | ConnectTimeoutError | ConnectionRefusedError):
+        return False
     if isinstance(exc, requests.ConnectTimeout):
-        return True
-    reason: Any = exc.args[0] if exc.args else None
-    inner = getattr(reason, "reason", reason)
-    return isinstance(inner, NewConnectionError | ConnectTimeoutError)
+        return False
+    if isinstance(exc, requests.ConnectionError):
+        reason: Any = exc.args[0] if exc.args else None
+        inner = getattr(reason, "reason", reason)
+        return not isinstance(inner, NewConnectionError | ConnectTimeoutError)
+    return True
 
 
-def _sent(surely_not_sent: bool) -> FailureKind:
-    return FailureKind.NOT_PROCESSED if surely_not_sent else FailureKind.OUTCOME_UNKNOWN
+def _sent(exc: BaseException) -> FailureKind:
+    return FailureKind.OUTCOME_UNKNOWN if request_sent(exc) else FailureKind.NOT_PROCESSED
 
 
 def _transport_verdict(exc: BaseException) -> FailureKind | None:
@@ -314,12 +317,12 @@ def _transport_verdict(exc: BaseException) -> FailureKind | None:
     if isinstance(exc, CircuitOpenError):
         return FailureKind.NOT_PROCESSED  # rejected before any I/O
     if isinstance(exc, TransportError):
-        return _sent(not exc.request_sent)
+        return _sent(exc)
     if isinstance(exc, requests.RequestException):
         if isinstance(exc, requests.exceptions.SSLError):
             return _PERMANENT  # a bad certificate does not heal in a second
         if isinstance(exc, requests.Timeout | requests.ConnectionError):
-            return _sent(_requests_not_sent(exc))
+            return _sent(exc)
         if isinstance(exc, requests.exceptions.ChunkedEncodingError):
             return FailureKind.OUTCOME_UNKNOWN
         return None  # HTTPError (handled by status), InvalidURL, TooManyRedirects, ...
@@ -328,16 +331,6 @@ def _transport_verdict(exc: BaseException) -> FailureKind | None:
     if isinstance(exc, TimeoutError | ConnectionError | Urllib3TimeoutError | ProtocolError):
         return FailureKind.OUTCOME_UNKNOWN
     return None
-
-
-def _exception_chain(exc: BaseException, limit: int = 8) -> Iterator[BaseException]:
-    """``exc`` and its explicit causes (``raise X from e``), cycle-safe."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen and len(seen) < limit:
-        seen.add(id(current))
-        yield current
-        current = current.__cause__
 
 
 def classify_failure(subject: object) -> FailureKind:
@@ -355,17 +348,15 @@ def classify_failure(subject: object) -> FailureKind:
     if isinstance(subject, int):
         return _status_verdict(subject)
     if isinstance(subject, BaseException):
-        for exc in _exception_chain(subject):
-            status = _int_attr(exc, "status", "status_code")
-            if status is None:
-                status = _int_attr(getattr(exc, "response", None), "status_code", "status")
+        for exc in cause_chain(subject):
+            status = http_status(exc, follow_causes=False)
             if status is not None:
                 return _status_verdict(status)
             verdict = _transport_verdict(exc)
             if verdict is not None:
                 return verdict
         return _PERMANENT
-    status = _int_attr(subject, "status", "status_code")
+    status = http_status(subject)
     return _status_verdict(status) if status is not None else _PERMANENT
 
 
@@ -465,10 +456,7 @@ def retry_after_seconds(
 
 
 def _retry_after_uncapped(subject: object, now: Callable[[], float]) -> float | None:
-    subjects: list[object] = (
-        list(_exception_chain(subject)) if isinstance(subject, BaseException) else [subject]
-    )
-    for item in subjects:
+    for item in cause_chain(subject):
         seconds = parse_retry_after(getattr(item, "retry_after", None), now=now)
         if seconds is None:
             seconds = _retry_after_from_headers(getattr(item, "headers", None), now)
@@ -654,7 +642,7 @@ def _describe(outcome: tenacity.Future | None) -> str:
         return "none"
     if outcome.failed:
         return type(outcome.exception()).__name__
-    status = _int_attr(outcome.result(), "status", "status_code")
+    status = http_status(outcome.result())
     return f"status={status}" if status is not None else type(outcome.result()).__name__
 
 
@@ -873,285 +861,3 @@ class RetryHandler:
         }
         text = " ".join(f"{key}={value}" for key, value in data.items())
         logger.log(level, "retry %s %s", event, text, extra=data)
-
-
-# --------------------------------------------------------------------------------------------
-# Decorators
-# --------------------------------------------------------------------------------------------
-
-
-def _decorate(
-    make_handler: Callable[[], RetryHandler], fn: Callable[P, R] | None
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        handler = make_handler()
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            return handler.execute(func, *args, **kwargs)
-
-        wrapper.retry_handler = handler  # type: ignore[attr-defined]
-        return wrapper
-
-    return decorator(fn) if fn is not None else decorator
-
-
-def _decorator(
-    fn: Callable[P, R] | None,
-    *,
-    max_retries: int,
-    dependency: str,
-    budget: RetryBudget | None,
-    sleep: Callable[[float], None] | None,
-    clock: Callable[[], float] | None,
-    retry_on_result: Callable[[Any], bool] | None = None,
-    before_retry: Callable[[object], None] | None = None,
-    **config: Any,
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """What ``@retry`` and ``@retry_http_requests`` share: validate, build the config and handler."""
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ValueError(f"max_retries must be an int >= 0, got {max_retries!r}")
-    policy = RetryConfig(max_attempts=max_retries + 1, **config)
-
-    def make() -> RetryHandler:
-        return RetryHandler(
-            policy,
-            dependency=dependency,
-            budget=budget,
-            sleep=sleep or _sleep,
-            clock=clock or time.monotonic,
-            retry_on_result=retry_on_result,
-            before_retry=before_retry,
-        )
-
-    return _decorate(make, fn)
-
-
-@overload
-def retry(fn: Callable[P, R], /) -> Callable[P, R]: ...
-@overload
-def retry(
-    fn: None = None,
-    /,
-    *,
-    max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 30.0,
-    backoff: Backoff = "exponential",
-    jitter: Jitter = "full",
-    deadline: float | None = None,
-    retry_after_cap: float = 60.0,
-    idempotent: bool = True,
-    multiplier: float = 2.0,
-    dependency: str = "default",
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-def retry(
-    fn: Callable[P, R] | None = None,
-    /,
-    *,
-    max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 30.0,
-    backoff: Backoff = "exponential",
-    jitter: Jitter = "full",
-    deadline: float | None = None,
-    retry_after_cap: float = 60.0,
-    idempotent: bool = True,
-    multiplier: float = 2.0,
-    dependency: str = "default",
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Retry a function on transient exceptions; ``max_retries`` = retries after the first attempt.
-
-    Usable as ``@retry`` or ``@retry(max_retries=2, dependency="deepseek")``.
-    """
-    return _decorator(
-        fn,
-        max_retries=max_retries,
-        dependency=dependency,
-        budget=budget,
-        sleep=sleep,
-        clock=clock,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        backoff=backoff,
-        jitter=jitter,
-        deadline=deadline,
-        retry_after_cap=retry_after_cap,
-        idempotent=idempotent,
-        multiplier=multiplier,
-    )
-
-
-def _response_status(result: object) -> int | None:
-    if isinstance(result, requests.Response):
-        return result.status_code
-    if isinstance(result, HttpResponse):
-        return result.status
-    return None
-
-
-def _release(subject: object) -> None:
-    if isinstance(subject, requests.Response) and subject.raw is not None:
-        subject.close()  # a discarded (possibly streamed) response must free its connection
-
-
-@overload
-def retry_http_requests(fn: Callable[P, R], /) -> Callable[P, R]: ...
-@overload
-def retry_http_requests(
-    fn: None = None,
-    /,
-    *,
-    max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 30.0,
-    backoff: Backoff = "exponential",
-    jitter: Jitter = "full",
-    deadline: float | None = None,
-    retry_after_cap: float = 60.0,
-    idempotent: bool = True,
-    multiplier: float = 2.0,
-    dependency: str = "default",
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-def retry_http_requests(
-    fn: Callable[P, R] | None = None,
-    /,
-    *,
-    max_retries: int = 3,
-    base_delay: float = 1.0,
-    max_delay: float = 30.0,
-    backoff: Backoff = "exponential",
-    jitter: Jitter = "full",
-    deadline: float | None = None,
-    retry_after_cap: float = 60.0,
-    idempotent: bool = True,
-    multiplier: float = 2.0,
-    dependency: str = "default",
-    budget: RetryBudget | None = None,
-    sleep: Callable[[float], None] | None = None,
-    clock: Callable[[], float] | None = None,
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Retry an HTTP call on transient exceptions *and* on a returned ``requests.Response`` /
-    :class:`~reliability.http.HttpResponse` with a transient status (honouring its Retry-After).
-
-    When retries run out on responses, the last response is returned (the caller still sees the
-    503); discarded ``requests`` responses are closed. Pass ``idempotent=False`` for a POST.
-    """
-
-    def retry_on_response(result: object) -> bool:
-        status = _response_status(result)
-        return status is not None and is_transient(status, idempotent=idempotent)
-
-    return _decorator(
-        fn,
-        max_retries=max_retries,
-        dependency=dependency,
-        budget=budget,
-        sleep=sleep,
-        clock=clock,
-        base_delay=base_delay,
-        max_delay=max_delay,
-        backoff=backoff,
-        jitter=jitter,
-        deadline=deadline,
-        retry_after_cap=retry_after_cap,
-        idempotent=idempotent,
-        multiplier=multiplier,
-        retry_on_result=retry_on_response,
-        before_retry=_release,
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# Database reads
-# --------------------------------------------------------------------------------------------
-
-#: A couple of quick attempts: enough to ride out a dropped connection or a failover blip.
-DB_READ_RETRY = RetryConfig(max_attempts=3, base_delay=0.05, max_delay=0.5, jitter="full", deadline=5.0)
-
-
-def _is_db_connection_error(exc: BaseException) -> bool:
-    return isinstance(exc, OperationalError | InterfaceError)
-
-
-def _db_handler(using: str, config: RetryConfig, sleep: Callable[[float], None] | None) -> RetryHandler:
-    def close_connection(_: object) -> None:
-        try:
-            connections[using].close()
-        except DatabaseError:  # already broken: the next attempt opens a fresh one
-            logger.debug("closing the broken %s connection failed", using, exc_info=True)
-
-    return RetryHandler(
-        config,
-        dependency=f"database:{using}",
-        sleep=sleep or _sleep,
-        classifier=_is_db_connection_error,
-        before_retry=close_connection,
-    )
-
-
-def _refuse_inside_atomic(using: str, fn: Callable[..., object]) -> None:
-    if connections[using].in_atomic_block:
-        name = getattr(fn, "__qualname__", repr(fn))
-        raise RetryUnsafeError(
-            f"db read retry around {name} refused: database {using!r} is inside transaction.atomic. "
-            "A failed statement has broken the transaction, and closing the connection would "
-            "discard it; retry the whole transaction from outside instead."
-        )
-
-
-def db_read_retry(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
-    """Run a **read-only** ``fn`` on the default database, retrying ``OperationalError`` /
-    ``InterfaceError`` after closing the broken connection.
-
-    NEVER for writes: a write whose connection dropped may have committed, and a retry would apply
-    it twice. Raises :class:`RetryUnsafeError` when called inside ``transaction.atomic``.
-    """
-    _refuse_inside_atomic(DEFAULT_DB_ALIAS, fn)
-    return _db_handler(DEFAULT_DB_ALIAS, DB_READ_RETRY, None).execute(fn, *args, **kwargs)
-
-
-@overload
-def retry_db_read(fn: Callable[P, R], /) -> Callable[P, R]: ...
-@overload
-def retry_db_read(
-    fn: None = None,
-    /,
-    *,
-    using: str = DEFAULT_DB_ALIAS,
-    config: RetryConfig = DB_READ_RETRY,
-    sleep: Callable[[float], None] | None = None,
-) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
-def retry_db_read(
-    fn: Callable[P, R] | None = None,
-    /,
-    *,
-    using: str = DEFAULT_DB_ALIAS,
-    config: RetryConfig = DB_READ_RETRY,
-    sleep: Callable[[float], None] | None = None,
-) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
-    """Decorator form of :func:`db_read_retry` (``@retry_db_read`` or ``@retry_db_read(using=...)``).
-
-    NEVER for writes; refuses to run inside ``transaction.atomic`` (:class:`RetryUnsafeError`).
-    """
-
-    def decorator(func: Callable[P, R]) -> Callable[P, R]:
-        handler = _db_handler(using, config, sleep)
-
-        @functools.wraps(func)
-        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-            _refuse_inside_atomic(using, func)
-            return handler.execute(func, *args, **kwargs)
-
-        return wrapper
-
-    return decorator(fn) if fn is not None else decorator

@@ -42,7 +42,7 @@ from messaging.notifications import TEXT_TYPES
 from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
 from messaging.selectors import conversation_history
 from messaging.services import statements, statuses
-from reliability import dead_letters, degradation, masking
+from reliability import dead_letters, degradation, masking, retry
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
@@ -365,11 +365,6 @@ def _attempt(
         http_status=http_status if http_status is not None and 100 <= http_status <= 599 else None,
         error=storable_text(green_api.mask_token(error), secrets=plaintexts(hotel))[:2000],
     )
-
-
-def _status(error: BaseException | None) -> int | None:
-    status = getattr(error, "status", None)
-    return status if isinstance(status, int) else None
 
 
 def reply_job_process(*, job_id: int) -> ProcessOutcome:
@@ -861,7 +856,7 @@ def _failure(
         tenant=str(hotel.pk),
         dependency=dependency,
         error=error,
-        http_status=_status(error),
+        http_status=retry.http_status(error),
         attempts=job.attempts,
         first_failed_at=first_failure,
         payload={

@@ -284,16 +284,11 @@ def open_duration(config: CircuitBreakerConfig, trips: int) -> float:
 
 
 def _status_of(exc: BaseException) -> int | None:
-    """The HTTP status an exception carries (``requests``/``httpx`` style), if any."""
-    response = getattr(exc, "response", None)
-    for candidate in (
-        getattr(response, "status_code", None),
-        getattr(exc, "status_code", None),
-        getattr(exc, "status", None),
-    ):
-        if _is_int(candidate):
-            return cast(int, candidate)
-    return None
+    """The HTTP status an exception carries itself (``requests``/``httpx`` style), if any: the one
+    definition, ``reliability.retry.http_status`` (imported here, late: retry imports this module)."""
+    from reliability.retry import http_status
+
+    return http_status(exc, follow_causes=False)
 
 
 _UNKNOWN = "?"

@@ -1,11 +1,10 @@
-"""reliability/retry.py: backoff, classification, Retry-After, deadline, budget, decorators, DB reads.
+"""reliability/retry.py: backoff, classification, Retry-After, deadline, budget.
 
 Nothing here really sleeps: every handler gets a fake clock whose ``sleep`` advances it.
 """
 
 from __future__ import annotations
 
-import io
 import logging
 import random
 import threading
@@ -14,19 +13,9 @@ from email.utils import format_datetime
 
 import pytest
 import requests
-import responses
-from django.db import (
-    DEFAULT_DB_ALIAS,
-    IntegrityError,
-    OperationalError,
-    connection,
-    connections,
-    transaction,
-)
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from hotelbot.exceptions import ProviderError
-from reliability import retry as retry_module
 from reliability.http import DeadlineExceeded, HttpResponse, TransportError
 from reliability.retry import (
     ATTEMPTS_EXHAUSTED,
@@ -37,20 +26,15 @@ from reliability.retry import (
     RetryBudget,
     RetryConfig,
     RetryHandler,
-    RetryUnsafeError,
-    backoff_delays,
-    db_read_retry,
     get_retry_budget,
     get_retry_stats,
     is_transient,
     parse_retry_after,
     reset_retry_registry,
-    retry,
     retry_after_seconds,
-    retry_db_read,
-    retry_http_requests,
     set_retry_budget,
 )
+from tests.reliability.retry_support import backoff_delays
 
 NOW = 1_700_000_000.0  # wall clock used for HTTP-dates
 
@@ -149,7 +133,7 @@ def test_config_defaults_match_the_issue():
     config = RetryConfig()
 
     assert (config.max_attempts, config.base_delay, config.max_delay) == (3, 1.0, 30.0)
-    assert (config.backoff, config.jitter, config.deadline) == ("exponential", "full", None)
+    assert (config.jitter, config.deadline) == ("full", None)
     assert (config.retry_after_cap, config.idempotent, config.multiplier) == (60.0, True, 2.0)
 
 
@@ -163,7 +147,6 @@ def test_config_defaults_match_the_issue():
         ({"base_delay": float("nan")}, "base_delay must be a finite number"),
         ({"base_delay": 5, "max_delay": 1}, "max_delay (1.0) must be >= base_delay (5.0)"),
         ({"max_delay": float("inf")}, "max_delay must be a finite number"),
-        ({"backoff": "quadratic"}, "backoff must be one of"),
         ({"jitter": "random"}, "jitter must be one of"),
         ({"deadline": 0}, "deadline must be > 0"),
         ({"deadline": "soon"}, "deadline must be a finite number"),
@@ -189,19 +172,10 @@ def test_config_is_frozen():
 # ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("backoff", "expected"),
-    [
-        ("exponential", [1, 2, 4, 8, 16, 20, 20]),
-        ("linear", [1, 2, 3, 4, 5, 6, 7]),
-        ("fixed", [1, 1, 1, 1, 1, 1, 1]),
-        ("fibonacci", [1, 1, 2, 3, 5, 8, 13]),
-    ],
-)
-def test_each_backoff_kind_produces_its_sequence(backoff, expected):
-    config = RetryConfig(backoff=backoff, jitter="none", base_delay=1, max_delay=20)
+def test_the_backoff_is_exponential_and_capped():
+    config = RetryConfig(jitter="none", base_delay=1, max_delay=20)
 
-    assert backoff_delays(config, 7, random.Random(0)) == expected
+    assert backoff_delays(config, 7, random.Random(0)) == [1, 2, 4, 8, 16, 20, 20]
 
 
 def test_exponential_honours_the_multiplier_and_base():
@@ -210,24 +184,17 @@ def test_exponential_honours_the_multiplier_and_base():
     assert backoff_delays(config, 5) == [0.5, 1.5, 4.5, 13.5, 40.5]
 
 
-def test_cap_holds_for_every_kind_and_long_runs_do_not_overflow():
-    for backoff in ("exponential", "linear", "fibonacci", "fixed"):
-        config = RetryConfig(backoff=backoff, jitter="none", base_delay=2, max_delay=7)
+def test_cap_holds_and_long_runs_do_not_overflow():
+    config = RetryConfig(jitter="none", base_delay=2, max_delay=7)
 
-        delays = backoff_delays(config, 3000)
+    delays = backoff_delays(config, 3000)
 
-        assert max(delays) <= 7
-        assert delays[-1] == (2 if backoff == "fixed" else 7)
+    assert max(delays) <= 7
+    assert delays[-1] == 7
 
 
 def test_zero_base_delay_means_no_waiting():
     assert backoff_delays(RetryConfig(base_delay=0, jitter="none"), 4) == [0, 0, 0, 0]
-    assert backoff_delays(RetryConfig(base_delay=0, jitter="decorrelated"), 4) == [0, 0, 0, 0]
-
-
-def test_backoff_delays_rejects_negative_count():
-    with pytest.raises(ValueError, match="attempts must be >= 0"):
-        backoff_delays(RetryConfig(), -1)
 
 
 def test_full_jitter_stays_between_zero_and_the_backoff_and_actually_varies():
@@ -248,13 +215,6 @@ def test_equal_jitter_keeps_at_least_half():
     for seed in range(50):
         run = backoff_delays(config, 8, random.Random(seed))
         assert all(r / 2 <= d <= r for d, r in zip(run, raw, strict=True))
-
-
-def test_decorrelated_jitter_stays_between_base_and_cap():
-    config = RetryConfig(base_delay=0.5, max_delay=10, jitter="decorrelated")
-
-    for seed in range(50):
-        assert all(0.5 <= d <= 10 for d in backoff_delays(config, 30, random.Random(seed)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -531,7 +491,7 @@ def test_deadline_counts_time_spent_inside_attempts(clock):
         raise TimeoutError
 
     with pytest.raises(TimeoutError):
-        handler_for(clock, max_attempts=10, base_delay=0.5, backoff="fixed", deadline=6).execute(slow_failure)
+        handler_for(clock, max_attempts=10, base_delay=0.5, multiplier=1, deadline=6).execute(slow_failure)
 
     started = 100.0
     assert clock.now - started <= 6 + 2  # the last attempt started before the deadline
@@ -854,230 +814,3 @@ def test_budget_is_not_spent_when_no_retry_would_happen(clock):
 
     assert budget.total_retries == 0
     assert budget.total_attempts == 4
-
-
-# ---------------------------------------------------------------------------------------------
-# Decorators
-# ---------------------------------------------------------------------------------------------
-
-
-def test_retry_decorator_counts_retries_after_the_first_attempt(clock):
-    fn = always(TimeoutError())
-
-    @retry(
-        max_retries=2, base_delay=0.5, jitter="none", sleep=clock.sleep, clock=clock, budget=roomy_budget()
-    )
-    def call() -> object:
-        return fn()
-
-    with pytest.raises(TimeoutError):
-        call()
-
-    assert fn.calls == 3
-    assert clock.sleeps == [0.5, 1.0]
-    assert call.__name__ == "call"
-
-
-def test_retry_decorator_without_arguments_uses_defaults(monkeypatch):
-    slept: list[float] = []
-    monkeypatch.setattr(retry_module, "_sleep", slept.append)
-    fn = Flaky(TimeoutError(), TimeoutError(), result="ok")
-
-    @retry
-    def call() -> object:
-        return fn()
-
-    assert call() == "ok"
-    assert len(slept) == 2
-    assert all(0 <= s <= 2 for s in slept)
-
-
-def test_retry_decorator_with_zero_retries_and_bad_values(clock):
-    fn = always(TimeoutError())
-
-    @retry(max_retries=0, sleep=clock.sleep)
-    def call() -> object:
-        return fn()
-
-    with pytest.raises(TimeoutError):
-        call()
-    assert fn.calls == 1
-
-    with pytest.raises(ValueError, match="max_retries must be an int >= 0"):
-        retry(max_retries=-1)
-    with pytest.raises(ValueError, match="max_delay"):
-        retry(base_delay=10, max_delay=1)
-
-
-class TrackedResponse(requests.Response):
-    closed_count = 0
-
-    def close(self) -> None:
-        self.closed_count += 1
-        super().close()
-
-
-def _response(status: int, headers: dict[str, str] | None = None) -> TrackedResponse:
-    response = TrackedResponse()
-    response.raw = io.BytesIO(b"")
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-def test_retry_http_requests_retries_transient_responses_then_returns_success(clock):
-    replies = [_response(503), _response(502), _response(200)]
-
-    @retry_http_requests(max_retries=3, jitter="none", sleep=clock.sleep, clock=clock, budget=roomy_budget())
-    def fetch() -> requests.Response:
-        return replies.pop(0)
-
-    assert fetch().status_code == 200
-    assert clock.sleeps == [1.0, 2.0]
-
-
-def test_retry_http_requests_returns_the_last_response_when_attempts_run_out(clock):
-    replies = [_response(503), _response(503), _response(504)]
-    discarded = replies[:2]
-
-    @retry_http_requests(max_retries=2, jitter="none", sleep=clock.sleep, clock=clock, budget=roomy_budget())
-    def fetch() -> requests.Response:
-        return replies.pop(0)
-
-    last = fetch()
-
-    assert last.status_code == 504
-    assert not replies
-    assert [r.closed_count for r in discarded] == [1, 1]  # discarded responses free their connection
-    assert get_retry_stats("default").gave_up == {ATTEMPTS_EXHAUSTED: 1}
-
-
-def test_retry_http_requests_does_not_retry_client_errors(clock):
-    calls: list[int] = []
-
-    @retry_http_requests(max_retries=3, sleep=clock.sleep, clock=clock)
-    def fetch() -> HttpResponse:
-        calls.append(1)
-        return HttpResponse(404, {}, b"", 0.1)
-
-    assert fetch().status == 404
-    assert len(calls) == 1
-
-
-def test_retry_http_requests_honours_retry_after_on_a_429_response(clock):
-    replies = [_response(429, {"Retry-After": "3"}), _response(200)]
-
-    @retry_http_requests(max_retries=1, jitter="none", sleep=clock.sleep, clock=clock, budget=roomy_budget())
-    def fetch() -> requests.Response:
-        return replies.pop(0)
-
-    assert fetch().status_code == 200
-    assert clock.sleeps == [3.0]
-
-
-def test_retry_http_requests_post_is_not_retried_after_a_500(clock):
-    replies = [_response(500), _response(200)]
-
-    @retry_http_requests(idempotent=False, sleep=clock.sleep, clock=clock, budget=roomy_budget())
-    def post() -> requests.Response:
-        return replies.pop(0)
-
-    assert post().status_code == 500
-
-
-@responses.activate
-def test_retry_http_requests_with_real_requests_calls(clock):
-    url = "http://provider.test/state"
-    responses.add(responses.GET, url, body=requests.ConnectionError("reset"))
-    responses.add(responses.GET, url, status=503)
-    responses.add(responses.GET, url, json={"state": "authorized"}, status=200)
-
-    @retry_http_requests(max_retries=3, jitter="none", sleep=clock.sleep, clock=clock, budget=roomy_budget())
-    def get_state() -> requests.Response:
-        return requests.get(url, timeout=1)
-
-    response = get_state()
-
-    assert response.json() == {"state": "authorized"}
-    assert len(responses.calls) == 3
-
-
-# ---------------------------------------------------------------------------------------------
-# Database reads
-# ---------------------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def no_sleep(monkeypatch):
-    slept: list[float] = []
-    monkeypatch.setattr(retry_module, "_sleep", slept.append)
-    return slept
-
-
-@pytest.mark.django_db
-def test_db_read_retry_refuses_inside_atomic(no_sleep):
-    """The ``django_db`` fixture wraps the test in a transaction: exactly the unsafe case."""
-    fn = Flaky(result=1)
-
-    with pytest.raises(RetryUnsafeError, match=r"inside transaction\.atomic"):
-        db_read_retry(fn)
-
-    assert fn.calls == 0
-
-
-@pytest.mark.django_db(transaction=True)
-def test_db_read_decorator_refuses_inside_an_explicit_atomic_block(no_sleep):
-    @retry_db_read
-    def count() -> int:
-        return 1
-
-    assert count() == 1
-    with transaction.atomic(), pytest.raises(RetryUnsafeError):
-        count()
-
-
-@pytest.mark.django_db(transaction=True)
-def test_db_read_retry_closes_the_connection_between_attempts(no_sleep, monkeypatch):
-    events: list[str] = []
-    wrapper = connections[DEFAULT_DB_ALIAS]
-    real_close = wrapper.close
-
-    def spy_close() -> None:
-        events.append("close")
-        real_close()
-
-    monkeypatch.setattr(wrapper, "close", spy_close)
-
-    def read() -> int:
-        with connection.cursor() as cursor:
-            events.append("attempt")
-            if events.count("attempt") == 1:
-                raise OperationalError("server closed the connection unexpectedly")
-            cursor.execute("SELECT 1")
-            return int(cursor.fetchone()[0])
-
-    assert db_read_retry(read) == 1
-    assert events == ["attempt", "close", "attempt"]
-    assert len(no_sleep) == 1
-    assert get_retry_stats("database:default").snapshot()["retries"] == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_db_read_retry_does_not_retry_other_database_errors(no_sleep):
-    fn = always(IntegrityError("duplicate"))
-
-    with pytest.raises(IntegrityError):
-        db_read_retry(fn)
-
-    assert fn.calls == 1
-
-
-@pytest.mark.django_db(transaction=True)
-def test_db_read_retry_gives_up_after_a_couple_of_attempts(no_sleep):
-    fn = always(OperationalError("down"))
-
-    with pytest.raises(OperationalError):
-        retry_db_read(sleep=no_sleep.append)(fn)()
-
-    assert fn.calls == 3
-    assert all(s <= 0.5 for s in no_sleep)

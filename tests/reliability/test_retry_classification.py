@@ -10,7 +10,10 @@ from email.utils import formatdate
 from pathlib import Path
 
 import pytest
+import requests
+from urllib3.exceptions import NewConnectionError
 
+from hotelbot.exceptions import ProviderError
 from reliability.breaker import CircuitOpenError
 from reliability.retry import (
     FailureKind,
@@ -18,12 +21,15 @@ from reliability.retry import (
     RetryConfig,
     RetryHandler,
     backoff_delay,
-    backoff_delays,
+    cause_chain,
     classify_failure,
+    http_status,
     is_transient,
+    request_sent,
     retry_delay,
 )
 from reliability.transport import DeadlineExceeded, TransportError
+from tests.reliability.retry_support import backoff_delays
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = 1_800_000_000.0
@@ -120,3 +126,70 @@ def test_green_api_deadline_must_be_shorter_than_the_lease(tmp_path):
     )
     assert result.returncode != 0
     assert "GREEN_API_DEADLINE (120.0s) must be > 0 and shorter than REPLY_JOB_LEASE" in result.stderr
+
+
+# --- the one failure vocabulary: status, cause chain, sent-or-not; what is derived from it ------------
+class _Response:
+    def __init__(self, status_code: int) -> None:
+        self.status_code = status_code
+
+
+def test_the_status_of_a_failure_is_its_own_then_its_responses_then_its_causes():
+    http_error = requests.HTTPError("boom", response=_Response(502))  # type: ignore[arg-type]
+    outer = ProviderError("provider failed")
+    outer.__cause__ = http_error
+
+    assert http_status(StatusError(429)) == 429
+    assert http_status(http_error) == 502
+    assert http_status(outer) == 502  # through the explicit cause
+    assert http_status(outer, follow_causes=False) is None  # ProviderError.http_status is *our* answer
+    assert http_status(404) == 404
+    assert [http_status(x) for x in (0, 700, True, "503", None, object())] == [None] * 6
+
+
+def test_the_cause_chain_is_outermost_first_bounded_and_cycle_safe():
+    a, b = ValueError("a"), KeyError("b")
+    a.__cause__, b.__cause__ = b, a  # a cycle
+
+    assert list(cause_chain(a)) == [a, b]
+    assert list(cause_chain("not an exception")) == ["not an exception"]
+    deep = ValueError("0")
+    for n in range(1, 20):
+        outer = ValueError(str(n))
+        outer.__cause__, deep = deep, outer
+    assert len(list(cause_chain(deep))) == 8
+
+
+@pytest.mark.parametrize(
+    ("error", "sent"),
+    [
+        (TransportError("x", "refused", request_sent=False), False),
+        (TransportError("x", "reset", request_sent=True), True),
+        (requests.ConnectTimeout("connect timed out"), False),
+        (requests.ConnectionError(NewConnectionError(None, "refused")), False),  # type: ignore[arg-type]
+        (requests.ConnectionError("connection reset by peer"), True),
+        (requests.ReadTimeout("read timed out"), True),
+        (ConnectionRefusedError(), False),
+    ],
+)
+def test_whether_the_request_was_sent(error, sent):
+    assert request_sent(error) is sent
+    assert (classify_failure(error) is FailureKind.NOT_PROCESSED) is (not sent)
+
+
+def test_breaker_and_dead_letters_read_the_status_from_the_same_function():
+    from reliability.breaker import CircuitBreakerConfig, Outcome
+    from reliability.breaker.machine import classify
+    from reliability.dead_letters import classify_category
+
+    config = CircuitBreakerConfig()
+    for status in (400, 404, 429, 500, 503):
+        error = StatusError(status)
+        assert (classify(config, error) is Outcome.IGNORED) is (classify(config, status) is Outcome.IGNORED)
+    # A provider error raised from a timeout has no server status: a timeout, not a "provider 5xx"
+    # (its class's http_status, 502, is what we would answer, not what the provider said).
+    wrapped = ProviderError("Green API unreachable")
+    wrapped.__cause__ = TransportError("green_api", "read timed out", request_sent=True)
+    assert classify_category(wrapped) == "timeout"
+    assert classify_category(StatusError(503)) == "provider_5xx"
+    assert classify_category(StatusError(466)) == "quota"
