@@ -615,10 +615,8 @@ def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
             )
             started_at, t0 = timezone.now(), time.monotonic()
             step = partial(_attempt, job, DeliveryAttempt.Step.RECONCILE, started_at, t0)
-            since = job.send_started_at - timedelta(seconds=5)
-            minutes = int((timezone.now() - since).total_seconds() // 60) + 2
             try:
-                journal = client.last_outgoing_messages(minutes=minutes)
+                found = _journal_find(job, client, conversation.guest.chat_id)
             except green_api.GreenApiCircuitOpen as e:
                 step(DeliveryAttempt.Outcome.REJECTED, error=f"before a manual answer: {e}")
             except green_api.GreenApiError as e:
@@ -628,7 +626,6 @@ def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
                     error=f"before a manual answer: {e}",
                 )
             else:
-                found = _adoptable(job, journal, conversation.guest.chat_id)
                 outcome = DeliveryAttempt.Outcome.OK if found else DeliveryAttempt.Outcome.UNKNOWN
                 step(
                     outcome,
@@ -674,6 +671,17 @@ def _switch_to_manual_answer(job: ReplyJob) -> ProcessOutcome | None:
     return None
 
 
+def _journal_find(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) -> str | None:
+    """The one journal reconciliation: read Green API's journal of outgoing messages back to the
+    job's ``send_started_at`` (less :data:`RECONCILE_SLACK`, in whole minutes plus 2) and return the
+    ``idMessage`` of this job's earlier send, or None. Raises ``GreenApiError`` (``GreenApiCircuitOpen``
+    when the journal's breaker rejects the read)."""
+    assert job.send_started_at is not None
+    since = job.send_started_at - timedelta(seconds=RECONCILE_SLACK)
+    minutes = int((timezone.now() - since).total_seconds() // 60) + 2
+    return _adoptable(job, client.last_outgoing_messages(minutes=minutes), chat_id)
+
+
 def _adoptable(job: ReplyJob, journal: list[green_api.OutgoingJournalEntry], chat_id: str) -> str | None:
     """The journal entry that is this job's earlier send: same chat and text, inside the window,
     not owned by another outbound row; the earliest at or after ``send_started_at`` first (the
@@ -710,17 +718,14 @@ def _reconcile(job: ReplyJob, client: green_api.GreenApiClient, chat_id: str) ->
     if job.outbound.provider_message_id:  # the outgoingAPIMessageReceived webhook already told us
         step(DeliveryAttempt.Outcome.OK, error="known from Green API's outgoingAPIMessageReceived webhook")
         return _confirm(job, job.outbound.provider_message_id)
-    since = job.send_started_at - timedelta(seconds=5)
-    minutes = int((timezone.now() - since).total_seconds() // 60) + 2
     try:
-        journal = client.last_outgoing_messages(minutes=minutes)
+        id_message = _journal_find(job, client, chat_id)
     except green_api.GreenApiCircuitOpen as e:
         step(DeliveryAttempt.Outcome.REJECTED, error=str(e))
         return _park_pending_provider_recovery(job, e.retry_after or 0.0, str(e))  # still unknown: keep it
     except green_api.GreenApiError as e:
         step(DeliveryAttempt.Outcome.UNKNOWN, http_status=e.status, error=str(e))
         return _schedule_retry(job, f"reconcile: {e}", error=e)
-    id_message = _adoptable(job, journal, chat_id)
     if id_message is not None:
         logger.info("reply job %s: earlier send found in Green API journal as %s", job.pk, id_message)
         step(DeliveryAttempt.Outcome.OK, http_status=200, error=f"found in the journal as {id_message}")

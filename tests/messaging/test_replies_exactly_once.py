@@ -288,6 +288,31 @@ def test_reconciliation_prefers_the_earliest_unowned_entry_after_the_send(job, f
     assert replies._adoptable(job, [entry("OWNED", 1), entry("OLD", -60)], CHAT) is None
 
 
+def test_one_journal_window_reaches_back_to_the_send_less_the_slack(job, monkeypatch):
+    """Both readers of the journal (a reconciliation, a manual answer replacing a send in doubt)
+    go through replies._journal_find: the window covers send_started_at - RECONCILE_SLACK."""
+
+    class Journal:
+        asked: list[int] = []
+
+        def last_outgoing_messages(self, *, minutes: int) -> list[green_api.OutgoingJournalEntry]:
+            self.asked.append(minutes)
+            return [green_api.OutgoingJournalEntry("EDGE", CHAT, "same text", since)]
+
+    now = timezone.now()
+    monkeypatch.setattr(timezone, "now", lambda: now)
+    outbound = MessageFactory.create(
+        conversation=job.inbound.conversation, direction=Message.Direction.OUTBOUND, provider_message_id=None
+    )
+    job.outbound, job.reply_text = outbound, "same text"
+    job.send_started_at = (now - timedelta(seconds=179)).replace(microsecond=0)
+    since = job.send_started_at - timedelta(seconds=replies.RECONCILE_SLACK)
+    journal = Journal()
+
+    assert replies._journal_find(job, journal, CHAT) == "EDGE"  # type: ignore[arg-type]
+    assert journal.asked == [3 + 2]  # 184 s back: 3 whole minutes, plus 2
+
+
 # --- item 7: deferred statuses can't be orphaned -------------------------------------------------
 def test_status_deferred_while_confirm_is_open_is_applied_after_commit(
     job, fake_green, monkeypatch, django_capture_on_commit_callbacks
