@@ -514,7 +514,7 @@ class DeadLetterCheck(TimedCheck):
     check_name: ClassVar[str] = "dead_letters"
 
     def probe(self) -> str:
-        from reliability.selectors import dead_letter_pending
+        from reliability.dead_letters import dead_letter_pending
 
         count, oldest = dead_letter_pending()
         text = f"{count} pending dead letter(s)" + (f", oldest {_age(oldest)} old" if oldest else "")

@@ -71,3 +71,15 @@ def redact(text: str, secrets: Iterable[str]) -> str:
         if secret and len(secret) >= REDACT_MIN_LENGTH and secret in text:
             text = text.replace(secret, MASK)
     return text
+
+
+_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
+
+
+def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
+    """Text any database can hold: NUL and lone surrogates escaped (``\\x00``, ``\\ud83d``),
+    every secret masked (:func:`redact`)."""
+    text = redact(text, secrets)
+    if _UNSTORABLE.search(text):
+        text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+    return text

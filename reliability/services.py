@@ -5,23 +5,19 @@ alerts of breakers stuck open."""
 from __future__ import annotations
 
 import logging
-import math
-import re
-from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins
-from django.db import DataError, transaction
+from django.db import transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from reliability import masking, selectors
+from reliability import dead_letters, masking, selectors
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
-from reliability.metrics import DLQ_ADDED
-from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
+from reliability.models import BreakerConfig, BreakerEvent, Heartbeat
 
 logger = logging.getLogger(__name__)
 
@@ -76,109 +72,10 @@ def breaker_reset(*, name: str) -> BreakerConfig:
     return row
 
 
-# --- dead letters -------------------------------------------------------------------------------
-_UNSTORABLE = re.compile("[\\x00\\ud800-\\udfff]")
-
-
-def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
-    """Text any database can hold: NUL and lone surrogates escaped (``\\x00``, ``\\ud83d``),
-    every secret masked (:func:`reliability.masking.redact`)."""
-    text = masking.redact(text, secrets)
-    if _UNSTORABLE.search(text):
-        text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
-    return text
-
-
-#: The console's old name of :func:`reliability.masking.mask_numbers` (until its pages import that).
-mask_phone = masking.mask_numbers
-
-
-def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:
-    """A JSON value every backend's JSON column accepts: strings escaped and masked, non-finite
-    floats as text (``Infinity`` is not JSON)."""
-    if isinstance(value, str):
-        return storable_text(value, secrets=secrets)
-    if isinstance(value, float) and not math.isfinite(value):
-        return repr(value)
-    if isinstance(value, dict):
-        return {
-            storable_text(str(k), secrets=secrets): _storable_payload(v, secrets) for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_storable_payload(v, secrets) for v in value]
-    return value
-
-
-def dead_letter_quarantine(
-    *,
-    kind: str,
-    subject: str,
-    raw: bytes | str,
-    reason_code: str,
-    reason: str,
-    payload: Any = None,
-    raw_size: int | None = None,
-    secrets: Iterable[str] = (),
-    tenant: str = "",
-    resolution: str = "",
-) -> DeadLetter:
-    """Keep something that could not be processed as a pending dead letter, safely and bounded.
-    ``tenant``: whose data it is, when known (staff of that tenant see it; empty = operations only).
-    ``resolution``: it was dealt with after all (e.g. cleaned and processed): the letter is kept
-    for staff already resolved, with this note, and not counted as a new dead letter.
-
-    ``raw`` is cut to ``DEAD_LETTER_RAW_MAX_CHARS`` and escaped (undecodable bytes, NUL, lone
-    surrogates), ``secrets`` are masked everywhere. Call it outside any failed transaction: it
-    writes in its own atomic block. If the payload cannot be stored it is dropped (``raw`` stays).
-    """
-    secrets = tuple(s for s in secrets if s)
-    limit = settings.DEAD_LETTER_RAW_MAX_CHARS
-    if isinstance(raw, bytes):
-        size = len(raw) if raw_size is None else raw_size
-        # Mask on a little more than we keep, so a secret cut by the limit is masked too.
-        text = raw[: limit + 1024].decode("utf-8", errors="backslashreplace")
-    else:
-        size = len(raw.encode("utf-8", errors="backslashreplace")) if raw_size is None else raw_size
-        text = raw[: limit + 1024]
-    text = storable_text(text, secrets=secrets)
-    truncated = len(text) > limit or size > len(raw)
-    fields: dict[str, Any] = {
-        "kind": kind,
-        "subject": storable_text(subject, secrets=secrets)[:200],
-        "reason_code": reason_code[:40],
-        "reason": storable_text(reason, secrets=secrets),
-        "raw": text[:limit],
-        "raw_size": size,
-        "raw_truncated": truncated,
-        "tenant": tenant[:64],
-    }
-    if resolution:
-        fields.update(
-            status=DeadLetter.Status.RESOLVED, resolved_at=timezone.now(), resolution=resolution[:200]
-        )
-    try:
-        stored_payload = None if payload is None else _storable_payload(payload, secrets)
-    except RecursionError:
-        stored_payload = None
-    try:
-        with transaction.atomic():
-            letter = DeadLetter.objects.create(payload=stored_payload, **fields)
-    except (DataError, ValueError, TypeError, RecursionError):
-        # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
-        with transaction.atomic():
-            letter = DeadLetter.objects.create(payload=None, **fields)
-    if not resolution:
-        DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
-    logger.log(
-        logging.INFO if resolution else logging.WARNING,
-        "dead letter %s: kind=%s subject=%s reason=%s",
-        letter.pk,
-        kind,
-        fields["subject"],
-        reason_code,
-        extra={"dead_letter": letter.pk, "kind": kind, "reason_code": fields["reason_code"]},
-    )
-    return letter
+# --- dead letters: reliability.dead_letters (these names stay for the console until it imports that) ---
+dead_letter_quarantine = dead_letters.dead_letter_quarantine
+dead_letter_set_notes = dead_letters.dead_letter_set_notes
+mask_phone = masking.mask_numbers  # the console's old name of reliability.masking.mask_numbers
 
 
 # --- heartbeats and alerts (issue 10) -------------------------------------------------------------
@@ -281,21 +178,3 @@ def breaker_act(
         },
     )
     return row
-
-
-def dead_letter_set_notes(*, letter: DeadLetter, notes: str, actor: Any, via: str) -> DeadLetter:
-    """Staff edit a dead letter's notes for colleagues (audited with the previous text)."""
-    previous = DeadLetter.objects.filter(pk=letter.pk).values_list("staff_notes", flat=True).first() or ""
-    if previous == notes:
-        return letter
-    DeadLetter.objects.filter(pk=letter.pk).update(staff_notes=notes)
-    letter.staff_notes = notes
-    audit_record(
-        actor=actor,
-        via=via,
-        action="dead_letter.notes",
-        target=letter,
-        tenant=letter.tenant,
-        details={"previous": previous[-500:]},
-    )
-    return letter

@@ -21,8 +21,8 @@ from messaging.clients import green_api
 from messaging.models import ReplyJob
 from reliability import masking
 from reliability.fields import plaintexts
+from reliability.masking import storable_text
 from reliability.models import DeadLetter
-from reliability.services import storable_text
 
 logger = logging.getLogger(__name__)
 

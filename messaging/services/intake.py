@@ -49,9 +49,9 @@ from messaging.notifications import (
 )
 from messaging.services import inbound_sql, replies, statuses
 from messaging.services.statements import own_transaction
+from reliability.dead_letters import dead_letter_quarantine
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
 from reliability.models import DeadLetter
-from reliability.services import dead_letter_quarantine
 
 logger = logging.getLogger(__name__)
 

@@ -47,10 +47,10 @@ from reliability import services as reliability_services
 from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
 from reliability.fields import plaintexts
+from reliability.masking import storable_text
 from reliability.metrics import BEAT_LAST_RUN, BROKER_FALLBACK_JOBS, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
 from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
-from reliability.services import storable_text
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from fakes.hung_tcp import HungTcpServer
-from reliability import health, selectors, services
+from reliability import dead_letters, health, selectors, services
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
 
@@ -263,7 +263,7 @@ def test_beat_heartbeat_fails_when_missing_or_older_than_three_intervals(setting
 
 
 def _dead_letter(reason: str = "not_json") -> DeadLetter:
-    return services.dead_letter_quarantine(
+    return dead_letters.dead_letter_quarantine(
         kind=DeadLetter.Kind.WEBHOOK_QUARANTINE, subject="1101", raw=b"{", reason_code=reason, reason="bad"
     )
 

@@ -10,7 +10,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from hotelbot.exceptions import ValidationFailed
-from reliability import dead_letters, services
+from reliability import dead_letters
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, registry
 from reliability.breaker.circuit import flush_call_metrics
 from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
@@ -171,7 +171,7 @@ def test_pacing_from_the_process_fallback_is_counted():
 
 # --- dead letters ------------------------------------------------------------------------------
 def _letter(reason_code: str = "not_json") -> DeadLetter:
-    return services.dead_letter_quarantine(
+    return dead_letters.dead_letter_quarantine(
         kind="webhook_quarantine", subject="1101000001", raw=b"{", reason_code=reason_code, reason="bad"
     )
 

@@ -28,7 +28,7 @@ def assert_promtool_clean(result: subprocess.CompletedProcess[str]) -> None:
 @pytest.mark.django_db
 def test_a_real_scrape_passes_promtool_check_metrics(client: Client):
     from reliability.breaker import CircuitBreaker
-    from reliability.services import dead_letter_quarantine
+    from reliability.dead_letters import dead_letter_quarantine
 
     CircuitBreaker("t_promtool").call(lambda: 1)  # the seeds' series have samples
     dead_letter_quarantine(

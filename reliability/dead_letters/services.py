@@ -1,36 +1,20 @@
-"""The dead letter queue: record what failed for good, classify it, redrive it, let staff act on it.
-
-Generic. A dead letter knows its kind, a subject reference (``subject_type``/``subject_id``), a
-tenant key, its payload and why it failed; the domain registers a :class:`Handler` per kind at
-start-up (``messaging`` registers the reply kinds), so the toolkit never imports the domain.
-
-Lifecycle::
-
-    record_failure ──► pending ──(redrive: beat or staff)──► retrying ──► resolved (subject_resolved)
-                         │  ▲                                   │
-                         │  └──────── died again (record_failure) ┘
-                         ├──► manual (auth / validation / quota, or DLQ_MAX_REDRIVES reached; staff alerted)
-                         └──► discarded (staff)
-
-One letter per subject while it is open: a redriven reply that dies again updates its letter
-(attempts, last failure, category) instead of adding one, so the queue counts guests, not tries.
-
-Redrive strategy by category (``STRATEGY``): ``rate_limited`` → later, with backoff;
-``provider_5xx``, ``timeout``, ``unknown`` → as soon as the dependency's breaker admits calls
-(checked on every beat run), with backoff; ``auth``, ``validation``, ``quota`` → parked for a human
-(a retry cannot fix a wrong token, a refused request or an exhausted plan) and staff alerted.
-"""
+"""Every write of dead letters, in one module: created (:func:`record_failure` for work that failed
+for good, :func:`dead_letter_quarantine` for input that could not even be processed), redriven
+(:func:`redrive`, :func:`redrive_due` by beat), resolved (:func:`subject_resolved`, :func:`resolve`),
+discarded or parked, annotated (:func:`dead_letter_set_notes`) and bulk-retried (:func:`redrive_many`).
+The category is derived from ``reliability.retry``'s failure vocabulary (:func:`classify_category`)."""
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DataError, transaction
 from django.db.models import Model, QuerySet
 from django.utils import timezone
 
@@ -39,9 +23,9 @@ from reliability import retry
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
+from reliability.masking import storable_text
 from reliability.metrics import DLQ_ADDED, DLQ_PROCESSING_SECONDS
 from reliability.models import DeadLetter
-from reliability.services import storable_text
 
 logger = logging.getLogger(__name__)
 
@@ -468,3 +452,111 @@ def redrive_due(*, now: datetime | None = None, limit: int = 200) -> BulkOutcome
         else:
             outcome.retried += 1
     return outcome
+
+
+# --- quarantine: what could not even be processed (a webhook's body, ...) ---------------------------
+def _storable_payload(value: Any, secrets: tuple[str, ...]) -> Any:
+    """A JSON value every backend's JSON column accepts: strings escaped and masked, non-finite
+    floats as text (``Infinity`` is not JSON)."""
+    if isinstance(value, str):
+        return storable_text(value, secrets=secrets)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)
+    if isinstance(value, dict):
+        return {
+            storable_text(str(k), secrets=secrets): _storable_payload(v, secrets) for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_storable_payload(v, secrets) for v in value]
+    return value
+
+
+def dead_letter_quarantine(
+    *,
+    kind: str,
+    subject: str,
+    raw: bytes | str,
+    reason_code: str,
+    reason: str,
+    payload: Any = None,
+    raw_size: int | None = None,
+    secrets: Iterable[str] = (),
+    tenant: str = "",
+    resolution: str = "",
+) -> DeadLetter:
+    """Keep something that could not be processed as a pending dead letter, safely and bounded.
+    ``tenant``: whose data it is, when known (staff of that tenant see it; empty = operations only).
+    ``resolution``: it was dealt with after all (e.g. cleaned and processed): the letter is kept
+    for staff already resolved, with this note, and not counted as a new dead letter.
+
+    ``raw`` is cut to ``DEAD_LETTER_RAW_MAX_CHARS`` and escaped (undecodable bytes, NUL, lone
+    surrogates), ``secrets`` are masked everywhere. Call it outside any failed transaction: it
+    writes in its own atomic block. If the payload cannot be stored it is dropped (``raw`` stays).
+    """
+    secrets = tuple(s for s in secrets if s)
+    limit = settings.DEAD_LETTER_RAW_MAX_CHARS
+    if isinstance(raw, bytes):
+        size = len(raw) if raw_size is None else raw_size
+        # Mask on a little more than we keep, so a secret cut by the limit is masked too.
+        text = raw[: limit + 1024].decode("utf-8", errors="backslashreplace")
+    else:
+        size = len(raw.encode("utf-8", errors="backslashreplace")) if raw_size is None else raw_size
+        text = raw[: limit + 1024]
+    text = storable_text(text, secrets=secrets)
+    truncated = len(text) > limit or size > len(raw)
+    fields: dict[str, Any] = {
+        "kind": kind,
+        "subject": storable_text(subject, secrets=secrets)[:200],
+        "reason_code": reason_code[:40],
+        "reason": storable_text(reason, secrets=secrets),
+        "raw": text[:limit],
+        "raw_size": size,
+        "raw_truncated": truncated,
+        "tenant": tenant[:64],
+    }
+    if resolution:
+        fields.update(
+            status=DeadLetter.Status.RESOLVED, resolved_at=timezone.now(), resolution=resolution[:200]
+        )
+    try:
+        stored_payload = None if payload is None else _storable_payload(payload, secrets)
+    except RecursionError:
+        stored_payload = None
+    try:
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(payload=stored_payload, **fields)
+    except (DataError, ValueError, TypeError, RecursionError):
+        # A payload the JSON column refuses (depth, size): keep the raw body, drop the parsed copy.
+        with transaction.atomic():
+            letter = DeadLetter.objects.create(payload=None, **fields)
+    if not resolution:
+        DLQ_ADDED.labels(kind, fields["reason_code"]).inc()
+    logger.log(
+        logging.INFO if resolution else logging.WARNING,
+        "dead letter %s: kind=%s subject=%s reason=%s",
+        letter.pk,
+        kind,
+        fields["subject"],
+        reason_code,
+        extra={"dead_letter": letter.pk, "kind": kind, "reason_code": fields["reason_code"]},
+    )
+    return letter
+
+
+# --- staff notes ------------------------------------------------------------------------------------
+def dead_letter_set_notes(*, letter: DeadLetter, notes: str, actor: Any, via: str) -> DeadLetter:
+    """Staff edit a dead letter's notes for colleagues (audited with the previous text)."""
+    previous = DeadLetter.objects.filter(pk=letter.pk).values_list("staff_notes", flat=True).first() or ""
+    if previous == notes:
+        return letter
+    DeadLetter.objects.filter(pk=letter.pk).update(staff_notes=notes)
+    letter.staff_notes = notes
+    audit_record(
+        actor=actor,
+        via=via,
+        action="dead_letter.notes",
+        target=letter,
+        tenant=letter.tenant,
+        details={"previous": previous[-500:]},
+    )
+    return letter
