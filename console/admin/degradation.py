@@ -11,6 +11,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from console import tenancy
+from console.admin.mixins import ReadOnlyMixin
 from hotelbot.exceptions import HotelbotError
 from reliability import degradation
 from reliability.models import (
@@ -239,16 +240,7 @@ class DependencyMaintenanceAdmin(OperationsOnly):
 
 
 @admin.register(DegradationEvent)
-class DegradationEventAdmin(OperationsOnly):
+class DegradationEventAdmin(ReadOnlyMixin, OperationsOnly):
     list_display = ("at", "from_level", "to_level", "switches_off", "cause", "actor")
     list_filter = ("to_level", "actor")
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False

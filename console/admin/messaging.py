@@ -21,6 +21,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from console import tenancy
+from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
@@ -48,25 +49,15 @@ class HotelScopedAdmin(ScopedAdmin):
         return queryset.filter(**{f"{self.hotel_path}__in": hotels})
 
 
-class ReadOnlyAdmin(HotelScopedAdmin):
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+class ReadOnlyAdmin(ReadOnlyMixin, HotelScopedAdmin):
+    """A hotel's rows the system writes: its staff look, nobody edits."""
 
 
-class OperationsOnlyReadOnlyAdmin(admin.ModelAdmin):
-    """Not attributable to a hotel: the site makes it operations-only; nobody edits it."""
+class OperationsOnlyReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Not attributable to a hotel: the site makes it operations-only; nobody edits it (operations
+    may delete one)."""
 
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+    deletable = True
 
 
 @admin.display(description="guest")
@@ -312,18 +303,12 @@ class MessageAdmin(ReadOnlyAdmin):
         return _guest(obj.conversation.guest)
 
 
-class DeliveryAttemptInline(admin.TabularInline):
+class DeliveryAttemptInline(ReadOnlyMixin, admin.TabularInline):
     model = DeliveryAttempt
     fields = ("started_at", "attempt", "step", "outcome", "http_status", "duration_ms", "error")
     readonly_fields = fields
     extra = 0
     can_delete = False
-
-    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 class ReplyJobAdmin(ReadOnlyAdmin):

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from console import dashboard, tenancy
+from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import HotelbotError
 from reliability import dead_letters, services
@@ -44,17 +45,9 @@ from reliability.services import mask_phone
 VIA = AuditEntry.Via.ADMIN
 
 
-class RecordAdmin(admin.ModelAdmin):
-    """Rows the system writes (dead letters, breaker state): staff look; nobody adds, edits or deletes."""
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
+class RecordAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    """Rows the system writes (pacing slots, breaker state, heartbeats): operations look; nobody
+    adds, edits or deletes."""
 
 
 class BreakerActionForm(helpers.ActionForm):
@@ -176,7 +169,8 @@ class BreakerConfigAdmin(admin.ModelAdmin):
 
 
 @admin.register(BreakerEvent)
-class BreakerEventAdmin(admin.ModelAdmin):
+class BreakerEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    deletable = True  # operations may clear events (with the delete permission)
     list_display = (
         "at",
         "breaker",
@@ -191,12 +185,6 @@ class BreakerEventAdmin(admin.ModelAdmin):
     list_filter = ("breaker", "to_state", "source")
     search_fields = ("breaker", "reason", "process")
     date_hierarchy = "at"
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
 
 # --- dead letters ------------------------------------------------------------------------------------
@@ -656,7 +644,7 @@ class DeadLetterAdmin(ScopedAdmin):
 
 
 @admin.register(AuditEntry)
-class AuditEntryAdmin(ScopedAdmin):
+class AuditEntryAdmin(ReadOnlyMixin, ScopedAdmin):
     """Who did what, when and why (read-only; staff see their hotels' entries)."""
 
     list_display = ("created_at", "actor_name", "via", "action", "target_type", "target_id", "short_reason")
@@ -678,15 +666,6 @@ class AuditEntryAdmin(ScopedAdmin):
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return tenancy.scope_by_tenant(queryset, request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     @admin.display(description="reason")
     def short_reason(self, obj: AuditEntry) -> str:

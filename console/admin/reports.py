@@ -10,11 +10,12 @@ from django.http import HttpRequest
 from django.utils.html import format_html
 
 from console import tenancy
+from console.admin.mixins import ReadOnlyMixin
 from reliability.models import ReliabilityReport
 
 
 @admin.register(ReliabilityReport)
-class ReliabilityReportAdmin(admin.ModelAdmin):
+class ReliabilityReportAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = (
         "period_start",
         "period_end",
@@ -26,15 +27,6 @@ class ReliabilityReportAdmin(admin.ModelAdmin):
     date_hierarchy = "period_start"
     readonly_fields = ("period_start", "period_end", "created_at", "pretty_data")
     exclude = ("data",)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return tenancy.is_operations(request.user) and super().has_view_permission(request, obj)
