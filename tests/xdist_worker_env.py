@@ -1,17 +1,19 @@
 """Per-worker services for ``pytest -n N`` (pytest-xdist), set before Django reads its settings.
 
-pytest-django gives each worker its own test database (``test_<name>_gw0``, ...), but the settings
-also name Redis databases (cache, breakers, pacing; the Celery broker) and the var dir that holds the
-embedded filesystem broker: two workers sharing them would consume each other's tasks and flush each
-other's keys. Worker ``gwN`` therefore gets ``HOTELBOT_VAR_DIR/gwN`` and every Redis URL of the
-environment moved up by ``N * span`` databases (``span``: how many databases the run uses, e.g.
-REDIS_URL /8 and CELERY_BROKER_URL /9: gw0 8 and 9, gw1 10 and 11). Databases 14 and 15 belong to the
-e2e stacks; a worker that would reach them stops with a message instead.
+pytest-django gives each worker its own PostgreSQL test database (``test_<name>_1``, ...; SQLite's
+stays in each worker's memory, see below), but the settings also name Redis databases (cache,
+breakers, pacing; the Celery broker) and the var dir that holds the embedded filesystem broker: two
+workers sharing them would consume each other's tasks and flush each other's keys. Worker ``gwN``
+therefore gets ``HOTELBOT_VAR_DIR/gwN`` and every Redis URL of the environment moved up by
+``N * span`` databases (``span``: how many databases the run uses; e.g. REDIS_URL /8 and
+CELERY_BROKER_URL /9: gw0 8 and 9, gw1 10 and 11). Databases 14 and 15 belong to the e2e stacks; a
+worker that would reach them stops with a message instead.
 
 A conftest is imported after pytest-django has loaded the settings, so ``tests/conftest.py`` names
 this module in ``PYTEST_PLUGINS`` when it starts workers: each worker imports it while parsing its
-command line (the controller's ``sys.path``, which holds the project, is the worker's), before any
-``pytest_load_initial_conftests`` hook.
+command line, before any ``pytest_load_initial_conftests`` hook. Workers get the ``sys.path`` the
+controller's interpreter started with, which holds the project folder under ``python -m pytest``
+(the Makefile's way) but not under the ``pytest`` script.
 """
 
 from __future__ import annotations
@@ -37,6 +39,10 @@ def worker_environment(environ: dict[str, str] | os._Environ[str], worker: str) 
     index = int(worker.removeprefix("gw"))
     base_var = Path(environ.get("HOTELBOT_VAR_DIR") or DEFAULT_VAR_DIR)
     changed = {"HOTELBOT_VAR_DIR": str(base_var / worker)}
+    # SQLite's test database stays in each worker's memory: pytest-django would otherwise suffix a file
+    # name onto the NAME of a backend it does not recognise (django_prometheus's sqlite3 wrapper).
+    if not environ.get("SQLITE_TEST_NAME"):
+        changed["SQLITE_TEST_NAME"] = ":memory:"
     urls = {name: environ[name] for name in REDIS_URL_VARIABLES if environ.get(name)}
     dbs = {name: db for name, url in urls.items() if (db := _redis_db(url)) is not None}
     if dbs:
