@@ -10,7 +10,7 @@ from django.core.validators import MinValueValidator
 from django.db import models
 from django.utils import timezone
 
-from reliability.breaker import DEFAULT_FAILURE_STATUSES, CircuitBreakerConfig, State
+from reliability.breaker import DEFAULT_FAILURE_STATUSES, CircuitBreakerConfig, State, knobs
 
 
 def _statuses_text(statuses: frozenset[int]) -> str:
@@ -141,23 +141,11 @@ class BreakerConfig(models.Model):
             self.refresh_from_db(fields=["version"])
 
     def to_config(self) -> CircuitBreakerConfig:
-        """The immutable runtime config; raises ValueError for invalid combinations."""
-        return CircuitBreakerConfig(
-            failure_threshold=self.failure_threshold,
-            recovery_timeout=self.recovery_timeout,
-            success_threshold=self.success_threshold,
-            slow_call_duration=self.slow_call_duration,
-            window_size=self.window_size,
-            minimum_requests=self.minimum_requests,
-            window_type=self.window_type,  # type: ignore[arg-type]
-            failure_rate_threshold=self.failure_rate_threshold,
-            slow_call_rate_threshold=self.slow_call_rate_threshold,
-            half_open_max_calls=self.half_open_max_calls,
-            half_open_max_wait=self.half_open_max_wait,
-            recovery_timeout_multiplier=self.recovery_timeout_multiplier,
-            max_recovery_timeout=self.max_recovery_timeout,
-            failure_statuses=parse_statuses(self.failure_statuses),
-        )
+        """The immutable runtime config (each knob staff tune, ``knobs.TUNABLE``, from its column of
+        the same name); raises ValueError for invalid combinations."""
+        values: dict[str, Any] = {name: getattr(self, name) for name in knobs.TUNABLE}
+        values["failure_statuses"] = parse_statuses(self.failure_statuses)
+        return CircuitBreakerConfig(**values)
 
     def clean(self) -> None:
         try:

@@ -59,26 +59,27 @@ Key layout (``{prefix}`` defaults to ``hotelbot:cb``; the braces make a Redis Cl
         wb  time window: JSON [[second, calls, failures, slow], ...]
         pl  half-open leases: JSON {token: deadline_ms}
 
-Script contract: KEYS[1] is the hash; ARGV[1..13] is the config (see ``_config_args``); the
-script-specific arguments follow. Every script returns
+Script contract: KEYS[1] is the hash; ARGV[1..NARGS] is the config (``knobs.STORE_ARGS``: their
+order and Lua names are declared there once, NARGS = 13 today); the script-specific arguments follow,
+numbered below from NARGS (``[+1]`` is ``ARGV[NARGS + 1]``). Every script returns
 ``[kind, state, epoch, inc, open_remaining_ms (-1 none, -2 indefinite; for a timed DISABLED /
 METRICS_ONLY: time left), now_ms, consecutive,
 calls, failures, slow, trips, leases, extra, n_events, *events]`` with 7 fields per event
 ``(from, to, reason, failure_rate, slow_rate, at_ms, open_until_ms)``. Each transition is reported
 once cluster-wide, to the process whose script made it.
 
-    record   ARGV[14] incarnation seen, [15] epoch seen (-1: apply anyway), [16] outcomes
-             ("c:n" runs of code c, or "a:calls:failures:slow" aggregates), [17] open hint ms
-             (-1: none; applied only when reconciling or when Redis lost the state), [18] optional
+    record   [+1] incarnation seen, [+2] epoch seen (-1: apply anyway), [+3] outcomes
+             ("c:n" runs of code c, or "a:calls:failures:slow" aggregates), [+4] open hint ms
+             (-1: none; applied only when reconciling or when Redis lost the state), [+5] optional
              force-open hint ms (-1 none, -2 no end; re-asserted only when Redis lost the state).
              kind "sync";
              extra 1 when this call found the hash gone although the caller knew one (it recreates
              the hash, so exactly one caller reports the inferred transition).
-    acquire  ARGV[14] lease token. kind "pass" (breaker admits everyone), "probe" (lease
+    acquire  [+1] lease token. kind "pass" (breaker admits everyone), "probe" (lease
              granted) or "reject" (extra = retry after, ms).
-    release  ARGV[14] lease token, [15] outcome code (0 ignored). kind "released" or "stale".
-    command  ARGV[14] reset|force_close|force_open|disable|metrics_only, [15] reason,
-             [16] duration ms of force_open / disable / metrics_only (-1: none). kind "done".
+    release  [+1] lease token, [+2] outcome code (0 ignored). kind "released" or "stale".
+    command  [+1] reset|force_close|force_open|disable|metrics_only, [+2] reason,
+             [+3] duration ms of force_open / disable / metrics_only (-1: none). kind "done".
 
 Every script first ends a timed override whose time is up (``forced_open_expired`` -> HALF_OPEN,
 ``disabled_expired`` / ``metrics_only_expired`` -> CLOSED), so it ends on time cluster-wide.
@@ -106,6 +107,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from reliability.breaker import knobs
 from reliability.breaker.machine import (
     CODE_OK,
     BreakerSnapshot,
@@ -180,8 +182,11 @@ _LUA_DIR = Path(__file__).with_name("lua")
 
 
 def _lua(name: str) -> str:
-    """A script's source: the shared prelude (config parsing, window and transition helpers) + its body."""
-    return (_LUA_DIR / "prelude.lua").read_text() + (_LUA_DIR / f"{name}.lua").read_text()
+    """A script's source: the config arguments read into locals (``knobs.lua_header``), the shared
+    prelude (window and transition helpers) and its body (its own arguments: ``ARGV[NARGS + i]``)."""
+    return (
+        knobs.lua_header() + (_LUA_DIR / "prelude.lua").read_text() + (_LUA_DIR / f"{name}.lua").read_text()
+    )
 
 
 SCRIPTS: dict[str, str] = {
@@ -193,23 +198,8 @@ SCRIPTS: dict[str, str] = {
 
 
 def _config_args(config: CircuitBreakerConfig, options: RedisStoreOptions) -> tuple[str, ...]:
-    """ARGV[1..13] of every script. Floats travel as ``repr`` so Lua sees the same doubles."""
-    cap = 86_400.0 if config.max_recovery_timeout is None else config.max_recovery_timeout
-    return (
-        str(config.failure_threshold),
-        repr(float(config.recovery_timeout)),
-        str(config.success_threshold),
-        str(config.window_size),
-        str(config.minimum_requests),
-        config.window_type,
-        repr(float(config.failure_rate_threshold)),
-        repr(float(config.slow_call_rate_threshold)),
-        str(config.half_open_max_calls),
-        repr(float(config.half_open_max_wait)),
-        repr(float(config.recovery_timeout_multiplier)),
-        repr(float(cap)),
-        str(max(1, round(options.key_ttl * 1000))),
-    )
+    """ARGV[1..NARGS] of every script, as ``knobs.STORE_ARGS`` declares them."""
+    return knobs.store_args(config, key_ttl=options.key_ttl)
 
 
 def encode_runs(runs: Sequence[Sequence[int]]) -> str:

@@ -17,8 +17,8 @@ The state is a dict with the Redis hash's fields, as native values::
 
 Two operations exist only here, for the database store's role as the Redis store's fallback:
 
-    seed      ARGV[14] view id ("inc:epoch" of the Redis view), [15] state, [16] open remaining ms
-              (-1 none, -2 indefinite), [17] trips, [18] consecutive failures. Adopts the Redis view
+    seed      ARGV[NARGS + 1] view id ("inc:epoch" of the Redis view), [+2] state, [+3] open remaining
+              ms (-1 none, -2 indefinite), [+4] trips, [+5] consecutive failures. Adopts the Redis view
               unless an equal or newer view was already adopted (several processes fall back at
               once). kind "sync".
     handover  no extra arguments. The first caller since the last seed claims the window (returned
@@ -33,6 +33,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from reliability.breaker.knobs import NARGS as N
+from reliability.breaker.knobs import decode_store_args
 from reliability.breaker.machine import State
 
 __all__ = ["OVERRIDES", "RECORDING", "ScriptResult", "execute"]
@@ -67,18 +69,20 @@ class _Script:
 
     def __init__(self, h: dict[str, Any], args: Sequence[str], now: int) -> None:
         self.h = h
-        self.FT = int(args[0])
-        self.REC = float(args[1])
-        self.ST = int(args[2])
-        self.W = int(args[3])
-        self.MINR = int(args[4])
-        self.WTYPE = args[5]
-        self.FRT = float(args[6])
-        self.SRT = float(args[7])
-        self.HOM = int(args[8])
-        self.HOW = float(args[9])
-        self.MULT = float(args[10])
-        self.CAP = float(args[11])
+        # The config arguments, as knobs.STORE_ARGS declares them (the Lua prelude's locals).
+        knob = decode_store_args(args)
+        self.FT: int = knob["FT"]
+        self.REC: float = knob["REC"]
+        self.ST: int = knob["ST"]
+        self.W: int = knob["W"]
+        self.MINR: int = knob["MINR"]
+        self.WTYPE: str = knob["WTYPE"]
+        self.FRT: float = knob["FRT"]
+        self.SRT: float = knob["SRT"]
+        self.HOM: int = knob["HOM"]
+        self.HOW: float = knob["HOW"]
+        self.MULT: float = knob["MULT"]
+        self.CAP: float = knob["CAP"]
         self.now = now
         self.now_sec = now // 1000
         self.st: str = h.get("st", "closed")
@@ -361,7 +365,7 @@ class _Script:
     # -- scripts ----------------------------------------------------------------------------------
 
     def record(self, args: Sequence[str]) -> ScriptResult:
-        lost = args[13] != "" and args[13] != self.inc
+        lost = args[N] != "" and args[N] != self.inc
         # The caller knew a state that is gone (row deleted): this call recreates it, and its
         # caller alone reports the inferred transition (extra = 1).
         noticed = 0
@@ -370,9 +374,9 @@ class _Script:
             self.dirty = True
         self.expire_probes()
         self.end_overrides()
-        force = args[14] == "-1" or lost
-        if args[15] != "" and (force or int(args[14]) == self.ep):
-            for entry in args[15].split(","):
+        force = args[N + 1] == "-1" or lost
+        if args[N + 2] != "" and (force or int(args[N + 1]) == self.ep):
+            for entry in args[N + 2].split(","):
                 if entry.startswith("a"):
                     _, c, f, s = entry.split(":")
                     self.apply_aggregate(int(c), int(f), int(s))
@@ -380,7 +384,7 @@ class _Script:
                     code, n = entry.split(":")
                     if not self.apply_run(int(code), int(n)):
                         break
-        hint = int(args[16])
+        hint = int(args[N + 3])
         if force and hint >= 0:
             if self.st == "closed":
                 self.tr += 1
@@ -389,9 +393,9 @@ class _Script:
             elif self.st == "open" and self.now + hint > self.ou:
                 self.ou = self.now + hint
                 self.dirty = True
-        # args[17] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none);
+        # args[N + 4] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none);
         # if the state was lost, the force is re-asserted at once.
-        forced = int(args[17]) if len(args) > 17 else -1
+        forced = int(args[N + 4]) if len(args) > N + 4 else -1
         if lost and forced != -1 and self.st == "closed":
             self.ou = self.now + forced if forced >= 0 else -1
             self.transition("forced_open", "forced_open re-asserted: shared state lost")
@@ -406,7 +410,7 @@ class _Script:
         if self.st == "half_open":
             leases = self.get_leases()
             if len(leases) < self.HOM:
-                leases[args[13]] = self.now + math.floor(self.HOW * 1000 + 0.5)
+                leases[args[N]] = self.now + math.floor(self.HOW * 1000 + 0.5)
                 self.dirty = True
                 kind = "probe"
             else:
@@ -419,7 +423,7 @@ class _Script:
         return self.result(kind, extra)
 
     def release(self, args: Sequence[str]) -> ScriptResult:
-        token, code = args[13], int(args[14])
+        token, code = args[N], int(args[N + 1])
         kind = "stale"
         held = self.st == "half_open" and token in self.get_leases()
         if held and not self.expire_probes():
@@ -439,7 +443,7 @@ class _Script:
 
     def command(self, args: Sequence[str]) -> ScriptResult:
         self.end_overrides()
-        op, reason, dur = args[13], args[14], int(args[15])
+        op, reason, dur = args[N], args[N + 1], int(args[N + 2])
         if op in ("reset", "force_close"):
             self.tr = 0
             self.transition("closed", reason)
@@ -454,8 +458,8 @@ class _Script:
         return self.result("done", 0)
 
     def seed(self, args: Sequence[str]) -> ScriptResult:
-        view, state, remaining = args[13], args[14], int(args[15])
-        trips, consecutive = int(args[16]), int(args[17])
+        view, state, remaining = args[N], args[N + 1], int(args[N + 2])
+        trips, consecutive = int(args[N + 3]), int(args[N + 4])
         if _newer_view(view, self.h.get("src", "")):
             self.h["src"] = view
             self.h.pop("ho", None)

@@ -10,7 +10,7 @@ if S.st == 'half_open' then
     if earliest == nil or d < earliest then earliest = d end
   end
   if n < HOM then
-    L[ARGV[14]] = now + math.floor(HOW * 1000 + 0.5)
+    L[ARGV[NARGS + 1]] = now + math.floor(HOW * 1000 + 0.5)
     dirty = true
     kind = 'probe'
   else

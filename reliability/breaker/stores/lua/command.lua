@@ -1,5 +1,5 @@
 end_overrides()
-local op, reason, dur = ARGV[14], ARGV[15], tonumber(ARGV[16])
+local op, reason, dur = ARGV[NARGS + 1], ARGV[NARGS + 2], tonumber(ARGV[NARGS + 3])
 if op == 'reset' or op == 'force_close' then
   S.tr = 0
   transition('closed', reason)

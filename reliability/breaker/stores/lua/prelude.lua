@@ -1,17 +1,6 @@
 local key = KEYS[1]
-local FT = tonumber(ARGV[1])
-local REC = tonumber(ARGV[2])
-local ST = tonumber(ARGV[3])
-local W = tonumber(ARGV[4])
-local MINR = tonumber(ARGV[5])
-local WTYPE = ARGV[6]
-local FRT = tonumber(ARGV[7])
-local SRT = tonumber(ARGV[8])
-local HOM = tonumber(ARGV[9])
-local HOW = tonumber(ARGV[10])
-local MULT = tonumber(ARGV[11])
-local CAP = tonumber(ARGV[12])
-local TTL = tonumber(ARGV[13])
+-- The config arguments (FT, REC, ... TTL, and NARGS, their count) are read into locals by the
+-- header reliability/breaker/knobs.py writes before this prelude (knobs.STORE_ARGS, declared once).
 local HINT_MS = 1000
 
 local t = redis.call('TIME')

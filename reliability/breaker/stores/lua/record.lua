@@ -1,4 +1,4 @@
-local lost = ARGV[14] ~= '' and ARGV[14] ~= S.inc
+local lost = ARGV[NARGS + 1] ~= '' and ARGV[NARGS + 1] ~= S.inc
 -- The caller knew a hash that is gone (restart without persistence, FLUSHALL, expiry): this script
 -- recreates it, and its caller alone reports the inferred transition (extra = 1).
 local noticed = 0
@@ -8,9 +8,9 @@ if lost and not h.st then
 end
 expire_probes()
 end_overrides()
-local force = ARGV[15] == '-1' or lost
-if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
-  for entry in string.gmatch(ARGV[16], '[^,]+') do
+local force = ARGV[NARGS + 2] == '-1' or lost
+if ARGV[NARGS + 3] ~= '' and (force or tonumber(ARGV[NARGS + 2]) == S.ep) then
+  for entry in string.gmatch(ARGV[NARGS + 3], '[^,]+') do
     if string.sub(entry, 1, 1) == 'a' then
       local c, f, s = string.match(entry, '^a:(%d+):(%d+):(%d+)$')
       apply_aggregate(tonumber(c), tonumber(f), tonumber(s))
@@ -20,7 +20,7 @@ if ARGV[16] ~= '' and (force or tonumber(ARGV[15]) == S.ep) then
     end
   end
 end
-local hint = tonumber(ARGV[17])
+local hint = tonumber(ARGV[NARGS + 4])
 if force and hint >= 0 then
   if S.st == 'closed' then
     S.tr = S.tr + 1
@@ -31,9 +31,9 @@ if force and hint >= 0 then
     dirty = true
   end
 end
--- ARGV[18] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none). If Redis
+-- ARGV[NARGS + 5] (optional): the caller saw a staff force-open (ms left, -2 without end, -1 none). If Redis
 -- lost the state, the force is re-asserted at once, before any process admits a call.
-local forced = tonumber(ARGV[18] or '-1')
+local forced = tonumber(ARGV[NARGS + 5] or '-1')
 if lost and forced ~= -1 and S.st == 'closed' then
   if forced >= 0 then S.ou = now + forced else S.ou = -1 end
   transition('forced_open', 'forced_open re-asserted: shared state lost')

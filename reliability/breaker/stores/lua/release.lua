@@ -1,5 +1,5 @@
-local token = ARGV[14]
-local code = tonumber(ARGV[15])
+local token = ARGV[NARGS + 1]
+local code = tonumber(ARGV[NARGS + 2])
 local kind = 'stale'
 local held = S.st == 'half_open' and get_leases()[token] ~= nil
 if held and not expire_probes() then
