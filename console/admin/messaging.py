@@ -25,14 +25,14 @@ from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
-from messaging.clients import green_api
 from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies
+from reliability import masking
 from reliability.fields import is_set, secret_hint
+from reliability.masking import mask_numbers
 from reliability.models import AuditEntry
-from reliability.services import mask_phone
 
 HOTEL_FILTER = admin.RelatedOnlyFieldListFilter  # choices: only hotels of rows the user may see
 
@@ -62,7 +62,7 @@ class OperationsOnlyReadOnlyAdmin(ReadOnlyMixin, admin.ModelAdmin):
 
 @admin.display(description="guest")
 def _guest(guest: Guest) -> str:
-    return mask_phone(str(guest))
+    return mask_numbers(str(guest))
 
 
 class WriteOnlyField(forms.CharField):
@@ -237,7 +237,7 @@ class GuestAdmin(ReadOnlyAdmin):
 
     @admin.display(description="chat id", ordering="chat_id")
     def masked_chat_id(self, obj: Guest) -> str:
-        return mask_phone(obj.chat_id)
+        return mask_numbers(obj.chat_id)
 
 
 class MessageInline(admin.TabularInline):
@@ -356,7 +356,7 @@ class ReplyJobAdmin(ReadOnlyAdmin):
 
     @admin.display(description="last error")
     def error(self, obj: ReplyJob) -> str:
-        return mask_phone(obj.last_error[:80])
+        return mask_numbers(obj.last_error[:80])
 
     @admin.display(description="guest's question")
     def question(self, obj: ReplyJob) -> str:
@@ -404,7 +404,7 @@ class DeliveryAttemptAdmin(ReadOnlyAdmin):
 
     @admin.display(description="error")
     def short_error(self, obj: DeliveryAttempt) -> str:
-        return mask_phone(obj.error[:80])
+        return mask_numbers(obj.error[:80])
 
     @admin.display(description="reply job")
     def job_link(self, obj: DeliveryAttempt) -> str:
@@ -490,7 +490,7 @@ class ReplyJobAnswerAdmin(ReplyJobAdmin):
             "job": job,
             "hotel": conversation.hotel,
             "guest_name": conversation.guest.display_name,
-            "guest_chat": green_api.mask_chat_id(conversation.guest.chat_id),
+            "guest_chat": masking.mask_chat_id(conversation.guest.chat_id),
             "question": job.inbound,
             "conversation": conversation.messages.order_by("-created_at", "-id")[:30][::-1],
             "form": form,

@@ -31,6 +31,7 @@ from console.site import ScopedAdmin
 from hotelbot.exceptions import HotelbotError
 from reliability import dead_letters, services
 from reliability.breaker import registry
+from reliability.masking import mask_numbers
 from reliability.models import (
     AuditEntry,
     BreakerConfig,
@@ -40,7 +41,6 @@ from reliability.models import (
     Heartbeat,
     RateLimitSlot,
 )
-from reliability.services import mask_phone
 
 VIA = AuditEntry.Via.ADMIN
 
@@ -248,7 +248,7 @@ class ParkForm(forms.Form):
 
 
 def _pretty_json(value: Any) -> str:
-    return mask_phone(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str))
+    return mask_numbers(json.dumps(value, indent=2, ensure_ascii=False, sort_keys=True, default=str))
 
 
 @admin.register(DeadLetter)
@@ -334,17 +334,17 @@ class DeadLetterAdmin(ScopedAdmin):
 
     @admin.display(description="subject", ordering="subject")
     def masked_subject(self, obj: DeadLetter) -> str:
-        return mask_phone(obj.subject)
+        return mask_numbers(obj.subject)
 
     @admin.display(description="reason")
     def short_reason(self, obj: DeadLetter) -> str:
-        text = mask_phone(obj.reason)
+        text = mask_numbers(obj.reason)
         return text if len(text) <= 120 else text[:119] + "…"
 
     @admin.display(description="error message")
     def masked_error(self, obj: DeadLetter) -> str:
         return (
-            format_html("<pre class='hb-pre'>{}</pre>", mask_phone(obj.error_message))
+            format_html("<pre class='hb-pre'>{}</pre>", mask_numbers(obj.error_message))
             if obj.error_message
             else "—"
         )
@@ -355,7 +355,7 @@ class DeadLetterAdmin(ScopedAdmin):
 
     @admin.display(description="raw body")
     def masked_raw(self, obj: DeadLetter) -> str:
-        return format_html("<pre class='hb-pre'>{}</pre>", mask_phone(obj.raw)) if obj.raw else "—"
+        return format_html("<pre class='hb-pre'>{}</pre>", mask_numbers(obj.raw)) if obj.raw else "—"
 
     @admin.display(description="links")
     def handler_links(self, obj: DeadLetter) -> str:
@@ -397,7 +397,7 @@ class DeadLetterAdmin(ScopedAdmin):
         )
 
     def save_model(self, request: HttpRequest, obj: DeadLetter, form: Any, change: bool) -> None:
-        services.dead_letter_set_notes(
+        dead_letters.dead_letter_set_notes(
             letter=obj, notes=form.cleaned_data.get("staff_notes", ""), actor=request.user, via=VIA
         )
 

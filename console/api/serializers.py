@@ -6,8 +6,8 @@ from typing import Any
 
 from rest_framework import serializers
 
+from reliability.dead_letters import DEAD_LETTER_FILTERS
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter
-from reliability.selectors import DEAD_LETTER_FILTERS
 
 REASON_MAX = 200
 

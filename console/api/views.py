@@ -178,7 +178,9 @@ class DeadLetterListView(ReliabilityView, ListAPIView[DeadLetter]):
         filters = self.validated(self.filter_serializer, self.request.query_params)
         if self.kind is not None:
             filters["kind"] = self.kind
-        return selectors.dead_letter_list(tenants=tenancy.visible_tenants(self.request.user), filters=filters)
+        return dead_letters.dead_letter_list(
+            tenants=tenancy.visible_tenants(self.request.user), filters=filters
+        )
 
     @extend_schema(
         operation_id="dead_letters_list",
@@ -196,7 +198,7 @@ class DeadLetterDetailView(ReliabilityView, RetrieveAPIView[DeadLetter]):
     kind: str | None = None
 
     def get_object(self) -> DeadLetter:
-        return selectors.dead_letter_get(
+        return dead_letters.dead_letter_get(
             tenants=tenancy.visible_tenants(self.request.user), pk=self.kwargs["pk"], kind=self.kind
         )
 
@@ -219,7 +221,7 @@ class DeadLetterRetryView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.RetrySerializer, request.data)
-        letter = selectors.dead_letter_get(tenants=tenancy.visible_tenants(request.user), pk=pk)
+        letter = dead_letters.dead_letter_get(tenants=tenancy.visible_tenants(request.user), pk=pk)
         result = dead_letters.redrive(letter, actor=request.user, via=VIA, reason=data["reason"])
         return Response(
             s.RetryResultSerializer(
@@ -246,7 +248,7 @@ class DeadLetterDiscardView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.ReasonSerializer, request.data)
-        letter = selectors.dead_letter_get(
+        letter = dead_letters.dead_letter_get(
             tenants=tenancy.visible_tenants(request.user), pk=pk, kind=self.kind
         )
         dead_letters.discard(letter, actor=request.user, via=VIA, reason=data["reason"])
@@ -265,7 +267,7 @@ class DeadLetterBulkRetryView(ReliabilityView):
         serializer = s.BulkRetrySerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         limit = settings.API_BULK_RETRY_LIMIT
-        letters = selectors.dead_letter_bulk_set(
+        letters = dead_letters.dead_letter_bulk_set(
             tenants=tenancy.visible_tenants(request.user),
             filters=serializer.filters(),
             ids=serializer.validated_data.get("ids"),
@@ -351,7 +353,7 @@ class QuarantineResolveView(ReliabilityView):
     )
     def post(self, request: Request, pk: int) -> Response:
         data = self.validated(s.ReasonSerializer, request.data)
-        letter = selectors.dead_letter_get(
+        letter = dead_letters.dead_letter_get(
             tenants=tenancy.visible_tenants(request.user), pk=pk, kind=QUARANTINE
         )
         dead_letters.resolve(letter, actor=request.user, via=VIA, reason=data["reason"])
