@@ -442,8 +442,9 @@ class RateLimitSlot(models.Model):
 
 
 class ReliabilityReport(models.Model):
-    """One period's reliability report (``reliability.reports.reliability_report``), stored hourly by
-    beat for every tenant together; kept ``RETENTION_DAYS``. Read-only in admin (operations only)."""
+    """One period's reliability report (the staff console's ``console.reports.reliability_report``),
+    stored hourly by beat for every tenant together; kept ``RETENTION_DAYS``. Read-only in admin
+    (operations only)."""
 
     period_start = models.DateTimeField(db_index=True, help_text="Start of the reported period (inclusive).")
     period_end = models.DateTimeField(help_text="End of the reported period (exclusive).")
