@@ -26,7 +26,7 @@ def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # these tests are about caching, not deadlines
     settings.HEALTH_MONITORING_TOKEN = "test-monitoring-token"  # /health/ is for monitoring
     health.reset_for_tests()
-    monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
+    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
     yield
     health.reset_for_tests()
 

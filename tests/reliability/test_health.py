@@ -29,7 +29,7 @@ PROBE_BOUND = 1.0
 def _fresh_health(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No cached outcomes between tests, and a worker that answers pings (no real worker runs)."""
     health.reset_for_tests()
-    monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
+    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
     yield
     health.reset_for_tests()
 
@@ -398,7 +398,7 @@ def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyP
         pings.append(timeout)
         return ["celery@a"]
 
-    monkeypatch.setattr(health, "ping_workers", ping)
+    monkeypatch.setattr(health.checks, "ping_workers", ping)
     levels = health_monitor.apply().get()
     assert levels["celery_workers"] == "ok"
     assert levels["database"] == "ok"

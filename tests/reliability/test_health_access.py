@@ -31,7 +31,7 @@ def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
     settings.HEALTH_MONITORING_TOKEN = TOKEN
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # about access, not deadlines
     health.reset_for_tests()
-    monkeypatch.setattr(health, "ping_workers", lambda timeout: ["celery@test"])
+    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
     yield
     health.reset_for_tests()
 
