@@ -279,7 +279,7 @@ def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
         raise OperationalError("connection timeout expired")
 
     degradation.reset_for_tests()  # due for a refresh
-    monkeypatch.setattr(degradation, "_read_row", down)
+    monkeypatch.setattr(degradation.state, "_read_row", down)
     response = webhook_client.post(WEBHOOK, payloads.incoming_text(id_message="DURING"), format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
@@ -302,7 +302,7 @@ def test_readiness_still_answers_with_its_check_when_the_degradation_read_would_
         raise OperationalError("connection timeout expired")
 
     degradation.reset_for_tests()  # due for a refresh
-    monkeypatch.setattr(degradation, "_read_row", down)
+    monkeypatch.setattr(degradation.state, "_read_row", down)
     response = client.get("/health/ready/?format=json")
     assert response.status_code == 200, response.content
     assert response.json()["checks"]["database"]["status"] == "ok"

@@ -440,7 +440,7 @@ def test_the_degradation_check_adds_no_io_to_a_request(settings, monkeypatch):
 
 def test_the_snapshot_is_refreshed_once_per_interval(settings, monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(degradation, "clock", lambda: now[0])
+    monkeypatch.setattr(degradation.state, "clock", lambda: now[0])
     settings.DEGRADATION_REFRESH_SECONDS = 1.0
     degradation.is_enabled("ai_replies")  # first read
     DegradationState.objects.filter(pk=1).update(switches_off=["ai_replies"])  # another process wrote
@@ -458,7 +458,7 @@ def test_the_snapshot_is_refreshed_once_per_interval(settings, monkeypatch):
 
 def test_stale_but_safe_when_the_database_cannot_be_read(settings, monkeypatch):
     now = [1000.0]
-    monkeypatch.setattr(degradation, "clock", lambda: now[0])
+    monkeypatch.setattr(degradation.state, "clock", lambda: now[0])
     DegradationState.objects.filter(pk=1).update(switches_off=["outbound_sending"])
     degradation.refresh_now()
     assert not degradation.is_enabled("outbound_sending")
@@ -466,7 +466,7 @@ def test_stale_but_safe_when_the_database_cannot_be_read(settings, monkeypatch):
     def down():
         raise DatabaseError("connection refused")
 
-    monkeypatch.setattr(degradation, "_read_row", down)
+    monkeypatch.setattr(degradation.state, "_read_row", down)
     now[0] += 5
     assert not degradation.is_enabled("outbound_sending")  # the last known state, not a default
 
