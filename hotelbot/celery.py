@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
+import sys
 from contextvars import Token
 from typing import Any
 
@@ -24,8 +26,18 @@ app.autodiscover_tasks()
 # Celery's Django fixup runs the system checks at worker start but ignores their result. The worker
 # and beat load their task modules (import_modules) before the worker's pool forks and before beat's
 # scheduler reads the database: any check error stops them there with exit status 1, naming the variable.
+# Only in the `celery worker` / `celery beat` programs, and once: a web process fires the same signal
+# (django-celery-beat's PeriodicTask admin imports the task modules to list them), and there the checks
+# already ran at start (gunicorn's on_starting) and must never end the process from inside a request.
 @import_modules.connect
 def _refuse_unsafe_settings(**_: Any) -> None:
+    program = sys.argv[0] if sys.argv else ""  # .venv/bin/celery, or celery/__main__.py (python -m)
+    if "celery" in program and {"worker", "beat"} & set(sys.argv[1:]):
+        _startup_checks_once()
+
+
+@functools.cache
+def _startup_checks_once() -> None:
     from hotelbot.checks import startup_checks_or_exit
 
     startup_checks_or_exit("celery")

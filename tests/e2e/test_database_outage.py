@@ -32,6 +32,8 @@ FAST = POOL_TIMEOUT / 2
 
 @pytest.fixture
 def web_on_throwaway_db(tmp_path) -> Iterator[tuple[str, ThrowawayPostgres, dict[str, str]]]:
+    from django.conf import settings
+
     pg = ThrowawayPostgres()
     web: subprocess.Popen[bytes] | None = None
     try:
@@ -48,6 +50,8 @@ def web_on_throwaway_db(tmp_path) -> Iterator[tuple[str, ThrowawayPostgres, dict
                 "DB_BREAKER_RECOVERY_TIMEOUT": "10",
                 "HOTELBOT_VAR_DIR": str(tmp_path / "var"),
                 "DJANGO_SETTINGS_MODULE": "hotelbot.settings",
+                # The single-hotel opt-in _post authenticates with (its default is empty).
+                "GREEN_API_WEBHOOK_TOKEN": settings.GREEN_API_WEBHOOK_TOKEN,
             }
         )
         for args in (("migrate", "--noinput"), ("seed_demo",)):
