@@ -14,7 +14,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from reliability import dead_letters, masking, selectors
+from reliability import selectors
 from reliability.audit import audit_record
 from reliability.breaker import State, registry
 from reliability.models import BreakerConfig, BreakerEvent, Heartbeat
@@ -70,12 +70,6 @@ def breaker_reset(*, name: str) -> BreakerConfig:
     row = breaker_set_mode(name=name, mode=BreakerConfig.Mode.AUTO)
     registry.breaker(name).reset()
     return row
-
-
-# --- dead letters: reliability.dead_letters (these names stay for the console until it imports that) ---
-dead_letter_quarantine = dead_letters.dead_letter_quarantine
-dead_letter_set_notes = dead_letters.dead_letter_set_notes
-mask_phone = masking.mask_numbers  # the console's old name of reliability.masking.mask_numbers
 
 
 # --- heartbeats and alerts (issue 10) -------------------------------------------------------------

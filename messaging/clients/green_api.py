@@ -54,10 +54,6 @@ def mask_token(text: str) -> str:
     return _TOKEN_IN_URL.sub(rf"\g<1>{_MASK}", text)
 
 
-#: The console's old name of :func:`reliability.masking.mask_chat_id` (until its pages import that).
-mask_chat_id = masking.mask_chat_id
-
-
 class GreenApiError(ProviderError):
     code = "green_api_error"
 

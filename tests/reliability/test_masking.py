@@ -53,12 +53,10 @@ def test_the_mark_does_not_tell_how_long_the_number_is(number: str) -> None:
 
 def test_logs_pages_and_mail_share_the_look() -> None:
     from hotelbot.logs import mask
-    from messaging.clients import green_api
     from reliability.fields import last_four
-    from reliability.services import mask_phone
 
     chat = "79001234567@c.us"
     assert mask(f"send to {chat}") == "send to ***4567@c.us"
-    assert green_api.mask_chat_id(chat) == mask_phone(chat) == "***4567@c.us"
+    assert masking.mask_chat_id(chat) == masking.mask_numbers(chat) == "***4567@c.us"
     assert last_four("abcdefghijkl") == masking.mask_secret("abcdefghijkl")
     assert last_four("") == "(not set)"
