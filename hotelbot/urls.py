@@ -14,7 +14,7 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     # Liveness: the process answers (no dependency). Readiness: what a pod needs to take traffic
-    # (the database only). /health/ and /health/detailed/: every check (reliability/health.py).
+    # (the database only). /health/ and /health/detailed/: every check (reliability/health/).
     path("health/live/", health_views.HealthView.as_view(scope="live"), name="health-live"),
     path("health/ready/", health_views.HealthView.as_view(scope="ready"), name="health-ready"),
     path("health/", health_views.HealthView.as_view(scope="all"), name="health"),
