@@ -84,7 +84,7 @@ test-services: $(STAMP) ## pytest on PostgreSQL + Redis: every test (coverage ap
 		$(COV_ARGS) --cov-append
 
 coverage: $(STAMP) ## the combined coverage of both runs against the floor (COV_FLOOR, 90 %)
-	$(BIN)/coverage report --include='reliability/*,messaging/*' --skip-covered --fail-under=$(COV_FLOOR)
+	$(BIN)/coverage report --include='console/*,reliability/*,messaging/*' --skip-covered --fail-under=$(COV_FLOOR)
 
 test: lint typecheck test-embedded test-services coverage ## what CI runs: lint, mypy, both runs, coverage
 
