@@ -8,7 +8,6 @@ class MessagingConfig(AppConfig):
     def ready(self) -> None:
         from django.conf import settings
 
-        from hotelbot.logs import register_redactor
         from messaging import health as checks
         from messaging import selectors
         from messaging.clients.green_api import mask_token
@@ -20,6 +19,7 @@ class MessagingConfig(AppConfig):
             degradation,
             health,
             maintenance,
+            masking,
             watchers,
         )
         from reliability.models import DeadLetter
@@ -46,7 +46,7 @@ class MessagingConfig(AppConfig):
         # while the breaker waits for a probe, so it can close (and the level recover).
         degradation.register_gating_switch("ai_replies", "deepseek")
         degradation.register_gating_switch("outbound_sending", "green_api")
-        register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
+        masking.register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
         # Broker down: worker processes take due reply jobs straight from the database (issue 9).
         broker_fallback.register_poller("reply_jobs", lambda limit: replies.reply_jobs_poll(limit=limit))
         # A reply job no worker has seen is re-published within seconds, from the beat process.

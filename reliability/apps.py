@@ -12,7 +12,6 @@ class ReliabilityConfig(AppConfig):
         from prometheus_client import REGISTRY
 
         from hotelbot import checks
-        from hotelbot.logs import register_redactor
         from reliability import (
             broker,
             broker_fallback,
@@ -21,6 +20,7 @@ class ReliabilityConfig(AppConfig):
             encryption,
             health,
             http,
+            masking,
             observability,
             watchers,
         )
@@ -32,11 +32,11 @@ class ReliabilityConfig(AppConfig):
         set_default_store_factory(registry.store)
         REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
         observability.connect_celery_signals()
-        register_redactor(http.redact_live_sessions)
+        masking.register_redactor(http.redact_live_sessions)
         # Values encrypted at rest (issue 16): keys checked at start, ciphertexts and keys never
         # logged, a census of what decrypts on /health/ (counts only).
         django_checks.register(crypto.check_field_encryption_keys, django_checks.Tags.security)
-        register_redactor(crypto.redact_encrypted)
+        masking.register_redactor(crypto.redact_encrypted)
         health.register_function("encrypted_values", encryption.encrypted_values_health, cached=True)
         # Redis / broker down (issue 9): workers survive a Redis kill (kombu guard) and take work
         # from the database while the broker is away (one poller thread per pool process).

@@ -10,14 +10,18 @@ Why this look: plain ASCII, so a JSON log line, a mail subject and a terminal sh
 ``\\u2022`` escapes); and a fixed-width mark does not tell the length of what it hides (the old
 ``*******4567`` told how many digits a guest's number has).
 
-Pure functions of the standard library: ``hotelbot.logs`` (the logging filter) can use them without
-loading Django.
+Log records are masked here too (:class:`MaskingFilter`, every handler runs it: settings ``LOGGING``):
+the message and its arguments, every extra field, exception and stack text. Apps add redactors of
+their own (:func:`register_redactor`: Green API URL tokens, the live HTTP sessions' URLs, ciphertexts).
+The module needs only the standard library (Django's settings are read lazily, for the secrets).
 """
 
 from __future__ import annotations
 
+import logging
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 #: What stands for everything hidden.
 MASK = "***"
@@ -83,3 +87,97 @@ def storable_text(text: str, *, secrets: Iterable[str] = ()) -> str:
     if _UNSTORABLE.search(text):
         text = _UNSTORABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
     return text
+
+
+# --- log records ----------------------------------------------------------------------------------
+_PATTERNS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    # Authorization headers (dict reprs, JSON, raw header lines): the whole value.
+    (
+        re.compile(r"""(?i)(authorization["']?\s*[:=]\s*["']?)(?:(?:bearer|basic|token)\s+)?[^\s"',}]+"""),
+        rf"\g<1>{MASK}",
+    ),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{4,}"), rf"\g<1> {MASK}"),
+    # key=value / "key": "value" for secret-looking keys.
+    (
+        re.compile(
+            r"""(?i)((?:api[_-]?key|apitokeninstance|access[_-]?token|token|secret|password|passwd)"""
+            r"""["']?\s*[:=]\s*["']?)[^\s"'&,}]+"""
+        ),
+        rf"\g<1>{MASK}",
+    ),
+    # OpenAI-style API keys.
+    (re.compile(r"\bsk-[A-Za-z0-9_-]{3,}"), MASK),
+]
+#: Extra fields whose whole value is personal data (digits masked even without ``@c.us``).
+_PERSONAL_FIELDS = frozenset({"chat_id", "chatId", "phone", "sender", "wid"})
+
+_redactors: list[Callable[[str], str]] = []
+#: Settings whose values are masked wherever they appear.
+SECRET_SETTINGS = ("GREEN_API_TOKEN", "GREEN_API_WEBHOOK_TOKEN", "DEEPSEEK_API_KEY", "SECRET_KEY")
+
+
+def _configured_secrets() -> tuple[str, ...]:
+    from django.conf import settings
+
+    if not settings.configured:
+        return ()
+    return tuple(str(getattr(settings, name, "") or "") for name in SECRET_SETTINGS)
+
+
+def register_redactor(fn: Callable[[str], str]) -> None:
+    """Apply ``fn`` to every logged text (idempotent per function)."""
+    if fn not in _redactors:
+        _redactors.append(fn)
+
+
+def mask(text: str) -> str:
+    """A log text with every secret and personal number masked: the configured secrets, what the
+    registered redactors find, ``Authorization`` values, secret-looking ``key=value`` pairs and API
+    keys (``***``), then chat ids and phone numbers (their last 4 digits)."""
+    text = redact(text, _configured_secrets())
+    for redactor in _redactors:
+        try:
+            text = redactor(text)
+        except Exception:  # a redactor must never lose the log line
+            text = MASK
+    for pattern, replacement in _PATTERNS:
+        text = pattern.sub(replacement, text)
+    return mask_chat_id(text)  # WhatsApp chat ids and phone numbers keep their last 4 digits
+
+
+_STANDARD = frozenset(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime"}
+
+
+def _mask_value(key: str, value: Any) -> Any:
+    if isinstance(value, str):
+        masked = mask(value)
+        return mask_numbers(masked) if key in _PERSONAL_FIELDS else masked
+    if isinstance(value, int | float | bool) or value is None:
+        return value
+    if isinstance(value, dict):
+        return {k: _mask_value(str(k), v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mask_value(key, v) for v in value]
+    return mask(str(value))
+
+
+class MaskingFilter(logging.Filter):
+    """Masks the rendered message, every extra field, exception and stack text of a record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: keep what we can, masked
+            message = f"{record.msg!s} {record.args!r}"
+        record.msg, record.args = mask(message), None
+        for key, value in list(record.__dict__.items()):
+            if key not in _STANDARD and not key.startswith("_"):
+                record.__dict__[key] = _mask_value(key, value)
+        if record.exc_info:
+            record.exc_text = mask(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = mask(record.exc_text)
+        if record.stack_info:
+            record.stack_info = mask(record.stack_info)
+        return True

@@ -9,7 +9,7 @@ from django.core.exceptions import ImproperlyConfigured
 from .env import env_str
 
 # LOG_FORMAT=json: one JSON object per line (python-json-logger); console (default): a readable line.
-# Every record carries request_id and passes the masking filter (hotelbot/logs.py) in both formats.
+# Every record carries request_id and passes the masking filter (reliability/masking.py) in both formats.
 LOG_LEVEL = env_str("LOG_LEVEL", "INFO").upper()
 LOG_FORMAT = env_str("LOG_FORMAT", "console").lower()
 if LOG_FORMAT not in {"console", "json"}:
@@ -19,7 +19,7 @@ LOGGING: dict[str, Any] = {
     "disable_existing_loggers": False,
     "filters": {
         "request_id": {"()": "hotelbot.logs.RequestIdFilter"},
-        "mask": {"()": "hotelbot.logs.MaskingFilter"},
+        "mask": {"()": "reliability.masking.MaskingFilter"},
     },
     "formatters": {
         "console": {"format": "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"},

@@ -6,8 +6,8 @@ import pytest
 from cryptography.fernet import Fernet
 
 from hotelbot.exceptions import HotelbotError
-from hotelbot.logs import mask
 from reliability import crypto
+from reliability.masking import mask
 
 KEY_A = Fernet.generate_key().decode()
 KEY_B = Fernet.generate_key().decode()

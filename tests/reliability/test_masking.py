@@ -52,8 +52,8 @@ def test_the_mark_does_not_tell_how_long_the_number_is(number: str) -> None:
 
 
 def test_logs_pages_and_mail_share_the_look() -> None:
-    from hotelbot.logs import mask
     from reliability.fields import last_four
+    from reliability.masking import mask
 
     chat = "79001234567@c.us"
     assert mask(f"send to {chat}") == "send to ***4567@c.us"
