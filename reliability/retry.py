@@ -72,9 +72,8 @@ from tenacity.wait import wait_base
 from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, ProtocolError
 from urllib3.exceptions import TimeoutError as Urllib3TimeoutError
 
-from reliability.breaker.machine import CircuitOpenError
 from reliability.metrics import RETRY_ATTEMPTS, RETRY_DELAY
-from reliability.transport import TransportError
+from reliability.transport import CallRejected, TransportError
 
 logger = logging.getLogger(__name__)
 
@@ -314,8 +313,8 @@ def _sent(exc: BaseException) -> FailureKind:
 
 def _transport_verdict(exc: BaseException) -> FailureKind | None:
     """Verdict for a transport-level failure (or a breaker rejection), or None when not one."""
-    if isinstance(exc, CircuitOpenError):
-        return FailureKind.NOT_PROCESSED  # rejected before any I/O
+    if isinstance(exc, CallRejected):
+        return FailureKind.NOT_PROCESSED  # rejected before any I/O (an open breaker)
     if isinstance(exc, TransportError):
         return _sent(exc)
     if isinstance(exc, requests.RequestException):
@@ -372,7 +371,7 @@ def is_transient(exc_or_status: object, *, idempotent: bool = True) -> bool:
     With ``idempotent=False`` only failures where the request surely was not processed count
     (:attr:`FailureKind.NOT_PROCESSED`): a connect failure (``request_sent`` False) or a 429/503.
     """
-    if isinstance(exc_or_status, CircuitOpenError):
+    if isinstance(exc_or_status, CallRejected):
         return False  # never retried in-call: the breaker says when to come back
     kind = classify_failure(exc_or_status)
     return kind is FailureKind.NOT_PROCESSED or (idempotent and kind is FailureKind.OUTCOME_UNKNOWN)

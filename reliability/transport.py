@@ -10,6 +10,12 @@ from typing import Any
 from hotelbot.exceptions import HotelbotError
 
 
+class CallRejected(Exception):
+    """A call refused before any I/O (the breaker's ``CircuitOpenError`` is one): the request surely
+    was not sent, and it is not retried in-call (whoever refused says when to come back). Declared
+    here, in the leaf module, so that the failure vocabulary (``retry``) needs nothing of the breaker."""
+
+
 class TransportError(HotelbotError):
     """The HTTP exchange with a dependency failed before a full response was read."""
 

@@ -51,6 +51,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Literal, ParamSpec, Protocol, TypeVar, cast
 
+from reliability.retry import http_status
+from reliability.transport import CallRejected
+
 logger = logging.getLogger(__name__)
 
 __all__ = [
@@ -285,9 +288,7 @@ def open_duration(config: CircuitBreakerConfig, trips: int) -> float:
 
 def _status_of(exc: BaseException) -> int | None:
     """The HTTP status an exception carries itself (``requests``/``httpx`` style), if any: the one
-    definition, ``reliability.retry.http_status`` (imported here, late: retry imports this module)."""
-    from reliability.retry import http_status
-
+    definition, ``reliability.retry.http_status``."""
     return http_status(exc, follow_causes=False)
 
 
@@ -341,7 +342,7 @@ def classify(config: CircuitBreakerConfig, subject: BaseException | int) -> Outc
 # --------------------------------------------------------------------------------------------------
 
 
-class CircuitOpenError(Exception):
+class CircuitOpenError(CallRejected):
     """A call was rejected because the breaker is not admitting calls.
 
     ``CircuitOpenError(name, retry_after, state=State.OPEN)``: ``retry_after`` is the number of
