@@ -28,10 +28,10 @@ from rest_framework.test import APIClient
 
 from messaging import permissions
 from messaging.models import ReplyJob
+from messaging.permissions import OPERATIONS_GROUP
 from reliability.breaker import registry
 from reliability.dead_letters import RedriveResult
 from reliability.models import BreakerConfig, DeadLetter, DegradationState
-from messaging.permissions import OPERATIONS_GROUP
 from tests.reliability.admin_world import HotelRows, handler_registered, hotel_rows, operations_user
 
 pytestmark = pytest.mark.django_db

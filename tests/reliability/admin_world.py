@@ -12,9 +12,9 @@ from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
 from messaging.models import DeliveryAttempt, Hotel, ReplyJob
+from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
-from messaging.permissions import OPERATIONS_GROUP
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
 

@@ -12,11 +12,10 @@ from django.core.cache import cache
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
-from messaging.permissions import HOTEL_STAFF_GROUP
+from messaging.permissions import HOTEL_STAFF_GROUP, OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
 from reliability.models import DeadLetter
-from messaging.permissions import OPERATIONS_GROUP
 from tests.factories import HotelFactory
 
 

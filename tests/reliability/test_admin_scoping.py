@@ -26,8 +26,9 @@ from django_celery_beat.models import (
 )
 from rest_framework.authtoken.models import Token, TokenProxy
 
-from messaging.models import DeferredStatus, ReplyJob
 from console.site import ScopedAdmin
+from messaging.models import DeferredStatus, ReplyJob
+from messaging.permissions import OPERATIONS_GROUP
 from reliability.dead_letters import RedriveResult
 from reliability.models import (
     AuditEntry,
@@ -39,7 +40,6 @@ from reliability.models import (
     RateLimitSlot,
     ReliabilityReport,
 )
-from messaging.permissions import OPERATIONS_GROUP
 from tests.reliability.admin_world import (
     HotelRows,
     breaker_event,

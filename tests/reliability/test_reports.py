@@ -14,10 +14,10 @@ from django.core.management import CommandError, call_command
 from django.urls import reverse
 from rest_framework.test import APIClient
 
+from console import reports, tasks, tenancy
 from hotelbot.exceptions import ValidationFailed
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.permissions import HOTEL_STAFF_GROUP
-from console import reports, tasks, tenancy
 from reliability.models import BreakerEvent, DeadLetter, ReliabilityReport
 from tests.factories import HotelFactory, MessageFactory, ReplyJobFactory
 
