@@ -1,5 +1,5 @@
 """Reads the reliability adapters call (health pages, monitor tasks, API, admin, commands): breakers
-with their live shared state, and dead letters cut to what the user may see."""
+with their live shared state (dead letters are read in reliability.dead_letters)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound
-from reliability import dead_letters
 from reliability.breaker import BreakerSnapshot, State, registry
 from reliability.models import BreakerConfig, BreakerEvent, Heartbeat
 
@@ -131,8 +130,3 @@ def breaker_detail(*, name: str, transitions: int = 20) -> BreakerView:
     if row is None:
         raise NotFound(f"No breaker named {name!r}.")
     return _view(row, transitions=transitions)
-
-
-# --- dead letters: reliability.dead_letters --------------------------------------------------------
-#: For reliability/views.py until it moves to the console (engineer P): then delete.
-dead_letter_summary = dead_letters.dead_letter_summary

@@ -37,6 +37,7 @@ from health_check.views import HealthCheckView
 
 from hotelbot.exceptions import error_body
 from reliability import degradation, health, selectors
+from reliability.dead_letters import dead_letter_summary
 
 #: Status of an unhealthy answer: 503 (the service is unavailable), not django-health-check's 500.
 UNHEALTHY_STATUS = 503
@@ -155,4 +156,4 @@ def degradation_state(request: HttpRequest) -> JsonResponse:
 @require_GET
 @monitoring_only
 def dead_letters(request: HttpRequest) -> JsonResponse:
-    return JsonResponse(selectors.dead_letter_summary())
+    return JsonResponse(dead_letter_summary())
