@@ -1,5 +1,6 @@
-"""Degradation in admin (operations only): rules, the state with the manual override, maintenance,
-and the event log. Every change goes through ``reliability.degradation`` (audited)."""
+"""Degradation in admin (operations only, as every non-scoped admin: console.site wraps it in
+OperationsOnly): rules, the state with the manual override, maintenance, and the event log. Every
+change goes through ``reliability.degradation`` (audited)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from console import tenancy
 from console.admin.mixins import ReadOnlyMixin
 from hotelbot.exceptions import HotelbotError
 from reliability import degradation
@@ -23,26 +23,6 @@ from reliability.models import (
     DependencyMaintenance,
     Switch,
 )
-
-
-class OperationsOnly(admin.ModelAdmin):
-    """Only the operations group (and superusers) see or touch degradation, and each of them only
-    with the model permission (view, add, change, delete) of what they do."""
-
-    def has_module_permission(self, request: HttpRequest) -> bool:
-        return tenancy.is_operations(request.user) and super().has_module_permission(request)
-
-    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return tenancy.is_operations(request.user) and super().has_view_permission(request, obj)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return tenancy.is_operations(request.user) and super().has_add_permission(request)
-
-    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return tenancy.is_operations(request.user) and super().has_change_permission(request, obj)
-
-    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
-        return tenancy.is_operations(request.user) and super().has_delete_permission(request, obj)
 
 
 class RuleForm(forms.ModelForm):
@@ -68,7 +48,7 @@ class RuleForm(forms.ModelForm):
 
 
 @admin.register(DegradationRule)
-class DegradationRuleAdmin(OperationsOnly):
+class DegradationRuleAdmin(admin.ModelAdmin):
     form = RuleForm
     list_display = ("name", "enabled", "condition", "target", "threshold", "level", "switches_off")
     list_filter = ("enabled", "condition", "level")
@@ -114,7 +94,7 @@ class OverrideForm(forms.ModelForm):
 
 
 @admin.register(DegradationState)
-class DegradationStateAdmin(OperationsOnly):
+class DegradationStateAdmin(admin.ModelAdmin):
     form = OverrideForm
     list_display = ("__str__", "switches_off", "cause", "since", "override_level", "override_until")
     readonly_fields = (
@@ -192,7 +172,7 @@ class MaintenanceForm(forms.ModelForm):
 
 
 @admin.register(DependencyMaintenance)
-class DependencyMaintenanceAdmin(OperationsOnly):
+class DependencyMaintenanceAdmin(admin.ModelAdmin):
     form = MaintenanceForm
     list_display = ("dependency", "active", "reason", "until", "actor", "started_at", "ended_at", "ended_by")
     list_filter = ("active", "dependency")
@@ -240,7 +220,7 @@ class DependencyMaintenanceAdmin(OperationsOnly):
 
 
 @admin.register(DegradationEvent)
-class DegradationEventAdmin(ReadOnlyMixin, OperationsOnly):
+class DegradationEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_display = ("at", "from_level", "to_level", "switches_off", "cause", "actor")
     list_filter = ("to_level", "actor")
     date_hierarchy = "at"
