@@ -3,10 +3,17 @@ from __future__ import annotations
 import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from rest_framework.test import APIClient
+
+if TYPE_CHECKING:
+    from django.test import Client
+
+    from fakes.deepseek import FakeDeepSeek
+    from fakes.green_api import FakeGreenApi
+    from messaging.models import Hotel, ReplyJob
 
 WORKER_ENV_PLUGIN = "tests.xdist_worker_env"
 
@@ -138,7 +145,7 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     from reliability.retry import reset_retry_registry
 
     # The global webhook token is an opt-in (empty by default); most tests post with it through
-    # webhook_client. Per-hotel tokens have their own tests (tests/messaging/test_webhook_credentials.py).
+    # webhook_client. Per-hotel tokens have their own tests (tests/messaging/services/test_webhook_auth.py).
     settings.GREEN_API_WEBHOOK_TOKEN = TEST_WEBHOOK_TOKEN
     webhook_auth.reset_for_tests()
     # pytest-django runs with DEBUG off: encrypted fields use the key a DEBUG process (the e2e
@@ -165,3 +172,72 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     reset_retry_registry()
     ratelimit.reset_for_tests()
     degradation.reset_for_tests()
+
+
+# --- Shared fixtures (the message path's fakes, a hotel, a reply job, the admin, publishes) --------
+# Defined here once so that every folder's tests (messaging, console, reliability engines) see them.
+
+
+@pytest.fixture
+def fake_green(settings) -> Iterator[FakeGreenApi]:
+    """A fake Green API on a free port (no webhook: notifications queue for polling)."""
+    from fakes.green_api import FakeGreenApi
+
+    with FakeGreenApi(status_delays=(0.05, 0.1, 0.15), rate_limits=False) as fake:
+        settings.GREEN_API_URL = fake.url
+        yield fake
+
+
+@pytest.fixture
+def fake_deepseek(settings) -> Iterator[FakeDeepSeek]:
+    from fakes.deepseek import FakeDeepSeek
+
+    with FakeDeepSeek() as fake:
+        settings.DEEPSEEK_URL = fake.url
+        settings.DEEPSEEK_API_KEY = "sk-test"
+        yield fake
+
+
+@pytest.fixture
+def job(fake_green, fake_deepseek) -> ReplyJob:
+    """A due reply job for a guest's text question (chat ``CHAT``), with both fakes running."""
+    from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
+    from tests.messaging.payloads import CHAT
+
+    conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
+    inbound = MessageFactory.create(conversation=conversation, text="What time is check-out?")
+    return ReplyJobFactory.create(inbound=inbound)
+
+
+@pytest.fixture
+def hotel() -> Hotel:
+    from tests.factories import HotelFactory
+
+    return HotelFactory.create()
+
+
+@pytest.fixture
+def ops_client() -> Client:
+    """A superuser's logged-in admin client."""
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+
+    user = get_user_model().objects.create_superuser("ops", "ops@example.com", "pw")
+    client = Client()
+    client.force_login(user)
+    return client
+
+
+@pytest.fixture
+def published(monkeypatch) -> list[tuple[int, float]]:
+    """Reply-job publishes recorded as (job_id, countdown) instead of sent to the broker."""
+    from messaging.services import replies
+
+    calls: list[tuple[int, float]] = []
+
+    def publish(*, job_id: int, countdown: float = 0.0) -> bool:
+        calls.append((job_id, countdown))
+        return True
+
+    monkeypatch.setattr(replies, "reply_job_publish", publish)
+    return calls

@@ -12,7 +12,7 @@ declaration:
   :func:`decode_store_args`) - unless the process applies it before the store sees an outcome
   (:data:`IN_PROCESS`, with why).
 
-``tests/reliability/test_breaker_knobs.py`` fails when a field is in none of these places, so a
+``tests/reliability/breaker/test_knobs.py`` fails when a field is in none of these places, so a
 knob cannot be added half-way.
 """
 
@@ -33,9 +33,22 @@ CODE_ONLY: dict[str, str] = {
     "classify_results": "how the calling code's results look (responses or not)",
 }
 
-#: Fields staff tune: a ``BreakerConfig`` column each, in the admin and the API.
+#: Fields staff tune: a ``BreakerConfig`` column each, in the admin and the API (both take the
+#: list from here).
 TUNABLE: tuple[str, ...] = tuple(
     f.name for f in dataclasses.fields(CircuitBreakerConfig) if f.name not in CODE_ONLY
+)
+#: The tunable knobs that decide how an open breaker recovers (how long it stays open, its
+#: half-open probes); every other tunable knob decides when it opens. The admin groups them so.
+RECOVERY: frozenset[str] = frozenset(
+    {
+        "recovery_timeout",
+        "recovery_timeout_multiplier",
+        "max_recovery_timeout",
+        "half_open_max_calls",
+        "half_open_max_wait",
+        "success_threshold",
+    }
 )
 
 

@@ -32,7 +32,7 @@ from messaging.permissions import OPERATIONS_GROUP
 from reliability.breaker import registry
 from reliability.dead_letters import RedriveResult
 from reliability.models import BreakerConfig, DeadLetter, DegradationState
-from tests.reliability.admin_world import HotelRows, handler_registered, hotel_rows, operations_user
+from tests.console.admin_world import HotelRows, handler_registered, hotel_rows, operations_user
 
 pytestmark = pytest.mark.django_db
 

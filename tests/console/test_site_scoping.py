@@ -40,7 +40,7 @@ from reliability.models import (
     RateLimitSlot,
     ReliabilityReport,
 )
-from tests.reliability.admin_world import (
+from tests.console.admin_world import (
     HotelRows,
     breaker_event,
     handler_registered,

@@ -24,9 +24,9 @@ from messaging.models import Hotel, Message, ReplyJob
 from messaging.services import replies
 from reliability import crypto, dead_letters, encryption, health
 from reliability.models import DeadLetter
+from tests.console.admin.test_messaging import _form_data
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 from tests.messaging.payloads import CHAT
-from tests.messaging.test_admin import _form_data
 
 pytestmark = pytest.mark.django_db
 

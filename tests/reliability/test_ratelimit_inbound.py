@@ -13,10 +13,10 @@ from prometheus_client import REGISTRY
 from messaging.models import Message
 from reliability import ratelimit
 from reliability.ratelimit import MemorySlots, Rate, RateLimiter, admit
+from tests.console.api import support as api_support
+from tests.console.api.support import World, client_for
 from tests.factories import HotelFactory
 from tests.messaging import payloads
-from tests.reliability import api_support
-from tests.reliability.api_support import World, client_for
 from tests.reliability.conftest import FakeClock, ThrowawayRedis
 
 WEBHOOK = "/webhooks/green-api/"

@@ -4,7 +4,7 @@
 (``lua/prelude.lua`` + ``record``/``acquire``/``release``/``command``). The database store runs the
 *same* operations with the *same* arguments and replies, but in Python, on the breaker's row loaded
 under a lock (:func:`execute`). This module is a line-by-line port of those scripts: keep the two in
-step (``tests/reliability/test_breaker_rules.py`` runs both on the same inputs and compares them).
+step (``tests/reliability/breaker/stores/test_rules.py`` runs both on the same inputs and compares them).
 
 The state is a dict with the Redis hash's fields, as native values::
 

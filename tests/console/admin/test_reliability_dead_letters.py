@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from reliability.dead_letters import RedriveResult
 from reliability.models import AuditEntry, DeadLetter
-from tests.reliability.admin_world import HotelRows, handler_registered, hotel_rows
+from tests.console.admin_world import HotelRows, handler_registered, hotel_rows
 
 pytestmark = pytest.mark.django_db
 

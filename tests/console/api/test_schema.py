@@ -22,8 +22,8 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from tests.reliability import api_support
-from tests.reliability.api_support import World, client_for
+from tests.console.api import support as api_support
+from tests.console.api.support import World, client_for
 
 # fixtures
 world = api_support.world
@@ -109,7 +109,7 @@ def test_schemathesis_finds_no_server_error(
 
     for operation in operations:
         if operation.path.startswith("/webhooks/"):
-            continue  # the webhook has its own fuzz suite (tests/messaging/test_webhook_fuzz.py)
+            continue  # the webhook has its own fuzz suite (tests/messaging/api/test_webhook_fuzz.py)
 
         @given(case=operation.as_strategy(), real=st.booleans(), pk=real_ids, name=real_names)
         @settings(

@@ -9,8 +9,8 @@ import pytest
 from django.conf import settings
 from prometheus_client import REGISTRY
 
-from tests.reliability import api_support
-from tests.reliability.api_support import World, client_for
+from tests.console.api import support as api_support
+from tests.console.api.support import World, client_for
 
 pytestmark = pytest.mark.django_db
 

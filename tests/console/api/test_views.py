@@ -11,8 +11,8 @@ from rest_framework.test import APIClient
 
 from reliability.breaker import registry
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
-from tests.reliability import api_support
-from tests.reliability.api_support import RecordingHandler, World, client_for, hotel_staff_group, letter
+from tests.console.api import support as api_support
+from tests.console.api.support import RecordingHandler, World, client_for, hotel_staff_group, letter
 
 # fixtures
 world = api_support.world

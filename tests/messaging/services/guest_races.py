@@ -1,7 +1,7 @@
 """Races of one guest's messages (issue 16 item 4), as scenarios that return plain figures.
 
-``tests/messaging/test_guest_order.py`` runs them in process on PostgreSQL, and on SQLite in a
-child process (``python -m tests.messaging.guest_races SCENARIO PATH``) on a fresh file database
+``tests/messaging/services/test_intake_guest_order.py`` runs them in process on PostgreSQL, and on SQLite in a
+child process (``python -m tests.messaging.services.guest_races SCENARIO PATH``) on a fresh file database
 in WAL mode, the embedded deployment's: the test run's in-memory SQLite database is shared-cache,
 where a second writer fails at once ("database table is locked") instead of waiting as it does on
 a file, so concurrency on it would test the harness, not the code.

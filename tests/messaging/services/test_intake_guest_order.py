@@ -1,7 +1,7 @@
 """Per-guest order (issue 16 item 4): a guest's messages arriving at once land in one conversation
 and are answered in the order they were stored, on both intake paths and both databases.
 
-The races are real (``tests/messaging/guest_races.py``: a thread and a connection per message,
+The races are real (``tests/messaging/services/guest_races.py``: a thread and a connection per message,
 released together). On PostgreSQL the one-statement path read "no conversation" from its
 snapshot in each of two concurrent statements and started two (10 of 10 trials before the
 per-guest lock); the ORM path is raced on PostgreSQL too (forced) and is SQLite's own path, raced
@@ -27,10 +27,11 @@ from messaging.models import Conversation, ReplyJob
 from messaging.notifications import RawBody, parse_webhook_body
 from messaging.services import intake, replies
 from tests.factories import ConversationFactory, MessageFactory, ReplyJobFactory
-from tests.messaging import guest_races, payloads
+from tests.messaging import payloads
+from tests.messaging.services import guest_races
 
 pytestmark = pytest.mark.django_db(transaction=True)
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 POSTGRES = connection.vendor == "postgresql"
 
 
@@ -47,7 +48,7 @@ def _on_file_sqlite(scenario: str, tmp_path: Path) -> dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
     env.update({"HOTELBOT_VAR_DIR": str(tmp_path), "DJANGO_DEBUG": "1", "SQLITE_TEST_NAME": ""})
     out = subprocess.run(
-        [sys.executable, "-m", "tests.messaging.guest_races", scenario, "orm"],
+        [sys.executable, "-m", "tests.messaging.services.guest_races", scenario, "orm"],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -77,7 +77,7 @@ def test_journal_id_taken_by_a_worker_between_check_and_write_is_known_not_500(w
 @pytest.fixture
 def orm_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """The ORM intake path (SQLite's) also on PostgreSQL, whose one statement has no gap between
-    check and write to race in (tests/messaging/test_inbound_sql.py races it for real)."""
+    check and write to race in (tests/messaging/services/test_inbound_sql.py races it for real)."""
     from messaging.services import inbound_sql
 
     monkeypatch.setattr(inbound_sql, "available", lambda: False)
@@ -129,7 +129,7 @@ def test_hung_broker_webhook_is_acknowledged_after_one_bounded_publish(
 
     settings.CELERY_REQUEST_PUBLISH_TIMEOUT = 0.05
     # On the request thread here (by default it runs on the hand-off thread, after the answer:
-    # tests/reliability/test_publish_handoff.py); the bound is the same.
+    # tests/reliability/test_broker_handoff.py); the bound is the same.
     settings.CELERY_REQUEST_PUBLISH_HANDOFF = False
     caplog.set_level(logging.WARNING, logger="messaging.services.replies")
     calls: list[dict[str, Any]] = []

@@ -28,8 +28,7 @@ from reliability.breaker import (
     open_duration,
     set_default_store,
 )
-
-from .conftest import FakeClock
+from tests.reliability.conftest import FakeClock
 
 
 def make(clock: FakeClock, **changes: Any) -> tuple[CircuitBreaker, list[TransitionEvent]]:

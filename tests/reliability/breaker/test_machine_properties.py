@@ -24,8 +24,7 @@ from reliability.breaker.machine import (
     open_duration,
 )
 from reliability.breaker.stores.redis import encode_runs, runs_of
-
-from .conftest import FakeClock
+from tests.reliability.conftest import FakeClock
 
 FAIL_CODES = (2, 4)
 

@@ -15,7 +15,7 @@ from reliability import dead_letters
 from reliability.breaker import registry
 from reliability.dead_letters import Failure, RedriveResult, classify_category
 from reliability.models import AuditEntry, DeadLetter
-from tests.reliability.admin_world import handler_registered
+from tests.console.admin_world import handler_registered
 
 pytestmark = pytest.mark.django_db
 

@@ -16,13 +16,9 @@ from messaging.services import replies
 from reliability import degradation
 from reliability.models import AuditEntry, DegradationState, DependencyMaintenance
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
-from tests.messaging import conftest as messaging_fixtures
 from tests.messaging import payloads
 
 pytestmark = pytest.mark.django_db
-fake_green = messaging_fixtures.fake_green  # the messaging suite's fakes, on free ports
-fake_deepseek = messaging_fixtures.fake_deepseek
-published = messaging_fixtures.published
 
 WEBHOOK = "/webhooks/green-api/"
 

@@ -39,7 +39,7 @@ MONITORING_TOKEN = "test-monitoring-token"
 
 @pytest.fixture
 def client(settings) -> Client:
-    """Monitoring's view of the health pages (the token); tests/reliability/test_health_access.py
+    """Monitoring's view of the health pages (the token); tests/reliability/test_views_health_access.py
     covers what anyone else gets."""
     settings.HEALTH_MONITORING_TOKEN = MONITORING_TOKEN
     return Client(HTTP_AUTHORIZATION=f"Bearer {MONITORING_TOKEN}")

@@ -24,7 +24,7 @@ from tests.factories import HotelFactory, ReplyJobFactory
 
 pytestmark = pytest.mark.django_db
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[4]
 SEND = DeadLetter.Kind.REPLY_SEND
 GEN = DeadLetter.Kind.REPLY_GENERATION
 QUARANTINE = DeadLetter.Kind.WEBHOOK_QUARANTINE

@@ -26,8 +26,7 @@ from bench.scratch_db import scratch_alias
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State
 from reliability.breaker.stores.database import DatabaseBreakerStore
 from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
-
-from .conftest import read_hash
+from tests.reliability.conftest import read_hash
 
 pytestmark = pytest.mark.redis
 

@@ -30,8 +30,7 @@ from reliability.breaker.stores.redis import (
     encode_runs,
     runs_of,
 )
-
-from .conftest import FakeClock, read_hash
+from tests.reliability.conftest import FakeClock, read_hash
 
 pytestmark = pytest.mark.redis
 

@@ -24,8 +24,7 @@ from bench.scratch_db import scratch_alias
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, State, TransitionEvent
 from reliability.breaker.stores.database import DatabaseBreakerStore
 from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
-
-from .conftest import ThrowawayRedis, read_hash
+from tests.reliability.conftest import ThrowawayRedis, read_hash
 
 pytestmark = pytest.mark.redis
 

@@ -19,8 +19,7 @@ from reliability.breaker import (
     TransitionEvent,
 )
 from reliability.breaker.stores.redis import INFERRED_LOST, RedisBreakerStore, RedisStoreOptions
-
-from .conftest import FakeClock, ThrowawayRedis, read_hash
+from tests.reliability.conftest import FakeClock, ThrowawayRedis, read_hash
 
 
 def local(clock: FakeClock, **changes: Any) -> tuple[CircuitBreaker, list[TransitionEvent]]:
