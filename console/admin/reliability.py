@@ -30,7 +30,7 @@ from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import HotelbotError
 from reliability import dead_letters, services
-from reliability.breaker import registry
+from reliability.breaker import knobs, registry
 from reliability.masking import mask_numbers
 from reliability.models import (
     AuditEntry,
@@ -80,34 +80,9 @@ class BreakerConfigAdmin(admin.ModelAdmin):
     fieldsets = (
         (None, {"fields": ("name", "description", "live_state", "live_failure_rate")}),
         ("Staff override", {"fields": ("mode", "mode_reason", "mode_until")}),
-        (
-            "When to open",
-            {
-                "fields": (
-                    "failure_threshold",
-                    "failure_rate_threshold",
-                    "slow_call_rate_threshold",
-                    "slow_call_duration",
-                    "window_type",
-                    "window_size",
-                    "minimum_requests",
-                    "failure_statuses",
-                )
-            },
-        ),
-        (
-            "Recovery",
-            {
-                "fields": (
-                    "recovery_timeout",
-                    "recovery_timeout_multiplier",
-                    "max_recovery_timeout",
-                    "half_open_max_calls",
-                    "success_threshold",
-                    "half_open_max_wait",
-                )
-            },
-        ),
+        # Every tunable knob, declared once in reliability.breaker.knobs (a new one shows up here).
+        ("When to open", {"fields": tuple(n for n in knobs.TUNABLE if n not in knobs.RECOVERY)}),
+        ("Recovery", {"fields": tuple(n for n in knobs.TUNABLE if n in knobs.RECOVERY)}),
         ("Bookkeeping", {"fields": ("version", "updated_at")}),
     )
 

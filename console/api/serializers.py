@@ -6,6 +6,7 @@ from typing import Any
 
 from rest_framework import serializers
 
+from reliability.breaker import knobs
 from reliability.dead_letters import DEAD_LETTER_FILTERS
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter
 
@@ -34,24 +35,7 @@ class ErrorEnvelopeSerializer(serializers.Serializer[Any]):
 class BreakerConfigSerializer(serializers.ModelSerializer[BreakerConfig]):
     class Meta:
         model = BreakerConfig
-        fields = (
-            "failure_threshold",
-            "failure_rate_threshold",
-            "slow_call_rate_threshold",
-            "slow_call_duration",
-            "window_type",
-            "window_size",
-            "minimum_requests",
-            "recovery_timeout",
-            "recovery_timeout_multiplier",
-            "max_recovery_timeout",
-            "half_open_max_calls",
-            "success_threshold",
-            "half_open_max_wait",
-            "failure_statuses",
-            "version",
-            "updated_at",
-        )
+        fields = (*knobs.TUNABLE, "version", "updated_at")  # every tunable knob (breaker.knobs)
         read_only_fields = fields
 
 
