@@ -177,3 +177,31 @@ def _served(path: str) -> bool:
     except Resolver404:
         return False
     return match.url_name != "unknown"
+
+
+TEST_FILE = re.compile(r"(?<![\w/.])tests/[\w/]+\.py\b")
+SOURCE_FOLDERS = (
+    "console",
+    "messaging",
+    "reliability",
+    "hotelbot",
+    "fakes",
+    "drill",
+    "bench",
+    "deploy",
+    "tests",
+)
+
+
+def test_every_test_file_named_exists():
+    """The docs and the code name test files by path (``tests/<package>/.../test_<module>.py``): a test
+    moved or renamed without its mentions fails here."""
+    texts = [*PAGES, ROOT / "Makefile", ROOT / "pyproject.toml"]
+    texts += [p for folder in SOURCE_FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))]
+    missing = sorted(
+        f"{path.relative_to(ROOT)}: {named}"
+        for path in texts
+        for named in set(TEST_FILE.findall(path.read_text()))
+        if not (ROOT / named).exists()
+    )
+    assert not missing, "test files named but not found:\n" + "\n".join(missing)
