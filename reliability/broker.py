@@ -86,15 +86,6 @@ def request_path_publish_options(connection: Connection) -> dict[str, Any]:
     return {"connection": connection, "retry": False}
 
 
-def reset_request_path_pool() -> None:
-    """Tests and benchmarks that change the broker URL start from a fresh pool."""
-    global _pool, _pool_key
-    with _lock:
-        if _pool is not None:
-            _pool.force_close_all()
-        _pool = _pool_key = None
-
-
 # --- the request-path publish, handed off ---------------------------------------------------------
 class _Handoff:
     """Runs request-path publishes on one daemon thread per process, in the order they came.
@@ -184,9 +175,18 @@ class BrokerUnavailable(Exception):
     """The broker is known to be down (this process's flag or the ``redis`` breaker): not tried."""
 
 
+class _Seen:
+    """What this process saw of the broker last: down since when (monotonic; None: up) and why."""
+
+    __slots__ = ("reason", "since")
+
+    def __init__(self) -> None:
+        self.since: float | None = None
+        self.reason = ""
+
+
 _state_lock = threading.Lock()
-_down_since: float | None = None  # monotonic time this process saw the broker fail
-_down_reason = ""
+_seen = _Seen()
 
 
 def breaker_name() -> str | None:
@@ -198,22 +198,22 @@ def breaker_name() -> str | None:
 
 def is_down() -> bool:
     """This process last saw the broker fail and has not seen it answer since (no I/O)."""
-    return _down_since is not None
+    return _seen.since is not None
 
 
 def down_for() -> float:
     """Seconds since this process marked the broker down (0 when up)."""
-    since = _down_since
+    since = _seen.since
     return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
 
 def mark_down(reason: str) -> bool:
     """Remember that the broker failed; True when this is news (it was up)."""
-    global _down_since, _down_reason
     with _state_lock:
-        if _down_since is not None:
+        seen = _seen
+        if seen.since is not None:
             return False
-        _down_since, _down_reason = time.monotonic(), reason[:300]
+        seen.since, seen.reason = time.monotonic(), reason[:300]
     logger.warning("broker unreachable, replies are taken from the database meanwhile: %s", reason)
     BROKER_UP.set(0)
     return True
@@ -221,12 +221,12 @@ def mark_down(reason: str) -> bool:
 
 def mark_up() -> bool:
     """Remember that the broker answered; True when this is news (it was down)."""
-    global _down_since, _down_reason
     with _state_lock:
-        if _down_since is None:
+        seen = _seen
+        if seen.since is None:
             return False
-        seconds = time.monotonic() - _down_since
-        _down_since, _down_reason = None, ""
+        seconds = time.monotonic() - seen.since
+        seen.since, seen.reason = None, ""
     logger.info("broker reachable again after %.1fs; replies go through it again", seconds)
     BROKER_UP.set(1)
     return True
@@ -278,12 +278,6 @@ def probe(*, timeout: float | None = None) -> bool:
         logger.debug("broker probe failed: %s", e)
         return False
     return True
-
-
-def reset_health_for_tests() -> None:
-    global _down_since, _down_reason
-    with _state_lock:
-        _down_since, _down_reason = None, ""
 
 
 # --- kombu's Redis transport: a worker must survive a Redis kill ---------------------------------

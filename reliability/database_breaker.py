@@ -82,12 +82,6 @@ def breaker() -> CircuitBreaker:
         return _breaker
 
 
-def reset_for_tests() -> None:
-    global _breaker
-    with _lock:
-        _breaker = None
-
-
 def probe() -> Error | None:
     """``SELECT 1`` on the request's own connection; the error, or ``None`` when it answered."""
     connection = connections[DEFAULT_DB_ALIAS]

@@ -429,11 +429,3 @@ def admit(*, scope: str, client: str, rate: Rate | None, lease: int = 1) -> Admi
             _leases.hold(key, grant.count - 1, lapse_at=lapse_at, store=grant.store)
         return Admission(True, 0.0, grant.store)
     return Admission(False, max(interval, grant.wait - tolerance), grant.store)
-
-
-def reset_for_tests() -> None:
-    global _limiter, _inbound, _leases
-    _leases = _Leases()
-    with _limiter_lock:
-        _limiter = None
-        _inbound = None

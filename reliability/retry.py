@@ -23,7 +23,8 @@ strategies are the policy of this module:
   then the per-dependency :class:`RetryBudget` -- in that order, so a budget token is only spent
   on a retry that is really going to happen;
 * ``before`` / ``before_sleep`` / ``retry_error_callback`` -- one structured log line per attempt,
-  per retry and per give-up, plus the :class:`RetryStats` counters.
+  per retry and per give-up, plus ``retry_attempts_total`` (retried, recovered, why it gave up)
+  and ``retry_delay_seconds``.
 
 When the handler gives up, whatever the reason (not transient, attempts, deadline, budget,
 Retry-After too long), the **original** exception is raised (never ``tenacity.RetryError``), or,
@@ -61,7 +62,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, ParamSpec, TypeVar, cast
 
@@ -96,7 +97,7 @@ DEFAULT_RETRY_AFTER_CAP = 900.0
 CAUSE_CHAIN_LIMIT = 8
 _EPSILON = 1e-9
 
-# Give-up reasons, used in logs and in RetryStats.gave_up.
+# Give-up reasons, used in logs and as retry_attempts_total's outcome.
 NOT_TRANSIENT = "not_transient"
 ATTEMPTS_EXHAUSTED = "attempts_exhausted"
 DEADLINE = "deadline"
@@ -560,41 +561,9 @@ class RetryBudget:
         )
 
 
-@dataclass(slots=True)
-class RetryStats:
-    """Lifetime counters for one dependency's retries (a hook for ``reliability/metrics.py``)."""
-
-    dependency: str
-    calls: int = 0
-    attempts: int = 0
-    retries: int = 0
-    recovered: int = 0
-    gave_up: dict[str, int] = field(default_factory=dict)
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def increment(self, name: str, amount: int = 1) -> None:
-        with self._lock:
-            setattr(self, name, getattr(self, name) + amount)
-
-    def count_give_up(self, reason: str) -> None:
-        with self._lock:
-            self.gave_up[reason] = self.gave_up.get(reason, 0) + 1
-
-    def snapshot(self) -> dict[str, Any]:
-        with self._lock:
-            return {
-                "dependency": self.dependency,
-                "calls": self.calls,
-                "attempts": self.attempts,
-                "retries": self.retries,
-                "recovered": self.recovered,
-                "gave_up": dict(self.gave_up),
-            }
-
-
 _registry_lock = threading.Lock()
+#: Each dependency's process-wide budget, created on first use.
 _budgets: dict[str, RetryBudget] = {}
-_stats: dict[str, RetryStats] = {}
 
 
 def get_retry_budget(dependency: str) -> RetryBudget:
@@ -604,27 +573,6 @@ def get_retry_budget(dependency: str) -> RetryBudget:
         if budget is None:
             budget = _budgets[dependency] = RetryBudget()
         return budget
-
-
-def set_retry_budget(dependency: str, budget: RetryBudget) -> None:
-    """Replace ``dependency``'s budget (e.g. with ratios from settings or admin)."""
-    with _registry_lock:
-        _budgets[dependency] = budget
-
-
-def get_retry_stats(dependency: str) -> RetryStats:
-    with _registry_lock:
-        stats = _stats.get(dependency)
-        if stats is None:
-            stats = _stats[dependency] = RetryStats(dependency)
-        return stats
-
-
-def reset_retry_registry() -> None:
-    """Forget every budget and counter (tests)."""
-    with _registry_lock:
-        _budgets.clear()
-        _stats.clear()
 
 
 # --------------------------------------------------------------------------------------------
@@ -678,7 +626,6 @@ class _Classify(tenacity.retry_base):
             retryable = handler.retry_on_result is not None and handler.retry_on_result(subject)
             if not retryable:
                 if retry_state.attempt_number > 1:
-                    handler.stats.increment("recovered")
                     RETRY_ATTEMPTS.labels(handler.dependency, "recovered").inc()
                     handler._log(logging.INFO, "recovered", retry_state)
                 return False
@@ -753,7 +700,6 @@ class RetryHandler:
         self.config = config
         self.dependency = dependency
         self.budget = budget if budget is not None else get_retry_budget(dependency)
-        self.stats = get_retry_stats(dependency)
         self.sleep = sleep
         self.clock = clock
         self.wall_clock = wall_clock
@@ -769,18 +715,16 @@ class RetryHandler:
 
         The first attempt runs directly: a call that succeeds costs no tenacity machinery (about
         25 us per call). Only after a failed first attempt does tenacity take over, with that
-        outcome replayed as its attempt 1, so classification, waits, hooks and stats are the same.
+        outcome replayed as its attempt 1, so classification, waits, hooks and metrics are the same.
         """
         started = self.clock()
         self.budget.record_attempt()
-        self.stats.increment("calls")
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
             first: list[tuple[bool, Any]] = [(False, exc)]
         else:
             if self.retry_on_result is None or not self.retry_on_result(result):
-                self.stats.increment("attempts")
                 return result
             first = [(True, result)]
 
@@ -808,7 +752,6 @@ class RetryHandler:
     # -- tenacity hooks ---------------------------------------------------------------------
 
     def _before_attempt(self, retry_state: tenacity.RetryCallState) -> None:
-        self.stats.increment("attempts")
         logger.debug(
             "retry attempt dependency=%s attempt=%d",
             self.dependency,
@@ -817,7 +760,6 @@ class RetryHandler:
         )
 
     def _before_sleep(self, retry_state: tenacity.RetryCallState) -> None:
-        self.stats.increment("retries")
         RETRY_ATTEMPTS.labels(self.dependency, "retried").inc()
         RETRY_DELAY.labels(self.dependency).observe(max(0.0, float(retry_state.upcoming_sleep)))
         self._log(logging.WARNING, "retrying", retry_state, delay=retry_state.upcoming_sleep)
@@ -843,7 +785,6 @@ class RetryHandler:
         level: int = logging.WARNING,
         **fields: Any,
     ) -> None:
-        self.stats.count_give_up(reason)
         RETRY_ATTEMPTS.labels(self.dependency, reason).inc()
         self._log(level, "giving up", retry_state, reason=reason, **fields)
 

@@ -139,15 +139,13 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     write_pending_events() to check them."""
     import uuid
 
-    from messaging.services import webhook_auth
-    from reliability import database_breaker, degradation, ratelimit
-    from reliability.breaker import registry
-    from reliability.retry import reset_retry_registry
+    from messaging.testing import reset_webhook_credentials
+    from reliability import testing
 
     # The global webhook token is an opt-in (empty by default); most tests post with it through
     # webhook_client. Per-hotel tokens have their own tests (tests/messaging/services/test_webhook_auth.py).
     settings.GREEN_API_WEBHOOK_TOKEN = TEST_WEBHOOK_TOKEN
-    webhook_auth.reset_for_tests()
+    reset_webhook_credentials()
     # pytest-django runs with DEBUG off: encrypted fields use the key a DEBUG process (the e2e
     # stacks' subprocesses) falls back to, unless the environment configures one (docs/secrets.md).
     if not settings.FIELD_ENCRYPTION_KEYS:
@@ -161,17 +159,9 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
     # hand-off thread has tests of its own, and the e2e stacks and the drill run the default (on).
     settings.CELERY_REQUEST_PUBLISH_HANDOFF = False
     settings.RATE_LIMIT_REDIS_PREFIX = f"test:rl:{uuid.uuid4().hex[:12]}"  # pacing slots per test
-    registry.reset_for_tests()
-    reset_retry_registry()
-    ratelimit.reset_for_tests()
-    degradation.reset_for_tests()
-    database_breaker.reset_for_tests()
+    testing.reset_all()
     yield
-    database_breaker.reset_for_tests()
-    registry.reset_for_tests()
-    reset_retry_registry()
-    ratelimit.reset_for_tests()
-    degradation.reset_for_tests()
+    testing.reset_all()
 
 
 # --- Shared fixtures (the message path's fakes, a hotel, a reply job, the admin, publishes) --------

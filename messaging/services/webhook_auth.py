@@ -64,12 +64,6 @@ _lock = threading.Lock()
 _refusals_audited: dict[tuple[int, str], float] = {}
 
 
-def reset_for_tests() -> None:
-    with _lock:
-        _cache.clear()
-        _refusals_audited.clear()
-
-
 def credentials_forget(*, hotel_id: int) -> None:
     """Drop this process's cached credentials of one hotel (after a rotation in this process)."""
     with _lock:

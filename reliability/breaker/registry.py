@@ -47,7 +47,6 @@ from reliability.breaker import (
     State,
     TransitionEvent,
     add_global_listener,
-    clear_registry,
     get_circuit_breaker,
 )
 from reliability.metrics import (
@@ -198,18 +197,6 @@ def _apply_mode(cb: CircuitBreaker, row: object, loaded: _Loaded, *, staff_edit:
 def _set_gauge(name: str, state: State) -> None:
     BREAKER_STATE.labels(breaker=name).set(1 if state in _REJECTING else 0)
     CIRCUIT_BREAKER_STATE.labels(breaker=name).set(BREAKER_STATE_CODES[state.value])
-
-
-def reset_for_tests() -> None:
-    """Forget breakers, store and loaded versions (tests only)."""
-    global _store
-    with _lock:
-        clear_registry()
-        _store = None
-        _loaded.clear()
-    with contextlib.suppress(queue.Empty):
-        while True:
-            _events.get_nowait()
 
 
 # --- events -> metrics and BreakerEvent rows ------------------------------------------------------

@@ -70,7 +70,6 @@ from reliability.degradation.state import (
     is_enabled,
     prime,
     refresh_now,
-    reset_for_tests,
     snapshot,
     under_maintenance,
 )
@@ -99,7 +98,6 @@ __all__ = [
     "register_gating_switch",
     "register_health_check",
     "register_signal",
-    "reset_for_tests",
     "retry_after_seconds",
     "rules_evaluate",
     "snapshot",

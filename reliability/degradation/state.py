@@ -51,10 +51,19 @@ class Snapshot:
 
 
 _NORMAL = Snapshot()
-_snapshot: Snapshot = _NORMAL
-_next_refresh = 0.0  # monotonic time of the next refresh; 0 = at the next call
+
+
+@dataclass(slots=True)
+class _Process:
+    """What this process read last and when it reads again (a new one is a fresh process)."""
+
+    snapshot: Snapshot = _NORMAL
+    next_refresh: float = 0.0  # monotonic time of the next refresh; 0 = at the next call
+    read_failed: bool = False
+
+
+_process = _Process()
 _refresh_lock = threading.Lock()
-_read_failed = False
 #: Injected in tests; must be monotonic.
 clock: Callable[[], float] = time.monotonic
 
@@ -63,18 +72,18 @@ def is_enabled(switch: str) -> bool:
     """Is feature ``switch`` on? No I/O unless the snapshot is older than the refresh interval."""
     if switch not in _KNOWN_SWITCHES:
         raise ValueError(f"unknown degradation switch {switch!r} (known: {', '.join(SWITCHES)})")
-    snap = _snapshot if clock() < _next_refresh else _refresh()
+    snap = _process.snapshot if clock() < _process.next_refresh else _refresh()
     return switch not in snap.switches_off
 
 
 def snapshot() -> Snapshot:
     """The state in force in this process (refreshed at most every DEGRADATION_REFRESH_SECONDS)."""
-    return _snapshot if clock() < _next_refresh else _refresh()
+    return _process.snapshot if clock() < _process.next_refresh else _refresh()
 
 
 def under_maintenance(dependency: str) -> bool:
     """Is ``dependency`` under staff maintenance? Its work must wait (treat it like a forced-open breaker)."""
-    snap = _snapshot if clock() < _next_refresh else _refresh()
+    snap = _process.snapshot if clock() < _process.next_refresh else _refresh()
     if dependency not in snap.maintenance:
         return False
     until = snap.maintenance[dependency]
@@ -86,7 +95,7 @@ def prime() -> BaseException | None:
     it was fresh, read fine, or another thread is refreshing). The database breaker middleware
     calls it first, so a request that meets a database outage here is answered 503 at once
     instead of waiting a second pool timeout in its view."""
-    if clock() < _next_refresh:
+    if clock() < _process.next_refresh:
         return None
     error: list[BaseException] = []
     _refresh(errors=error)
@@ -98,30 +107,25 @@ def refresh_now() -> Snapshot:
     return _refresh(force=True)
 
 
-def reset_for_tests() -> None:
-    global _snapshot, _next_refresh, _read_failed
-    _snapshot, _next_refresh, _read_failed = _NORMAL, 0.0, False
-
-
 def _refresh(*, force: bool = False, errors: list[BaseException] | None = None) -> Snapshot:
-    global _snapshot, _next_refresh, _read_failed
+    process = _process
     if not _refresh_lock.acquire(blocking=force):
-        return _snapshot  # another thread is refreshing: the current snapshot is good enough
+        return process.snapshot  # another thread is refreshing: the current snapshot is good enough
     try:
-        _next_refresh = clock() + settings.DEGRADATION_REFRESH_SECONDS
+        process.next_refresh = clock() + settings.DEGRADATION_REFRESH_SECONDS
         try:
             row = _read_row()
         except Exception as e:  # database down, not migrated, or not allowed (tests): keep the last one
             if errors is not None and isinstance(e, DatabaseError | InterfaceError):
                 errors.append(e)
-            if not _read_failed:
+            if not process.read_failed:
                 logger.warning("degradation state unavailable, keeping the last one: %s", e)
-                _read_failed = True
-            return _snapshot
-        _read_failed = False
-        _snapshot = _NORMAL if row is None else _from_row(row, timezone.now())
-        DEGRADATION_LEVEL.set(_snapshot.level)
-        return _snapshot
+                process.read_failed = True
+            return process.snapshot
+        process.read_failed = False
+        process.snapshot = _NORMAL if row is None else _from_row(row, timezone.now())
+        DEGRADATION_LEVEL.set(process.snapshot.level)
+        return process.snapshot
     finally:
         _refresh_lock.release()
 

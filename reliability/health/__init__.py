@@ -74,7 +74,6 @@ from reliability.health.registry import (
     register,
     register_function,
     register_heartbeat,
-    reset_for_tests,
     result_level,
 )
 
@@ -113,6 +112,5 @@ __all__ = [
     "register",
     "register_function",
     "register_heartbeat",
-    "reset_for_tests",
     "result_level",
 ]

@@ -32,10 +32,6 @@ from reliability.health.probe import (
     OK,
     WARNING,
     TimedCheck,
-    _cache_delete,
-    _inflight,
-    _memo,
-    _pool_lock,
 )
 
 logger = logging.getLogger(__name__)
@@ -150,14 +146,3 @@ def monitor_run(*, wait: float = 30.0) -> dict[str, str]:
         if level != OK:
             logger.warning("health: %s is %s: %s", check.name, level, message)
     return levels
-
-
-def reset_for_tests() -> None:
-    """Forget cached outcomes (here and in the Django cache) and in-flight probes (tests only)."""
-    with _pool_lock:
-        names = {*_memo, *_inflight}
-        _memo.clear()
-        _inflight.clear()
-    for name in names | set(_registered):
-        _cache_delete(name)
-    _cache_delete(WorkerCheck.check_name)

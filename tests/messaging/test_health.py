@@ -16,7 +16,7 @@ from fakes.green_api import FakeGreenApi
 from messaging import health as checks
 from messaging.models import ReplyJob
 from messaging.services import replies
-from reliability import health
+from reliability import health, testing
 from reliability.models import Heartbeat
 from tests.factories import HotelFactory, ReplyJobFactory
 
@@ -25,10 +25,10 @@ from tests.factories import HotelFactory, ReplyJobFactory
 def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # these tests are about caching, not deadlines
     settings.HEALTH_MONITORING_TOKEN = "test-monitoring-token"  # /health/ is for monitoring
-    health.reset_for_tests()
+    testing.reset_health()
     monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
     yield
-    health.reset_for_tests()
+    testing.reset_health()
 
 
 def provider_checks(client: Client) -> dict[str, dict[str, object]]:

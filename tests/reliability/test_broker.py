@@ -12,14 +12,14 @@ import pytest
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
-from reliability import broker, broker_fallback
+from reliability import broker, broker_fallback, testing
 
 
 @pytest.fixture(autouse=True)
 def _fresh_health():
-    broker.reset_health_for_tests()
+    testing.reset_broker_health()
     yield
-    broker.reset_health_for_tests()
+    testing.reset_broker_health()
 
 
 def test_kombu_guard_is_installed_by_the_app():
@@ -150,15 +150,14 @@ def test_beat_interval_entries_run_once_per_interval_across_pollers(settings, mo
         "test.nightly": {"task": "messaging.tasks.sweep_reply_jobs", "schedule": object()},  # crontab-like
     }
     settings.RATE_LIMIT_REDIS_URL = ""
-    from reliability import ratelimit
 
-    ratelimit.reset_for_tests()
+    testing.reset_rate_limits()
     try:
         assert broker_fallback.run_due_periodic() == ["test.sweep"]
         assert broker_fallback.run_due_periodic() == []  # another poller, same interval: not again
         assert ran == ["sweep"]
     finally:
-        ratelimit.reset_for_tests()
+        testing.reset_rate_limits()
 
 
 def test_every_poller_turn_touches_the_worker_heartbeat(settings, tmp_path, monkeypatch):

@@ -15,7 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.test import Client, RequestFactory
 
 from messaging.models import Message
-from reliability import database_breaker
+from reliability import database_breaker, testing
 from reliability.breaker import CircuitBreaker, InMemoryStore, State
 from reliability.middleware import DatabaseBreakerMiddleware
 from tests.factories import HotelFactory
@@ -278,14 +278,14 @@ def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
     def down() -> None:
         raise OperationalError("connection timeout expired")
 
-    degradation.reset_for_tests()  # due for a refresh
+    testing.reset_degradation()  # due for a refresh
     monkeypatch.setattr(degradation.state, "_read_row", down)
     response = webhook_client.post(WEBHOOK, payloads.incoming_text(id_message="DURING"), format="json")
     assert response.status_code == 503
     assert response.json()["error"]["code"] == "database_unavailable"
     assert calls == []
     assert state() is State.OPEN
-    degradation.reset_for_tests()
+    testing.reset_degradation()
 
 
 @pytest.mark.django_db
@@ -301,10 +301,10 @@ def test_readiness_still_answers_with_its_check_when_the_degradation_read_would_
         reads.append("read")
         raise OperationalError("connection timeout expired")
 
-    degradation.reset_for_tests()  # due for a refresh
+    testing.reset_degradation()  # due for a refresh
     monkeypatch.setattr(degradation.state, "_read_row", down)
     response = client.get("/health/ready/?format=json")
     assert response.status_code == 200, response.content
     assert response.json() == {"status": "ok"}  # public probe: a status only (its database check passed)
     assert reads == []
-    degradation.reset_for_tests()
+    testing.reset_degradation()

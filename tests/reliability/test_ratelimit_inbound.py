@@ -11,7 +11,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from messaging.models import Message
-from reliability import ratelimit
+from reliability import ratelimit, testing
 from reliability.ratelimit import MemorySlots, Rate, RateLimiter, admit
 from tests.console.api import support as api_support
 from tests.console.api.support import World, client_for
@@ -238,9 +238,9 @@ def api_on_throwaway_redis(
         "DEFAULT_THROTTLE_RATES": {"reliability_read": "3/min", "reliability_write": "3/min"},
     }
     monkeypatch.setattr(ratelimit, "RETRY_STORE_AFTER", 0.2)  # ask Redis again soon after it failed
-    ratelimit.reset_for_tests()
+    testing.reset_rate_limits()
     yield throwaway_redis
-    ratelimit.reset_for_tests()
+    testing.reset_rate_limits()
 
 
 def _reads(client: Any, n: int) -> list[int]:

@@ -16,7 +16,9 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError, ProtocolError
 
 from hotelbot.exceptions import ProviderError
+from reliability import testing
 from reliability.http import DeadlineExceeded, HttpResponse, TransportError
+from reliability.metrics import RETRY_ATTEMPTS
 from reliability.retry import (
     ATTEMPTS_EXHAUSTED,
     BUDGET_EXHAUSTED,
@@ -27,12 +29,9 @@ from reliability.retry import (
     RetryConfig,
     RetryHandler,
     get_retry_budget,
-    get_retry_stats,
     is_transient,
     parse_retry_after,
-    reset_retry_registry,
     retry_after_seconds,
-    set_retry_budget,
 )
 from tests.reliability.retry_support import backoff_delays
 
@@ -95,11 +94,41 @@ def always(error: BaseException) -> Always:
     return Always(error)
 
 
+#: retry_attempts_total before the test, by (dependency, outcome): tests assert what it added.
+_outcomes_before: dict[tuple[str, str], float] = {}
+
+
+def _outcome_totals() -> dict[tuple[str, str], float]:
+    return {
+        (sample.labels["dependency"], sample.labels["outcome"]): sample.value
+        for metric in RETRY_ATTEMPTS.collect()
+        for sample in metric.samples
+        if sample.name == "retry_attempts_total"
+    }
+
+
+def outcomes(dependency: str) -> dict[str, int]:
+    """What retry_attempts_total counted for ``dependency`` during this test, by outcome."""
+    counted = {
+        outcome: int(value - _outcomes_before.get((dep, outcome), 0.0))
+        for (dep, outcome), value in _outcome_totals().items()
+        if dep == dependency
+    }
+    return {outcome: n for outcome, n in counted.items() if n}
+
+
+def gave_up(dependency: str) -> dict[str, int]:
+    """The give-ups of ``dependency`` during this test, by reason."""
+    return {reason: n for reason, n in outcomes(dependency).items() if reason not in ("retried", "recovered")}
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry():
-    reset_retry_registry()
+    testing.reset_retry_budgets()
+    _outcomes_before.clear()
+    _outcomes_before.update(_outcome_totals())
     yield
-    reset_retry_registry()
+    testing.reset_retry_budgets()
 
 
 @pytest.fixture
@@ -409,8 +438,7 @@ def test_transient_failures_are_retried_with_the_backoff_sequence(clock):
     assert result == "done"
     assert fn.calls == 4
     assert clock.sleeps == [1, 2, 4]
-    stats = get_retry_stats("dep").snapshot()
-    assert (stats["calls"], stats["attempts"], stats["retries"], stats["recovered"]) == (1, 4, 3, 1)
+    assert outcomes("dep") == {"retried": 3, "recovered": 1}  # 1 call, 4 attempts (fn.calls)
 
 
 def test_jittered_sleeps_use_the_injected_rng(clock):
@@ -432,7 +460,7 @@ def test_exhausted_attempts_raise_the_original_exception(clock):
 
     assert raised.value is error
     assert fn.calls == 3
-    assert get_retry_stats("dep").gave_up == {ATTEMPTS_EXHAUSTED: 1}
+    assert gave_up("dep") == {ATTEMPTS_EXHAUSTED: 1}
 
 
 def test_max_attempts_one_means_no_retry(clock):
@@ -453,7 +481,7 @@ def test_client_errors_are_never_retried(clock, status):
 
     assert fn.calls == 1
     assert clock.sleeps == []
-    assert get_retry_stats("dep").gave_up == {NOT_TRANSIENT: 1}
+    assert gave_up("dep") == {NOT_TRANSIENT: 1}
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
@@ -482,7 +510,7 @@ def test_deadline_stops_before_a_sleep_that_would_end_past_it(clock):
     # t=0 fail, sleep 1; t=1 fail, sleep 2; t=3 fail; sleeping 4 would end at 7 > 5: give up.
     assert clock.sleeps == [1, 2]
     assert fn.calls == 3
-    assert get_retry_stats("dep").gave_up == {DEADLINE: 1}
+    assert gave_up("dep") == {DEADLINE: 1}
 
 
 def test_deadline_counts_time_spent_inside_attempts(clock):
@@ -531,7 +559,7 @@ def test_retry_after_above_the_cap_gives_up_at_once(clock):
     assert fn.calls == 1
     assert clock.sleeps == []
     assert budget.total_retries == 0
-    assert get_retry_stats("dep").gave_up == {RETRY_AFTER_TOO_LONG: 1}
+    assert gave_up("dep") == {RETRY_AFTER_TOO_LONG: 1}
 
 
 def test_retry_after_within_cap_but_past_the_deadline_gives_up(clock):
@@ -541,7 +569,7 @@ def test_retry_after_within_cap_but_past_the_deadline_gives_up(clock):
         handler_for(clock, max_attempts=5, deadline=10).execute(fn)
 
     assert fn.calls == 1
-    assert get_retry_stats("dep").gave_up == {DEADLINE: 1}
+    assert gave_up("dep") == {DEADLINE: 1}
 
 
 @pytest.mark.parametrize(
@@ -646,7 +674,7 @@ def test_handler_is_thread_safe(clock):
         t.join()
 
     assert results == ["ok"] * 400
-    assert get_retry_stats("dep").snapshot()["retries"] == 400
+    assert outcomes("dep")["retried"] == 400
 
 
 # ---------------------------------------------------------------------------------------------
@@ -722,10 +750,6 @@ def test_budget_registry_gives_one_budget_per_dependency():
     assert get_retry_budget("green_api") is get_retry_budget("green_api")
     assert get_retry_budget("green_api") is not get_retry_budget("deepseek")
 
-    custom = RetryBudget(ratio=0.5)
-    set_retry_budget("deepseek", custom)
-    assert get_retry_budget("deepseek") is custom
-
 
 def test_handler_uses_the_dependency_budget_by_default(clock):
     handler = RetryHandler(RetryConfig(), dependency="green_api", sleep=clock.sleep, clock=clock)
@@ -754,9 +778,8 @@ def test_budget_limits_retries_during_an_outage(clock, caplog):
     retries = fn.calls - 1000
     assert retries <= 0.2 * 1000 + 1.0 * 10
     assert retries >= 0.2 * 1000  # the budget is not stingier than promised
-    stats = get_retry_stats("dep")
-    assert stats.gave_up[BUDGET_EXHAUSTED] > 0
-    assert budget.total_exhausted == stats.gave_up[BUDGET_EXHAUSTED]
+    assert gave_up("dep")[BUDGET_EXHAUSTED] > 0
+    assert budget.total_exhausted == gave_up("dep")[BUDGET_EXHAUSTED]
 
 
 def test_budget_bounds_a_long_outage_window_by_window(clock, caplog):
@@ -796,7 +819,7 @@ def test_exhausted_budget_raises_the_original_error_at_once_and_is_logged(clock,
     assert fn.calls == 1
     assert clock.sleeps == []
     assert budget.total_exhausted == 1
-    assert get_retry_stats("dep").gave_up == {BUDGET_EXHAUSTED: 1}
+    assert gave_up("dep") == {BUDGET_EXHAUSTED: 1}
     assert any(getattr(r, "reason", None) == BUDGET_EXHAUSTED for r in caplog.records)
 
 

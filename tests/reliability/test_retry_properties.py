@@ -11,11 +11,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from reliability import testing
 from reliability.retry import (
     RetryBudget,
     RetryConfig,
     RetryHandler,
-    reset_retry_registry,
 )
 from tests.reliability.retry_support import backoff_delays
 
@@ -25,9 +25,9 @@ COUNT = 40
 @pytest.fixture(autouse=True)
 def _quiet_and_fresh(caplog):
     caplog.set_level(logging.ERROR, logger="reliability.retry")
-    reset_retry_registry()
+    testing.reset_retry_budgets()
     yield
-    reset_retry_registry()
+    testing.reset_retry_budgets()
 
 
 @st.composite

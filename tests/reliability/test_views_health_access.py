@@ -13,7 +13,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from reliability import degradation, health
+from reliability import degradation, health, testing
 from tests.factories import HotelFactory
 
 TOKEN = "monitoring-token-for-tests-0123456789"
@@ -30,10 +30,10 @@ DETAILED = [
 def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
     settings.HEALTH_MONITORING_TOKEN = TOKEN
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # about access, not deadlines
-    health.reset_for_tests()
+    testing.reset_health()
     monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
     yield
-    health.reset_for_tests()
+    testing.reset_health()
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from fakes.hung_tcp import HungTcpServer
 from messaging.models import Conversation, Guest, Message, ReplyJob
+from reliability import testing
 from tests.factories import ConversationFactory, MessageFactory, ReplyJobFactory
 from tests.messaging import payloads
 
@@ -125,7 +126,6 @@ def test_hung_broker_webhook_is_acknowledged_after_one_bounded_publish(
     publish was tried once (retry=False) on a connection with the short request-path timeouts."""
     from hotelbot.celery import app
     from messaging.tasks import process_reply_job
-    from reliability import broker
 
     settings.CELERY_REQUEST_PUBLISH_TIMEOUT = 0.05
     # On the request thread here (by default it runs on the hand-off thread, after the answer:
@@ -152,14 +152,14 @@ def test_hung_broker_webhook_is_acknowledged_after_one_bounded_publish(
         monkeypatch.setitem(app.conf, "broker_url", hung.url)
         monkeypatch.setitem(app.conf, "task_always_eager", False)
         monkeypatch.setattr(process_reply_job, "apply_async", spy)
-        broker.reset_request_path_pool()
+        testing.reset_request_path_pool()
         try:
             started = time.monotonic()
             with django_capture_on_commit_callbacks(execute=True):
                 resp = webhook_client.post(URL, payloads.incoming_text(id_message="HUNG"), format="json")
             elapsed = time.monotonic() - started
         finally:
-            broker.reset_request_path_pool()
+            testing.reset_request_path_pool()
         accepted = hung.accepted
 
     assert resp.status_code == 200

@@ -13,7 +13,7 @@ from django.utils import timezone
 from messaging.models import ReplyJob
 from messaging.services import replies
 from messaging.tasks import process_reply_job
-from reliability import broker, broker_fallback
+from reliability import broker, broker_fallback, testing
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
 pytestmark = pytest.mark.django_db
@@ -125,4 +125,4 @@ def test_fallback_step_polls_while_down_and_recovers_once_when_up(job, fake_gree
         assert broker_fallback.step() == settings.BROKER_PROBE_INTERVAL
         assert recovered == ["warm"]
     finally:
-        broker.reset_health_for_tests()
+        testing.reset_broker_health()

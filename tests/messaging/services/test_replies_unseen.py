@@ -22,7 +22,7 @@ from messaging.models import ReplyJob
 from messaging.services import replies
 from messaging.tasks import process_reply_job
 from reliability import broker as broker_module
-from reliability import watchers
+from reliability import testing, watchers
 from tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
@@ -143,7 +143,7 @@ def test_while_the_broker_is_down_one_job_per_check_is_tried(recording_broker, s
         assert not broker_module.is_down()
         assert _check_at(now + timedelta(seconds=7)) == 4  # the rest at once
     finally:
-        broker_module.reset_health_for_tests()
+        testing.reset_broker_health()
 
 
 def test_the_check_is_one_query_when_nothing_is_due(recording_broker, settings):
@@ -159,11 +159,11 @@ def test_the_republish_reaches_the_real_broker(settings):
     created = timezone.now() - timedelta(seconds=settings.REPLY_UNSEEN_AFTER + 0.5)
     job = _lost_publish(created)
     lost_task_id = job.published_task_id
-    broker_module.reset_request_path_pool()
+    testing.reset_request_path_pool()
     try:
         assert replies.reply_jobs_republish_unseen() == 1
     finally:
-        broker_module.reset_request_path_pool()
+        testing.reset_request_path_pool()
     job.refresh_from_db()
     assert job.republish_count == 1
     assert job.published_task_id not in ("", lost_task_id)

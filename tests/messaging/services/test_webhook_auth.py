@@ -12,6 +12,7 @@ from messaging.models import Hotel, Message
 from messaging.services import webhook_auth
 from messaging.services.hotels import hotel_webhook_token_rotate
 from messaging.services.webhook_auth import webhook_token_digest
+from messaging.testing import reset_webhook_credentials
 from reliability.models import AuditEntry, DeadLetter
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory
 from tests.messaging import payloads
@@ -125,7 +126,7 @@ def test_previous_token_is_accepted_within_grace_and_refused_after(hotels):
     Hotel.objects.filter(pk=a.pk).update(
         webhook_token_previous_expires_at=timezone.now() - timedelta(seconds=1)
     )
-    webhook_auth.reset_for_tests()
+    reset_webhook_credentials()
 
     assert old.post(url, payloads.incoming_text(id_message="G3"), format="json").status_code == 401
     assert new.post(url, payloads.incoming_text(id_message="G4"), format="json").status_code == 200

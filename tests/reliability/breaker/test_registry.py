@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from django.core.exceptions import ValidationError
 
-from reliability import services
+from reliability import services, testing
 from reliability.breaker import CircuitOpenError, State, registry
 from reliability.models import BreakerConfig, BreakerEvent, parse_statuses
 
@@ -235,7 +235,7 @@ def test_redis_losing_an_open_breaker_writes_an_inferred_row_and_a_force_open_su
 
     settings.BREAKER_REDIS_URL = throwaway_redis.url
     settings.BREAKER_CONFIG_REFRESH = 0.0
-    registry.reset_for_tests()
+    testing.reset_breakers()
     row = BreakerConfig.objects.get(name="deepseek")
     row.recovery_timeout = 0.1
     row.save()
@@ -264,6 +264,6 @@ def test_redis_losing_an_open_breaker_writes_an_inferred_row_and_a_force_open_su
     time.sleep(0.55)
     with pytest.raises(CircuitOpenError):
         registry.breaker("green_api").call(lambda: "never runs")
-    registry.reset_for_tests()  # a process started after the flush sees it too
+    testing.reset_breakers()  # a process started after the flush sees it too
     with pytest.raises(CircuitOpenError):
         registry.breaker("green_api").call(lambda: "never runs")

@@ -12,6 +12,7 @@ import time
 import pytest
 from django.db import connections, transaction
 
+from reliability import testing
 from reliability.breaker import (
     CircuitBreaker,
     CircuitBreakerConfig,
@@ -44,13 +45,13 @@ def fail(cb: CircuitBreaker, times: int) -> None:
 
 def test_store_order_follows_settings(settings) -> None:
     settings.BREAKER_DB_STORE = True
-    registry.reset_for_tests()
+    testing.reset_breakers()
     store = registry.store()
     assert isinstance(store, DatabaseBreakerStore)
     assert store.using == settings.BREAKER_DB_ALIAS == "breaker"
 
     settings.BREAKER_REDIS_URL = "redis://127.0.0.1:1/0"  # never contacted: stores connect on use
-    registry.reset_for_tests()
+    testing.reset_breakers()
     store = registry.store()
     assert isinstance(store, RedisBreakerStore)
     assert isinstance(store.fallback, DatabaseBreakerStore)
@@ -58,7 +59,7 @@ def test_store_order_follows_settings(settings) -> None:
 
 def test_the_public_call_returns_the_shared_breaker_of_the_registry(settings) -> None:
     settings.BREAKER_DB_STORE = True
-    registry.reset_for_tests()
+    testing.reset_breakers()
     cb = get_circuit_breaker("payments", CircuitBreakerConfig(failure_threshold=2))
     assert cb.store is registry.store()
     assert isinstance(cb.store, DatabaseBreakerStore)
@@ -69,7 +70,7 @@ def test_the_public_call_returns_the_shared_breaker_of_the_registry(settings) ->
 def test_admin_live_state_shows_what_another_process_decided(settings, admin_client) -> None:
     settings.BREAKER_DB_STORE = True
     settings.BREAKER_EVENT_WRITER = False
-    registry.reset_for_tests()
+    testing.reset_breakers()
     assert registry.breaker("green_api").state is State.CLOSED  # this (web) process never calls it
     worker = CircuitBreaker(  # a worker process: its own store object on the same database
         "green_api", CircuitBreakerConfig(failure_threshold=5), DatabaseBreakerStore("breaker")
