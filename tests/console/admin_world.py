@@ -14,6 +14,7 @@ from django.utils import timezone
 from messaging.models import DeliveryAttempt, Hotel, ReplyJob
 from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
+from reliability.dead_letters import RedriveResult
 from reliability.models import AuditEntry, BreakerEvent, DeadLetter
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
@@ -119,3 +120,17 @@ def handler_registered(kind: str, handler: Any) -> Iterator[Any]:
             dead_letters.register_handler(kind, previous)
         else:
             dead_letters._handlers.pop(kind, None)
+
+
+class RecordingHandler:
+    """A redrive handler for the reply kinds that hands every letter back and remembers it."""
+
+    def __init__(self) -> None:
+        self.redriven: list[int] = []
+
+    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
+        self.redriven.append(letter.pk)
+        return RedriveResult(handed_back=True, detail="requeued")
+
+    def alert(self, letter: DeadLetter) -> None:
+        pass

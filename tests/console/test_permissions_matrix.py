@@ -103,7 +103,7 @@ def _staff(username: str, hotel: Any, *, group: bool) -> User:
 
 
 @pytest.fixture
-def world(django_capture_on_commit_callbacks: Any, settings: Any) -> Iterator[World]:
+def permission_world(django_capture_on_commit_callbacks: Any, settings: Any) -> Iterator[World]:
     settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # 7 users a test
     a = hotel_rows("Alpha Hotel", "1101000011", "79001110001@c.us", "alice-all")
     b = hotel_rows("Bravo Hotel", "1101000022", "79002220002@c.us", "bob-all")
@@ -155,8 +155,9 @@ def _action(action: str, ids: list[int], **extra: Any) -> dict[str, Any]:
 # --- hotel-scoped actions ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Case:
-    """``call(world, user)`` makes the request; ``touched(world, response)`` says whether hotel A's
-    row was acted on (writes) or shown (reads); ``other`` is the status the other hotel's staff get."""
+    """``call(permission_world, user)`` makes the request; ``touched(permission_world, response)`` says
+    whether hotel A's row was acted on (writes) or shown (reads); ``other`` is the status the other
+    hotel's staff get."""
 
     name: str
     call: Callable[[World, User], Any]
@@ -166,29 +167,31 @@ class Case:
     api: bool = False
 
 
-def _shows_alpha(world: World, response: Any) -> bool:
+def _shows_alpha(permission_world: World, response: Any) -> bool:
     return "Alpha Hotel" in response.content.decode()
 
 
-def _redriven(world: World, response: Any) -> bool:
-    return world.letter.pk in world.handler.redriven
+def _redriven(permission_world: World, response: Any) -> bool:
+    return permission_world.letter.pk in permission_world.handler.redriven
 
 
 def _letter_status(status: str) -> Callable[[World, Any], bool]:
-    return lambda world, response: world.fresh_letter().status == status
+    return lambda permission_world, response: permission_world.fresh_letter().status == status
 
 
-def _api_ids(world: World, response: Any) -> bool:
+def _api_ids(permission_world: World, response: Any) -> bool:
     body = response.json()
-    return world.letter.pk in {row["id"] for row in body.get("results", [])}
+    return permission_world.letter.pk in {row["id"] for row in body.get("results", [])}
 
 
-def _answered(world: World, response: Any) -> bool:
-    return world.fresh_job().manual_text == "Check-out is at noon."
+def _answered(permission_world: World, response: Any) -> bool:
+    return permission_world.fresh_job().manual_text == "Check-out is at noon."
 
 
 def _letter_url(name: str) -> Callable[[World], str]:
-    return lambda world: reverse(f"admin:reliability_deadletter_{name}", args=[world.letter.pk])
+    return lambda permission_world: reverse(
+        f"admin:reliability_deadletter_{name}", args=[permission_world.letter.pk]
+    )
 
 
 def _changelist(model: str) -> str:
@@ -429,21 +432,21 @@ def _error_code(response: Any) -> str:
 
 @pytest.mark.parametrize("who", ["no permission", "other hotel", "own hotel"])
 @pytest.mark.parametrize("case", SCOPED, ids=[c.name for c in SCOPED])
-def test_hotel_scoped_action(world: World, case: Case, who: str) -> None:
-    response = case.call(world, world.users[who])
+def test_hotel_scoped_action(permission_world: World, case: Case, who: str) -> None:
+    response = case.call(permission_world, permission_world.users[who])
     if who == "no permission":
         assert response.status_code == 403
-        assert not case.touched(world, response)
+        assert not case.touched(permission_world, response)
         if case.api:
             assert _error_code(response) == "permission_denied"
     elif who == "other hotel":
         assert response.status_code in case.other
-        assert not case.touched(world, response)  # hotel A's row: neither shown nor acted on
+        assert not case.touched(permission_world, response)  # hotel A's row: neither shown nor acted on
         if response.status_code == 404 and case.api:
             assert _error_code(response) == "not_found"
     else:
         assert response.status_code in case.ok, response.content[:500]
-        assert case.touched(world, response)
+        assert case.touched(permission_world, response)
 
 
 # --- shared by every hotel: operations only -----------------------------------------------------------
@@ -541,52 +544,58 @@ def _maintenance_active() -> bool:
     "who", ["no permission", "other hotel", "own hotel", "operations without permissions", "operations"]
 )
 @pytest.mark.parametrize("case", SHARED, ids=[c.name for c in SHARED])
-def test_operations_only_control(world: World, case: Case, who: str) -> None:
-    response = case.call(world, world.users[who])
+def test_operations_only_control(permission_world: World, case: Case, who: str) -> None:
+    response = case.call(permission_world, permission_world.users[who])
     if who == "operations":
         assert response.status_code in case.ok, response.content[:500]
-        assert case.touched(world, response)
+        assert case.touched(permission_world, response)
     else:  # a hotel's staff never change what every hotel shares, whatever their permissions
         assert response.status_code == 403
-        assert not case.touched(world, response)
+        assert not case.touched(permission_world, response)
         if case.api:
             assert _error_code(response) == "permission_denied"
 
 
-def test_reading_the_degradation_level_needs_its_view_permission(world: World) -> None:
+def test_reading_the_degradation_level_needs_its_view_permission(permission_world: World) -> None:
     url = f"{API}/degradation/"
-    denied = _api(world.users["no permission"]).get(url)
+    denied = _api(permission_world.users["no permission"]).get(url)
     assert (denied.status_code, _error_code(denied)) == (403, "permission_denied")
     for who in ("other hotel", "own hotel", "operations"):  # shared: the same for every hotel
-        assert _api(world.users[who]).get(url).status_code == 200
+        assert _api(permission_world.users[who]).get(url).status_code == 200
 
 
-def test_answering_by_hand_needs_answer_guests_even_with_every_other_permission(world: World) -> None:
-    user = world.users["no permission"]
+def test_answering_by_hand_needs_answer_guests_even_with_every_other_permission(
+    permission_world: World,
+) -> None:
+    user = permission_world.users["no permission"]
     user.user_permissions.set(Permission.objects.exclude(codename="answer_guests"))
     user = User.objects.get(pk=user.pk)
-    page = reverse("admin:messaging_replyjob_answer", args=[world.job.pk])
+    page = reverse("admin:messaging_replyjob_answer", args=[permission_world.job.pk])
     assert _admin(user).get(page).status_code == 403
     assert _admin(user).post(page, {"text": ANSWER}).status_code == 403
-    api = _api(user).post(f"{API}/reply-jobs/{world.job.pk}/answer/", {"text": ANSWER}, format="json")
+    api = _api(user).post(
+        f"{API}/reply-jobs/{permission_world.job.pk}/answer/", {"text": ANSWER}, format="json"
+    )
     assert (api.status_code, _error_code(api)) == (403, "permission_denied")
     missing = _api(user).post(f"{API}/reply-jobs/987654/answer/", {"text": ANSWER}, format="json")
     assert missing.status_code == 403  # the same answer for an id that does not exist
-    assert world.fresh_job().manual_text == ""
+    assert permission_world.fresh_job().manual_text == ""
     # Given the one permission, the same user answers their hotel's guest.
     user.user_permissions.add(Permission.objects.get(codename="answer_guests"))
     user = User.objects.get(pk=user.pk)
-    response = _api(user).post(f"{API}/reply-jobs/{world.job.pk}/answer/", {"text": ANSWER}, format="json")
+    response = _api(user).post(
+        f"{API}/reply-jobs/{permission_world.job.pk}/answer/", {"text": ANSWER}, format="json"
+    )
     assert response.status_code == 200, response.content
-    assert response.json()["id"] == world.job.pk
-    assert world.fresh_job().manual_text == ANSWER
+    assert response.json()["id"] == permission_world.job.pk
+    assert permission_world.fresh_job().manual_text == ANSWER
 
 
-def test_api_answer_refuses_bad_input_in_the_envelope(world: World) -> None:
-    client = _api(world.users["own hotel"])
-    url = f"{API}/reply-jobs/{world.job.pk}/answer/"
+def test_api_answer_refuses_bad_input_in_the_envelope(permission_world: World) -> None:
+    client = _api(permission_world.users["own hotel"])
+    url = f"{API}/reply-jobs/{permission_world.job.pk}/answer/"
     empty = client.post(url, {"text": "   "}, format="json")
     assert (empty.status_code, _error_code(empty)) == (400, "invalid")
     long = client.post(url, {"text": "x" * 20001}, format="json")
     assert (long.status_code, _error_code(long)) == (400, "invalid")
-    assert world.fresh_job().manual_text == ""
+    assert permission_world.fresh_job().manual_text == ""

@@ -29,7 +29,6 @@ from rest_framework.authtoken.models import Token, TokenProxy
 from console.site import ScopedAdmin
 from messaging.models import DeferredStatus, ReplyJob
 from messaging.permissions import OPERATIONS_GROUP
-from reliability.dead_letters import RedriveResult
 from reliability.models import (
     AuditEntry,
     BreakerState,
@@ -42,8 +41,8 @@ from reliability.models import (
 )
 from tests.console.admin_world import (
     HotelRows,
+    RecordingHandler,
     breaker_event,
-    handler_registered,
     hotel_rows,
     operations_user,
 )
@@ -55,7 +54,7 @@ MISSING = "987654321"
 
 
 @pytest.fixture
-def world() -> dict[str, Any]:
+def scoping_world() -> dict[str, Any]:
     a = hotel_rows("Alpha Hotel", "1101000011", "79001110001@c.us", "alice")
     b = hotel_rows("Bravo Hotel", "1101000022", "79002220002@c.us", "bob")
     # Rows no hotel owns.
@@ -95,13 +94,13 @@ def _client(user: Any) -> Client:
     return client
 
 
-def _foreign_row(model: Any, world: dict[str, Any]) -> Any:
+def _foreign_row(model: Any, scoping_world: dict[str, Any]) -> Any:
     """A row hotel A's staff must not reach: hotel B's, or any row of a hotel-less model."""
-    b: HotelRows = world["b"]
+    b: HotelRows = scoping_world["b"]
     if model in b.rows:
         return b.rows[model]
-    if model in world["others"]:
-        return world["others"][model]
+    if model in scoping_world["others"]:
+        return scoping_world["others"][model]
     return model._default_manager.order_by("pk").first()  # BreakerConfig (seeded), User, Group, ...
 
 
@@ -111,11 +110,13 @@ def _url(model: Any, view: str, pk: Any = None) -> str:
 
 
 @pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label)
-def test_hotel_staff_cannot_read_or_reach_another_hotels_rows(model: Any, world: dict[str, Any]) -> None:
-    a: HotelRows = world["a"]
+def test_hotel_staff_cannot_read_or_reach_another_hotels_rows(
+    model: Any, scoping_world: dict[str, Any]
+) -> None:
+    a: HotelRows = scoping_world["a"]
     model_admin = admin.site._registry[model]
     client = _client(a.staff)
-    foreign = _foreign_row(model, world)
+    foreign = _foreign_row(model, scoping_world)
     assert foreign is not None, f"no row of {model._meta.label} to probe with"
 
     listing = client.get(_url(model, "changelist"))
@@ -143,30 +144,12 @@ def test_hotel_staff_cannot_read_or_reach_another_hotels_rows(model: Any, world:
 
 
 @pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label)
-def test_operations_see_every_hotel(model: Any, world: dict[str, Any]) -> None:
+def test_operations_see_every_hotel(model: Any, scoping_world: dict[str, Any]) -> None:
     client = _client(operations_user())
     listing = client.get(_url(model, "changelist"))
     assert listing.status_code == 200
-    foreign = _foreign_row(model, world)
+    foreign = _foreign_row(model, scoping_world)
     assert client.get(_url(model, "change", foreign.pk)).status_code == 200
-
-
-class _Handler:
-    def __init__(self) -> None:
-        self.redriven: list[int] = []
-
-    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
-        self.redriven.append(letter.pk)
-        return RedriveResult(handed_back=True, detail="requeued")
-
-    def alert(self, letter: DeadLetter) -> None:
-        pass
-
-
-@pytest.fixture
-def handler() -> Any:
-    with handler_registered(DeadLetter.Kind.REPLY_SEND, _Handler()) as h:
-        yield h
 
 
 @pytest.mark.parametrize(
@@ -178,9 +161,9 @@ def handler() -> Any:
     ],
 )
 def test_dead_letter_actions_ignore_posted_foreign_ids(
-    action: str, extra: dict[str, str], world: dict[str, Any], handler: _Handler
+    action: str, extra: dict[str, str], scoping_world: dict[str, Any], handler: RecordingHandler
 ) -> None:
-    a, b = world["a"], world["b"]
+    a, b = scoping_world["a"], scoping_world["b"]
     theirs = b.rows[DeadLetter]
     audits = AuditEntry.objects.count()
 
@@ -195,10 +178,10 @@ def test_dead_letter_actions_ignore_posted_foreign_ids(
 
 @pytest.mark.parametrize("view", ["retry", "park", "discard"])
 def test_dead_letter_buttons_answer_404_for_foreign_letters(
-    view: str, world: dict[str, Any], handler: _Handler
+    view: str, scoping_world: dict[str, Any], handler: RecordingHandler
 ) -> None:
-    theirs = world["b"].rows[DeadLetter]
-    client = _client(world["a"].staff)
+    theirs = scoping_world["b"].rows[DeadLetter]
+    client = _client(scoping_world["a"].staff)
 
     response = client.post(_url(DeadLetter, view, theirs.pk), {"reason": "mine now"})
 
@@ -208,8 +191,10 @@ def test_dead_letter_buttons_answer_404_for_foreign_letters(
     assert handler.redriven == []
 
 
-def test_bulk_and_category_redrive_touch_only_own_letters(world: dict[str, Any], handler: _Handler) -> None:
-    a, b = world["a"], world["b"]
+def test_bulk_and_category_redrive_touch_only_own_letters(
+    scoping_world: dict[str, Any], handler: RecordingHandler
+) -> None:
+    a, b = scoping_world["a"], scoping_world["b"]
     client = _client(a.staff)
 
     confirm = client.get(reverse("admin:reliability_deadletter_retry_filtered"))
@@ -222,9 +207,9 @@ def test_bulk_and_category_redrive_touch_only_own_letters(world: dict[str, Any],
     assert b.rows[DeadLetter].status == DeadLetter.Status.PENDING
 
 
-def test_reply_job_retry_action_ignores_foreign_jobs(world: dict[str, Any]) -> None:
-    theirs = world["b"].rows[ReplyJob]
-    client = _client(world["a"].staff)
+def test_reply_job_retry_action_ignores_foreign_jobs(scoping_world: dict[str, Any]) -> None:
+    theirs = scoping_world["b"].rows[ReplyJob]
+    client = _client(scoping_world["a"].staff)
 
     client.post(_url(ReplyJob, "changelist"), {"action": "retry_now", "_selected_action": [theirs.pk]})
 
@@ -232,11 +217,15 @@ def test_reply_job_retry_action_ignores_foreign_jobs(world: dict[str, Any]) -> N
     assert theirs.status == ReplyJob.Status.DEAD
 
 
-def test_hotel_filter_offers_only_own_hotels_and_phone_numbers_are_masked(world: dict[str, Any]) -> None:
-    client = _client(world["a"].staff)
+def test_hotel_filter_offers_only_own_hotels_and_phone_numbers_are_masked(
+    scoping_world: dict[str, Any],
+) -> None:
+    client = _client(scoping_world["a"].staff)
 
     letters = client.get(_url(DeadLetter, "changelist")).content.decode()
-    guests = client.get(_url(type(world["a"].rows[DeadLetter]), "change", world["a"].rows[DeadLetter].pk))
+    guests = client.get(
+        _url(type(scoping_world["a"].rows[DeadLetter]), "change", scoping_world["a"].rows[DeadLetter].pk)
+    )
     guest_list = client.get(reverse("admin:messaging_guest_changelist")).content.decode()
 
     assert "Alpha Hotel" in letters
@@ -247,15 +236,15 @@ def test_hotel_filter_offers_only_own_hotels_and_phone_numbers_are_masked(world:
     assert "***0001@c.us" in guest_list
 
 
-def test_dashboard_numbers_are_scoped_and_breakers_are_for_operations(world: dict[str, Any]) -> None:
+def test_dashboard_numbers_are_scoped_and_breakers_are_for_operations(scoping_world: dict[str, Any]) -> None:
     DeadLetter.objects.create(
         kind=DeadLetter.Kind.REPLY_SEND,
-        tenant=str(world["b"].hotel.pk),
+        tenant=str(scoping_world["b"].hotel.pk),
         reason_code="x",
         reason="x",
         category=DeadLetter.Category.TIMEOUT,
     )
-    staff = _client(world["a"].staff).get(reverse("admin:reliability_dashboard"))
+    staff = _client(scoping_world["a"].staff).get(reverse("admin:reliability_dashboard"))
     ops = _client(operations_user()).get(reverse("admin:reliability_dashboard"))
 
     assert staff.status_code == ops.status_code == 200
@@ -267,7 +256,7 @@ def test_dashboard_numbers_are_scoped_and_breakers_are_for_operations(world: dic
     assert "Bravo Hotel" not in staff.content.decode()
 
 
-def test_dashboard_shows_the_degradation_level_staff_set(world: dict[str, Any]) -> None:
+def test_dashboard_shows_the_degradation_level_staff_set(scoping_world: dict[str, Any]) -> None:
     from reliability import degradation
 
     degradation.degradation_override_set(
@@ -278,7 +267,7 @@ def test_dashboard_shows_the_degradation_level_staff_set(world: dict[str, Any]) 
         switches_off=["ai_replies"],
     )
 
-    page = _client(world["a"].staff).get(reverse("admin:reliability_dashboard")).content.decode()
+    page = _client(scoping_world["a"].staff).get(reverse("admin:reliability_dashboard")).content.decode()
 
     assert 'id="degradation-level"' in page
     assert "SEVERE" in page

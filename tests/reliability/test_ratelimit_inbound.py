@@ -20,7 +20,7 @@ from tests.messaging import payloads
 from tests.reliability.conftest import FakeClock, ThrowawayRedis
 
 WEBHOOK = "/webhooks/green-api/"
-world = api_support.world
+api_world = api_support.api_world
 _fresh_throttle_counts = api_support.fresh_throttle_counts
 
 
@@ -249,10 +249,10 @@ def _reads(client: Any, n: int) -> list[int]:
 
 @pytest.mark.django_db
 def test_api_keeps_limiting_while_redis_is_down_and_returns_to_redis(
-    world: World, api_on_throwaway_redis: ThrowawayRedis
+    api_world: World, api_on_throwaway_redis: ThrowawayRedis
 ) -> None:
     server = api_on_throwaway_redis
-    client = client_for(world.staff_a)
+    client = client_for(api_world.staff_a)
     limited = {"scope": "reliability_read", "outcome": "limited"}
     redis_limited = sample("hotelbot_inbound_rate_limit_total", **limited, store="redis")
     memory_limited = sample("hotelbot_inbound_rate_limit_total", **limited, store="memory")

@@ -11,33 +11,24 @@ from django.test import Client
 from django.urls import reverse
 from django.utils import timezone
 
-from reliability.dead_letters import RedriveResult
 from reliability.models import AuditEntry, DeadLetter
-from tests.console.admin_world import HotelRows, handler_registered, hotel_rows
+from tests.console.admin_world import HotelRows, RecordingHandler, handler_registered, hotel_rows
 
 pytestmark = pytest.mark.django_db
 
 LIST = "/admin/reliability/deadletter/"
 
 
-class _Handler:
-    def __init__(self) -> None:
-        self.redriven: list[int] = []
-
-    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
-        self.redriven.append(letter.pk)
-        return RedriveResult(handed_back=True, detail="requeued")
-
-    def alert(self, letter: DeadLetter) -> None:
-        pass
+class LinkingHandler(RecordingHandler):
+    """The recording handler, with the link the detail page shows for a reply's letter."""
 
     def links(self, letter: DeadLetter) -> list[tuple[str, str]]:
         return [("Answer by hand", f"/admin/messaging/replyjob/{letter.subject_id}/answer/")]
 
 
 @pytest.fixture
-def handler() -> Any:
-    with handler_registered(DeadLetter.Kind.REPLY_SEND, _Handler()) as h:
+def linking_handler() -> Any:
+    with handler_registered(DeadLetter.Kind.REPLY_SEND, LinkingHandler()) as h:
         yield h
 
 
@@ -58,7 +49,7 @@ def _messages(response: Any) -> list[str]:
 
 
 def test_the_detail_page_shows_payload_error_links_attempts_and_audit(
-    alpha: HotelRows, client: Client, handler: _Handler
+    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
 ) -> None:
     letter = alpha.rows[DeadLetter]
 
@@ -77,7 +68,7 @@ def test_the_detail_page_shows_payload_error_links_attempts_and_audit(
 
 
 def test_retry_selected_reports_counts_and_audits_the_actor(
-    alpha: HotelRows, client: Client, handler: _Handler
+    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
 ) -> None:
     letter = alpha.rows[DeadLetter]
 
@@ -142,7 +133,7 @@ def test_staff_notes_are_the_only_editable_field_and_are_audited(alpha: HotelRow
 
 
 def test_retry_the_filtered_set_confirms_the_count_then_retries_only_it(
-    alpha: HotelRows, client: Client, handler: _Handler
+    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
 ) -> None:
     other = DeadLetter.objects.create(
         kind=DeadLetter.Kind.REPLY_SEND,
@@ -155,10 +146,10 @@ def test_retry_the_filtered_set_confirms_the_count_then_retries_only_it(
 
     confirm = client.get(url)
     assert "Retry 1 open dead letter(s)" in confirm.content.decode()
-    assert handler.redriven == []
+    assert linking_handler.redriven == []
 
     done = client.post(url, follow=True)
-    assert handler.redriven == [other.pk]
+    assert linking_handler.redriven == [other.pk]
     assert any("1 handed back" in m for m in _messages(done))
     bulk = AuditEntry.objects.get(action="dead_letter.retry_bulk")
     assert bulk.actor == alpha.staff

@@ -1,4 +1,5 @@
-"""Shared fixtures of the reliability API tests: users of two hotels, operations, letters."""
+"""What the console API tests share: users of two hotels, operations, letters (the fixtures ``api_world``
+and ``fresh_throttle_counts``, which tests/console/api/conftest.py hands to the folder), clients."""
 
 from __future__ import annotations
 
@@ -13,9 +14,8 @@ from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from messaging.permissions import HOTEL_STAFF_GROUP, OPERATIONS_GROUP
-from reliability import dead_letters
-from reliability.dead_letters import RedriveResult
 from reliability.models import DeadLetter
+from tests.console.admin_world import RecordingHandler
 from tests.factories import HotelFactory
 
 
@@ -81,7 +81,7 @@ def fresh_throttle_counts() -> Iterator[None]:
 
 
 @pytest.fixture
-def world(db: Any) -> World:
+def api_world(db: Any) -> World:
     hotel_a = HotelFactory.create(name="Hotel A", green_api_instance_id="1101000001")
     hotel_b = HotelFactory.create(name="Hotel B", green_api_instance_id="1101000002")
     staff_a, staff_b, ops = _user("alice"), _user("bob"), _user("olga", ops=True)
@@ -109,30 +109,12 @@ def client_for(user: User | None) -> APIClient:
     return client
 
 
-class RecordingHandler:
-    """A redrive handler for the reply kinds that hands every letter back and remembers it."""
-
-    def __init__(self) -> None:
-        self.redriven: list[int] = []
-
-    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
-        self.redriven.append(letter.pk)
-        return RedriveResult(handed_back=True, detail="requeued")
-
-    def alert(self, letter: DeadLetter) -> None:
-        pass
-
-
-@pytest.fixture
-def handler() -> Iterator[RecordingHandler]:
-    kinds = (DeadLetter.Kind.REPLY_SEND, DeadLetter.Kind.REPLY_GENERATION)
-    previous = {kind: dead_letters.handler_for(kind) for kind in kinds}
-    recording = RecordingHandler()
-    for kind in kinds:
-        dead_letters.register_handler(kind, recording)
-    yield recording
-    for kind, old in previous.items():
-        if old is not None:
-            dead_letters.register_handler(kind, old)
-        else:
-            dead_letters._handlers.pop(kind, None)
+__all__ = [
+    "RecordingHandler",
+    "World",
+    "api_world",
+    "client_for",
+    "fresh_throttle_counts",
+    "hotel_staff_group",
+    "letter",
+]

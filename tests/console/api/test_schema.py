@@ -22,13 +22,7 @@ from rest_framework.authtoken.models import Token
 from schemathesis.checks import not_a_server_error
 from schemathesis.core.result import Ok
 
-from tests.console.api import support as api_support
 from tests.console.api.support import World, client_for
-
-# fixtures
-world = api_support.world
-handler = api_support.handler
-_fresh_throttle_counts = api_support.fresh_throttle_counts
 
 
 def test_schema_validates_without_warnings(tmp_path: Path) -> None:
@@ -42,12 +36,12 @@ def test_schema_validates_without_warnings(tmp_path: Path) -> None:
 
 
 @pytest.mark.django_db
-def test_schema_and_docs_are_for_staff_and_docs_need_no_cdn(world: World) -> None:
+def test_schema_and_docs_are_for_staff_and_docs_need_no_cdn(api_world: World) -> None:
     assert client_for(None).get("/api/schema/").status_code == 401
-    client = client_for(world.staff_a)
+    client = client_for(api_world.staff_a)
     schema = client.get("/api/schema/?format=json").json()
     assert "/api/v1/dead-letters/" in schema["paths"]
-    client.force_login(world.staff_a)
+    client.force_login(api_world.staff_a)
     html = client.get("/api/docs/").content.decode()
     assert "/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in html
     assert "cdn" not in html.lower()
@@ -81,9 +75,9 @@ EXAMPLES = 25
 
 @pytest.mark.django_db
 def test_schemathesis_finds_no_server_error(
-    world: World, handler: Any, wsgi_in_test_transaction: Any
+    api_world: World, handler: Any, wsgi_in_test_transaction: Any
 ) -> None:
-    token, _ = Token.objects.get_or_create(user=world.ops)
+    token, _ = Token.objects.get_or_create(user=api_world.ops)
     auth = {"Authorization": f"Token {token.key}"}
     schema = schemathesis.openapi.from_wsgi(
         "/api/schema/?format=json", wsgi_in_test_transaction, headers=auth
@@ -103,7 +97,7 @@ def test_schemathesis_finds_no_server_error(
     # Random ids and names are almost always unknown (404): half the cases use real ones instead,
     # so actions run on real letters and breakers in every state the run leaves them in.
     real_ids = st.sampled_from(
-        [world.letter_a.pk, world.letter_b.pk, world.quarantine_a.pk, world.quarantine_b.pk]
+        [api_world.letter_a.pk, api_world.letter_b.pk, api_world.quarantine_a.pk, api_world.quarantine_b.pk]
     )
     real_names = st.sampled_from(["green_api", "green_api_journal", "deepseek"])
 

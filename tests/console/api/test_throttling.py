@@ -9,14 +9,9 @@ import pytest
 from django.conf import settings
 from prometheus_client import REGISTRY
 
-from tests.console.api import support as api_support
 from tests.console.api.support import World, client_for
 
 pytestmark = pytest.mark.django_db
-
-# fixtures
-world = api_support.world
-_fresh_throttle_counts = api_support.fresh_throttle_counts
 
 
 @pytest.fixture
@@ -27,15 +22,17 @@ def low_rates(settings: Any) -> None:
     }
 
 
-def test_reads_are_limited_per_user_with_the_envelope_and_retry_after(world: World, low_rates: None) -> None:
+def test_reads_are_limited_per_user_with_the_envelope_and_retry_after(
+    api_world: World, low_rates: None
+) -> None:
     store = "redis" if settings.RATE_LIMIT_REDIS_URL else "memory"
     sample = "hotelbot_inbound_rate_limit_total"
     labels = {"scope": "reliability_read", "outcome": "limited", "store": store}
     before = REGISTRY.get_sample_value(sample, labels) or 0.0
-    client = client_for(world.staff_a)
+    client = client_for(api_world.staff_a)
     for _ in range(3):
         assert client.get("/api/v1/dead-letters/").status_code == 200
-    response = client.get(f"/api/v1/dead-letters/{world.letter_a.pk}/")
+    response = client.get(f"/api/v1/dead-letters/{api_world.letter_a.pk}/")
     assert response.status_code == 429
     error = response.json()["error"]
     assert error["code"] == "throttled"
@@ -45,11 +42,11 @@ def test_reads_are_limited_per_user_with_the_envelope_and_retry_after(world: Wor
     # counted by the server-side limiter in the configured store (Redis with services)
     assert REGISTRY.get_sample_value(sample, labels) == before + 1
     # another user has a budget of their own
-    assert client_for(world.staff_b).get("/api/v1/dead-letters/").status_code == 200
+    assert client_for(api_world.staff_b).get("/api/v1/dead-letters/").status_code == 200
 
 
-def test_writes_have_their_own_budget(world: World, low_rates: None) -> None:
-    client = client_for(world.ops)
+def test_writes_have_their_own_budget(api_world: World, low_rates: None) -> None:
+    client = client_for(api_world.ops)
     for _ in range(3):
         client.get("/api/v1/breakers/")
     assert client.get("/api/v1/breakers/").status_code == 429  # reads used up

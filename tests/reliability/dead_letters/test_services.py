@@ -63,7 +63,7 @@ class _Handler:
 
 
 @pytest.fixture
-def handler() -> Any:
+def kind_handler() -> Any:
     with handler_registered(KIND, _Handler(RedriveResult(handed_back=True, detail="requeued"))) as h:
         yield h
 
@@ -88,7 +88,7 @@ def _fail(status: int | None = 503, subject_id: int = 7, **kw: Any) -> DeadLette
 
 
 def test_a_transient_failure_waits_for_redrive_and_masks_secrets(
-    handler: _Handler, django_capture_on_commit_callbacks
+    kind_handler: _Handler, django_capture_on_commit_callbacks
 ) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         letter = _fail(503)
@@ -100,19 +100,21 @@ def test_a_transient_failure_waits_for_redrive_and_masks_secrets(
     assert "token-abc" not in letter.error_message
     assert "sendMessage: 503 ***" in letter.error_message  # masking.MASK
     assert letter.error_class == "_Err"
-    assert handler.alerted == [letter.pk]
+    assert kind_handler.alerted == [letter.pk]
     assert letter.alerted_at is not None
 
 
-def test_auth_failures_are_parked_for_a_human(handler: _Handler, django_capture_on_commit_callbacks) -> None:
+def test_auth_failures_are_parked_for_a_human(
+    kind_handler: _Handler, django_capture_on_commit_callbacks
+) -> None:
     with django_capture_on_commit_callbacks(execute=True):
         letter = _fail(401)
     assert letter.status == DeadLetter.Status.MANUAL
     assert letter.next_redrive_at is None
-    assert handler.alerted == [letter.pk]
+    assert kind_handler.alerted == [letter.pk]
 
 
-def test_a_subject_that_dies_again_updates_its_open_letter(handler: _Handler) -> None:
+def test_a_subject_that_dies_again_updates_its_open_letter(kind_handler: _Handler) -> None:
     first = _fail(503)
     dead_letters.redrive(first)
     again = _fail(502)
@@ -124,7 +126,7 @@ def test_a_subject_that_dies_again_updates_its_open_letter(handler: _Handler) ->
     assert again.category == "provider_5xx"
 
 
-def test_after_the_maximum_redrives_a_letter_goes_manual(handler: _Handler, settings) -> None:
+def test_after_the_maximum_redrives_a_letter_goes_manual(kind_handler: _Handler, settings) -> None:
     settings.DLQ_MAX_REDRIVES = 2
     letter = _fail(503)
     for _ in range(2):
@@ -133,30 +135,30 @@ def test_after_the_maximum_redrives_a_letter_goes_manual(handler: _Handler, sett
     assert letter.status == DeadLetter.Status.MANUAL
 
 
-def test_redrive_due_waits_while_the_breaker_rejects_and_goes_when_it_admits(handler: _Handler) -> None:
+def test_redrive_due_waits_while_the_breaker_rejects_and_goes_when_it_admits(kind_handler: _Handler) -> None:
     letter = _fail(503)
     later = timezone.now() + timedelta(hours=2)
     registry.breaker("green_api").force_open("test", until=later)
     outcome = dead_letters.redrive_due(now=later - timedelta(minutes=1))
     assert outcome.retried == 0
-    assert handler.redriven == []
+    assert kind_handler.redriven == []
     registry.breaker("green_api").reset()
     outcome = dead_letters.redrive_due(now=later)
     assert outcome.retried == 1
-    assert handler.redriven == [letter.pk]
+    assert kind_handler.redriven == [letter.pk]
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.RETRYING
     assert letter.redrive_count == 1
 
 
-def test_rate_limited_letters_go_later_whatever_the_breaker_says(handler: _Handler) -> None:
+def test_rate_limited_letters_go_later_whatever_the_breaker_says(kind_handler: _Handler) -> None:
     letter = _fail(429)
     registry.breaker("green_api").force_open("test")
     assert dead_letters.redrive_due(now=timezone.now() + timedelta(hours=1)).retried == 1
-    assert handler.redriven == [letter.pk]
+    assert kind_handler.redriven == [letter.pk]
 
 
-def test_subject_resolved_closes_its_open_letters(handler: _Handler) -> None:
+def test_subject_resolved_closes_its_open_letters(kind_handler: _Handler) -> None:
     letter = _fail(503)
     dead_letters.redrive(letter)
 
@@ -173,7 +175,7 @@ def test_subject_resolved_closes_its_open_letters(handler: _Handler) -> None:
     assert letter.resolution == "delivered after redrive"
 
 
-def test_staff_actions_are_audited_and_discard_needs_a_reason(handler: _Handler) -> None:
+def test_staff_actions_are_audited_and_discard_needs_a_reason(kind_handler: _Handler) -> None:
     staff = User.objects.create_user("ana", is_staff=True)
     letter = _fail(503)
     with pytest.raises(ValidationFailed):
@@ -192,7 +194,7 @@ def test_staff_actions_are_audited_and_discard_needs_a_reason(handler: _Handler)
         dead_letters.redrive(letter)  # closed letters stay closed
 
 
-def test_bulk_retry_counts_and_writes_one_audit_row(handler: _Handler) -> None:
+def test_bulk_retry_counts_and_writes_one_audit_row(kind_handler: _Handler) -> None:
     staff = User.objects.create_user("bo", is_staff=True)
     for i in range(3):
         _fail(503, subject_id=100 + i)
@@ -209,7 +211,9 @@ def test_a_kind_without_a_handler_cannot_be_redriven() -> None:
         dead_letters.redrive(letter)
 
 
-def test_bulk_retry_writes_one_audit_row_per_hotel_so_each_hotel_sees_its_share(handler: _Handler) -> None:
+def test_bulk_retry_writes_one_audit_row_per_hotel_so_each_hotel_sees_its_share(
+    kind_handler: _Handler,
+) -> None:
     staff = User.objects.create_user("cy", is_staff=True)
     _fail(503, subject_id=200)  # tenant "3"
     dead_letters.record_failure(

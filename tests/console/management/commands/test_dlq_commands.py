@@ -45,7 +45,7 @@ class _Handler:
 
 
 @pytest.fixture
-def handler() -> Iterator[_Handler]:
+def reply_handlers_only() -> Iterator[_Handler]:
     """One fake handler for both reply kinds; no handler for quarantined notifications (refused)."""
     saved = dict(dead_letters._handlers)
     h = _Handler()
@@ -96,7 +96,7 @@ def statuses() -> dict[int, str]:
 
 
 # --- dlq_retry ----------------------------------------------------------------------------------------
-def test_retry_dry_run_lists_the_filtered_letters_and_changes_nothing(handler):
+def test_retry_dry_run_lists_the_filtered_letters_and_changes_nothing(reply_handlers_only):
     # given letters that differ in one filtered field each
     match = letter()
     other_kind = letter(kind=GEN)
@@ -124,16 +124,16 @@ def test_retry_dry_run_lists_the_filtered_letters_and_changes_nothing(handler):
     ):
         assert f"\n{pk:>8} " not in f"\n{out}"
     assert statuses() == before
-    assert handler.redriven == []
+    assert reply_handlers_only.redriven == []
     assert not AuditEntry.objects.exists()
 
 
-def test_retry_redrives_the_matches_and_audits_the_batch_as_the_system(handler):
+def test_retry_redrives_the_matches_and_audits_the_batch_as_the_system(reply_handlers_only):
     a, b = letter(), letter(reason_code="already_delivered")
     manual = letter(status=DeadLetter.Status.MANUAL)
     out = run("dlq_retry", "--reason", "provider back")
     assert "matched 2: retried 1, resolved 1, refused 0" in out
-    assert sorted(handler.redriven) == sorted([a.pk, b.pk])
+    assert sorted(reply_handlers_only.redriven) == sorted([a.pk, b.pk])
     assert statuses()[a.pk] == DeadLetter.Status.RETRYING
     assert statuses()[b.pk] == DeadLetter.Status.RESOLVED
     assert statuses()[manual.pk] == DeadLetter.Status.MANUAL  # default status filter: pending only
@@ -142,7 +142,7 @@ def test_retry_redrives_the_matches_and_audits_the_batch_as_the_system(handler):
     assert entry.details == {"retried": 1, "resolved": 1, "refused": 0}
 
 
-def test_retry_by_id_status_manual_and_limit(handler):
+def test_retry_by_id_status_manual_and_limit(reply_handlers_only):
     first = letter(status=DeadLetter.Status.MANUAL, age=timedelta(hours=3))
     second = letter(status=DeadLetter.Status.MANUAL)
     not_asked = letter(status=DeadLetter.Status.MANUAL)
@@ -150,23 +150,23 @@ def test_retry_by_id_status_manual_and_limit(handler):
         "dlq_retry", "--status", "manual", "--id", str(first.pk), "--id", str(second.pk), "--limit", "1"
     )
     assert "matched 1: retried 1" in out
-    assert handler.redriven == [first.pk]  # oldest first
+    assert reply_handlers_only.redriven == [first.pk]  # oldest first
     assert statuses()[second.pk] == statuses()[not_asked.pk] == DeadLetter.Status.MANUAL
 
 
-def test_retry_as_a_staff_user_touches_only_their_hotel_and_is_audited_as_them(handler):
+def test_retry_as_a_staff_user_touches_only_their_hotel_and_is_audited_as_them(reply_handlers_only):
     hotel = HotelFactory.create(green_api_instance_id="1101000077")
     user = User.objects.create_user("reception", is_staff=True)
     hotel.staff.add(user)
     mine, theirs = letter(tenant=str(hotel.pk)), letter(tenant=str(hotel.pk + 1000))
     out = run("dlq_retry", "--as", "reception")
     assert "matched 1: retried 1" in out
-    assert handler.redriven == [mine.pk]
+    assert reply_handlers_only.redriven == [mine.pk]
     assert statuses()[theirs.pk] == DeadLetter.Status.PENDING
     assert AuditEntry.objects.get(action="dead_letter.retry_bulk").actor == user
 
 
-def test_refused_letters_make_the_command_fail_with_the_counts_and_first_errors(handler):
+def test_refused_letters_make_the_command_fail_with_the_counts_and_first_errors(reply_handlers_only):
     ok = letter()
     refused = letter(kind=QUARANTINE, dependency="")
     err = StringIO()
@@ -188,7 +188,7 @@ def test_refused_letters_make_the_command_fail_with_the_counts_and_first_errors(
         (("--category", "cosmic_rays"), "invalid choice"),
     ],
 )
-def test_retry_bad_input_is_a_command_error(handler, args, message):
+def test_retry_bad_input_is_a_command_error(reply_handlers_only, args, message):
     pending = letter()
     with pytest.raises(CommandError, match=message):
         run("dlq_retry", *args)
