@@ -248,17 +248,17 @@ URL = "/api/v1/reports/reliability/"
 
 
 @pytest.fixture
-def api() -> APIClient:
+def api_client() -> APIClient:
     return APIClient()
 
 
-def test_api_report_is_scoped_to_the_user(period_rows, api, monkeypatch):
+def test_api_report_is_scoped_to_the_user(period_rows, api_client, monkeypatch):
     monkeypatch.setattr(reports.timezone, "now", lambda: UNTIL)
     staff = User.objects.create_user("reception-b", is_staff=True)
     staff.groups.add(Group.objects.get(name=HOTEL_STAFF_GROUP))  # view_reliabilityreport
     period_rows["b"].staff.add(staff)
-    api.force_authenticate(staff)
-    response = api.get(URL, {"hours": 2})
+    api_client.force_authenticate(staff)
+    response = api_client.get(URL, {"hours": 2})
     assert response.status_code == 200, response.content
     data = response.json()
     assert data["replies"]["by_result"]["done"] == 1
@@ -267,18 +267,18 @@ def test_api_report_is_scoped_to_the_user(period_rows, api, monkeypatch):
 
 
 @pytest.mark.parametrize("hours", ["banana", "0", "100000", "1.5"])
-def test_api_bad_hours_is_a_400_in_the_envelope(api, hours):
-    api.force_authenticate(User.objects.create_superuser("root"))
-    response = api.get(URL, {"hours": hours})
+def test_api_bad_hours_is_a_400_in_the_envelope(api_client, hours):
+    api_client.force_authenticate(User.objects.create_superuser("root"))
+    response = api_client.get(URL, {"hours": hours})
     assert response.status_code == 400
     body = response.json()
     assert body["error"]["code"] == "invalid"
     assert "hours" in body["error"]["details"]
 
 
-def test_api_needs_an_admin_user(api):
-    assert api.get(URL).status_code in (401, 403)
-    api.force_authenticate(User.objects.create_user("guest-user"))
-    response = api.get(URL)
+def test_api_needs_an_admin_user(api_client):
+    assert api_client.get(URL).status_code in (401, 403)
+    api_client.force_authenticate(User.objects.create_user("guest-user"))
+    response = api_client.get(URL)
     assert response.status_code == 403
     assert "error" in response.json()

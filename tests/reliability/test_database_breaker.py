@@ -33,7 +33,7 @@ class FakeClock:
 
 
 @pytest.fixture
-def clock(monkeypatch, settings) -> FakeClock:
+def db_breaker_clock(monkeypatch, settings) -> FakeClock:
     """This process's database breaker on a clock the test moves (5 s open, one failure trips)."""
     settings.DB_BREAKER_FAILURE_THRESHOLD = 1
     settings.DB_BREAKER_RECOVERY_TIMEOUT = 5.0
@@ -115,7 +115,9 @@ def test_other_exceptions_are_not_its_business() -> None:
 
 # --- through the whole stack ----------------------------------------------------------------------
 @pytest.mark.django_db
-def test_webhook_503_then_fails_fast_then_probes_and_stores(webhook_client, clock, monkeypatch) -> None:
+def test_webhook_503_then_fails_fast_then_probes_and_stores(
+    webhook_client, db_breaker_clock, monkeypatch
+) -> None:
     """The first request meets the outage (503 + Retry-After); later ones never reach the view
     until the open time is over; then a probe succeeds and the request is served."""
     HotelFactory.create()
@@ -148,7 +150,7 @@ def test_webhook_503_then_fails_fast_then_probes_and_stores(webhook_client, cloc
     assert calls == ["down"]  # the view was not asked again
 
     monkeypatch.setattr(views, "notification_ingest", real_ingest)
-    clock.now += 5.0  # open time over: the next request probes (SELECT 1 answers) and is served
+    db_breaker_clock.now += 5.0  # open time over: the next request probes (SELECT 1 answers) and is served
     assert webhook_client.post(WEBHOOK, body, format="json").json() == {"status": "stored"}
     assert state() is State.CLOSED
     assert webhook_client.post(WEBHOOK, body, format="json").json() == {"status": "duplicate"}
@@ -157,16 +159,16 @@ def test_webhook_503_then_fails_fast_then_probes_and_stores(webhook_client, cloc
 
 @pytest.mark.django_db
 def test_a_failed_probe_keeps_it_open_and_answers_without_the_view(
-    client: Client, clock, monkeypatch
+    client: Client, db_breaker_clock, monkeypatch
 ) -> None:
     _trip(client, monkeypatch)
-    clock.now += 5.0
+    db_breaker_clock.now += 5.0
     monkeypatch.setattr(database_breaker, "probe", lambda: InterfaceError("connection already closed"))
     response = client.get("/admin/", HTTP_ACCEPT="text/html")
     assert response.status_code == 503
     assert "database_connection_lost" in response.content.decode()
     assert state() is State.OPEN
-    clock.now += 1.0
+    db_breaker_clock.now += 1.0
     assert client.get("/admin/").status_code == 503  # open again for a full period: no probe
     assert "database_unavailable" in client.get("/admin/").content.decode()
 
@@ -188,7 +190,9 @@ def _trip(client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.django_db
-def test_admin_gets_the_maintenance_page_and_liveness_stays_up(client: Client, clock, monkeypatch) -> None:
+def test_admin_gets_the_maintenance_page_and_liveness_stays_up(
+    client: Client, db_breaker_clock, monkeypatch
+) -> None:
     _trip(client, monkeypatch)
     page = client.get("/admin/messaging/hotel/")
     assert page.status_code == 503
@@ -201,9 +205,9 @@ def test_admin_gets_the_maintenance_page_and_liveness_stays_up(client: Client, c
 
 
 @pytest.mark.django_db
-def test_once_closed_admin_works_again(client: Client, clock, monkeypatch) -> None:
+def test_once_closed_admin_works_again(client: Client, db_breaker_clock, monkeypatch) -> None:
     _trip(client, monkeypatch)
-    clock.now += 5.0
+    db_breaker_clock.now += 5.0
     user = get_user_model().objects.create_superuser("boss", "boss@example.com", "pw")
     client.force_login(user)
     assert client.get("/admin/").status_code == 200
@@ -211,7 +215,7 @@ def test_once_closed_admin_works_again(client: Client, clock, monkeypatch) -> No
 
 
 @pytest.mark.django_db
-def test_busy_and_other_database_errors_never_trip_it(client: Client, clock, monkeypatch) -> None:
+def test_busy_and_other_database_errors_never_trip_it(client: Client, db_breaker_clock, monkeypatch) -> None:
     from console.site import OpsAdminSite
 
     errors: list[Exception] = [
@@ -243,7 +247,7 @@ class RaisingMiddleware:
 
 @pytest.mark.django_db
 def test_a_database_error_in_an_inner_middleware_is_mapped_and_counted(
-    client: Client, clock, settings
+    client: Client, db_breaker_clock, settings
 ) -> None:
     settings.MIDDLEWARE = [*settings.MIDDLEWARE, f"{__name__}.RaisingMiddleware"]
     client.raise_request_exception = False
@@ -254,7 +258,9 @@ def test_a_database_error_in_an_inner_middleware_is_mapped_and_counted(
 
 
 @pytest.mark.django_db
-def test_requests_that_never_touch_the_database_do_not_close_it(client: Client, clock, monkeypatch) -> None:
+def test_requests_that_never_touch_the_database_do_not_close_it(
+    client: Client, db_breaker_clock, monkeypatch
+) -> None:
     """In half-open the probe, not the request, decides; a request that needs no database (liveness)
     is not guarded at all."""
     _trip(client, monkeypatch)
@@ -265,7 +271,7 @@ def test_requests_that_never_touch_the_database_do_not_close_it(client: Client, 
 
 @pytest.mark.django_db
 def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
-    webhook_client, clock, monkeypatch
+    webhook_client, db_breaker_clock, monkeypatch
 ) -> None:
     """The degradation snapshot is a request's first read: when it meets the outage the request
     is answered 503 at once, instead of waiting another pool timeout in its view."""
@@ -290,7 +296,7 @@ def test_an_outage_met_by_the_degradation_read_is_answered_without_the_view(
 
 @pytest.mark.django_db
 def test_readiness_still_answers_with_its_check_when_the_degradation_read_would_fail(
-    client: Client, clock, monkeypatch
+    client: Client, db_breaker_clock, monkeypatch
 ) -> None:
     """Health paths read no degradation snapshot: their own checks say what is wrong."""
     from reliability import degradation

@@ -1,6 +1,6 @@
 """reliability/retry.py: backoff, classification, Retry-After, deadline, budget.
 
-Nothing here really sleeps: every handler gets a fake clock whose ``sleep`` advances it.
+Nothing here really sleeps: every handler gets a fake sleeping_clock whose ``sleep`` advances it.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from tests.reliability.retry_support import backoff_delays
 NOW = 1_700_000_000.0  # wall clock used for HTTP-dates
 
 
-class FakeClock:
+class SleepingClock:
     """A monotonic clock that only moves when someone sleeps (or ``advance`` is called)."""
 
     def __init__(self, start: float = 100.0) -> None:
@@ -132,22 +132,24 @@ def _fresh_registry():
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
+def sleeping_clock() -> SleepingClock:
+    return SleepingClock()
 
 
 def roomy_budget() -> RetryBudget:
     return RetryBudget(ratio=1.0, min_retries_per_second=1000.0, window=10.0)
 
 
-def handler_for(clock: FakeClock, *, budget: RetryBudget | None = None, **config: object) -> RetryHandler:
+def handler_for(
+    sleeping_clock: SleepingClock, *, budget: RetryBudget | None = None, **config: object
+) -> RetryHandler:
     config.setdefault("jitter", "none")
     return RetryHandler(
         RetryConfig(**config),  # type: ignore[arg-type]
         dependency="dep",
         budget=budget or roomy_budget(),
-        sleep=clock.sleep,
-        clock=clock,
+        sleep=sleeping_clock.sleep,
+        clock=sleeping_clock,
         wall_clock=lambda: NOW,
         rng=random.Random(7),
     )
@@ -415,125 +417,127 @@ def test_retry_after_is_found_on_attributes_headers_and_responses():
 # ---------------------------------------------------------------------------------------------
 
 
-def test_success_on_first_attempt_does_not_sleep(clock):
+def test_success_on_first_attempt_does_not_sleep(sleeping_clock):
     fn = Flaky(result=42)
 
-    assert handler_for(clock).execute(fn) == 42
+    assert handler_for(sleeping_clock).execute(fn) == 42
     assert fn.calls == 1
-    assert clock.sleeps == []
+    assert sleeping_clock.sleeps == []
 
 
-def test_arguments_are_passed_through(clock):
+def test_arguments_are_passed_through(sleeping_clock):
     def add(a: int, *, b: int) -> int:
         return a + b
 
-    assert handler_for(clock).execute(add, 2, b=3) == 5
+    assert handler_for(sleeping_clock).execute(add, 2, b=3) == 5
 
 
-def test_transient_failures_are_retried_with_the_backoff_sequence(clock):
+def test_transient_failures_are_retried_with_the_backoff_sequence(sleeping_clock):
     fn = Flaky(StatusError(503), StatusError(502), TimeoutError(), result="done")
 
-    result = handler_for(clock, max_attempts=5, base_delay=1, multiplier=2).execute(fn)
+    result = handler_for(sleeping_clock, max_attempts=5, base_delay=1, multiplier=2).execute(fn)
 
     assert result == "done"
     assert fn.calls == 4
-    assert clock.sleeps == [1, 2, 4]
+    assert sleeping_clock.sleeps == [1, 2, 4]
     assert outcomes("dep") == {"retried": 3, "recovered": 1}  # 1 call, 4 attempts (fn.calls)
 
 
-def test_jittered_sleeps_use_the_injected_rng(clock):
-    handler = handler_for(clock, max_attempts=4, jitter="full")
+def test_jittered_sleeps_use_the_injected_rng(sleeping_clock):
+    handler = handler_for(sleeping_clock, max_attempts=4, jitter="full")
     expected = backoff_delays(RetryConfig(max_attempts=4, jitter="full"), 3, random.Random(7))
 
     with pytest.raises(TimeoutError):
         handler.execute(always(TimeoutError()))
 
-    assert clock.sleeps == expected
+    assert sleeping_clock.sleeps == expected
 
 
-def test_exhausted_attempts_raise_the_original_exception(clock):
+def test_exhausted_attempts_raise_the_original_exception(sleeping_clock):
     error = StatusError(503)
     fn = always(error)
 
     with pytest.raises(StatusError) as raised:
-        handler_for(clock, max_attempts=3).execute(fn)
+        handler_for(sleeping_clock, max_attempts=3).execute(fn)
 
     assert raised.value is error
     assert fn.calls == 3
     assert gave_up("dep") == {ATTEMPTS_EXHAUSTED: 1}
 
 
-def test_max_attempts_one_means_no_retry(clock):
+def test_max_attempts_one_means_no_retry(sleeping_clock):
     fn = always(StatusError(503))
 
     with pytest.raises(StatusError):
-        handler_for(clock, max_attempts=1).execute(fn)
+        handler_for(sleeping_clock, max_attempts=1).execute(fn)
 
     assert fn.calls == 1
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_client_errors_are_never_retried(clock, status):
+def test_client_errors_are_never_retried(sleeping_clock, status):
     fn = always(StatusError(status))
 
     with pytest.raises(StatusError):
-        handler_for(clock, max_attempts=5).execute(fn)
+        handler_for(sleeping_clock, max_attempts=5).execute(fn)
 
     assert fn.calls == 1
-    assert clock.sleeps == []
+    assert sleeping_clock.sleeps == []
     assert gave_up("dep") == {NOT_TRANSIENT: 1}
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-def test_transient_statuses_are_retried(clock, status):
+def test_transient_statuses_are_retried(sleeping_clock, status):
     fn = Flaky(StatusError(status), result="ok")
 
-    assert handler_for(clock, max_attempts=2).execute(fn) == "ok"
+    assert handler_for(sleeping_clock, max_attempts=2).execute(fn) == "ok"
     assert fn.calls == 2
 
 
-def test_programming_errors_are_not_retried(clock):
+def test_programming_errors_are_not_retried(sleeping_clock):
     fn = always(KeyError("missing"))
 
     with pytest.raises(KeyError):
-        handler_for(clock, max_attempts=5).execute(fn)
+        handler_for(sleeping_clock, max_attempts=5).execute(fn)
 
     assert fn.calls == 1
 
 
-def test_deadline_stops_before_a_sleep_that_would_end_past_it(clock):
+def test_deadline_stops_before_a_sleep_that_would_end_past_it(sleeping_clock):
     fn = always(TimeoutError())
 
     with pytest.raises(TimeoutError):
-        handler_for(clock, max_attempts=10, base_delay=1, deadline=5).execute(fn)
+        handler_for(sleeping_clock, max_attempts=10, base_delay=1, deadline=5).execute(fn)
 
     # t=0 fail, sleep 1; t=1 fail, sleep 2; t=3 fail; sleeping 4 would end at 7 > 5: give up.
-    assert clock.sleeps == [1, 2]
+    assert sleeping_clock.sleeps == [1, 2]
     assert fn.calls == 3
     assert gave_up("dep") == {DEADLINE: 1}
 
 
-def test_deadline_counts_time_spent_inside_attempts(clock):
+def test_deadline_counts_time_spent_inside_attempts(sleeping_clock):
     def slow_failure() -> None:
-        clock.advance(2.0)
+        sleeping_clock.advance(2.0)
         raise TimeoutError
 
     with pytest.raises(TimeoutError):
-        handler_for(clock, max_attempts=10, base_delay=0.5, multiplier=1, deadline=6).execute(slow_failure)
+        handler_for(sleeping_clock, max_attempts=10, base_delay=0.5, multiplier=1, deadline=6).execute(
+            slow_failure
+        )
 
     started = 100.0
-    assert clock.now - started <= 6 + 2  # the last attempt started before the deadline
-    assert len(clock.sleeps) == 2  # attempts at 0, 2.5, 5 -> the next would start at 7.5
+    assert sleeping_clock.now - started <= 6 + 2  # the last attempt started before the deadline
+    assert len(sleeping_clock.sleeps) == 2  # attempts at 0, 2.5, 5 -> the next would start at 7.5
 
 
-def test_retry_after_is_honoured_as_a_lower_bound(clock):
+def test_retry_after_is_honoured_as_a_lower_bound(sleeping_clock):
     fn = Flaky(StatusError(429, retry_after=7), StatusError(429, retry_after=0.1), result="ok")
 
-    assert handler_for(clock, max_attempts=3, base_delay=1).execute(fn) == "ok"
-    assert clock.sleeps == [7, 2]  # 7 > backoff 1; backoff 2 > 0.1
+    assert handler_for(sleeping_clock, max_attempts=3, base_delay=1).execute(fn) == "ok"
+    assert sleeping_clock.sleeps == [7, 2]  # 7 > backoff 1; backoff 2 > 0.1
 
 
-def test_retry_after_http_date_is_honoured(clock):
+def test_retry_after_http_date_is_honoured(sleeping_clock):
     date = format_datetime(datetime.fromtimestamp(NOW + 20, tz=UTC), usegmt=True)
     response = HttpResponse(503, {"Retry-After": date}, b"", 0.1)
 
@@ -543,30 +547,30 @@ def test_retry_after_http_date_is_honoured(clock):
 
     fn = Flaky(Unavailable(), result="ok")
 
-    assert handler_for(clock, max_attempts=2).execute(fn) == "ok"
-    assert clock.sleeps == [20.0]
+    assert handler_for(sleeping_clock, max_attempts=2).execute(fn) == "ok"
+    assert sleeping_clock.sleeps == [20.0]
 
 
-def test_retry_after_above_the_cap_gives_up_at_once(clock):
+def test_retry_after_above_the_cap_gives_up_at_once(sleeping_clock):
     budget = roomy_budget()
     error = StatusError(503, retry_after=3600)
     fn = always(error)
 
     with pytest.raises(StatusError) as raised:
-        handler_for(clock, budget=budget, max_attempts=5, retry_after_cap=60).execute(fn)
+        handler_for(sleeping_clock, budget=budget, max_attempts=5, retry_after_cap=60).execute(fn)
 
     assert raised.value is error  # still carries retry_after for a task-level countdown
     assert fn.calls == 1
-    assert clock.sleeps == []
+    assert sleeping_clock.sleeps == []
     assert budget.total_retries == 0
     assert gave_up("dep") == {RETRY_AFTER_TOO_LONG: 1}
 
 
-def test_retry_after_within_cap_but_past_the_deadline_gives_up(clock):
+def test_retry_after_within_cap_but_past_the_deadline_gives_up(sleeping_clock):
     fn = always(StatusError(429, retry_after=30))
 
     with pytest.raises(StatusError):
-        handler_for(clock, max_attempts=5, deadline=10).execute(fn)
+        handler_for(sleeping_clock, max_attempts=5, deadline=10).execute(fn)
 
     assert fn.calls == 1
     assert gave_up("dep") == {DEADLINE: 1}
@@ -583,9 +587,9 @@ def test_retry_after_within_cap_but_past_the_deadline_gives_up(clock):
         (StatusError(504), False),
     ],
 )
-def test_non_idempotent_calls_are_only_retried_when_surely_not_processed(clock, error, retried):
+def test_non_idempotent_calls_are_only_retried_when_surely_not_processed(sleeping_clock, error, retried):
     fn = Flaky(error, result="sent")
-    handler = handler_for(clock, max_attempts=3, idempotent=False)
+    handler = handler_for(sleeping_clock, max_attempts=3, idempotent=False)
 
     if retried:
         assert handler.execute(fn) == "sent"
@@ -596,11 +600,11 @@ def test_non_idempotent_calls_are_only_retried_when_surely_not_processed(clock, 
         assert fn.calls == 1
 
 
-def test_every_attempt_is_logged_with_structured_fields(clock, caplog):
+def test_every_attempt_is_logged_with_structured_fields(sleeping_clock, caplog):
     caplog.set_level(logging.DEBUG, logger="reliability.retry")
     fn = Flaky(StatusError(503), TimeoutError(), result="ok")
 
-    handler_for(clock, max_attempts=3, base_delay=1).execute(fn)
+    handler_for(sleeping_clock, max_attempts=3, base_delay=1).execute(fn)
 
     attempts = [r for r in caplog.records if r.getMessage().startswith("retry attempt")]
     retrying = [r for r in caplog.records if r.getMessage().startswith("retry retrying")]
@@ -614,26 +618,26 @@ def test_every_attempt_is_logged_with_structured_fields(clock, caplog):
     assert any(r.getMessage().startswith("retry recovered") for r in caplog.records)
 
 
-def test_give_up_is_logged_with_its_reason(clock, caplog):
+def test_give_up_is_logged_with_its_reason(sleeping_clock, caplog):
     caplog.set_level(logging.INFO, logger="reliability.retry")
 
     with pytest.raises(TimeoutError):
-        handler_for(clock, max_attempts=2).execute(always(TimeoutError()))
+        handler_for(sleeping_clock, max_attempts=2).execute(always(TimeoutError()))
 
     [give_up] = [r for r in caplog.records if r.getMessage().startswith("retry giving up")]
     assert give_up.reason == ATTEMPTS_EXHAUSTED
     assert give_up.error_class == "TimeoutError"
 
 
-def test_custom_classifier_and_before_retry_hook(clock):
+def test_custom_classifier_and_before_retry_hook(sleeping_clock):
     seen: list[object] = []
     fn = Flaky(ValueError("flaky parser"), result="ok")
     handler = RetryHandler(
         RetryConfig(max_attempts=2, jitter="none"),
         dependency="dep",
         budget=roomy_budget(),
-        sleep=clock.sleep,
-        clock=clock,
+        sleep=sleeping_clock.sleep,
+        clock=sleeping_clock,
         classifier=lambda exc: isinstance(exc, ValueError),
         before_retry=seen.append,
     )
@@ -642,16 +646,16 @@ def test_custom_classifier_and_before_retry_hook(clock):
     assert [type(s) for s in seen] == [ValueError]
 
 
-def test_handler_is_reusable_and_each_call_starts_a_fresh_schedule(clock):
-    handler = handler_for(clock, max_attempts=3, base_delay=1)
+def test_handler_is_reusable_and_each_call_starts_a_fresh_schedule(sleeping_clock):
+    handler = handler_for(sleeping_clock, max_attempts=3, base_delay=1)
 
     for _ in range(2):
         assert handler.execute(Flaky(TimeoutError(), TimeoutError())) == "ok"
 
-    assert clock.sleeps == [1, 2, 1, 2]
+    assert sleeping_clock.sleeps == [1, 2, 1, 2]
 
 
-def test_handler_is_thread_safe(clock):
+def test_handler_is_thread_safe(sleeping_clock):
     lock = threading.Lock()
     handler = RetryHandler(
         RetryConfig(max_attempts=3, base_delay=0, jitter="none"),
@@ -682,8 +686,8 @@ def test_handler_is_thread_safe(clock):
 # ---------------------------------------------------------------------------------------------
 
 
-def test_budget_floor_allows_retries_without_traffic(clock):
-    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=clock)
+def test_budget_floor_allows_retries_without_traffic(sleeping_clock):
+    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=sleeping_clock)
 
     spent = sum(budget.try_spend() for _ in range(50))
 
@@ -691,8 +695,8 @@ def test_budget_floor_allows_retries_without_traffic(clock):
     assert budget.total_exhausted == 40
 
 
-def test_budget_allows_ratio_of_first_attempts(clock):
-    budget = RetryBudget(ratio=0.1, min_retries_per_second=0.0, window=10.0, clock=clock)
+def test_budget_allows_ratio_of_first_attempts(sleeping_clock):
+    budget = RetryBudget(ratio=0.1, min_retries_per_second=0.0, window=10.0, clock=sleeping_clock)
     for _ in range(100):
         budget.record_attempt()
 
@@ -700,19 +704,19 @@ def test_budget_allows_ratio_of_first_attempts(clock):
     assert budget.available == 0
 
 
-def test_budget_window_slides(clock):
-    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.5, window=10.0, clock=clock)
+def test_budget_window_slides(sleeping_clock):
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.5, window=10.0, clock=sleeping_clock)
     assert sum(budget.try_spend() for _ in range(10)) == 5
 
-    clock.advance(5)
+    sleeping_clock.advance(5)
     assert not budget.try_spend()  # the spent retries are still inside the window
 
-    clock.advance(6)
+    sleeping_clock.advance(6)
     assert sum(budget.try_spend() for _ in range(10)) == 5
 
 
-def test_budget_is_thread_safe(clock):
-    budget = RetryBudget(ratio=0.0, min_retries_per_second=10.0, window=10.0, clock=clock)
+def test_budget_is_thread_safe(sleeping_clock):
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=10.0, window=10.0, clock=sleeping_clock)
     granted: list[bool] = []
     lock = threading.Lock()
 
@@ -751,23 +755,25 @@ def test_budget_registry_gives_one_budget_per_dependency():
     assert get_retry_budget("green_api") is not get_retry_budget("deepseek")
 
 
-def test_handler_uses_the_dependency_budget_by_default(clock):
-    handler = RetryHandler(RetryConfig(), dependency="green_api", sleep=clock.sleep, clock=clock)
+def test_handler_uses_the_dependency_budget_by_default(sleeping_clock):
+    handler = RetryHandler(
+        RetryConfig(), dependency="green_api", sleep=sleeping_clock.sleep, clock=sleeping_clock
+    )
 
     assert handler.budget is get_retry_budget("green_api")
 
 
-def test_budget_limits_retries_during_an_outage(clock, caplog):
+def test_budget_limits_retries_during_an_outage(sleeping_clock, caplog):
     """1000 first attempts, all failing, 3 attempts each: without a budget 2000 retries; with one
     at most ratio x 1000 + floor x window."""
     caplog.set_level(logging.ERROR, logger="reliability.retry")
-    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=clock)
+    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=sleeping_clock)
     handler = RetryHandler(
         RetryConfig(max_attempts=3, base_delay=0.001, jitter="none"),
         dependency="dep",
         budget=budget,
         sleep=lambda s: None,  # the outage happens within one window
-        clock=clock,
+        clock=sleeping_clock,
     )
     fn = always(StatusError(503))
 
@@ -782,16 +788,16 @@ def test_budget_limits_retries_during_an_outage(clock, caplog):
     assert budget.total_exhausted == gave_up("dep")[BUDGET_EXHAUSTED]
 
 
-def test_budget_bounds_a_long_outage_window_by_window(clock, caplog):
+def test_budget_bounds_a_long_outage_window_by_window(sleeping_clock, caplog):
     """30 calls/s for 60 s, all failing: retries stay near ratio x calls + floor x time."""
     caplog.set_level(logging.ERROR, logger="reliability.retry")
-    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=clock)
+    budget = RetryBudget(ratio=0.2, min_retries_per_second=1.0, window=10.0, clock=sleeping_clock)
     handler = RetryHandler(
         RetryConfig(max_attempts=3, base_delay=0, jitter="none"),
         dependency="dep",
         budget=budget,
         sleep=lambda s: None,
-        clock=clock,
+        clock=sleeping_clock,
     )
     fn = always(StatusError(503))
 
@@ -799,32 +805,32 @@ def test_budget_bounds_a_long_outage_window_by_window(clock, caplog):
     for _ in range(calls):
         with pytest.raises(StatusError):
             handler.execute(fn)
-        clock.advance(seconds / calls)
+        sleeping_clock.advance(seconds / calls)
 
     retries = fn.calls - calls
     assert retries <= 0.2 * calls + 1.0 * (seconds + 10)  # 2 x 1800 = 3600 without a budget
     assert retries >= 0.2 * calls + 1.0 * seconds * 0.9
 
 
-def test_exhausted_budget_raises_the_original_error_at_once_and_is_logged(clock, caplog):
+def test_exhausted_budget_raises_the_original_error_at_once_and_is_logged(sleeping_clock, caplog):
     caplog.set_level(logging.WARNING, logger="reliability.retry")
-    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.0, window=10.0, clock=clock)
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=0.0, window=10.0, clock=sleeping_clock)
     error = StatusError(503, retry_after=1)
     fn = always(error)
 
     with pytest.raises(StatusError) as raised:
-        handler_for(clock, budget=budget, max_attempts=5).execute(fn)
+        handler_for(sleeping_clock, budget=budget, max_attempts=5).execute(fn)
 
     assert raised.value is error
     assert fn.calls == 1
-    assert clock.sleeps == []
+    assert sleeping_clock.sleeps == []
     assert budget.total_exhausted == 1
     assert gave_up("dep") == {BUDGET_EXHAUSTED: 1}
     assert any(getattr(r, "reason", None) == BUDGET_EXHAUSTED for r in caplog.records)
 
 
-def test_budget_is_not_spent_when_no_retry_would_happen(clock):
-    budget = RetryBudget(ratio=0.0, min_retries_per_second=1.0, window=10.0, clock=clock)
+def test_budget_is_not_spent_when_no_retry_would_happen(sleeping_clock):
+    budget = RetryBudget(ratio=0.0, min_retries_per_second=1.0, window=10.0, clock=sleeping_clock)
 
     for error, config in (
         (StatusError(404), {"max_attempts": 3}),  # not transient
@@ -833,7 +839,7 @@ def test_budget_is_not_spent_when_no_retry_would_happen(clock):
         (StatusError(429, retry_after=999), {"max_attempts": 3}),  # Retry-After above the cap
     ):
         with pytest.raises(StatusError):
-            handler_for(clock, budget=budget, **config).execute(always(error))
+            handler_for(sleeping_clock, budget=budget, **config).execute(always(error))
 
     assert budget.total_retries == 0
     assert budget.total_attempts == 4

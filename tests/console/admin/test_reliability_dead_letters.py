@@ -38,7 +38,7 @@ def alpha() -> HotelRows:
 
 
 @pytest.fixture
-def client(alpha: HotelRows) -> Client:
+def alpha_client(alpha: HotelRows) -> Client:
     c = Client()
     c.force_login(alpha.staff)
     return c
@@ -49,11 +49,11 @@ def _messages(response: Any) -> list[str]:
 
 
 def test_the_detail_page_shows_payload_error_links_attempts_and_audit(
-    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
+    alpha: HotelRows, alpha_client: Client, linking_handler: LinkingHandler
 ) -> None:
     letter = alpha.rows[DeadLetter]
 
-    page = client.get(f"{LIST}{letter.pk}/change/").content.decode()
+    page = alpha_client.get(f"{LIST}{letter.pk}/change/").content.decode()
 
     assert "&quot;job&quot;" in page  # pretty JSON payload
     assert "503 Service Unavailable" in page
@@ -68,11 +68,13 @@ def test_the_detail_page_shows_payload_error_links_attempts_and_audit(
 
 
 def test_retry_selected_reports_counts_and_audits_the_actor(
-    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
+    alpha: HotelRows, alpha_client: Client, linking_handler: LinkingHandler
 ) -> None:
     letter = alpha.rows[DeadLetter]
 
-    response = client.post(LIST, {"action": "retry_selected", "_selected_action": [letter.pk]}, follow=True)
+    response = alpha_client.post(
+        LIST, {"action": "retry_selected", "_selected_action": [letter.pk]}, follow=True
+    )
 
     assert "1 dead letter(s) retried." in _messages(response)
     letter.refresh_from_db()
@@ -81,16 +83,16 @@ def test_retry_selected_reports_counts_and_audits_the_actor(
     assert (entry.actor, entry.via, entry.tenant) == (alpha.staff, "admin", str(alpha.hotel.pk))
 
 
-def test_discard_asks_for_a_reason_first(alpha: HotelRows, client: Client) -> None:
+def test_discard_asks_for_a_reason_first(alpha: HotelRows, alpha_client: Client) -> None:
     letter = alpha.rows[DeadLetter]
 
-    form = client.post(LIST, {"action": "discard_selected", "_selected_action": [letter.pk]})
+    form = alpha_client.post(LIST, {"action": "discard_selected", "_selected_action": [letter.pk]})
     assert form.status_code == 200
     assert "Discard 1 dead letter(s)?" in form.content.decode()
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.PENDING
 
-    done = client.post(
+    done = alpha_client.post(
         LIST,
         {
             "action": "discard_selected",
@@ -106,26 +108,30 @@ def test_discard_asks_for_a_reason_first(alpha: HotelRows, client: Client) -> No
     assert AuditEntry.objects.filter(action="dead_letter.discard", reason="test spam").exists()
 
 
-def test_detail_buttons_park_and_discard(alpha: HotelRows, client: Client) -> None:
+def test_detail_buttons_park_and_discard(alpha: HotelRows, alpha_client: Client) -> None:
     letter = alpha.rows[DeadLetter]
 
-    assert client.get(f"{LIST}{letter.pk}/park/").status_code == 405
-    client.post(f"{LIST}{letter.pk}/park/", {"reason": "calling the guest"})
+    assert alpha_client.get(f"{LIST}{letter.pk}/park/").status_code == 405
+    alpha_client.post(f"{LIST}{letter.pk}/park/", {"reason": "calling the guest"})
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.MANUAL
     assert "calling the guest" in letter.staff_notes
 
-    missing_reason = client.post(f"{LIST}{letter.pk}/discard/", {"reason": ""})
+    missing_reason = alpha_client.post(f"{LIST}{letter.pk}/discard/", {"reason": ""})
     assert missing_reason.status_code == 200  # the form again, nothing changed
-    client.post(f"{LIST}{letter.pk}/discard/", {"reason": "guest left"})
+    alpha_client.post(f"{LIST}{letter.pk}/discard/", {"reason": "guest left"})
     letter.refresh_from_db()
     assert letter.status == DeadLetter.Status.DISCARDED
 
 
-def test_staff_notes_are_the_only_editable_field_and_are_audited(alpha: HotelRows, client: Client) -> None:
+def test_staff_notes_are_the_only_editable_field_and_are_audited(
+    alpha: HotelRows, alpha_client: Client
+) -> None:
     letter = alpha.rows[DeadLetter]
 
-    client.post(f"{LIST}{letter.pk}/change/", {"staff_notes": "called reception", "reason_code": "hacked"})
+    alpha_client.post(
+        f"{LIST}{letter.pk}/change/", {"staff_notes": "called reception", "reason_code": "hacked"}
+    )
 
     letter.refresh_from_db()
     assert (letter.staff_notes, letter.reason_code) == ("called reception", "attempts_exhausted")
@@ -133,7 +139,7 @@ def test_staff_notes_are_the_only_editable_field_and_are_audited(alpha: HotelRow
 
 
 def test_retry_the_filtered_set_confirms_the_count_then_retries_only_it(
-    alpha: HotelRows, client: Client, linking_handler: LinkingHandler
+    alpha: HotelRows, alpha_client: Client, linking_handler: LinkingHandler
 ) -> None:
     other = DeadLetter.objects.create(
         kind=DeadLetter.Kind.REPLY_SEND,
@@ -144,11 +150,11 @@ def test_retry_the_filtered_set_confirms_the_count_then_retries_only_it(
     )
     url = reverse("admin:reliability_deadletter_retry_filtered") + "?category__exact=timeout"
 
-    confirm = client.get(url)
+    confirm = alpha_client.get(url)
     assert "Retry 1 open dead letter(s)" in confirm.content.decode()
     assert linking_handler.redriven == []
 
-    done = client.post(url, follow=True)
+    done = alpha_client.post(url, follow=True)
     assert linking_handler.redriven == [other.pk]
     assert any("1 handed back" in m for m in _messages(done))
     bulk = AuditEntry.objects.get(action="dead_letter.retry_bulk")
@@ -156,14 +162,14 @@ def test_retry_the_filtered_set_confirms_the_count_then_retries_only_it(
     assert "category__exact=timeout" in bulk.reason
 
 
-def test_age_and_hotel_filters(alpha: HotelRows, client: Client) -> None:
+def test_age_and_hotel_filters(alpha: HotelRows, alpha_client: Client) -> None:
     old = DeadLetter.objects.create(
         kind=DeadLetter.Kind.REPLY_SEND, tenant=str(alpha.hotel.pk), reason_code="x", reason="x"
     )
     DeadLetter.objects.filter(pk=old.pk).update(created_at=timezone.now() - timedelta(days=9))
 
     def shown(query: str) -> set[int]:
-        return {row.pk for row in client.get(f"{LIST}?{query}").context["cl"].result_list}
+        return {row.pk for row in alpha_client.get(f"{LIST}?{query}").context["cl"].result_list}
 
     assert shown("age=1h") == {alpha.rows[DeadLetter].pk}
     assert shown("age=older") == {old.pk}

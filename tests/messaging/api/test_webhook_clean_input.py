@@ -13,34 +13,16 @@ import json
 from typing import Any
 
 import pytest
-from django.db import connection
 from prometheus_client import REGISTRY
 
 from messaging.models import Guest, Message, ReplyJob
 from messaging.notifications import REPLACEMENT, IncomingMessage, RawBody, parse_webhook_body
-from messaging.services import inbound_sql, intake, replies
+from messaging.services import intake, replies
 from reliability.models import DeadLetter
 from tests.messaging import payloads
 
 URL = "/webhooks/green-api/"
 pytestmark = pytest.mark.django_db
-
-PATHS = [
-    "orm",
-    pytest.param(
-        "statement",
-        marks=pytest.mark.skipif(connection.vendor != "postgresql", reason="PostgreSQL's one statement"),
-    ),
-]
-
-
-@pytest.fixture(params=PATHS)
-def intake_path(request, monkeypatch) -> str:
-    if request.param == "orm":
-        monkeypatch.setattr(inbound_sql, "available", lambda: False)
-    else:
-        assert inbound_sql.available()
-    return str(request.param)
 
 
 def _raw(body: dict[str, Any]) -> bytes:

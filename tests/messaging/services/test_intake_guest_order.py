@@ -36,7 +36,7 @@ POSTGRES = connection.vendor == "postgresql"
 
 
 @pytest.fixture(params=["statement", "orm"])
-def intake_path(request: pytest.FixtureRequest) -> str:
+def scenario_intake_path(request: pytest.FixtureRequest) -> str:
     """Each intake path: PostgreSQL's one statement, and the ORM path (SQLite's; forced on PostgreSQL)."""
     if request.param == "statement" and not POSTGRES:
         pytest.skip("the one-statement path is PostgreSQL's")
@@ -60,11 +60,17 @@ def _on_file_sqlite(scenario: str, tmp_path: Path) -> dict[str, Any]:
     return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def test_concurrent_messages_of_a_guest_land_in_one_conversation(intake_path: str, tmp_path: Path) -> None:
+def test_concurrent_messages_of_a_guest_land_in_one_conversation(
+    scenario_intake_path: str, tmp_path: Path
+) -> None:
     """2..8 messages of a new guest at once; 20 races of two for new guests; 10 races of two for
     guests whose conversation went idle: every race leaves its guest exactly one (new) conversation
     holding all its messages."""
-    result = guest_races.races(orm=intake_path == "orm") if POSTGRES else _on_file_sqlite("races", tmp_path)
+    result = (
+        guest_races.races(orm=scenario_intake_path == "orm")
+        if POSTGRES
+        else _on_file_sqlite("races", tmp_path)
+    )
     for n, (actions, conversations, messages) in result["sizes"].items():
         assert (actions, conversations, messages) == (["stored"] * int(n), 1, int(n)), n
     assert len(result["pairs"]) == guest_races.PAIRS
@@ -73,14 +79,16 @@ def test_concurrent_messages_of_a_guest_land_in_one_conversation(intake_path: st
 
 
 def test_racing_messages_are_answered_in_the_order_stored(
-    intake_path: str, tmp_path: Path, fake_green: Any, fake_deepseek: Any
+    scenario_intake_path: str, tmp_path: Path, fake_green: Any, fake_deepseek: Any
 ) -> None:
     """Five messages raced in, their jobs processed latest first: each answer is generated knowing
     every earlier question (one conversation), only the first leaves at once, the others wait
     ("waiting") and leave in the order the messages were stored (Green API delivers a guest's
     messages in the order written; the intake's serial order per guest stands for it here)."""
     if POSTGRES:
-        result = guest_races.answers(orm=intake_path == "orm", deepseek=fake_deepseek, green=fake_green)
+        result = guest_races.answers(
+            orm=scenario_intake_path == "orm", deepseek=fake_deepseek, green=fake_green
+        )
     else:
         result = _on_file_sqlite("answers", tmp_path)
     n = len(result["actions"])

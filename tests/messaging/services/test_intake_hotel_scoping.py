@@ -14,14 +14,13 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.utils import timezone
 
 from fakes.green_api import FakeGreenApi
 from messaging.clients import green_api
 from messaging.models import DeferredStatus, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import RawBody, parse_webhook_body
-from messaging.services import inbound_sql, intake, replies, statuses
+from messaging.services import intake, replies, statuses
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 from tests.messaging import payloads
 
@@ -35,16 +34,6 @@ def hotels() -> tuple[Hotel, Hotel]:
         HotelFactory.create(name="Seaside Inn", green_api_instance_id=str(A)),
         HotelFactory.create(name="Harbour Hotel", green_api_instance_id=str(B)),
     )
-
-
-@pytest.fixture(params=["statement", "orm"])
-def intake_path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each intake path: PostgreSQL's one statement, and the ORM path (SQLite's; forced on PostgreSQL)."""
-    if request.param == "statement" and connection.vendor != "postgresql":
-        pytest.skip("the one-statement path is PostgreSQL's")
-    if request.param == "orm":
-        monkeypatch.setattr(inbound_sql, "available", lambda: False)
-    return str(request.param)
 
 
 def _from(instance: int, body: dict[str, Any]) -> intake.IngestResult:

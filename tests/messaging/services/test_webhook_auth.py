@@ -35,7 +35,7 @@ def client(token: str) -> APIClient:
 
 
 @pytest.fixture
-def hotels(settings) -> tuple[Hotel, Hotel]:
+def hotels_with_tokens(settings) -> tuple[Hotel, Hotel]:
     settings.GREEN_API_WEBHOOK_TOKEN = ""  # the multi-hotel default: no global token
     a = HotelFactory.create(
         name="A", green_api_instance_id=A_INSTANCE, webhook_token_hash=webhook_token_digest(A_TOKEN)
@@ -53,8 +53,8 @@ def status_of(id_message: str, status: str, instance: str) -> dict:
 
 
 @pytest.mark.parametrize("url", [hotel_url(A_INSTANCE), LEGACY])
-def test_hotel_token_is_accepted_for_its_own_instance(hotels, url):
-    a, _ = hotels
+def test_hotel_token_is_accepted_for_its_own_instance(hotels_with_tokens, url):
+    a, _ = hotels_with_tokens
     body = payloads.incoming_text(id_message="OWN1", id_instance=int(A_INSTANCE))
 
     resp = client(A_TOKEN).post(url, body, format="json")
@@ -65,8 +65,8 @@ def test_hotel_token_is_accepted_for_its_own_instance(hotels, url):
 
 
 @pytest.mark.parametrize("url", [hotel_url(A_INSTANCE), LEGACY, hotel_url(B_INSTANCE)])
-def test_token_of_hotel_a_with_hotel_b_instance_is_refused_and_recorded(hotels, url):
-    a, b = hotels
+def test_token_of_hotel_a_with_hotel_b_instance_is_refused_and_recorded(hotels_with_tokens, url):
+    a, b = hotels_with_tokens
     outbound = MessageFactory.create(
         conversation=ConversationFactory.create(guest__hotel=b),
         direction=Message.Direction.OUTBOUND,
@@ -99,7 +99,7 @@ def test_token_of_hotel_a_with_hotel_b_instance_is_refused_and_recorded(hotels, 
     assert A_TOKEN not in str(entry.details) + entry.reason
 
 
-def test_refusals_are_recorded_again_after_the_interval(hotels, settings):
+def test_refusals_are_recorded_again_after_the_interval(hotels_with_tokens, settings):
     settings.WEBHOOK_REFUSAL_AUDIT_INTERVAL = 0
     for i in range(3):
         body = payloads.incoming_text(id_message=f"R{i}", id_instance=int(B_INSTANCE))
@@ -107,14 +107,14 @@ def test_refusals_are_recorded_again_after_the_interval(hotels, settings):
     assert AuditEntry.objects.filter(action="webhook.refused").count() == 3
 
 
-def test_hotel_b_token_still_works_beside_a_refusal(hotels):
+def test_hotel_b_token_still_works_beside_a_refusal(hotels_with_tokens):
     body = payloads.incoming_text(id_message="B1", id_instance=int(B_INSTANCE))
     assert client(A_TOKEN).post(hotel_url(B_INSTANCE), body, format="json").status_code == 401
     assert client(B_TOKEN).post(hotel_url(B_INSTANCE), body, format="json").json() == {"status": "stored"}
 
 
-def test_previous_token_is_accepted_within_grace_and_refused_after(hotels):
-    a, _ = hotels
+def test_previous_token_is_accepted_within_grace_and_refused_after(hotels_with_tokens):
+    a, _ = hotels_with_tokens
     issued = hotel_webhook_token_rotate(hotel=a, grace_hours=24, via="command")
     old, new = client(A_TOKEN), client(issued.webhook_token)
     url = hotel_url(A_INSTANCE)
@@ -133,8 +133,8 @@ def test_previous_token_is_accepted_within_grace_and_refused_after(hotels):
     assert set(Message.objects.values_list("provider_message_id", flat=True)) == {"G1", "G2", "G4"}
 
 
-def test_cached_previous_token_ends_at_its_deadline(hotels, monkeypatch):
-    a, _ = hotels
+def test_cached_previous_token_ends_at_its_deadline(hotels_with_tokens, monkeypatch):
+    a, _ = hotels_with_tokens
     issued = hotel_webhook_token_rotate(hotel=a, grace_hours=1, via="command")
     url = hotel_url(A_INSTANCE)
     assert (
@@ -154,15 +154,15 @@ def test_cached_previous_token_ends_at_its_deadline(hotels, monkeypatch):
     assert issued.webhook_token != A_TOKEN
 
 
-def test_rotation_with_no_grace_revokes_the_old_token(hotels):
-    a, _ = hotels
+def test_rotation_with_no_grace_revokes_the_old_token(hotels_with_tokens):
+    a, _ = hotels_with_tokens
     hotel_webhook_token_rotate(hotel=a, grace_hours=0, via="command")
     resp = client(A_TOKEN).post(hotel_url(A_INSTANCE), payloads.incoming_text(id_message="N1"), format="json")
     assert resp.status_code == 401
 
 
-def test_a_token_issued_by_another_process_works_at_once(hotels):
-    a, _ = hotels
+def test_a_token_issued_by_another_process_works_at_once(hotels_with_tokens):
+    a, _ = hotels_with_tokens
     url = hotel_url(A_INSTANCE)
     assert (
         client(A_TOKEN).post(url, payloads.incoming_text(id_message="P1"), format="json").status_code == 200
@@ -173,7 +173,7 @@ def test_a_token_issued_by_another_process_works_at_once(hotels):
     assert client(fresh).post(url, payloads.incoming_text(id_message="P2"), format="json").status_code == 200
 
 
-def test_a_cached_token_costs_no_credential_query(hotels):
+def test_a_cached_token_costs_no_credential_query(hotels_with_tokens):
     url = hotel_url(A_INSTANCE)
     assert (
         client(A_TOKEN).post(url, payloads.incoming_text(id_message="Q1"), format="json").status_code == 200
@@ -188,7 +188,7 @@ def test_a_cached_token_costs_no_credential_query(hotels):
     assert queries.captured_queries  # the intake's own statements were captured
 
 
-def test_legacy_url_with_global_token_accepts_every_instance(hotels, settings):
+def test_legacy_url_with_global_token_accepts_every_instance(hotels_with_tokens, settings):
     settings.GREEN_API_WEBHOOK_TOKEN = "the-global-token"
     for instance in (A_INSTANCE, B_INSTANCE):
         body = payloads.incoming_text(id_message=f"GL{instance}", id_instance=int(instance))
@@ -201,14 +201,14 @@ def test_legacy_url_with_global_token_accepts_every_instance(hotels, settings):
     assert client("the-global-token").post(hotel_url(A_INSTANCE), body, format="json").status_code == 401
 
 
-def test_legacy_url_without_global_token_refuses_the_old_global_value(hotels):
+def test_legacy_url_without_global_token_refuses_the_old_global_value(hotels_with_tokens):
     body = payloads.incoming_text(id_message="NG1", id_instance=int(A_INSTANCE))
     for token in ("dev-webhook-token", "test-webhook-token", ""):
         assert client(token).post(LEGACY, body, format="json").status_code == 401
     assert not Message.objects.exists()
 
 
-def test_unreadable_body_with_a_valid_token_is_quarantined_for_its_hotel(hotels):
+def test_unreadable_body_with_a_valid_token_is_quarantined_for_its_hotel(hotels_with_tokens):
     resp = client(A_TOKEN).post(hotel_url(A_INSTANCE), b"{not json", content_type="application/json")
     assert resp.status_code == 200
     assert resp.json() == {"status": "quarantined"}
