@@ -13,17 +13,26 @@ import contextlib
 import queue
 
 from reliability import broker, database_breaker, ratelimit, retry
-from reliability.breaker import clear_registry, registry
+from reliability.breaker import circuit, registry
 from reliability.degradation import state as degradation_state
 from reliability.health import probe as health_probe
 from reliability.health import registry as health_registry
 from reliability.health.checks import WorkerCheck
 
 
+def reset_circuit_breakers() -> None:
+    """Forget every breaker, the default store and the global listeners (a default store factory
+    stays registered and builds a fresh store on next use)."""
+    with circuit._registry_lock:
+        circuit._registry.clear()
+    circuit._default_store = None
+    circuit._global_listeners.clear()
+
+
 def reset_breakers() -> None:
     """Forget every breaker, the shared store and the loaded admin configs; drop queued events."""
     with registry._lock:
-        clear_registry()
+        reset_circuit_breakers()
         registry._store = None
         registry._loaded.clear()
     with contextlib.suppress(queue.Empty):

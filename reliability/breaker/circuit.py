@@ -487,13 +487,3 @@ def add_global_listener(listener: Listener) -> None:
 
 def remove_global_listener(listener: Listener) -> None:
     _global_listeners.remove(listener)
-
-
-def clear_registry() -> None:
-    """Forget every breaker, the default store and global listeners (for tests; a default store
-    factory stays registered and builds a fresh store on next use)."""
-    global _default_store
-    with _registry_lock:
-        _registry.clear()
-    _default_store = None
-    _global_listeners.clear()

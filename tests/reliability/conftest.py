@@ -15,7 +15,7 @@ import pytest
 import redis
 
 from drill.stack import ThrowawayRedis
-from reliability.breaker import clear_registry
+from reliability import testing
 
 
 class FakeClock:
@@ -39,9 +39,9 @@ def clock() -> FakeClock:
 @pytest.fixture
 def registry() -> Iterator[None]:
     """A clean per-process breaker registry (no breakers, default store or global listeners)."""
-    clear_registry()
+    testing.reset_circuit_breakers()
     yield
-    clear_registry()
+    testing.reset_circuit_breakers()
 
 
 @pytest.fixture(scope="session")
