@@ -20,7 +20,7 @@ CHANGELIST = "/admin/messaging/hotel/"
 
 
 @pytest.fixture(autouse=True)
-def public_url(settings) -> None:
+def _public_url_for_every_test(settings) -> None:
     settings.HOTELBOT_PUBLIC_URL = "https://bot.example.com"
 
 

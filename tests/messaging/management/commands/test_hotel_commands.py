@@ -140,7 +140,7 @@ def test_rotate_bad_input_is_a_command_error(public_url, args, message):
 
 
 @pytest.fixture
-def fake_instance(settings) -> Iterator[FakeGreenApi]:
+def fake_instance_fast_redelivery(settings) -> Iterator[FakeGreenApi]:
     with FakeGreenApi(
         id_instance=INSTANCE, api_token=API_TOKEN, rate_limits=False, redelivery_delay=0.2
     ) as fake:
@@ -149,32 +149,34 @@ def fake_instance(settings) -> Iterator[FakeGreenApi]:
 
 
 @pytest.mark.django_db
-def test_connect_pushes_url_and_a_fresh_token_and_reads_them_back(public_url, fake_instance):
+def test_connect_pushes_url_and_a_fresh_token_and_reads_them_back(public_url, fake_instance_fast_redelivery):
     created = create()
 
     text = run("hotel_connect", INSTANCE)
 
     hotel = Hotel.objects.get()
-    pushed = fake_instance.settings()
+    pushed = fake_instance_fast_redelivery.settings()
     assert pushed["webhookUrl"] == created["webhook_url"]
     assert webhook_token_digest(pushed["webhookUrlToken"]) == hotel.webhook_token_hash  # fresh, stored
     assert hotel.webhook_token_previous_hash == webhook_token_digest(created["webhook_token"])  # still valid
     assert pushed["webhookUrlToken"] not in text
-    assert [e["method"] for e in fake_instance.journal()] == ["POST", "GET"]
+    assert [e["method"] for e in fake_instance_fast_redelivery.journal()] == ["POST", "GET"]
     assert AuditEntry.objects.get(action="hotel.connect").details["settings_saved"] is True
     assert "Green API posts to" in run("hotel_connect", INSTANCE, "--check")
 
 
 @pytest.mark.django_db
-def test_connect_check_reports_an_instance_pointed_elsewhere(public_url, fake_instance):
+def test_connect_check_reports_an_instance_pointed_elsewhere(public_url, fake_instance_fast_redelivery):
     create()
-    fake_instance.configure(webhook_url="https://elsewhere.example.com/hook", webhook_token="x")
+    fake_instance_fast_redelivery.configure(
+        webhook_url="https://elsewhere.example.com/hook", webhook_token="x"
+    )
     with pytest.raises(CommandError, match="url ok=False, token ok=False"):
         run("hotel_connect", INSTANCE, "--check")
 
 
 @pytest.mark.django_db
-def test_connect_refused_by_green_api_changes_nothing(public_url, fake_instance):
+def test_connect_refused_by_green_api_changes_nothing(public_url, fake_instance_fast_redelivery):
     create()
     Hotel.objects.update(green_api_token="wrong-api-token")
     before = Hotel.objects.values_list("webhook_token_hash", flat=True).get()
@@ -183,7 +185,7 @@ def test_connect_refused_by_green_api_changes_nothing(public_url, fake_instance)
         run("hotel_connect", INSTANCE)
 
     assert Hotel.objects.values_list("webhook_token_hash", flat=True).get() == before
-    assert fake_instance.settings()["webhookUrl"] == ""
+    assert fake_instance_fast_redelivery.settings()["webhookUrl"] == ""
 
 
 @pytest.mark.django_db
@@ -193,7 +195,9 @@ def test_connect_unknown_hotel_is_a_command_error(public_url):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_connected_fake_delivers_guest_messages_with_the_new_token(live_server, settings, fake_instance):
+def test_connected_fake_delivers_guest_messages_with_the_new_token(
+    live_server, settings, fake_instance_fast_redelivery
+):
     """End to end: hotel_create, hotel_connect against the fake, then the fake pushes a guest's
     message to the hotel's own URL with the pushed token and the message is stored."""
     settings.HOTELBOT_PUBLIC_URL = live_server.url
@@ -201,11 +205,15 @@ def test_connected_fake_delivers_guest_messages_with_the_new_token(live_server, 
     create()
     run("hotel_connect", INSTANCE)
 
-    fake_instance.inject_inbound(chat_id="79001234599@c.us", text="Is breakfast included?")
+    fake_instance_fast_redelivery.inject_inbound(chat_id="79001234599@c.us", text="Is breakfast included?")
 
     wait_until(lambda: Message.objects.filter(text="Is breakfast included?").exists(), timeout=10)
     [delivery] = wait_until(
-        lambda: [d for d in fake_instance.deliveries() if d["typeWebhook"] == "incomingMessageReceived"][:1]
+        lambda: [
+            d
+            for d in fake_instance_fast_redelivery.deliveries()
+            if d["typeWebhook"] == "incomingMessageReceived"
+        ][:1]
     )
     assert delivery["url"] == f"{live_server.url}/webhooks/green-api/{INSTANCE}/"
     assert delivery["status"] == 200
