@@ -262,9 +262,23 @@ class RateLimiter:
         return grant
 
 
-_limiter: RateLimiter | None = None
-_limiter_pid = 0
-_limiter_lock = threading.Lock()
+class _PerProcess:
+    """A limiter built from settings on first use in each process, and again after a fork."""
+
+    def __init__(self, build: Callable[[], RateLimiter]) -> None:
+        self.build = build
+        self.lock = threading.Lock()
+        self.limiter: RateLimiter | None = None
+        self.pid = 0
+
+    def get(self) -> RateLimiter:
+        limiter = self.limiter
+        if limiter is None or self.pid != os.getpid():
+            with self.lock:
+                if self.limiter is None or self.pid != os.getpid():
+                    self.limiter, self.pid = self.build(), os.getpid()
+                limiter = self.limiter
+        return limiter
 
 
 def _build() -> RateLimiter:
@@ -277,14 +291,12 @@ def _build() -> RateLimiter:
     return RateLimiter(stores)
 
 
+_limiter = _PerProcess(lambda: _build())
+
+
 def limiter() -> RateLimiter:
     """The process's limiter, built from settings on first use (and again after a fork)."""
-    global _limiter, _limiter_pid
-    if _limiter is None or _limiter_pid != os.getpid():
-        with _limiter_lock:
-            if _limiter is None or _limiter_pid != os.getpid():
-                _limiter, _limiter_pid = _build(), os.getpid()
-    return _limiter
+    return _limiter.get()
 
 
 def acquire(key: str, *, rate: float, max_wait: float) -> Grant:
@@ -333,10 +345,6 @@ class Admission:
     store: str
 
 
-_inbound: RateLimiter | None = None
-_inbound_pid = 0
-
-
 def _build_inbound() -> RateLimiter:
     stores: list[SlotStore] = []
     if settings.RATE_LIMIT_REDIS_URL:
@@ -348,14 +356,12 @@ def _build_inbound() -> RateLimiter:
     return RateLimiter(stores)
 
 
+_inbound = _PerProcess(lambda: _build_inbound())
+
+
 def inbound_limiter() -> RateLimiter:
     """The process's server-side limiter: Redis when configured, then per process."""
-    global _inbound, _inbound_pid
-    if _inbound is None or _inbound_pid != os.getpid():
-        with _limiter_lock:
-            if _inbound is None or _inbound_pid != os.getpid():
-                _inbound, _inbound_pid = _build_inbound(), os.getpid()
-    return _inbound
+    return _inbound.get()
 
 
 #: Held slots lapse this many seconds after they were reserved (or when the span they cover has

@@ -53,9 +53,9 @@ def reset_retry_budgets() -> None:
 def reset_rate_limits() -> None:
     """Forget the process's limiters (rebuilt from settings on next use) and held slots."""
     ratelimit._leases = ratelimit._Leases()
-    with ratelimit._limiter_lock:
-        ratelimit._limiter = None
-        ratelimit._inbound = None
+    for built in (ratelimit._limiter, ratelimit._inbound):
+        with built.lock:
+            built.limiter = None
 
 
 def reset_degradation() -> None:

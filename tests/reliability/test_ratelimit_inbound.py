@@ -32,8 +32,8 @@ def sample(name: str, **labels: str) -> float:
 def fake_clock(monkeypatch: pytest.MonkeyPatch) -> FakeClock:
     """The inbound limiter on a per-process store whose clock the test moves."""
     clock = FakeClock()
-    monkeypatch.setattr(ratelimit, "_inbound", RateLimiter([MemorySlots(clock=clock)]))
-    monkeypatch.setattr(ratelimit, "_inbound_pid", __import__("os").getpid())
+    monkeypatch.setattr(ratelimit._inbound, "limiter", RateLimiter([MemorySlots(clock=clock)]))
+    monkeypatch.setattr(ratelimit._inbound, "pid", __import__("os").getpid())
     monkeypatch.setattr(ratelimit, "_leases", ratelimit._Leases(clock=clock))
     return clock
 
@@ -106,7 +106,7 @@ class CountingSlots(MemorySlots):
 def counting_store(fake_clock: FakeClock, monkeypatch: pytest.MonkeyPatch, settings: Any) -> CountingSlots:
     settings.RATE_LIMIT_REDIS_URL = ""
     store = CountingSlots(clock=fake_clock)
-    monkeypatch.setattr(ratelimit, "_inbound", RateLimiter([store]))
+    monkeypatch.setattr(ratelimit._inbound, "limiter", RateLimiter([store]))
     return store
 
 
