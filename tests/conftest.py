@@ -231,3 +231,14 @@ def published(monkeypatch) -> list[tuple[int, float]]:
 
     monkeypatch.setattr(replies, "reply_job_publish", publish)
     return calls
+
+
+@pytest.fixture
+def fresh_health(monkeypatch) -> Iterator[None]:
+    """No cached health outcomes between tests, and a worker that answers pings (no real worker runs)."""
+    from reliability import health, testing
+
+    testing.reset_health()
+    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
+    yield
+    testing.reset_health()

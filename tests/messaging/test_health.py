@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -16,19 +15,15 @@ from fakes.green_api import FakeGreenApi
 from messaging import health as checks
 from messaging.models import ReplyJob
 from messaging.services import replies
-from reliability import health, testing
+from reliability import health
 from reliability.models import Heartbeat
 from tests.factories import HotelFactory, ReplyJobFactory
 
 
 @pytest.fixture(autouse=True)
-def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
+def _fresh_health_with_the_monitoring_token(fresh_health: None, settings) -> None:
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # these tests are about caching, not deadlines
     settings.HEALTH_MONITORING_TOKEN = "test-monitoring-token"  # /health/ is for monitoring
-    testing.reset_health()
-    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
-    yield
-    testing.reset_health()
 
 
 def provider_checks(client: Client) -> dict[str, dict[str, object]]:

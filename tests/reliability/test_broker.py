@@ -16,7 +16,7 @@ from reliability import broker, broker_fallback, testing
 
 
 @pytest.fixture(autouse=True)
-def _fresh_health():
+def _fresh_broker_health():
     testing.reset_broker_health()
     yield
     testing.reset_broker_health()

@@ -4,7 +4,6 @@ staff login or the monitoring token and tells anyone else nothing (issue 16, ite
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 
 import pytest
 from django.contrib.auth.models import User
@@ -13,7 +12,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.test import Client
 from prometheus_client import REGISTRY
 
-from reliability import degradation, health, testing
+from reliability import degradation, health
 from tests.factories import HotelFactory
 
 TOKEN = "monitoring-token-for-tests-0123456789"
@@ -27,13 +26,9 @@ DETAILED = [
 
 
 @pytest.fixture(autouse=True)
-def _fresh_health(monkeypatch: pytest.MonkeyPatch, settings) -> Iterator[None]:
+def _fresh_health_with_the_monitoring_token(fresh_health: None, settings) -> None:
     settings.HEALTH_MONITORING_TOKEN = TOKEN
     settings.HEALTH_CHECK_TIMEOUT = 3.0  # about access, not deadlines
-    testing.reset_health()
-    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
-    yield
-    testing.reset_health()
 
 
 @pytest.fixture

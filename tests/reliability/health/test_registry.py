@@ -17,7 +17,7 @@ from django.utils import timezone
 from prometheus_client import REGISTRY
 
 from fakes.hung_tcp import HungTcpServer
-from reliability import dead_letters, health, selectors, services, testing
+from reliability import dead_letters, health, selectors, services
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, BreakerEvent, DeadLetter, Heartbeat
 
@@ -26,12 +26,8 @@ PROBE_BOUND = 1.0
 
 
 @pytest.fixture(autouse=True)
-def _fresh_health(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """No cached outcomes between tests, and a worker that answers pings (no real worker runs)."""
-    testing.reset_health()
-    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@test"])
-    yield
-    testing.reset_health()
+def _fresh_health(fresh_health: None) -> None:
+    """Every test here starts with fresh health (tests/conftest.py)."""
 
 
 MONITORING_TOKEN = "test-monitoring-token"
