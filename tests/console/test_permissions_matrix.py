@@ -30,9 +30,14 @@ from messaging import permissions
 from messaging.models import ReplyJob
 from messaging.permissions import OPERATIONS_GROUP
 from reliability.breaker import registry
-from reliability.dead_letters import RedriveResult
 from reliability.models import BreakerConfig, DeadLetter, DegradationState
-from tests.console.admin_world import HotelRows, handler_registered, hotel_rows, operations_user
+from tests.console.admin_world import (
+    HotelRows,
+    RecordingHandler,
+    handler_registered,
+    hotel_rows,
+    operations_user,
+)
 
 pytestmark = pytest.mark.django_db
 
@@ -57,26 +62,12 @@ def test_the_migration_made_the_hotel_staff_group_with_exactly_the_listed_permis
 
 
 # --- the world ---------------------------------------------------------------------------------------
-class Recording:
-    """Stands in for the reply kinds' redrive handler: hands every letter back, remembers it."""
-
-    def __init__(self) -> None:
-        self.redriven: list[int] = []
-
-    def redrive(self, letter: DeadLetter, *, actor: Any = None) -> RedriveResult:
-        self.redriven.append(letter.pk)
-        return RedriveResult(handed_back=True, detail="requeued")
-
-    def alert(self, letter: DeadLetter) -> None:
-        pass
-
-
 @dataclass
 class World:
     a: HotelRows
     b: HotelRows
     users: dict[str, User]
-    handler: Recording
+    handler: RecordingHandler
     quarantine_a: DeadLetter
 
     @property
@@ -126,7 +117,7 @@ def permission_world(django_capture_on_commit_callbacks: Any, settings: Any) -> 
         "operations": operations_user(),
         "operations without permissions": User.objects.get(pk=ops_bare.pk),
     }
-    recording = Recording()
+    recording = RecordingHandler()
     with (
         handler_registered(DeadLetter.Kind.REPLY_SEND, recording),
         handler_registered(DeadLetter.Kind.WEBHOOK_QUARANTINE, recording),
