@@ -180,6 +180,7 @@ def _served(path: str) -> bool:
 
 
 TEST_FILE = re.compile(r"(?<![\w/.])tests/[\w/]+\.py\b")
+TEST_FILE_NAME = re.compile(r"(?<![\w/.])test_\w+\.py\b")  # a name alone: some test file has it
 SOURCE_FOLDERS = (
     "console",
     "messaging",
@@ -194,8 +195,8 @@ SOURCE_FOLDERS = (
 
 
 def test_every_test_file_named_exists():
-    """The docs and the code name test files by path (``tests/<package>/.../test_<module>.py``): a test
-    moved or renamed without its mentions fails here."""
+    """The docs and the code name test files by path (``tests/<package>/.../test_<module>.py``) or by
+    name: a test moved or renamed without its mentions fails here."""
     texts = [*PAGES, ROOT / "Makefile", ROOT / "pyproject.toml"]
     texts += [p for folder in SOURCE_FOLDERS for p in sorted((ROOT / folder).rglob("*.py"))]
     missing = sorted(
@@ -203,5 +204,12 @@ def test_every_test_file_named_exists():
         for path in texts
         for named in set(TEST_FILE.findall(path.read_text()))
         if not (ROOT / named).exists()
+    )
+    names = {p.name for p in (ROOT / "tests").rglob("test_*.py")}
+    missing += sorted(
+        f"{path.relative_to(ROOT)}: {named}"
+        for path in texts
+        for named in set(TEST_FILE_NAME.findall(path.read_text()))
+        if named not in names
     )
     assert not missing, "test files named but not found:\n" + "\n".join(missing)

@@ -1,7 +1,7 @@
 """The database store wired into Django: the store without Redis, the one entry point, admin.
 
 The multi-process behaviour (exact probes, no lost counts, a trip seen everywhere within 1 s) is in
-``test_breaker_multiprocess.py``; the Redis -> database fallback in ``test_breaker_redis_outage.py``.
+``test_multiprocess.py``; the Redis -> database fallback in ``test_redis_outage.py`` (both beside this file).
 """
 
 from __future__ import annotations
