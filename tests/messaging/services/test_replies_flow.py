@@ -7,7 +7,6 @@ import itertools
 import threading
 import time
 from datetime import datetime, timedelta
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -158,26 +157,11 @@ def test_pacing_refusal_parks_the_send_without_sending(job, fake_green, settings
 
 
 # --- item 11: the sweeper re-publishes only lost tasks --------------------------------------------
-@pytest.fixture
-def broker(monkeypatch) -> SimpleNamespace:
-    """Records publishes of process_reply_job; ``down = True`` makes publishing fail."""
-    state = SimpleNamespace(down=False, published=[])
-
-    def apply_async(args: tuple[int], countdown: float = 0.0, **_: Any) -> SimpleNamespace:
-        if state.down:
-            raise ConnectionRefusedError("broker down")
-        state.published.append(args[0])
-        return SimpleNamespace(id=f"task-{len(state.published)}")
-
-    monkeypatch.setattr(process_reply_job, "apply_async", apply_async)
-    return state
-
-
 def _sweep_at(now: datetime) -> int:
     return replies.reply_jobs_sweep(now=now)
 
 
-def test_sweeper_requeues_lost_and_abandoned_jobs(broker, settings):
+def test_sweeper_requeues_lost_and_abandoned_jobs(recording_broker, settings):
     now = timezone.now()
     stale = timedelta(seconds=settings.REPLY_STALE_AFTER + 1)
     lost = ReplyJobFactory.create(next_attempt_at=now - stale)  # never published (published_at empty)
@@ -189,8 +173,8 @@ def test_sweeper_requeues_lost_and_abandoned_jobs(broker, settings):
     fresh = ReplyJobFactory.create(next_attempt_at=now)
     ReplyJobFactory.create(status=ReplyJob.Status.DONE, next_attempt_at=now - timedelta(hours=1))
     assert _sweep_at(now) == 2
-    assert sorted(broker.published) == sorted([lost.pk, abandoned.pk])
-    assert fresh.pk not in broker.published
+    assert sorted(recording_broker.published) == sorted([lost.pk, abandoned.pk])
+    assert fresh.pk not in recording_broker.published
     lost.refresh_from_db()
     assert (lost.republish_count, lost.published_task_id) in {(1, "task-1"), (1, "task-2")}
     assert lost.published_at is not None
@@ -198,7 +182,7 @@ def test_sweeper_requeues_lost_and_abandoned_jobs(broker, settings):
     assert _sweep_at(now) == 0
 
 
-def test_job_whose_task_is_still_queued_is_not_republished(broker, settings):
+def test_job_whose_task_is_still_queued_is_not_republished(recording_broker, settings):
     """A slow queue: jobs long overdue, but published recently: their tasks are still queued."""
     now = timezone.now()
     overdue = now - timedelta(seconds=settings.REPLY_STALE_AFTER * 10)
@@ -207,7 +191,7 @@ def test_job_whose_task_is_still_queued_is_not_republished(broker, settings):
         for _ in range(20)
     ]
     assert _sweep_at(now) == 0
-    assert broker.published == []
+    assert recording_broker.published == []
     # Once that publish is itself stale, each is re-published once.
     later = now + timedelta(seconds=settings.REPLY_STALE_AFTER)
     assert _sweep_at(later) == len(queued)
@@ -215,20 +199,20 @@ def test_job_whose_task_is_still_queued_is_not_republished(broker, settings):
 
 
 def test_publish_is_recorded_and_a_lost_publish_is_republished_once(
-    broker, settings, django_capture_on_commit_callbacks
+    recording_broker, settings, django_capture_on_commit_callbacks
 ):
     job = ReplyJobFactory.create()
-    broker.down = True  # broker down at commit
+    recording_broker.down = True  # broker down at commit
     with django_capture_on_commit_callbacks(execute=True):
         replies.reply_job_enqueue_on_commit(job_id=job.pk)
     job.refresh_from_db()
     assert job.published_at is None
-    broker.down = False
+    recording_broker.down = False
     created = job.next_attempt_at
     stale = settings.REPLY_STALE_AFTER
     assert _sweep_at(created + timedelta(seconds=stale - 1)) == 0  # not stale yet
     assert _sweep_at(created + timedelta(seconds=stale + 1)) == 1
-    assert broker.published == [job.pk]
+    assert recording_broker.published == [job.pk]
     # Sweeps every 15 s after that do not publish it again within the (doubled) spacing.
     for k in range(1, 4):
         assert _sweep_at(timezone.now() + timedelta(seconds=settings.REPLY_SWEEP_INTERVAL * k)) == 0
@@ -239,7 +223,7 @@ def test_publish_is_recorded_and_a_lost_publish_is_republished_once(
 
 
 def test_request_path_publish_is_recorded_by_the_insert_and_cleared_when_it_fails(
-    broker, settings, monkeypatch, django_capture_on_commit_callbacks
+    recording_broker, settings, monkeypatch, django_capture_on_commit_callbacks
 ):
     """The webhook's job carries its publish (time and the task id Celery is given) from the INSERT:
     no UPDATE after a publish that succeeds; one that fails leaves the job "never published"."""
@@ -255,23 +239,23 @@ def test_request_path_publish_is_recorded_by_the_insert_and_cleared_when_it_fail
     with django_capture_on_commit_callbacks(execute=True):
         job = replies.reply_job_create(inbound=MessageFactory.create(), now=now)
     job.refresh_from_db()
-    assert broker.published == [job.pk]
+    assert recording_broker.published == [job.pk]
     assert (job.published_at, job.republish_count) == (now, 0)
     assert task_ids == [job.published_task_id]
     assert job.published_task_id
 
-    broker.down = True
+    recording_broker.down = True
     with django_capture_on_commit_callbacks(execute=True):
         failed = replies.reply_job_create(inbound=MessageFactory.create(), now=now)
     failed.refresh_from_db()
     assert (failed.published_at, failed.published_task_id) == (None, "")
     assert _sweep_at(now + timedelta(seconds=1)) == 0
-    broker.down = False
+    recording_broker.down = False
     # Once stale, the sweeper re-publishes both (neither was taken by a worker here), as before.
     assert _sweep_at(now + timedelta(seconds=settings.REPLY_STALE_AFTER + 1)) == 2
 
 
-def test_republish_spacing_grows_and_is_capped(broker, settings):
+def test_republish_spacing_grows_and_is_capped(recording_broker, settings):
     settings.REPLY_STALE_AFTER = 30
     settings.REPLY_REPUBLISH_MAX_SPACING = 300
     start = timezone.now()
@@ -285,4 +269,4 @@ def test_republish_spacing_grows_and_is_capped(broker, settings):
     gaps = [b - a for a, b in zip([0.0, *republished_at], republished_at, strict=False)]
     assert gaps[:4] == [30, 60, 120, 240]
     assert set(gaps[4:]) == {300}
-    assert len(broker.published) == len(republished_at)
+    assert len(recording_broker.published) == len(republished_at)

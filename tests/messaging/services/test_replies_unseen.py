@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
-from types import SimpleNamespace
-from typing import Any
 
 import pytest
 from django.conf import settings as django_settings
@@ -20,27 +18,11 @@ from django.utils import timezone
 
 from messaging.models import ReplyJob
 from messaging.services import replies
-from messaging.tasks import process_reply_job
 from reliability import broker as broker_module
 from reliability import testing, watchers
 from tests.factories import MessageFactory
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def recording_broker(monkeypatch) -> SimpleNamespace:
-    """Records publishes of process_reply_job; ``down = True`` makes publishing fail."""
-    state = SimpleNamespace(down=False, published=[])
-
-    def apply_async(args: tuple[int], countdown: float = 0.0, **_: Any) -> SimpleNamespace:
-        if state.down:
-            raise ConnectionRefusedError("broker down")
-        state.published.append(args[0])
-        return SimpleNamespace(id=f"task-{len(state.published)}")
-
-    monkeypatch.setattr(process_reply_job, "apply_async", apply_async)
-    return state
 
 
 def _lost_publish(created: datetime) -> ReplyJob:
