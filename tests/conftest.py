@@ -70,8 +70,12 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if reason:
             reasons[reason] += 1
             item.add_marker(pytest.mark.deployment)
-            if reason == "stack":  # one worker runs the stacks one after another (they share Redis DB 14)
-                item.add_marker(pytest.mark.xdist_group("stack"))
+            if reason == "stack":
+                # One worker runs the stacks one after another (they share Redis DB 14); the drill
+                # boots its own servers (or none, embedded) and is the longest test by far (~4.5 min),
+                # so it gets a group of its own: another worker runs it beside the stacks.
+                group = "drill" if item.get_closest_marker("drill") else "stack"
+                item.add_marker(pytest.mark.xdist_group(group))
     depends = sum(reasons.values())
     config.stash[_DEPLOYMENT_LINE] = (
         f"hotelbot: {len(items)} tests; {depends} depend on the deployment (database {reasons['database']}, "
