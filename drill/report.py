@@ -221,7 +221,7 @@ def _fmt(v: Any) -> str:
 def markdown(results: dict[str, Any]) -> str:
     meta, o = results["meta"], results["overall"]
     lines = [
-        f"# Drill report — {meta['mode']} ({'CI subset' if meta['ci'] else 'full'})",
+        f"# Drill report — {meta['mode']} ({meta.get('form') or ('CI subset' if meta['ci'] else 'full')})",
         "",
         f"Started {meta['started_iso']}, {meta['duration_s']:.0f} s, {meta['rate']} guest messages/s "
         f"from {meta['chats']} concurrent chats; {meta['processes']}.",

@@ -3,6 +3,11 @@
 A scenario injects its fault, keeps it for its duration (shorter in the CI drill), removes it and
 returns; the runner then waits for the backlog to drain before the next one. Add a scenario by
 writing a function and listing it in :data:`SCENARIOS`.
+
+Three forms: the full drill (``make drill``), the CI subset with shortened holds (``--ci``, ``make
+drill-ci``) and the quick form the test suite runs (``--quick``: shorter holds at a higher guest rate,
+and only the scenarios marked ``quick=True`` below: the faults that the suite's other tests do not
+already put on a whole stack or pin one by one; docs/drills.md says where those are).
 """
 
 from __future__ import annotations
@@ -33,6 +38,8 @@ class Scenario:
     #: Breaker whose open/close delays this scenario measures (its fault is a hard outage).
     breaker: str = ""
     in_ci: bool = True
+    #: In the quick form (the suite's drill, ``--quick``): its fault has no end-to-end test of its own.
+    quick: bool = False
     services_only: bool = False
     tags: tuple[str, ...] = field(default=())
 
@@ -427,33 +434,44 @@ SCENARIOS: list[Scenario] = [
     ),
     Scenario("green_api_429_storm", "Green API 429 storm with Retry-After", green_429_storm),
     Scenario(
-        "green_api_5xx_after_send", "Green API 502/504 after the send was processed", green_5xx_after_process
+        "green_api_5xx_after_send",
+        "Green API 502/504 after the send was processed",
+        green_5xx_after_process,
+        quick=True,
     ),
     Scenario(
         "green_api_reset_after_send",
         "connection reset after the send was processed",
         green_reset_after_process,
+        quick=True,
     ),
-    Scenario("green_api_hang", "Green API never answers a few sends", green_hang),
+    Scenario("green_api_hang", "Green API never answers a few sends", green_hang, quick=True),
     Scenario(
         "green_api_trickle_past_lease",
         "Green API trickles the answer of processed sends past the job lease",
         green_trickle_past_lease,
+        quick=True,
     ),
     Scenario(
         "deepseek_keepalive_trickle",
         "DeepSeek keep-alive newlines longer than its deadline",
         deepseek_keepalive_trickle,
+        quick=True,
     ),
-    Scenario("deepseek_503_storm", "DeepSeek answers 503 to everything", deepseek_503_storm),
-    Scenario("poison_notifications", "quarantined notifications mixed into the stream", poison_notifications),
+    Scenario("deepseek_503_storm", "DeepSeek answers 503 to everything", deepseek_503_storm, quick=True),
+    Scenario(
+        "poison_notifications",
+        "quarantined notifications mixed into the stream",
+        poison_notifications,
+        quick=True,
+    ),
     Scenario(
         "degradation_rule_on_breaker",
         "a rule on the deepseek breaker raises the level and it recovers by itself",
         degradation_rule_on_breaker,
         breaker="deepseek",
     ),
-    Scenario("worker_sigkill", "a Celery worker SIGKILLed mid-task", worker_killed),
+    Scenario("worker_sigkill", "a Celery worker SIGKILLed mid-task", worker_killed, quick=True),
     Scenario("beat_restart", "beat SIGKILLed and restarted", beat_restarted),
     Scenario("gunicorn_down_10s", "gunicorn SIGKILLed for 10 s", web_killed),
     Scenario(
@@ -477,6 +495,7 @@ SCENARIOS: list[Scenario] = [
         postgres_restart,
         breaker="database",
         services_only=True,
+        quick=True,
     ),
     Scenario(
         "staff_force_open_1min",
@@ -493,12 +512,16 @@ SCENARIOS: list[Scenario] = [
 ]
 
 
-def selected(*, ci: bool, embedded: bool, names: list[str] | None = None) -> list[Scenario]:
+def selected(
+    *, ci: bool, embedded: bool, names: list[str] | None = None, quick: bool = False
+) -> list[Scenario]:
     out = []
     for s in SCENARIOS:
         if names and s.name not in names:
             continue
         if ci and not s.in_ci and not names:
+            continue
+        if quick and not s.quick and not names:
             continue
         if embedded and s.services_only:
             continue
@@ -508,5 +531,6 @@ def selected(*, ci: bool, embedded: bool, names: list[str] | None = None) -> lis
 
 def describe() -> list[dict[str, Any]]:
     return [
-        {"name": s.name, "title": s.title, "ci": s.in_ci, "services_only": s.services_only} for s in SCENARIOS
+        {"name": s.name, "title": s.title, "ci": s.in_ci, "quick": s.quick, "services_only": s.services_only}
+        for s in SCENARIOS
     ]

@@ -52,7 +52,10 @@ _DEPLOYMENT_LINE = pytest.StashKey[str]()
 
 
 def deployment_reason(item: pytest.Item) -> str | None:
-    """Why ``item`` depends on the deployment ("database", "stack", "marked"), or None."""
+    """Why ``item`` depends on the deployment ("database", "stack", "marked"), or None. A stack that
+    brings its own servers whatever the run (``own_servers``) does not: it runs once."""
+    if item.get_closest_marker("own_servers"):
+        return None
     if item.get_closest_marker("django_db") or DATABASE_FIXTURES & set(getattr(item, "fixturenames", ())):
         return "database"
     if item.nodeid.startswith(STACK_FOLDERS):
@@ -67,6 +70,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reasons: Counter[str] = Counter()
     for item in items:
         reason = deployment_reason(item)
+        if item.get_closest_marker("own_servers"):
+            # Its own PostgreSQL, Redis or RabbitMQ (no shared Redis database): a group of its own,
+            # so another worker runs these beside the stacks.
+            item.add_marker(pytest.mark.xdist_group("own_servers"))
         if reason:
             reasons[reason] += 1
             item.add_marker(pytest.mark.deployment)
@@ -156,6 +163,9 @@ def _isolated_reliability_state(settings) -> Iterator[None]:
         from reliability.crypto import DEV_KEY
 
         settings.FIELD_ENCRYPTION_KEYS = [DEV_KEY]
+    # Users made by tests hash their password with MD5, not Django's PBKDF2 (a third of a second
+    # each on this machine, over a minute of a run); the e2e stacks' own processes keep the default.
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
     settings.BREAKER_EVENT_WRITER = False
     settings.BREAKER_REDIS_URL = ""
     settings.BREAKER_DB_STORE = False

@@ -94,8 +94,7 @@ def _staff(username: str, hotel: Any, *, group: bool) -> User:
 
 
 @pytest.fixture
-def permission_world(django_capture_on_commit_callbacks: Any, settings: Any) -> Iterator[World]:
-    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]  # 7 users a test
+def permission_world(django_capture_on_commit_callbacks: Any) -> Iterator[World]:
     a = hotel_rows("Alpha Hotel", "1101000011", "79001110001@c.us", "alice-all")
     b = hotel_rows("Bravo Hotel", "1101000022", "79002220002@c.us", "bob-all")
     quarantine = DeadLetter.objects.create(

@@ -23,7 +23,8 @@ import requests
 from drill.stack import BIN, ROOT, ThrowawayPostgres, free_port, wait_http
 from tests.messaging import payloads
 
-pytestmark = pytest.mark.e2e
+# Its own PostgreSQL and no Redis in either run: the same test in both, so it runs once.
+pytestmark = [pytest.mark.e2e, pytest.mark.own_servers]
 #: Pool and connect timeout of the web server: what every request would wait without the breaker.
 POOL_TIMEOUT = 4
 #: "Fail fast": a generous bound, well under POOL_TIMEOUT, for a busy 2-core machine.

@@ -1,4 +1,4 @@
-"""The short fault drill (``make drill-ci``) as part of the suite.
+"""The fault drill in its quick form (``python -m drill --quick``) as part of the suite.
 
 The configuration follows the run it is in: PostgreSQL + Redis (its own throwaway servers) in the
 services run, SQLite + the filesystem broker in the embedded run. Nothing is skipped.
@@ -21,7 +21,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.drill]
 def test_short_drill_loses_and_doubles_no_reply(tmp_path):
     embedded = not os.environ.get("DATABASE_URL")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DJANGO_SETTINGS", "COV_"))}
-    argv = [sys.executable, "-m", "drill", "--ci", "--out", str(tmp_path)]
+    argv = [sys.executable, "-m", "drill", "--quick", "--out", str(tmp_path)]
     argv += ["--keep-logs", str(tmp_path / "logs")]
     if embedded:
         argv.append("--embedded")

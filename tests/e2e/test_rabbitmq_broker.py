@@ -19,7 +19,8 @@ from kombu import Connection
 
 from tests.e2e.conftest import Stack, launch_stack
 
-pytestmark = pytest.mark.e2e
+# Its broker is RabbitMQ (a queue of its own) in both runs: it runs once, beside the stacks.
+pytestmark = [pytest.mark.e2e, pytest.mark.own_servers]
 
 AMQP_URL = os.environ.get("RABBITMQ_TEST_URL", "amqp://guest:guest@127.0.0.1:5672//")
 
