@@ -86,11 +86,15 @@ test-services: $(STAMP) ## pytest on PostgreSQL + Redis: every test (coverage ap
 coverage: $(STAMP) ## the combined coverage of both runs against the floor (COV_FLOOR, 90 %)
 	$(BIN)/coverage report --include='console/*,reliability/*,messaging/*' --skip-covered --fail-under=$(COV_FLOOR)
 
-test: lint typecheck test-embedded test-services coverage ## what CI runs: lint, mypy, both runs, coverage
+# mypy (one core, about a minute) runs beside the embedded run, whose drill and stacks mostly wait.
+test: lint ## what CI runs: lint, then mypy beside the embedded run, the services run, coverage
+	$(MAKE) --no-print-directory -j2 typecheck test-embedded
+	$(MAKE) --no-print-directory test-services
+	$(MAKE) --no-print-directory coverage
 
-# The inner loop: no PostgreSQL, no Redis, no stacks; SQLite in memory.
-FAST_MARKERS := not e2e and not redis and not drill
-test-fast: $(STAMP) ## quick pytest without servers (embedded, no e2e/Redis tests; ARGS=... to narrow)
+# The inner loop: no PostgreSQL, no Redis, no stacks, no processes or browsers; SQLite in memory.
+FAST_MARKERS := not e2e and not redis and not drill and not slow
+test-fast: $(STAMP) ## quick pytest without servers (embedded; no e2e, Redis or slow tests; ARGS=... to narrow)
 	$(EMBEDDED_ENV) HOTELBOT_VAR_DIR=$(CURDIR)/var/test-fast $(PYTEST) $(XDIST) -q -m "$(FAST_MARKERS)" $(ARGS)
 
 bench: $(STAMP) ## reliability benchmarks (writes bench-results.json)
@@ -101,7 +105,7 @@ DRILL_FLAGS := $(if $(EMBEDDED),--embedded,)
 drill: $(STAMP) ## fault drill on the real stack (EMBEDDED=1: SQLite + filesystem broker); drill-report.md
 	$(PY) -m drill $(DRILL_FLAGS)
 
-drill-ci: $(STAMP) ## the short drill subset the test runs include
+drill-ci: $(STAMP) ## the drill's CI subset (shortened holds; the suite runs its quick form: docs/drills.md)
 	$(PY) -m drill --ci $(DRILL_FLAGS)
 
 load: $(STAMP) ## webhook and reply latency/throughput under load (writes load-results.json)

@@ -80,6 +80,7 @@ def _live_data() -> None:
     User.objects.create_superuser("opsbrowser", "ops@example.com", "browser-pw-1")
 
 
+@pytest.mark.slow
 def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
         pytest.fail(

@@ -125,6 +125,7 @@ def test_rules_pass_promtool_check_rules():
     assert "SUCCESS" in result.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
 def test_rule_unit_tests_pass(path: Path):
     result = subprocess.run(

@@ -95,6 +95,7 @@ def _unsafe_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "argv",
     [
@@ -123,6 +124,7 @@ def test_the_real_processes_refuse_to_start_naming_the_variables(argv: list[str]
         assert "refusing to start" in output
 
 
+@pytest.mark.slow
 def test_check_deploy_is_clean_with_the_k8s_settings(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "PYTEST_", "COV_"))}
     for name in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "ADMINS", "EMAIL_URL", "EMAIL_HOST"):

@@ -124,6 +124,7 @@ def test_a_renamed_variable_is_still_read_under_its_old_name_with_a_warning(monk
     assert "ignored: the new name is set too" in messages[0].msg
 
 
+@pytest.mark.slow
 def test_manage_py_check_fails_on_a_typo(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DJANGO_", "DATABASE_URL"))}
     env.update({"DJANGO_DEBUG": "1", "HOTELBOT_VAR_DIR": str(tmp_path), "REPLY_SWEEP_INTERVL": "3"})

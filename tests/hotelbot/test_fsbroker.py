@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -44,6 +46,7 @@ with Connection("hotelfs://", transport_options=opts) as conn:
 """
 
 
+@pytest.mark.slow
 def test_consumers_never_see_a_half_written_message(tmp_path: Path) -> None:
     # kombu's own transport creates the file, then writes it: a consumer polling meanwhile took
     # an empty or partial file, lost the message and died on JSONDecodeError (kombu issue #1551).

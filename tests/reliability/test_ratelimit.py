@@ -139,12 +139,14 @@ def _database_store(settings: dict[str, Any]) -> Callable[[], SlotStore]:
     return make
 
 
+@pytest.mark.slow
 def test_database_slots_never_exceed_the_rate_across_processes(db_settings: dict[str, Any]) -> None:
     granted, denied = _run(_database_store(db_settings))
     _assert_paced(granted, RATE, SECONDS)
     assert denied > 0  # 6 processes want more than 20/s: the bound refuses the rest at once
 
 
+@pytest.mark.slow
 @pytest.mark.redis
 def test_redis_slots_never_exceed_the_rate_across_processes(redis_url: str) -> None:
     prefix = f"test:rl:{uuid.uuid4().hex[:8]}"

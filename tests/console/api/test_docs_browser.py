@@ -24,6 +24,7 @@ LAUNCH_ARGS = [
 TIMEOUT_MS = 60_000  # generous: a busy 2-core machine
 
 
+@pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_swagger_ui_renders_offline_after_a_session_login(live_server: Any, tmp_path: Path) -> None:
     if not os.access(CHROMIUM, os.X_OK):

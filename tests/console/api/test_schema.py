@@ -73,6 +73,7 @@ def wsgi_in_test_transaction(settings: Any) -> Iterator[Any]:
 EXAMPLES = 25
 
 
+@pytest.mark.slow
 @pytest.mark.django_db
 def test_schemathesis_finds_no_server_error(
     api_world: World, handler: Any, wsgi_in_test_transaction: Any

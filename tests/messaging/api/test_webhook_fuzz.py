@@ -153,6 +153,7 @@ def request_body(draw: st.DrawFn) -> bytes:
     return raw
 
 
+@pytest.mark.slow
 @settings(
     max_examples=150,
     deadline=None,

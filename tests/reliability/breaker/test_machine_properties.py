@@ -6,6 +6,7 @@ import itertools
 import math
 from typing import Any, Literal
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
@@ -344,6 +345,7 @@ class BreakerVersusModel(RuleBasedStateMachine):
 
 
 TestBreakerVersusModel = BreakerVersusModel.TestCase
+TestBreakerVersusModel = pytest.mark.slow(TestBreakerVersusModel)  # left out of make test-fast
 TestBreakerVersusModel.settings = settings(
     max_examples=150, stateful_step_count=40, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )

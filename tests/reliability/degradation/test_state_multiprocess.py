@@ -16,6 +16,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
+import pytest
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -78,6 +79,7 @@ def _env(tmp_path: Path, database_url: str) -> dict[str, str]:
     return env
 
 
+@pytest.mark.slow
 def test_two_processes_agree_within_two_seconds(tmp_path: Path) -> None:
     with _scratch_database_url() as database_url:
         env = _env(tmp_path, database_url)

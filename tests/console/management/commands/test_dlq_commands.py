@@ -195,6 +195,7 @@ def test_retry_bad_input_is_a_command_error(reply_handlers_only, args, message):
     assert statuses()[pending.pk] == DeadLetter.Status.PENDING
 
 
+@pytest.mark.slow
 def test_exit_codes_from_the_command_line(tmp_path):
     """1 = CommandError (bad input), 2 = usage error (argparse); both before any database work."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PYTEST")}
