@@ -190,6 +190,7 @@ class FakeGreenApi(FakeServer):
         wid: str = "11001234567@c.us",
         poll_scale: float = 1.0,
         rate_limits: bool = True,
+        any_instance: bool = False,
         seed: int = 0,
         host: str = "127.0.0.1",
         port: int = 0,
@@ -198,6 +199,9 @@ class FakeGreenApi(FakeServer):
         if not str(id_instance).isdigit():
             raise ValueError("id_instance must be digits")
         self.id_instance = str(id_instance)
+        #: Answer for every idInstance (with the one ``api_token``), as if each hotel of a large
+        #: deployment had its own instance, all in one state; rate limits then count per instance.
+        self.any_instance = bool(any_instance)
         self.api_token = api_token
         self.wid = wid
         self._defaults: dict[str, Any] = {
@@ -710,7 +714,7 @@ class FakeGreenApi(FakeServer):
             )
         return _error(status, _REASONS.get(status, "Internal Server Error"))
 
-    def _rate_limited(self, method: str) -> bool:
+    def _rate_limited(self, method: str, instance: str = "") -> bool:
         limit = RATE_LIMITS.get(method)
         if limit is None and method.startswith("send"):
             limit = RATE_LIMITS["sendmessage"]
@@ -718,7 +722,7 @@ class FakeGreenApi(FakeServer):
             return False
         now = time.monotonic()
         with self._cv:
-            window = self._rate.setdefault(method, deque())
+            window = self._rate.setdefault(f"{instance}:{method}" if instance else method, deque())
             while window and window[0] <= now - 1.0:
                 window.popleft()
             if len(window) >= limit:
@@ -733,7 +737,7 @@ class FakeGreenApi(FakeServer):
         id_instance, method, token, extra = m.group("id", "method", "token", "extra")
         if not id_instance.isdigit():
             return _error(400, "Parameter idInstance not an integer")
-        if id_instance != self.id_instance:
+        if id_instance != self.id_instance and not self.any_instance:
             return _error(403, "Forbidden")
         if not token:
             return _error(400, "Parameter apiTokenInstance not define")
@@ -744,7 +748,7 @@ class FakeGreenApi(FakeServer):
         if route is None or req.method not in route[0]:
             # The docs: "404 Not Found - invalid request method used".
             return _error(404, "Not Found")
-        if self._rate_limited(name):
+        if self._rate_limited(name, id_instance if self.any_instance else ""):
             return _error(429, "Too Many Requests", note="rate_limited")
         if name.startswith("send") and self._state in REFUSING_STATES:
             return _error(400, REFUSING_STATES[self._state], note="state")

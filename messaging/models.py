@@ -24,7 +24,18 @@ class Hotel(models.Model):
     green_api_state = models.CharField(
         max_length=32, blank=True, help_text="Last stateInstance reported by Green API (e.g. authorized)."
     )
-    green_api_state_changed_at = models.DateTimeField(null=True, blank=True)
+    green_api_state_changed_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When that state was last known: pushed by Green API (stateInstanceChanged) or "
+        "confirmed by the instance-state health check.",
+    )
+    green_api_state_checked_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the instance-state health check last asked Green API (answered or not); it asks "
+        "the hotels known or asked longest ago first.",
+    )
     # Webhook credentials (docs/hotels.md): only SHA-256 digests of the tokens are stored. A plain,
     # fast hash is right here: the tokens are 256-bit random strings (never passwords), so nothing
     # is gained by a slow KDF, and the webhook checks one per request on the hot path.

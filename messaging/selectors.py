@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, DurationField, ExpressionWrapper, F, Q, QuerySet
-from django.db.models.functions import TruncHour
+from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models.functions import Coalesce, Greatest, TruncHour
 from django.utils import timezone
 
 from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
@@ -194,9 +194,69 @@ def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tup
     return count, (now - oldest).total_seconds() if oldest else None
 
 
-def hotels_for_health() -> list[Hotel]:
-    """Every hotel, for the instance-state health check."""
-    return list(Hotel.objects.order_by("name", "pk"))
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def hotels_to_probe(*, limit: int) -> list[Hotel]:
+    """The instance-state check's slice: the ``limit`` hotels whose state was known (pushed or
+    asked) or asked longest ago, never first. Asking moves a hotel to the back of the line, so every
+    hotel is asked within ceil(hotels / limit) runs, and a push spares it for a while."""
+    last = Greatest(
+        Coalesce("green_api_state_changed_at", Value(_EPOCH), output_field=DateTimeField()),
+        Coalesce("green_api_state_checked_at", Value(_EPOCH), output_field=DateTimeField()),
+    )
+    hotels = Hotel.objects.only("pk", "name", "green_api_instance_id", "green_api_token")
+    return list(hotels.annotate(last_known=last).order_by("last_known", "pk")[:limit])
+
+
+@dataclass(frozen=True, slots=True)
+class HotelState:
+    name: str
+    instance_id: str
+    state: str
+    known_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceStates:
+    """Every hotel's instance state as last known: ``authorized`` ones, known ``not_authorized``
+    ones (a state other than authorized, known within the max age) and ``unknown`` ones (never
+    known, or longer ago). The lists hold the first few by name; the counts cover every hotel."""
+
+    hotels: int
+    authorized: int
+    not_authorized_count: int
+    not_authorized: list[HotelState]
+    unknown_count: int
+    unknown: list[HotelState]
+
+
+def instance_states(*, max_age: float, names: int) -> InstanceStates:
+    """The instance-state check's verdict over every hotel, in three queries whatever their number."""
+    fresh = Q(green_api_state_changed_at__gte=timezone.now() - timedelta(seconds=max_age)) & ~Q(
+        green_api_state=""
+    )
+    authorized = fresh & Q(green_api_state="authorized")
+    not_authorized = fresh & ~Q(green_api_state="authorized")
+    counts = Hotel.objects.aggregate(
+        hotels=Count("pk"),
+        authorized=Count("pk", filter=authorized),
+        not_authorized=Count("pk", filter=not_authorized),
+    )
+
+    def first(condition: Q) -> list[HotelState]:
+        rows = Hotel.objects.filter(condition).order_by("name", "pk")[:names]
+        fields = ("name", "green_api_instance_id", "green_api_state", "green_api_state_changed_at")
+        return [HotelState(*row) for row in rows.values_list(*fields)]
+
+    return InstanceStates(
+        hotels=counts["hotels"],
+        authorized=counts["authorized"],
+        not_authorized_count=counts["not_authorized"],
+        not_authorized=first(not_authorized),
+        unknown_count=counts["hotels"] - counts["authorized"] - counts["not_authorized"],
+        unknown=first(~fresh),
+    )
 
 
 # --- Degradation signals (issue 9) -----------------------------------------------------------------

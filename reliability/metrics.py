@@ -89,8 +89,8 @@ HEALTH_CHECK_STATUS = Gauge(
 )
 WHATSAPP_NOT_AUTHORIZED = Gauge(
     "hotelbot_whatsapp_instances_not_authorized",
-    "Hotels whose Green API instance was not 'authorized' at the last instance-state check "
-    "(they cannot answer any guest).",
+    "Hotels whose Green API instance is known not to be 'authorized' (pushed by Green API or asked "
+    "by the instance-state check, within HEALTH_GREEN_API_STATE_MAX_AGE): they cannot answer any guest.",
     multiprocess_mode="livemostrecent",
 )
 

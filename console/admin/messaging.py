@@ -134,6 +134,7 @@ class HotelAdmin(HotelScopedAdmin):
         "green_api_token_hint",
         "green_api_state",
         "green_api_state_changed_at",
+        "green_api_state_checked_at",
         "created_at",
         "updated_at",
         "webhook_url",
@@ -156,6 +157,7 @@ class HotelAdmin(HotelScopedAdmin):
                     "green_api_token",
                     "green_api_state",
                     "green_api_state_changed_at",
+                    "green_api_state_checked_at",
                 )
             },
         ),

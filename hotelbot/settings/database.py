@@ -1,8 +1,11 @@
-"""Database: PostgreSQL (psycopg3 pool) from DATABASE_URL, else SQLite in WAL mode; the `database`
-breaker's knobs; the breaker store's own alias; django-prometheus's wrapped engines."""
+"""Database: PostgreSQL (psycopg3 pool) from DATABASE_URL, else SQLite in WAL mode; statement and
+lock timeouts by process role; the `database` breaker's knobs; the breaker store's own alias;
+django-prometheus's wrapped engines."""
 
 from __future__ import annotations
 
+import sys
+from collections.abc import Sequence
 from typing import Any
 
 import dj_database_url
@@ -10,6 +13,51 @@ from django.core.exceptions import ImproperlyConfigured
 
 from .base import VAR_DIR
 from .env import env_float, env_int, env_str
+
+PROCESS_ROLES = ("web", "worker", "beat", "command")
+
+
+def process_role(argv: Sequence[str], explicit: str = "") -> str:
+    """This process's role: ``explicit`` (HOTELBOT_PROCESS_ROLE) when set, else read from the
+    command line the way hotelbot/celery.py tells a worker from beat: gunicorn or runserver is
+    ``web``, ``celery ... worker`` / ``celery ... beat`` are theirs, anything else (manage.py
+    commands, migrations, the tests) is ``command``."""
+    if explicit:
+        if explicit not in PROCESS_ROLES:
+            raise ImproperlyConfigured(
+                f"HOTELBOT_PROCESS_ROLE must be one of {', '.join(PROCESS_ROLES)}, got {explicit!r}"
+            )
+        return explicit
+    program, args = (argv[0] if argv else ""), set(argv[1:])  # a path: .../gunicorn, celery/__main__.py
+    if "gunicorn" in program or "runserver" in args:
+        return "web"
+    if "celery" in program:
+        for role in ("worker", "beat"):
+            if role in args:
+                return role
+    return "command"
+
+
+def session_options(*, statement_timeout: float, lock_timeout: float) -> str:
+    """libpq ``options`` setting both timeouts (seconds; 0 = off) on every session."""
+    return " ".join(
+        f"-c {name}={max(0, round(seconds * 1000))}"
+        for name, seconds in (("statement_timeout", statement_timeout), ("lock_timeout", lock_timeout))
+    )
+
+
+# Set by the Procfile, the k8s manifests and the systemd units; unset, read from the command line.
+HOTELBOT_PROCESS_ROLE = process_role(sys.argv, env_str("HOTELBOT_PROCESS_ROLE"))
+# PostgreSQL statement_timeout and lock_timeout (seconds, 0 = off) of this process's sessions, by
+# role: a stuck query or a held lock makes a web request a 503 + Retry-After (database_busy) within
+# seconds instead of holding a gunicorn worker; workers and beat allow longer work; commands
+# (migrations, purges, the release step) run unbounded unless set.
+DB_TIMEOUTS: dict[str, tuple[float, float]] = {
+    "web": (env_float("DB_STATEMENT_TIMEOUT_WEB", 5.0), env_float("DB_LOCK_TIMEOUT_WEB", 2.0)),
+    "worker": (env_float("DB_STATEMENT_TIMEOUT_WORKER", 60.0), env_float("DB_LOCK_TIMEOUT_WORKER", 10.0)),
+    "command": (env_float("DB_STATEMENT_TIMEOUT_COMMAND", 0.0), env_float("DB_LOCK_TIMEOUT_COMMAND", 0.0)),
+}
+DB_TIMEOUTS["beat"] = DB_TIMEOUTS["worker"]
 
 DATABASE_URL = env_str("DATABASE_URL")
 if DATABASE_URL:
@@ -34,8 +82,19 @@ if DATABASE_URL:
             # given-up attempt is simply restarted at once by the next request (the database
             # breaker sends at most one per DB_BREAKER_RECOVERY_TIMEOUT while it is down).
             "reconnect_timeout": env_float("DB_POOL_RECONNECT_TIMEOUT", 1.0),
+            # A pooled connection is replaced after this many seconds (spreads server-side memory
+            # growth and lets a failover or a pgbouncer restart be picked up), and closed after this
+            # many idle seconds while the pool holds more than min_size.
+            "max_lifetime": env_float("DB_POOL_MAX_LIFETIME", 1800.0),
+            "max_idle": env_float("DB_POOL_MAX_IDLE", 300.0),
         }
         _db["OPTIONS"].setdefault("connect_timeout", env_int("DB_CONNECT_TIMEOUT", 3))
+        _statement, _lock = DB_TIMEOUTS[HOTELBOT_PROCESS_ROLE]
+        _db["OPTIONS"]["options"] = (
+            _db["OPTIONS"].get("options", "")
+            + " "
+            + session_options(statement_timeout=_statement, lock_timeout=_lock)
+        ).strip()
     DATABASES = {"default": _db}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)

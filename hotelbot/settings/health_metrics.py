@@ -25,6 +25,18 @@ HEALTH_DEAD_LETTER_MAX = env_int("HEALTH_DEAD_LETTER_MAX", 50)
 # Disk (of VAR_DIR) and memory use in percent from which the checks warn.
 HEALTH_DISK_MAX_PERCENT = env_float("HEALTH_DISK_MAX_PERCENT", 90.0)
 HEALTH_MEMORY_MAX_PERCENT = env_float("HEALTH_MEMORY_MAX_PERCENT", 90.0)
+# The instance-state check (green_api_instances) reads the states Green API pushes and asks
+# getStateInstance of at most this many hotels per run: those known or asked longest ago first, so
+# every hotel is asked within ceil(hotels / slice) runs of the health monitor (one a minute).
+HEALTH_GREEN_API_PROBE_SLICE = max(1, env_int("HEALTH_GREEN_API_PROBE_SLICE", 50))
+# getStateInstance calls in flight at once during a run (each paced per instance, 1/s at Green API).
+HEALTH_GREEN_API_PROBE_CONCURRENCY = max(1, env_int("HEALTH_GREEN_API_PROBE_CONCURRENCY", 4))
+# A run ends within this many seconds whatever Green API does (keep it under the monitor's 30 s
+# wait): no call outlives it, and the calls not started by then are skipped and asked first next run.
+HEALTH_GREEN_API_PROBE_BUDGET = env_float("HEALTH_GREEN_API_PROBE_BUDGET", 20.0)
+# A state known (pushed or asked) longer ago than this counts as unknown: a warning, not an answer.
+# Keep it above ceil(hotels / slice) minutes, or raise the slice.
+HEALTH_GREEN_API_STATE_MAX_AGE = env_float("HEALTH_GREEN_API_STATE_MAX_AGE", 3600.0)
 # How long the health monitor waits for Celery workers to answer a ping.
 HEALTH_WORKER_PING_TIMEOUT = env_float("HEALTH_WORKER_PING_TIMEOUT", 1.0)
 

@@ -191,12 +191,13 @@ class GreenApiClient:
             raise GreenApiOutcomeUnknown("Green API sendMessage answered 200 without idMessage")
         return SentMessage(id_message=id_message)
 
-    def get_state_instance(self) -> str:
+    def get_state_instance(self, *, deadline: float | None = None) -> str:
         """The instance's ``stateInstance`` (``authorized``, ``notAuthorized``, ``blocked``, ...);
-        paced per instance (Green API allows 1 call/s) and retried briefly in the call. A health
-        probe: it bypasses the breaker (it must neither reset the failure count of the sends the
-        breaker guards nor be hidden by it)."""
-        data = self._call("GET", "getStateInstance", breaker=False)
+        paced per instance (Green API allows 1 call/s) and retried briefly in the call, all within
+        ``deadline`` seconds (default ``GREEN_API_DEADLINE``). A health probe: it bypasses the
+        breaker (it must neither reset the failure count of the sends the breaker guards nor be
+        hidden by it)."""
+        data = self._call("GET", "getStateInstance", breaker=False, deadline=deadline)
         return str(data.get("stateInstance", "")) if isinstance(data, dict) else ""
 
     def get_settings(self) -> dict[str, Any]:

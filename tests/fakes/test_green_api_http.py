@@ -123,6 +123,18 @@ def test_rate_limiter_answers_429_per_method() -> None:
         assert call(fake.url, "GET", "/waInstance1101000001/getStateInstance/test-token").status == 200
 
 
+def test_any_instance_answers_every_instance_and_rate_limits_each_on_its_own() -> None:
+    with FakeGreenApi(any_instance=True) as fake:  # one fake for the instances of many hotels
+        first = call(fake.url, "GET", "/waInstance1101000001/getStateInstance/test-token")
+        other = call(fake.url, "GET", "/waInstance1202000002/getStateInstance/test-token")
+        again = call(fake.url, "GET", "/waInstance1202000002/getStateInstance/test-token")
+        wrong_token = call(fake.url, "GET", "/waInstance1202000003/getStateInstance/other-token")
+
+        assert (first.status, other.status, again.status) == (200, 200, 429)
+        assert other.json == {"stateInstance": "authorized"}
+        assert wrong_token.status == 401
+
+
 def test_default_fault_bodies_are_realistic(green: FakeGreenApi) -> None:
     green.add_fault({"mode": "error", "status": 466, "count": 1})
     green.add_fault({"mode": "error", "status": 502, "count": 1})

@@ -118,11 +118,9 @@ def test_a_logged_in_user_who_is_not_staff_is_refused() -> None:
 def test_the_detail_names_the_hotel_and_instance_only_to_monitoring(
     hotel_world: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from messaging import health as messaging_health
+    from messaging.clients import green_api
 
-    monkeypatch.setattr(
-        messaging_health.green_api.GreenApiClient, "get_state_instance", lambda self: "notAuthorized"
-    )
+    monkeypatch.setattr(green_api.GreenApiClient, "get_state_instance", lambda self, **_: "notAuthorized")
     body = (
         Client().get("/health/", HTTP_ACCEPT="application/json", HTTP_AUTHORIZATION=f"Bearer {TOKEN}").json()
     )
