@@ -172,7 +172,8 @@ def guest_with_history() -> tuple[Guest, ReplyJob, ReplyJob, DeadLetter, DeadLet
     )  # fmt: skip
     quarantined = DeadLetter.objects.create(
         kind=DeadLetter.Kind.WEBHOOK_QUARANTINE, tenant=str(hotel.pk), reason_code="too_long", reason="x",
-        status=DeadLetter.Status.RESOLVED, raw='{"senderData": {"chatId": "79001234567@c.us"}, "text": "room 12"}',
+        status=DeadLetter.Status.RESOLVED,
+        raw='{"senderData": {"chatId": "79001234567@c.us"}, "text": "room 12"}',
         payload={"senderData": {"chatId": "79001234567@c.us"}},
     )  # fmt: skip
     return guest, done, waiting, letter, quarantined
@@ -194,7 +195,8 @@ def test_forget_erases_the_guests_data_in_place_and_audits_with_the_number_maske
     done.refresh_from_db()
     waiting.refresh_from_db()
     assert done.reply_text == ""
-    assert waiting.status == ReplyJob.Status.DEAD and waiting.lease_token == ""
+    assert waiting.status == ReplyJob.Status.DEAD
+    assert waiting.lease_token == ""
     letter.refresh_from_db()
     quarantined.refresh_from_db()
     assert letter.payload == {
@@ -203,10 +205,12 @@ def test_forget_erases_the_guests_data_in_place_and_audits_with_the_number_maske
         "hotel_id": guest.hotel_id,
     }
     assert letter.status == DeadLetter.Status.DISCARDED
-    assert quarantined.raw == "" and quarantined.payload is None
+    assert quarantined.raw == ""
+    assert quarantined.payload is None
     entry = AuditEntry.objects.get(action="guest.forget")
-    assert entry.tenant == str(guest.hotel_id) and entry.reason == "req-1"
-    assert "79001234567" not in str(entry.details) and entry.details["chat_id"] == "***4567@c.us"
+    assert (entry.tenant, entry.reason) == (str(guest.hotel_id), "req-1")
+    assert "79001234567" not in str(entry.details)
+    assert entry.details["chat_id"] == "***4567@c.us"
 
 
 def test_forget_dry_run_counts_and_changes_nothing(guest_with_history):
