@@ -39,6 +39,9 @@ RENAMED: dict[str, str] = {
     # Bounds a breaker decision on the database *store*; BREAKER_DB_* next to DB_BREAKER_* (the
     # database's own breaker, which answers 503s) read as the same thing.
     "BREAKER_DB_TIMEOUT": "BREAKER_DB_STORE_TIMEOUT",
+    # One age for every table became one per table (settings/retention.py); the old one kept the
+    # closed dead letters, which keep reading it.
+    "RETENTION_DAYS": "RETENTION_DEAD_LETTERS_DAYS",
 }
 
 #: Prefixes of our variables: a set variable with one of them that we do not read is an error. Not

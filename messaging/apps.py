@@ -18,14 +18,13 @@ class MessagingConfig(AppConfig):
             dead_letters,
             degradation,
             health,
-            maintenance,
             masking,
             watchers,
         )
         from reliability.models import DeadLetter
 
-        # The retention purge of delivery attempts.
-        maintenance.register_purge("messaging.deliveryattempt", retention.delivery_attempts_purge)
+        # Our tables join the retention purge (reliability.retention), children first.
+        retention.rules_register()
         # Dead replies are redriven through the reply pipeline and alert staff by mail.
         handler = ReplyDeadLetters()
         dead_letters.register_handler(DeadLetter.Kind.REPLY_GENERATION, handler)

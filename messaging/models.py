@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from django.conf import settings
+from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 
 from reliability.fields import EncryptedTextField
@@ -75,6 +76,14 @@ class Hotel(models.Model):
     staff_email = models.EmailField(
         blank=True,
         help_text="Where alerts about this hotel's unanswered guests go (besides ADMINS).",
+    )
+    guest_data_retention_days = models.PositiveIntegerField(
+        null=True,
+        blank=True,
+        validators=[MinValueValidator(1), MaxValueValidator(3650)],
+        help_text="Days this hotel's guests' messages, conversations and guests without messages are "
+        "kept before the daily purge deletes them (empty: the deployment's RETENTION_MESSAGES_DAYS). "
+        "Rows still needed (a reply on its way, an open dead letter) are kept until they are not.",
     )
     staff = models.ManyToManyField(
         settings.AUTH_USER_MODEL,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from messaging.services import alerts, replies, statuses
+from messaging.services import alerts, replies
+from messaging.services.retention import DEFERRED_TABLE
+from reliability import retention
 
 
 @shared_task(name="messaging.tasks.process_reply_job", acks_late=True, ignore_result=True)
@@ -19,7 +21,7 @@ def sweep_reply_jobs() -> int:
 
 @shared_task(name="messaging.tasks.purge_deferred_statuses", ignore_result=True)
 def purge_deferred_statuses() -> int:
-    return statuses.deferred_statuses_purge()
+    return retention.purge(tables=[DEFERRED_TABLE]).total
 
 
 @shared_task(name="messaging.tasks.drain_provider_recovery", ignore_result=True)

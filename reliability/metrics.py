@@ -171,6 +171,11 @@ DLQ_ADDED = Counter(
     "Dead letters created, by kind and reason category.",
     ["kind", "reason"],
 )
+RETENTION_PURGED = Counter(
+    "hotelbot_retention_purged_rows_total",
+    "Rows the retention purge deleted (beat or manage.py purge), by table (app_label.model).",
+    ["table"],
+)
 DLQ_PROCESSING_SECONDS = Histogram(
     "dlq_processing_duration_seconds",
     "Seconds from a dead letter's creation to its leaving pending (resolved or discarded).",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from celery import shared_task
 
-from reliability import dead_letters, health, maintenance, services
+from reliability import dead_letters, health, retention, services
 
 
 @shared_task(name="reliability.tasks.redrive_dead_letters", ignore_result=True)
@@ -15,9 +15,8 @@ def redrive_dead_letters() -> dict[str, int]:
 
 @shared_task(name="reliability.tasks.purge_old_records", ignore_result=True)
 def purge_old_records() -> dict[str, int]:
-    """Daily: closed dead letters, breaker events, stored reports and finished jobs' delivery
-    attempts older than RETENTION_DAYS (the audit log is kept; purge it with the command)."""
-    return maintenance.records_purge_retention().counts
+    """Daily: every table's rows past retention (reliability.retention), in keyset batches."""
+    return retention.purge().counts
 
 
 @shared_task(name="reliability.tasks.health_monitor", ignore_result=True)

@@ -28,7 +28,7 @@ from messaging import permissions, selectors
 from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
-from messaging.services import manual, replies
+from messaging.services import manual, replies, retention
 from reliability import masking
 from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
@@ -96,6 +96,7 @@ class HotelForm(forms.ModelForm):
             "breakfast",
             "parking",
             "extra_facts",
+            "guest_data_retention_days",
             "green_api_instance_id",
             "green_api_token",
         )
@@ -148,6 +149,7 @@ class HotelAdmin(HotelScopedAdmin):
             "Concierge facts",
             {"fields": ("check_in", "check_out", "wifi", "breakfast", "parking", "extra_facts")},
         ),
+        ("Guests' data", {"fields": ("guest_data_retention_days",)}),
         (
             "Green API",
             {
@@ -236,10 +238,30 @@ class GuestAdmin(ReadOnlyAdmin):
     list_select_related = ("hotel",)
     fields = ("hotel", "masked_chat_id", "display_name", "created_at", "last_seen_at")
     readonly_fields = fields
+    actions = ["forget"]
 
     @admin.display(description="chat id", ordering="chat_id")
     def masked_chat_id(self, obj: Guest) -> str:
         return mask_numbers(obj.chat_id)
+
+    def has_forget_permission(self, request: HttpRequest) -> bool:
+        """Erasing a guest's data cannot be undone: ``messaging.delete_guest`` (operations; not in the
+        hotel staff group), on the guests of the user's hotels only (the scoped queryset)."""
+        return request.user.has_perm(f"{self.opts.app_label}.delete_{self.opts.model_name}")
+
+    @admin.action(
+        description="Forget selected guests (erase their number, name and messages)", permissions=["forget"]
+    )
+    def forget(self, request: HttpRequest, queryset: QuerySet[Guest]) -> None:
+        done = retention.guests_forget(
+            guests=queryset, actor=request.user, via=AuditEntry.Via.ADMIN, reason="admin action"
+        )
+        messages_erased = sum(o.messages for o in done)
+        self.message_user(
+            request,
+            f"{len(done)} guest(s) forgotten ({messages_erased} message(s) erased).",
+            messages.SUCCESS,
+        )
 
 
 class MessageInline(admin.TabularInline):

@@ -300,7 +300,7 @@ class DeadLetterAdmin(ScopedAdmin):
         return False
 
     def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
-        return False  # letters are closed (discarded, resolved), never deleted here; dlq_purge ages them out
+        return False  # letters are closed (discarded, resolved), never deleted here; retention ages them out
 
     # --- read-only columns -----------------------------------------------------------------------
     @admin.display(description="hotel")

@@ -26,6 +26,7 @@ from .health_metrics import *  # noqa: F403
 from .breakers import *  # noqa: F403
 from .webhook import *  # noqa: F403
 from .dead_letters import *  # noqa: F403
+from .retention import *  # noqa: F403
 from .mail import *  # noqa: F403
 from .degradation import *  # noqa: F403
 # isort: on

@@ -36,7 +36,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reliability.tasks.reliability_report_hourly",
         "schedule": crontab(minute="5"),
     },
-    # Records older than RETENTION_DAYS (closed dead letters, breaker events, reports, attempts).
+    # Every table's rows past retention (settings/retention.py; reliability.retention), keyset batches.
     "reliability.purge_old_records": {
         "task": "reliability.tasks.purge_old_records",
         "schedule": crontab(minute="30", hour="3"),

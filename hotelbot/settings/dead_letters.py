@@ -1,8 +1,6 @@
-"""Dead letters (raw body bound, automatic redrive backoff) and the retention of closed records."""
+"""Dead letters: raw body bound, automatic redrive backoff (their retention: settings/retention.py)."""
 
 from __future__ import annotations
-
-from django.core.exceptions import ImproperlyConfigured
 
 from .env import env_float, env_int
 
@@ -14,8 +12,3 @@ DLQ_REDRIVE_BASE_DELAY = env_float("DLQ_REDRIVE_BASE_DELAY", 60.0)
 DLQ_REDRIVE_MAX_DELAY = env_float("DLQ_REDRIVE_MAX_DELAY", 3600.0)
 DLQ_MAX_REDRIVES = env_int("DLQ_MAX_REDRIVES", 5)
 DLQ_REDRIVE_INTERVAL = env_float("DLQ_REDRIVE_INTERVAL", 60.0)
-# Days the daily purge keeps closed dead letters, breaker events, stored reliability reports and
-# finished reply jobs' delivery attempts (the audit log only goes with `dlq_purge --include-audit`).
-RETENTION_DAYS = env_int("RETENTION_DAYS", 30)
-if RETENTION_DAYS < 1:
-    raise ImproperlyConfigured(f"RETENTION_DAYS must be at least 1 (got {RETENTION_DAYS})")

@@ -22,7 +22,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import connection, transaction
-from django.utils import timezone
 
 from messaging.models import DeferredStatus, Message
 from messaging.notifications import OutgoingStatus
@@ -178,10 +177,3 @@ def deferred_statuses_apply(*, hotel_id: int, id_message: str) -> int:
         )
         DeferredStatus.objects.filter(pk__in=[d.pk for d in pending]).delete()
     return applied
-
-
-def deferred_statuses_purge(*, now: datetime | None = None) -> int:
-    """Forget deferred statuses no message claimed (e.g. sent from the phone, not by us)."""
-    cutoff = (now or timezone.now()) - DEFERRED_KEEP
-    deleted, _ = DeferredStatus.objects.filter(received_at__lt=cutoff).delete()
-    return deleted

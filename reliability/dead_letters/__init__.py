@@ -53,6 +53,7 @@ from reliability.dead_letters.services import (
     redrive_many,
     register_handler,
     resolve,
+    scrub,
     subject_resolved,
 )
 from reliability.dead_letters.services import (
@@ -86,5 +87,6 @@ __all__ = [
     "redrive_many",
     "register_handler",
     "resolve",
+    "scrub",
     "subject_resolved",
 ]

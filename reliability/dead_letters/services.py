@@ -251,6 +251,28 @@ def subject_resolved(*, subject: Model, resolution: str) -> int:
     return changed
 
 
+def scrub(letters: QuerySet[DeadLetter], *, keep_payload: Iterable[str] = (), note: str) -> int:
+    """Erase the personal data of ``letters`` (a guest asked to be forgotten): the raw body, the
+    payload but its ``keep_payload`` keys (ids a redrive needs), the staff notes; open letters are
+    discarded (resolution ``note``). Returns how many letters were scrubbed. The caller audits."""
+    now = timezone.now()
+    keep = tuple(keep_payload)
+    scrubbed = 0
+    for letter in letters.select_for_update():
+        payload = letter.payload if isinstance(letter.payload, dict) else {}
+        letter.payload = {key: payload[key] for key in keep if key in payload} or None
+        letter.raw, letter.raw_truncated, letter.staff_notes = "", False, ""
+        fields = ["payload", "raw", "raw_truncated", "staff_notes", "updated_at"]
+        if letter.status in DeadLetter.OPEN_STATUSES:
+            letter.status, letter.resolved_at, letter.next_redrive_at = Status.DISCARDED, now, None
+            letter.resolution = note[:200]
+            fields += ["status", "resolved_at", "next_redrive_at", "resolution"]
+            _observe_closed(letter.kind, letter.created_at, now)
+        letter.save(update_fields=fields)
+        scrubbed += 1
+    return scrubbed
+
+
 def _observe_closed(kind: str, created_at: datetime, now: datetime) -> None:
     """``dlq_processing_duration_seconds``: a letter's life from recorded to resolved or discarded."""
     DLQ_PROCESSING_SECONDS.labels(kind).observe(max(0.0, (now - created_at).total_seconds()))

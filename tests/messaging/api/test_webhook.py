@@ -165,11 +165,13 @@ def test_deferred_statuses_nobody_claims_are_purged_after_two_days(webhook_clien
     from django.utils import timezone
 
     from messaging.models import DeferredStatus
-    from messaging.services import statuses
+    from messaging.services.retention import DEFERRED_TABLE
+    from reliability import retention
 
     webhook_client.post(URL, payloads.outgoing_status(id_message="PHONE", status="sent"), format="json")
-    assert statuses.deferred_statuses_purge(now=timezone.now() + timedelta(days=1)) == 0
-    assert statuses.deferred_statuses_purge(now=timezone.now() + timedelta(days=3)) == 1
+    in_a_day = retention.purge(tables=[DEFERRED_TABLE], now=timezone.now() + timedelta(days=1))
+    assert in_a_day.total == 0
+    assert retention.purge(tables=[DEFERRED_TABLE], now=timezone.now() + timedelta(days=3)).total == 1
     assert not DeferredStatus.objects.exists()
 
 

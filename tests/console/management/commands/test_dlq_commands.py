@@ -1,4 +1,4 @@
-"""manage.py dlq_retry and dlq_purge: filters, dry runs that change nothing, counts, exit codes."""
+"""manage.py dlq_retry: filters, dry runs that change nothing, counts, exit codes."""
 
 from __future__ import annotations
 
@@ -16,11 +16,10 @@ from django.contrib.auth.models import User
 from django.core.management import CommandError, call_command
 from django.utils import timezone
 
-from messaging.models import DeliveryAttempt, ReplyJob
-from reliability import dead_letters, tasks
+from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
-from reliability.models import AuditEntry, BreakerEvent, DeadLetter, ReliabilityReport
-from tests.factories import HotelFactory, ReplyJobFactory
+from reliability.models import AuditEntry, DeadLetter
+from tests.factories import HotelFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -202,7 +201,7 @@ def test_exit_codes_from_the_command_line(tmp_path):
     env.setdefault("HOTELBOT_VAR_DIR", str(tmp_path))
     manage = [sys.executable, str(ROOT / "manage.py")]
     bad_age = subprocess.run(
-        [*manage, "dlq_purge", "--older-than", "banana", "--skip-checks"],
+        [*manage, "dlq_retry", "--older-than", "banana", "--skip-checks"],
         capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False,
     )  # fmt: skip
     assert bad_age.returncode == 1, bad_age.stderr
@@ -213,130 +212,3 @@ def test_exit_codes_from_the_command_line(tmp_path):
     )  # fmt: skip
     assert bad_usage.returncode == 2
     assert "invalid choice" in bad_usage.stderr
-
-
-# --- dlq_purge -------------------------------------------------------------------------------------
-OLD = timedelta(days=10)
-
-
-def _closed(status: str, age: timedelta) -> DeadLetter:
-    row = letter(status=status, age=age)
-    DeadLetter.objects.filter(pk=row.pk).update(resolved_at=timezone.now() - age)
-    return row
-
-
-def _event(age: timedelta) -> BreakerEvent:
-    return BreakerEvent.objects.create(
-        breaker="green_api", from_state="closed", to_state="open", reason="test", failure_rate=100.0,
-        slow_call_rate=0.0, source="local", process="test:1", at=timezone.now() - age,
-    )  # fmt: skip
-
-
-def _attempts(job: ReplyJob, n: int, age: timedelta) -> None:
-    DeliveryAttempt.objects.bulk_create(
-        DeliveryAttempt(
-            job=job, attempt=i + 1, step="send", started_at=timezone.now() - age, duration_ms=5,
-            outcome="not_sent",
-        )
-        for i in range(n)
-    )  # fmt: skip
-
-
-@pytest.fixture
-def old_and_new() -> dict[str, Any]:
-    """Rows on both sides of a 7-day cut-off, open and closed, finished and unfinished."""
-    rows: dict[str, Any] = {
-        "old_resolved": _closed(DeadLetter.Status.RESOLVED, OLD),
-        "old_discarded": _closed(DeadLetter.Status.DISCARDED, OLD),
-        "new_resolved": _closed(DeadLetter.Status.RESOLVED, timedelta(days=1)),
-        "old_pending": letter(age=OLD),
-        "old_manual": letter(status=DeadLetter.Status.MANUAL, age=OLD),
-        "old_retrying": letter(status=DeadLetter.Status.RETRYING, age=OLD),
-    }
-    for _ in range(3):
-        _event(OLD)
-    _event(timedelta(days=1))
-    done = ReplyJobFactory.create(status=ReplyJob.Status.DONE)
-    dead = ReplyJobFactory.create(status=ReplyJob.Status.DEAD)
-    pending = ReplyJobFactory.create(status=ReplyJob.Status.PENDING)
-    _attempts(done, 3, OLD)
-    _attempts(dead, 2, OLD)
-    _attempts(pending, 4, OLD)  # a job on its way keeps its history
-    _attempts(done, 1, timedelta(days=1))
-    for _ in range(2):
-        AuditEntry.objects.create(actor_name="system", via="system", action="test")
-    AuditEntry.objects.update(created_at=timezone.now() - OLD)
-    report = ReliabilityReport.objects.create(
-        period_start=timezone.now() - OLD, period_end=timezone.now() - OLD + timedelta(hours=1), data={}
-    )
-    ReliabilityReport.objects.filter(pk=report.pk).update(created_at=timezone.now() - OLD)
-    return rows
-
-
-def _table_counts() -> dict[str, int]:
-    return {
-        "letters": DeadLetter.objects.count(),
-        "events": BreakerEvent.objects.count(),
-        "attempts": DeliveryAttempt.objects.count(),
-        "audit": AuditEntry.objects.count(),
-        "reports": ReliabilityReport.objects.count(),
-    }
-
-
-def test_purge_dry_run_prints_counts_per_table_and_deletes_nothing(old_and_new):
-    before = _table_counts()
-    out = run("dlq_purge", "--older-than", "7d", "--dry-run", "--include-audit")
-    assert _table_counts() == before
-    lines = {line.split()[0]: int(line.split()[1]) for line in out.splitlines() if line.startswith("  ")}
-    assert lines == {
-        "reliability.deadletter": 2,
-        "reliability.breakerevent": 3,
-        "reliability.reliabilityreport": 1,
-        "reliability.auditentry": 2,
-        "messaging.deliveryattempt": 5,
-    }
-    assert "would delete 13 row(s); nothing changed (dry run)" in out
-
-
-def test_purge_deletes_old_closed_rows_in_batches_never_open_letters_nor_audit(old_and_new):
-    out = run("dlq_purge", "--older-than", "7d", "--batch-size", "2")
-    assert "deleted 11 row(s)" in out
-    # progress after every batch of 2: 3 attempts + 2 attempts → 2, 4, 5
-    assert "messaging.deliveryattempt: 2 deleted so far" in out
-    assert "messaging.deliveryattempt: 5 deleted so far" in out
-    assert "reliability.breakerevent: 3 deleted so far" in out
-    remaining = set(DeadLetter.objects.values_list("pk", flat=True))
-    kept = {old_and_new[k].pk for k in ("new_resolved", "old_pending", "old_manual", "old_retrying")}
-    assert remaining == kept
-    assert BreakerEvent.objects.count() == 1
-    assert DeliveryAttempt.objects.count() == 5  # 4 of the pending job + 1 recent
-    assert AuditEntry.objects.count() == 2  # only with --include-audit
-    assert ReliabilityReport.objects.count() == 0
-    run("dlq_purge", "--older-than", "7d", "--include-audit")
-    assert AuditEntry.objects.count() == 0
-
-
-@pytest.mark.parametrize(
-    ("args", "message"),
-    [
-        (("--older-than", "banana"), "not an age"),
-        (("--older-than", "30m"), "younger than one hour"),
-        (("--older-than", "7d", "--batch-size", "0"), "at least 1"),
-    ],
-)
-def test_purge_bad_input_is_a_command_error_and_deletes_nothing(old_and_new, args, message):
-    before = _table_counts()
-    with pytest.raises(CommandError, match=message):
-        run("dlq_purge", *args)
-    assert _table_counts() == before
-
-
-def test_purge_beat_task_keeps_retention_days(settings, old_and_new):
-    settings.RETENTION_DAYS = 11  # the 10-day-old rows are inside retention
-    assert sum(tasks.purge_old_records().values()) == 0
-    settings.RETENTION_DAYS = 9
-    counts = tasks.purge_old_records()
-    assert counts["reliability.deadletter"] == 2
-    assert counts["messaging.deliveryattempt"] == 5
-    assert "reliability.auditentry" not in counts
-    assert AuditEntry.objects.count() == 2
