@@ -1,14 +1,12 @@
 # Issue 18 item 3: a hotel may keep its guests' personal data for fewer (or more) days than the
 # deployment's RETENTION_MESSAGES_DAYS (null = that default).
-# NOTE for the merge: another branch adds 0012 in parallel; this migration's dependency then moves
-# to that 0012 (it only adds a nullable column, so the order does not matter otherwise).
 
 import django.core.validators
 from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-    dependencies = [("messaging", "0011_hotel_staff_group")]
+    dependencies = [("messaging", "0012_hotel_green_api_state_checked_at")]
 
     operations = [
         migrations.AddField(
