@@ -145,7 +145,7 @@ def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_for
     import time
     from datetime import timedelta
 
-    until = timezone.now() + timedelta(seconds=0.3)
+    until = timezone.now() + timedelta(seconds=1.0)  # long enough to park both jobs on a busy machine
     services.breaker_set_mode(
         name="green_api", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill", until=until
     )
@@ -153,7 +153,8 @@ def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_for
     for job in jobs:
         assert replies.reply_job_process(job_id=job.pk).result == "pending_provider_recovery"
     assert replies.reply_jobs_drain() == 0  # still forced open
-    time.sleep(0.4)  # the force-open is over; no send has touched the breaker since
+    time.sleep(max(0.0, (until - timezone.now()).total_seconds()) + 0.1)  # the force-open is over;
+    # no send has touched the breaker since
     assert replies.reply_jobs_drain() == 1  # the probe, at the first drain after the end
     probe = published[0][0]
     assert probe in {job.pk for job in jobs}

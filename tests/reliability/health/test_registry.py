@@ -107,7 +107,9 @@ def test_ready_checks_the_database_only_and_ignores_a_hung_redis(client: Client,
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
-def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Client) -> None:
+def test_detailed_reports_every_check_with_status_time_and_diagnosis(client: Client, settings) -> None:
+    # The shape of every check's answer, not its 150 ms budget (its own tests): a busy machine may be slow.
+    settings.HEALTH_CHECK_TIMEOUT = 5.0
     services.heartbeat_record(name="reply_sweeper")
     status, body, _ = get_json(client, "/health/detailed/")
     names = set(body["checks"])
