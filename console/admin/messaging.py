@@ -84,12 +84,19 @@ class HotelForm(forms.ModelForm):
         help_text="Green API apiTokenInstance. Never shown again; leave empty to keep the current one.",
     )
 
+    staff_hold_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        help_text=Hotel._meta.get_field("staff_hold_minutes").help_text + " Empty: the default.",
+    )
+
     class Meta:
         model = Hotel
         fields = (
             "name",
             "address",
             "staff_contact",
+            "staff_hold_minutes",
             "check_in",
             "check_out",
             "wifi",
@@ -100,6 +107,10 @@ class HotelForm(forms.ModelForm):
             "green_api_instance_id",
             "green_api_token",
         )
+
+    def clean_staff_hold_minutes(self) -> int:
+        minutes = self.cleaned_data.get("staff_hold_minutes")
+        return int(Hotel._meta.get_field("staff_hold_minutes").default) if minutes is None else int(minutes)
 
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
