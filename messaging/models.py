@@ -194,9 +194,13 @@ class Conversation(models.Model):
         return f"{self.guest} @ {self.hotel}"
 
     def bot_answers(self, now: datetime) -> bool:
-        """The bot answers this guest: bot-owned, or a staff hold from the phone that has ended."""
-        return self.owner == self.Owner.BOT or (
-            self.owner == self.Owner.STAFF and self.owner_until is not None and self.owner_until <= now
+        """The bot answers this guest: bot-owned, a staff hold from the phone that has ended, or
+        waiting only because a reply died (flagged for staff, but the guest was told nothing, and
+        the dead letter's redrive may still deliver: the bot goes on answering; docs/handoff.md)."""
+        return (
+            self.owner == self.Owner.BOT
+            or (self.owner == self.Owner.STAFF and self.owner_until is not None and self.owner_until <= now)
+            or (self.owner == self.Owner.WAITING and self.owner_reason == self.OwnerReason.DEAD_REPLY)
         )
 
 

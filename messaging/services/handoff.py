@@ -54,10 +54,12 @@ def staff_text_clean(text: str, *, what: str = "message") -> str:
     return text
 
 
-def bot_answers_q(now: datetime, prefix: str = "") -> Q:
-    """Conversations the bot answers: bot-owned, or a staff hold from the phone that has ended."""
-    return Q(**{f"{prefix}owner": Owner.BOT}) | Q(
-        **{f"{prefix}owner": Owner.STAFF, f"{prefix}owner_until__lte": now}
+def bot_answers_q(now: datetime) -> Q:
+    """Conversations the bot answers (``Conversation.bot_answers``, as a filter)."""
+    return (
+        Q(owner=Owner.BOT)
+        | Q(owner=Owner.STAFF, owner_until__lte=now)
+        | Q(owner=Owner.WAITING, owner_reason=Reason.DEAD_REPLY)
     )
 
 
@@ -177,14 +179,18 @@ def conversation_request_staff(
     """The bot hands the guest to staff: the owner becomes ``waiting`` with ``reason``, and the
     guest's other unsent bot replies are closed (the takeover rule; ``keep_job_id``: the job that
     carries the one notice). False (nothing changed) when the bot does not answer this guest now:
-    someone asked for staff already, or staff hold the conversation."""
+    someone asked for staff already, or staff hold the conversation.
+
+    A dead reply (``reason`` ``dead_reply``) only flags the conversation: the guest was told
+    nothing, so the bot's other replies go on (the conversation stays the bot's to answer)."""
     now = timezone.now()
     with transaction.atomic():
         locked = _locked(conversation.pk)
-        if not locked.bot_answers(now):
+        if not locked.bot_answers(now) or (reason == Reason.DEAD_REPLY and locked.owner == Owner.WAITING):
             return False
         _owner_set(locked, owner=Owner.WAITING, reason=reason, now=now)
-        guest_bot_jobs_supersede(guest_id=locked.guest_id, now=now, keep_job_id=keep_job_id)
+        if reason != Reason.DEAD_REPLY:
+            guest_bot_jobs_supersede(guest_id=locked.guest_id, now=now, keep_job_id=keep_job_id)
     conversation.owner, conversation.owner_reason = locked.owner, locked.owner_reason
     return True
 

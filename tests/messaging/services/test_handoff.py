@@ -155,6 +155,10 @@ def test_a_dead_reply_makes_the_conversation_wait_and_its_redrive_hands_it_back(
     assert _owner(conversation) == ("waiting", "dead_reply")
     assert DeadLetter.objects.count() == 1
     fake_green.clear_faults()
+    # Flagged for staff, but the guest was told nothing: the bot still answers their next message.
+    later = _job(conversation, "Is there parking?")
+    assert replies.reply_job_process(job_id=later.pk).result == "done"
+    assert _owner(conversation) == ("waiting", "dead_reply")
     assert replies.reply_jobs_requeue(job_ids=[job.pk]) == 1
     assert _owner(conversation) == ("bot", "handed_back")  # the redrive is the bot trying again
     assert replies.reply_job_process(job_id=job.pk).result == "done"
