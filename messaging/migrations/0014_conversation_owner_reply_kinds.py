@@ -7,7 +7,7 @@ from django.db import migrations, models
 
 class Migration(migrations.Migration):
     dependencies = [
-        ("messaging", "0011_hotel_staff_group"),
+        ("messaging", "0013_hotel_guest_data_retention"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
