@@ -4,7 +4,8 @@
 * DeepSeek's auth, validation and error envelope ``{"error": {"message", "type", "param", "code"}}``.
 * Deterministic replies that read well in a hotel demo: the ``Hotel facts:`` block of the system
   prompt is parsed and the last user message is answered by keywords (see :func:`compose_reply`);
-  tests can script replies by regex (:meth:`FakeDeepSeek.add_script`).
+  tests can script replies by regex (:meth:`FakeDeepSeek.add_script`). When the system prompt asks
+  for a ``[HANDOFF:<reason>]`` marker, a question the facts cannot answer gets one in front.
 * Thinking mode (on by default), JSON mode, ``max_tokens`` truncation, SSE streaming with usage.
 * Extra fault modes: ``keepalive``, ``stream_error``, ``slow_stream``, ``blank_json``; rule fields
   ``keepalive_s``, ``keepalive_then`` ("answer" | "close"), ``chunk_delay_ms``, ``x_should_retry``.
@@ -215,6 +216,8 @@ TOPICS: tuple[_Topic, ...] = (
         "You can reach our staff at any time: {value}.",
     ),
 )
+#: The handoff marker a system prompt may ask for ("start your answer with [HANDOFF:<reason>]").
+HANDOFF_MARKER = "[HANDOFF:"
 _GREETING = _words(r"hi|hello|hey|hiya|good\s+(?:morning|afternoon|evening)|hola|ol[aá]|bonjour")
 #: Topics whose weak keywords ("where", "help") are so generic that any other topic wins.
 GENERIC_WEAK = frozenset({"address", "staff"})
@@ -696,6 +699,11 @@ class FakeDeepSeek(FakeServer):
             return content, reasoning, None
         reply = compose_reply(system_text, question)
         content = reply.text
+        if HANDOFF_MARKER in system_text and reply.topics == ["unknown"] and not json_mode:
+            # The system prompt asks for a marker when a person is needed, and the model follows it
+            # for a question it cannot answer from the facts (what a real model does with that
+            # instruction; docs/providers.md §3.8).
+            content = f"{HANDOFF_MARKER}unknown] {reply.text}"
         if json_mode:
             topic = reply.topics[0] if len(reply.topics) == 1 else ",".join(reply.topics)
             content = json.dumps(

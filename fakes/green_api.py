@@ -12,6 +12,9 @@ What it does, briefly:
   (one in flight, ``Authorization: Bearer <webhookUrlToken>``) and redelivers the same item after
   ``redelivery_delay`` on anything but 200; without one, the queue is read by
   ``receiveNotification`` / ``deleteNotification`` (long poll, literal ``null`` when empty).
+* Staff on the hotel's phone: :meth:`FakeGreenApi.inject_outgoing` (``POST /__fake__/outgoing``
+  ``{chatId, text, idMessage?}``) queues ``outgoingMessageReceived``, the format of an incoming
+  message (``docs/providers.md`` §1.6), if ``outgoingMessageWebhook`` is "yes".
 * Test hooks: :meth:`FakeGreenApi.inject_inbound`, :meth:`FakeGreenApi.set_state`,
   :meth:`FakeGreenApi.set_chat_status`, :meth:`FakeGreenApi.configure` and their control endpoints.
 """
@@ -471,6 +474,36 @@ class FakeGreenApi(FakeServer):
             if self._settings["incomingWebhook"] == "yes":
                 for _ in range(deliveries):
                     self._enqueue(copy.deepcopy(body))
+        return id_message
+
+    def inject_outgoing(self, chat_id: str, text: str, id_message: str | None = None) -> str:
+        """Staff write ``text`` to ``chat_id`` from the instance's own phone: queue the documented
+        ``outgoingMessageReceived`` (the format of an incoming message, ``docs/providers.md`` §1.6;
+        sender = the instance's ``wid``) if ``outgoingMessageWebhook`` is "yes". Returns idMessage."""
+        if not isinstance(chat_id, str) or not chat_id:
+            raise ValueError("chatId must be a non-empty string")
+        if not isinstance(text, str) or not text:
+            raise ValueError("text must be a non-empty string")
+        if id_message is not None and (not isinstance(id_message, str) or not id_message):
+            raise ValueError("idMessage must be a non-empty string")
+        id_message = id_message or _new_outgoing_id()
+        body = {
+            "typeWebhook": "outgoingMessageReceived",
+            "instanceData": self._instance_data(),
+            "timestamp": int(time.time()),
+            "idMessage": id_message,
+            "senderData": {
+                "chatId": chat_id,
+                "chatName": "",
+                "sender": self.wid,
+                "senderName": "",
+                "senderContactName": "",
+            },
+            "messageData": {"typeMessage": "textMessage", "textMessageData": {"textMessage": text}},
+        }
+        with self._cv:
+            if self._settings["outgoingMessageWebhook"] == "yes":
+                self._enqueue(body)
         return id_message
 
     def notifications(self) -> dict[str, Any]:
@@ -962,6 +995,14 @@ class FakeGreenApi(FakeServer):
                     id_message=body.get("idMessage"),
                     deliveries=body.get("deliveries", 1),
                     sender=body.get("sender"),
+                )
+                return json_response(200, {"idMessage": id_message})
+            if sub == "outgoing" and m == "POST":
+                body = req.control_json()
+                id_message = self.inject_outgoing(
+                    body.get("chatId"),  # type: ignore[arg-type]
+                    body.get("text"),  # type: ignore[arg-type]
+                    id_message=body.get("idMessage"),
                 )
                 return json_response(200, {"idMessage": id_message})
             if sub == "notifications" and m == "GET":

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from django.conf import settings
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
+from django.db.models import Q
 
 from reliability.fields import EncryptedTextField
 
@@ -73,6 +76,11 @@ class Hotel(models.Model):
         max_length=200, blank=True, help_text="Where a guest reaches a human (reception phone, extension)."
     )
     extra_facts = models.TextField(blank=True, help_text="Anything else the concierge may tell guests.")
+    staff_hold_minutes = models.PositiveIntegerField(
+        default=120,
+        help_text="When staff answer a guest from the hotel's own WhatsApp phone, the bot stays silent "
+        "in that conversation for this many minutes (then it answers again); docs/handoff.md.",
+    )
     staff_email = models.EmailField(
         blank=True,
         help_text="Where alerts about this hotel's unanswered guests go (besides ADMINS).",
@@ -118,19 +126,82 @@ class Guest(models.Model):
 
 
 class Conversation(models.Model):
-    """A run of messages with one guest; a new one starts after CONVERSATION_IDLE_HOURS of silence."""
+    """A run of messages with one guest; a new one starts after CONVERSATION_IDLE_HOURS of silence.
+
+    Its ``owner`` says who answers the guest (docs/handoff.md): the bot, nobody yet (waiting for
+    staff, after the guest was told once that a person will answer), or staff."""
+
+    class Owner(models.TextChoices):
+        BOT = "bot", "bot"
+        WAITING = "waiting", "waiting for staff"
+        STAFF = "staff", "staff"
+
+    class OwnerReason(models.TextChoices):
+        GUEST_ASKED = "guest_asked", "the guest asked for a person"
+        COMPLAINT = "complaint", "a complaint"
+        EMERGENCY = "emergency", "an emergency"
+        AI_SIGNAL = "ai_signal", "the AI asked for a person"
+        FALLBACK = "fallback", "the AI was down and no FAQ answer matched"
+        UNREADABLE_MESSAGE = "unreadable_message", "a message the bot cannot read (voice, image...)"
+        DEAD_REPLY = "dead_reply", "the bot's reply failed for good"
+        STAFF_PHONE = "staff_phone", "staff wrote from the hotel's phone"
+        STAFF_TOOK = "staff_took", "staff took the conversation"
+        HANDED_BACK = "handed_back", "staff handed the conversation back to the bot"
 
     hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="conversations")
     guest = models.ForeignKey(Guest, on_delete=models.CASCADE, related_name="conversations")
     started_at = models.DateTimeField(auto_now_add=True)
     last_message_at = models.DateTimeField(db_index=True)
+    owner = models.CharField(
+        max_length=10,
+        choices=Owner.choices,
+        default=Owner.BOT,
+        db_default=Owner.BOT,
+        help_text="Who answers this guest: the bot, nobody yet (waiting for staff) or staff.",
+    )
+    owner_reason = models.CharField(
+        max_length=20,
+        choices=OwnerReason.choices,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Why the owner is what it is (set with the owner).",
+    )
+    owner_since = models.DateTimeField(null=True, blank=True, help_text="When the owner last changed.")
+    owner_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The staff user who took or answered the conversation, when known.",
+    )
+    owner_until = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="End of a staff hold from the hotel's phone: after it the bot answers again. "
+        "Empty: held until handed back.",
+    )
 
     class Meta:
         ordering = ["-last_message_at"]
-        indexes = [models.Index(fields=["guest", "-last_message_at"], name="conv_guest_recent")]
+        indexes = [
+            models.Index(fields=["guest", "-last_message_at"], name="conv_guest_recent"),
+            models.Index(fields=["hotel", "owner", "owner_since"], name="conv_hotel_owner"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.guest} @ {self.hotel}"
+
+    def bot_answers(self, now: datetime) -> bool:
+        """The bot answers this guest: bot-owned, a staff hold from the phone that has ended, or
+        waiting only because a reply died (flagged for staff, but the guest was told nothing, and
+        the dead letter's redrive may still deliver: the bot goes on answering; docs/handoff.md)."""
+        return (
+            self.owner == self.Owner.BOT
+            or (self.owner == self.Owner.STAFF and self.owner_until is not None and self.owner_until <= now)
+            or (self.owner == self.Owner.WAITING and self.owner_reason == self.OwnerReason.DEAD_REPLY)
+        )
 
 
 class Message(models.Model):
@@ -207,8 +278,36 @@ class ReplyJob(models.Model):
         PENDING_PROVIDER_RECOVERY = "pending_provider_recovery", "pending provider recovery"
         DONE = "done", "done"
         DEAD = "dead", "dead"
+        # Closed without sending: staff answer this guest (a takeover, or the conversation was
+        # not the bot's); never dead-lettered, never sent.
+        SUPERSEDED = "superseded", "closed: staff answer this guest"
 
-    inbound = models.OneToOneField(Message, on_delete=models.CASCADE, related_name="reply_job")
+    class Kind(models.TextChoices):
+        ANSWER = "answer", "the bot's answer"
+        HANDOFF = "handoff", "notice that staff will answer"
+        STAFF = "staff", "written by staff"
+
+    inbound = models.ForeignKey(
+        Message,
+        on_delete=models.CASCADE,
+        related_name="reply_jobs",
+        help_text="The guest message this job answers (a staff message: the guest's latest message).",
+    )
+    kind = models.CharField(
+        max_length=10,
+        choices=Kind.choices,
+        default=Kind.ANSWER,
+        db_default=Kind.ANSWER,
+        help_text="answer: the bot's answer to its inbound message (one per message); handoff: the "
+        "one notice that staff will answer; staff: a message written by staff.",
+    )
+    request_key = models.CharField(
+        max_length=64,
+        null=True,
+        blank=True,
+        unique=True,
+        help_text="Idempotency key of a staff reply: the same key queues the message once.",
+    )
     outbound = models.OneToOneField(
         Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_by_job"
     )
@@ -270,6 +369,13 @@ class ReplyJob(models.Model):
     class Meta:
         ordering = ["-created_at"]
         indexes = [models.Index(fields=["status", "next_attempt_at"], name="replyjob_due")]
+        constraints = [
+            # The intake's exactly-once: one bot answer per guest message (handoff notices and
+            # staff messages are further jobs on the same message).
+            models.UniqueConstraint(
+                fields=["inbound"], condition=Q(kind="answer"), name="uniq_answer_per_inbound"
+            )
+        ]
         # Sending a guest a WhatsApp message written by staff (admin and API): a permission of its
         # own, given to the "hotel staff" group by migration 0011 (messaging/permissions.py).
         permissions = [("answer_guests", "Can answer guests by hand")]

@@ -124,6 +124,19 @@ class OutgoingApiMessage:
 
 
 @dataclass(frozen=True, slots=True)
+class OutgoingPhoneMessage:
+    """``outgoingMessageReceived``: staff wrote to a chat from the hotel's own WhatsApp phone."""
+
+    id_instance: str
+    id_message: str
+    chat_id: str
+    type_message: str
+    text: str
+    timestamp: datetime
+    cleaned: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class StateChanged:
     id_instance: str
     state: str
@@ -135,7 +148,9 @@ class Ignored:
     type_webhook: str
 
 
-Notification = IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged | Ignored
+Notification = (
+    IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage | StateChanged | Ignored
+)
 
 
 class _Fields:
@@ -282,15 +297,11 @@ def parse_notification(data: Any) -> Notification:
         if result.status and result.status not in OUTGOING_STATUSES:
             f.error("status", Reason.UNKNOWN_VALUE, f"Unknown status {result.status!r}.")
     elif type_webhook == "outgoingAPIMessageReceived":
-        _type_message, text = f.message_text(required=False)
-        result = OutgoingApiMessage(
-            id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
-            id_message=f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
-            chat_id=_chat_id(f, "senderData", "chatId"),
-            text=text,
-            timestamp=f.timestamp(),
-            cleaned=tuple(f.cleaned),
-        )
+        fields = _chat_message(f, type_required=False)
+        del fields["type_message"]
+        result = OutgoingApiMessage(**fields)
+    elif type_webhook == "outgoingMessageReceived":
+        result = OutgoingPhoneMessage(**_chat_message(f, type_required=True))
     elif type_webhook == "stateInstanceChanged":
         result = StateChanged(
             id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
@@ -305,18 +316,25 @@ def parse_notification(data: Any) -> Notification:
     return result
 
 
+def _chat_message(f: _Fields, *, type_required: bool, sender: bool = False) -> dict[str, Any]:
+    """The fields of a message notification (incoming, and both outgoing journals: one format)."""
+    type_message, text = f.message_text(required=type_required)
+    fields: dict[str, Any] = {
+        "id_instance": f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
+        "id_message": f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
+        "chat_id": _chat_id(f, "senderData", "chatId"),
+        "type_message": type_message,
+        "text": text,
+    }
+    if sender:
+        fields["sender_name"] = f.str_at("senderData", "senderName", required=False, cut=SENDER_NAME_MAX)
+    fields["timestamp"] = f.timestamp()
+    fields["cleaned"] = tuple(f.cleaned)
+    return fields
+
+
 def _incoming(f: _Fields) -> IncomingMessage:
-    type_message, text = f.message_text(required=True)
-    return IncomingMessage(
-        id_instance=f.str_at("instanceData", "idInstance", max_len=INSTANCE_ID_MAX),
-        id_message=f.str_at("idMessage", max_len=ID_MESSAGE_MAX),
-        chat_id=_chat_id(f, "senderData", "chatId"),
-        sender_name=f.str_at("senderData", "senderName", required=False, cut=SENDER_NAME_MAX),
-        type_message=type_message,
-        text=text,
-        timestamp=f.timestamp(),
-        cleaned=tuple(f.cleaned),
-    )
+    return IncomingMessage(**_chat_message(f, type_required=True, sender=True))
 
 
 # --- reading the request ------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from messaging.handoff_rules import MARKER_PREFIX
 from messaging.notifications import TEXT_TYPES
 
 SWE001_MARKER = "{{SWE001}}"
@@ -50,7 +51,10 @@ def system_prompt(facts: HotelFacts) -> str:
         f"You are the WhatsApp concierge of {facts.name}. Answer the guest briefly (at most three "
         "sentences), warmly, in the guest's language, using only the facts below. If the facts do "
         "not answer the question, say so and give the staff contact. Never invent prices or "
-        "promises.\n\n"
+        "promises. If the guest needs a person (they ask for one, complain, describe an emergency, "
+        "or want something only staff can do, such as a booking, a refund or a repair), start your "
+        f"answer with {MARKER_PREFIX}<reason>] where <reason> is one word (request, complaint, "
+        "emergency or unknown); staff will then answer the guest.\n\n"
         f"Hotel facts:\n{block}\n{extra}"
     )
 
@@ -80,16 +84,26 @@ def _mentions(text: str, keyword: str) -> bool:
     return re.search(rf"(?<![a-z]){re.escape(keyword)}(?![a-z])", text) is not None
 
 
-def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:
-    """An answer without AI: the matching fact, or a pointer to the staff."""
-    staff = f" Our staff can help: {facts.staff_contact}." if facts.staff_contact else ""
-    if type_message not in TEXT_TYPES:
-        return f"Thank you! I can read text messages only, please type your question.{staff}"
-    if SWE001_MARKER in question:
-        return "Sorry, your message did not come through. Could you send it again?"
+def faq_answer(facts: HotelFacts, question: str) -> str | None:
+    """The answer of the first FAQ entry the question mentions and the hotel has a fact for, or None."""
     lowered = question.lower()
     for keywords, attribute, template in _FAQ:
         value = getattr(facts, attribute)
         if value and any(_mentions(lowered, k) for k in keywords):
             return template.format(name=facts.name, value=value) + " Anything else I can help with?"
+    return None
+
+
+def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:
+    """An answer without AI: the matching fact, or a pointer to the staff. (The reply pipeline hands
+    a guest without a FAQ answer, or with a message it cannot read, to staff instead:
+    docs/handoff.md; these texts remain for callers without a conversation.)"""
+    staff = f" Our staff can help: {facts.staff_contact}." if facts.staff_contact else ""
+    if type_message not in TEXT_TYPES:
+        return f"Thank you! I can read text messages only, please type your question.{staff}"
+    if SWE001_MARKER in question:
+        return "Sorry, your message did not come through. Could you send it again?"
+    answer = faq_answer(facts, question)
+    if answer is not None:
+        return answer
     return f"Thank you for your message to {facts.name}! Our concierge will get back to you shortly.{staff}"

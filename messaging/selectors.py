@@ -94,8 +94,13 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return sorted(values)[percentile_index(len(values), q)]
 
 
+#: Jobs that are the bot's replies (the statistics' subject): a message written by staff is not
+#: one, and a job closed because staff answer the guest (superseded) has no bot reply to count.
+BOT_REPLY_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF)
+
+
 def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:
-    jobs = ReplyJob.objects.all()
+    jobs = ReplyJob.objects.filter(kind__in=BOT_REPLY_KINDS).exclude(status=ReplyJob.Status.SUPERSEDED)
     if tenants is not None:
         jobs = jobs.filter(inbound__conversation__hotel_id__in=_hotel_ids(tenants))
     return jobs
@@ -129,7 +134,7 @@ def reply_latency(*, since: datetime, until: datetime, tenants: frozenset[str] |
 
 
 def _by_result(jobs: QuerySet[ReplyJob]) -> dict[str, int]:
-    by_result = {status: 0 for status in ReplyJob.Status.values}
+    by_result = {status: 0 for status in ReplyJob.Status.values if status != ReplyJob.Status.SUPERSEDED}
     by_result["degraded"] = 0
     rows = jobs.order_by().values("status", "degraded").annotate(n=Count("id"))
     for row in rows:
@@ -185,7 +190,8 @@ def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tup
     cutoff = now - timedelta(seconds=older_than)
     overdue = ReplyJob.objects.filter(
         Q(status=ReplyJob.Status.PENDING, next_attempt_at__lte=cutoff)
-        | Q(status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lte=cutoff)
+        | Q(status=ReplyJob.Status.IN_PROGRESS, lease_expires_at__lte=cutoff),
+        kind__in=BOT_REPLY_KINDS,
     )
     count = overdue.count()
     if not count:

@@ -84,12 +84,19 @@ class HotelForm(forms.ModelForm):
         help_text="Green API apiTokenInstance. Never shown again; leave empty to keep the current one.",
     )
 
+    staff_hold_minutes = forms.IntegerField(
+        required=False,
+        min_value=0,
+        help_text=Hotel._meta.get_field("staff_hold_minutes").help_text + " Empty: the default.",
+    )
+
     class Meta:
         model = Hotel
         fields = (
             "name",
             "address",
             "staff_contact",
+            "staff_hold_minutes",
             "check_in",
             "check_out",
             "wifi",
@@ -100,6 +107,10 @@ class HotelForm(forms.ModelForm):
             "green_api_instance_id",
             "green_api_token",
         )
+
+    def clean_staff_hold_minutes(self) -> int:
+        minutes = self.cleaned_data.get("staff_hold_minutes")
+        return int(Hotel._meta.get_field("staff_hold_minutes").default) if minutes is None else int(minutes)
 
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
@@ -144,7 +155,7 @@ class HotelAdmin(HotelScopedAdmin):
     )
     actions = ["rotate_webhook_token", "connect_green_api"]
     fieldsets = (
-        (None, {"fields": ("name", "address", "staff_contact")}),
+        (None, {"fields": ("name", "address", "staff_contact", "staff_hold_minutes")}),
         (
             "Concierge facts",
             {"fields": ("check_in", "check_out", "wifi", "breakfast", "parking", "extra_facts")},
@@ -278,9 +289,19 @@ class MessageInline(admin.TabularInline):
 
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
-    list_display = ("id", "masked_guest", "hotel", "started_at", "last_message_at")
-    list_filter = (("hotel", HOTEL_FILTER),)
-    fields = ("hotel", "masked_guest", "started_at", "last_message_at")
+    list_display = ("id", "masked_guest", "hotel", "owner", "started_at", "last_message_at")
+    list_filter = ("owner", ("hotel", HOTEL_FILTER))
+    fields = (
+        "hotel",
+        "masked_guest",
+        "started_at",
+        "last_message_at",
+        "owner",
+        "owner_reason",
+        "owner_since",
+        "owner_user",
+        "owner_until",
+    )
     readonly_fields = fields
     search_fields = ("guest__chat_id", "guest__display_name")
     list_select_related = ("guest", "hotel")
@@ -341,6 +362,7 @@ class ReplyJobAdmin(ReadOnlyAdmin):
     exclude = ("inbound", "outbound", "lease_token")
     readonly_fields = (
         "question",
+        "kind",
         "status",
         "attempts",
         "reply_text",
@@ -353,12 +375,14 @@ class ReplyJobAdmin(ReadOnlyAdmin):
         "published_at",
         "published_task_id",
         "republish_count",
+        "request_key",
         "created_at",
         "updated_at",
         "completed_at",
     )
     list_display = (
         "id",
+        "kind",
         "status",
         "attempts",
         "degraded",
@@ -367,7 +391,7 @@ class ReplyJobAdmin(ReadOnlyAdmin):
         "completed_at",
         "error",
     )
-    list_filter = ("status", "degraded", ("inbound__conversation__hotel", HOTEL_FILTER))
+    list_filter = ("status", "kind", "degraded", ("inbound__conversation__hotel", HOTEL_FILTER))
     search_fields = (
         "reply_text",
         "last_error",

@@ -139,7 +139,8 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
             inbound__created_at__lte=now - timedelta(seconds=settings.REPLY_SLA_SECONDS),
             inbound__created_at__gte=now - SLA_LOOKBACK,
         )
-        .exclude(status=ReplyJob.Status.DONE)
+        .exclude(status__in=[ReplyJob.Status.DONE, ReplyJob.Status.SUPERSEDED])
+        .exclude(kind=ReplyJob.Kind.STAFF)  # the bot's replies: staff answer the guest otherwise
         .exclude(Exists(alerted_letter))
         .order_by("inbound__created_at")
         .values_list("pk", flat=True)[:limit]

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import DatabaseError, DataError, IntegrityError, transaction
-from django.db.models import OuterRef, Subquery
+from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
+from django.db.models import OuterRef, QuerySet, Subquery
 from django.utils import timezone
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
@@ -41,13 +41,14 @@ from messaging.notifications import (
     IncomingMessage,
     Notification,
     OutgoingApiMessage,
+    OutgoingPhoneMessage,
     OutgoingStatus,
     RawBody,
     Reason,
     StateChanged,
     Unparseable,
 )
-from messaging.services import inbound_sql, replies, statuses
+from messaging.services import handoff, inbound_sql, replies, statuses
 from messaging.services.statements import own_transaction
 from reliability.dead_letters import dead_letter_quarantine
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
@@ -73,7 +74,7 @@ def notification_ingest(
     like any other, and its original body is kept for staff (:func:`cleaned_original_keep`).
     """
     result = _notification_route(notification=notification, body=body)
-    cleanable = IncomingMessage | OutgoingStatus | OutgoingApiMessage
+    cleanable = IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage
     if isinstance(notification, cleanable) and notification.cleaned and result.action not in NOT_PROCESSED:
         cleaned_original_keep(notification=notification, body=body, result=result)
     return result
@@ -123,7 +124,7 @@ def _unknown_instance_quarantine(*, body: RawBody | None, id_instance: str) -> I
 def _storage_error_quarantine(
     *,
     body: RawBody | None,
-    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged,
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage | StateChanged,
     error: Exception,
     tenant: str,
 ) -> IngestResult:
@@ -191,12 +192,17 @@ def _inbound_rows(*, incoming: IncomingMessage, now: datetime) -> tuple[Guest, M
 
 def _inbound_stored_as(incoming: IncomingMessage) -> int | None:
     """The inbound row stored under this idMessage for the hotel of this instance, if any."""
-    inbound = Message.objects.filter(
-        hotel__green_api_instance_id=incoming.id_instance,
-        direction=Message.Direction.INBOUND,
-        provider_message_id=incoming.id_message,
+    return _stored_as(
+        Message.objects.filter(hotel__green_api_instance_id=incoming.id_instance),
+        Message.Direction.INBOUND,
+        incoming.id_message,
     )
-    return inbound.values_list("pk", flat=True).first()
+
+
+def _stored_as(messages: QuerySet[Message], direction: str, id_message: str) -> int | None:
+    """The id of the row of ``messages`` stored under (direction, idMessage), if any."""
+    stored = messages.filter(direction=direction, provider_message_id=id_message)
+    return stored.values_list("pk", flat=True).first()
 
 
 def _idle_since(now: datetime) -> datetime:
@@ -205,7 +211,7 @@ def _idle_since(now: datetime) -> datetime:
 
 
 def _hotel_and_stored_message(
-    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | StateChanged,
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage | StateChanged,
 ) -> tuple[Hotel | None, int | None]:
     """The hotel of the notification's instance and, for a guest message, the id of that hotel's
     inbound row already stored under its idMessage (a redelivery), in one query."""
@@ -234,6 +240,8 @@ def _route(*, hotel: Hotel, notification: Notification, stored_as: int | None) -
         return outbound_status_apply(hotel=hotel, status=notification)
     if isinstance(notification, OutgoingApiMessage):
         return outbound_journal_record(hotel=hotel, journal=notification)
+    if isinstance(notification, OutgoingPhoneMessage):
+        return outbound_phone_record(hotel=hotel, phone=notification)
     assert isinstance(notification, StateChanged)
     return hotel_state_record(hotel=hotel, state=notification)
 
@@ -276,7 +284,7 @@ TEXT_CLEANED = "text_cleaned"
 
 def cleaned_original_keep(
     *,
-    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage,
+    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage,
     body: RawBody | None,
     result: IngestResult,
 ) -> DeadLetter | None:
@@ -416,3 +424,57 @@ def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> Ing
     if not adopted:
         return IngestResult(action="journal_known")  # the row got its id meanwhile
     return IngestResult(action="journal_matched", message_id=outbound_id)
+
+
+def outbound_phone_record(*, hotel: Hotel, phone: OutgoingPhoneMessage) -> IngestResult:
+    """``outgoingMessageReceived``: staff wrote to a guest from the hotel's own WhatsApp phone.
+
+    Stored as an outbound message (already sent) of the guest's conversation, in one transaction
+    with the takeover: the conversation is staff's for ``hotel.staff_hold_minutes`` (reason
+    ``staff_phone``) and the bot's unsent replies to that guest are closed (``handoff``). A
+    redelivery (the hotel has this outbound idMessage) is a no-op; a group chat is ignored. A
+    guest or conversation the phone starts is created, so the guest's answer is not the bot's.
+    """
+    if phone.chat_id.endswith("@g.us"):
+        return IngestResult(action="ignored_group_chat")
+    if (existing := _outbound_stored_as(hotel, phone.id_message)) is not None:
+        return IngestResult(action="duplicate", message_id=existing)
+    now = timezone.now()
+    try:
+        with transaction.atomic():
+            if connection.vendor == "postgresql":  # the one-statement intake's per-guest lock
+                key = inbound_sql.guest_lock_key(
+                    id_instance=hotel.green_api_instance_id, chat_id=phone.chat_id
+                )
+                with connection.cursor() as cursor:
+                    cursor.execute(
+                        "SELECT pg_advisory_xact_lock(%s, %s)", [inbound_sql.GUEST_LOCK_CLASS, key]
+                    )
+            guest = Guest(hotel=hotel, chat_id=phone.chat_id)
+            Guest.objects.bulk_create(
+                [guest], update_conflicts=True, unique_fields=["hotel", "chat_id"], update_fields=["chat_id"]
+            )
+            conversation = _current_conversation(hotel=hotel, guest=guest, now=now)
+            conversation.hotel = hotel
+            message = Message.objects.create(
+                conversation=conversation,
+                hotel=hotel,
+                direction=Message.Direction.OUTBOUND,
+                text=phone.text,
+                message_type=phone.type_message,
+                provider_message_id=phone.id_message,
+                status=Message.Status.SENT,
+                provider_timestamp=phone.timestamp,
+                sent_at=phone.timestamp,
+            )
+            handoff.conversation_staff_phone(conversation=conversation, now=now)
+    except IntegrityError:
+        existing = _outbound_stored_as(hotel, phone.id_message)  # a concurrent delivery won
+        if existing is None:
+            raise
+        return IngestResult(action="duplicate", message_id=existing)
+    return IngestResult(action="staff_phone_stored", message_id=message.pk)
+
+
+def _outbound_stored_as(hotel: Hotel, id_message: str) -> int | None:
+    return _stored_as(Message.objects.filter(hotel=hotel), Message.Direction.OUTBOUND, id_message)

@@ -24,10 +24,9 @@ from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging.models import ReplyJob
 from messaging.selectors import hotels_visible_to
 from messaging.services import replies
+from messaging.services.handoff import MAX_TEXT as MAX_TEXT  # re-exported: the forms cap answers with it
+from messaging.services.handoff import staff_text_clean
 from reliability.audit import audit_record
-
-#: Green API's sendMessage accepts at most this many characters.
-MAX_TEXT = 20000
 
 
 def reply_answer_manually(
@@ -40,13 +39,7 @@ def reply_answer_manually(
     answer is still on its way. A job of a hotel ``actor`` does not staff is NotFound (404, so ids
     cannot be probed); ``actor=None`` is the system. Audited as ``reply.answer_manually``.
     """
-    text = text.strip()
-    if not text:
-        raise ValidationFailed("Write the answer to send.", details={"text": "Required."})
-    if len(text) > MAX_TEXT:
-        raise ValidationFailed(
-            f"The answer is longer than {MAX_TEXT} characters.", details={"text": "Too long."}
-        )
+    text = staff_text_clean(text, what="answer")
     with transaction.atomic():
         jobs = ReplyJob.objects.select_for_update(of=("self",)).select_related(
             "inbound__conversation__hotel", "outbound"
@@ -96,4 +89,4 @@ def reply_answer_manually(
     return job
 
 
-_SETTLED = (ReplyJob.Status.DONE, ReplyJob.Status.DEAD)
+_SETTLED = (ReplyJob.Status.DONE, ReplyJob.Status.DEAD, ReplyJob.Status.SUPERSEDED)

@@ -32,16 +32,17 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import F, Q
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 
+from messaging import handoff_rules
 from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
-from messaging.models import DeliveryAttempt, Hotel, Message, ReplyJob
+from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
-from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages
+from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages, faq_answer
 from messaging.selectors import conversation_history
-from messaging.services import statements, statuses
+from messaging.services import handoff, statements, statuses
 from reliability import dead_letters, degradation, masking, retry
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
@@ -64,6 +65,7 @@ RECONCILE_SLACK = 5
 class ProcessOutcome:
     job_id: int
     #: "skipped" | "done" | "retry" | "dead" | "pending_provider_recovery" | "lease_lost" | "waiting"
+    #: | "superseded"
     result: str
     detail: str = ""
 
@@ -285,9 +287,21 @@ def reply_jobs_requeue(*, job_ids: list[int]) -> int:
                 Message.objects.filter(sent_by_job__pk=job_id, status=Message.Status.FAILED).update(
                     status=Message.Status.PENDING, failed_at=None, status_detail=""
                 )
+                _dead_reply_wait_end(job_id, now)
                 reply_job_enqueue_on_commit(job_id=job_id)
                 requeued += 1
     return requeued
+
+
+def _dead_reply_wait_end(job_id: int, now: datetime) -> None:
+    """A dead bot reply made its conversation wait for staff (``_bury``); requeueing it is the bot
+    trying again, so the conversation is the bot's again (unless staff took it meanwhile)."""
+    Conversation.objects.filter(
+        owner=Conversation.Owner.WAITING,
+        owner_reason=Conversation.OwnerReason.DEAD_REPLY,
+        messages__reply_jobs__pk=job_id,
+        messages__reply_jobs__kind__in=handoff.BOT_KINDS,
+    ).update(owner=Conversation.Owner.BOT, owner_reason=Conversation.OwnerReason.HANDED_BACK, owner_since=now)
 
 
 # --- processing -----------------------------------------------------------------------------------
@@ -327,14 +341,17 @@ def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
     return job
 
 
-def _fenced(job: ReplyJob, **fields: Any) -> None:
+def _fenced(job: ReplyJob, when: Q | None = None, **fields: Any) -> None:
     """Write ``fields`` only while this worker's claim holds: one conditional UPDATE on the job row
-    (its pk, this claim's ``lease_token``, still in progress). Raises :class:`LeaseLost` when no
-    row matched; nothing is written then. On success the fields are mirrored onto ``job``."""
+    (its pk, this claim's ``lease_token``, still in progress; and ``when``, if given). Raises
+    :class:`LeaseLost` when no row matched; nothing is written then. On success the fields are
+    mirrored onto ``job``."""
     fields["updated_at"] = timezone.now()
-    updated = ReplyJob.objects.filter(
-        pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS
-    ).update(**fields)
+    updated = (
+        ReplyJob.objects.filter(pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS)
+        .filter(when or Q())
+        .update(**fields)
+    )
     if updated != 1:
         raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
     for name, value in fields.items():
@@ -422,22 +439,33 @@ def _facts(hotel: Hotel) -> HotelFacts:
     )
 
 
-def _generate(job: ReplyJob) -> tuple[str, str, int | None]:
-    """The reply text, why it was degraded to a canned answer (empty if not), and the AI's HTTP
-    status when it answered with an error."""
+@dataclass(frozen=True, slots=True)
+class _Generated:
+    text: str
+    degraded_reason: str = ""  # empty unless a canned answer replaced the AI
+    ai_status: int | None = None  # the AI's HTTP status when it answered with an error
+    handoff: str = ""  # a Conversation.OwnerReason: the guest needs a person instead
+    note: str = ""  # what the generate step records (the AI's own handoff reason)
+
+
+def _generate(job: ReplyJob) -> _Generated:
+    """The reply, or why a person must answer instead (a message the bot cannot read, the AI's
+    marker, no FAQ answer while the AI is unavailable: docs/handoff.md)."""
     inbound = job.inbound
     conversation = inbound.conversation
     facts = _facts(conversation.hotel)
-    if inbound.message_type not in TEXT_TYPES or not inbound.text.strip() or SWE001_MARKER in inbound.text:
-        # Media or an undelivered-message marker: the designed answer, not a degradation.
-        return canned_reply(facts, inbound.text, type_message=inbound.message_type), "", None
+    Reason = Conversation.OwnerReason
+    if SWE001_MARKER in inbound.text:  # an undelivered-message marker: ask the guest to resend
+        return _Generated(canned_reply(facts, inbound.text))
+    if inbound.message_type not in TEXT_TYPES or not inbound.text.strip():
+        return _Generated("", handoff=Reason.UNREADABLE_MESSAGE, note=f"cannot read {inbound.message_type}")
     if not degradation.is_enabled("ai_replies") or degradation.under_maintenance(deepseek.DEPENDENCY):
         # Degradation switch or staff maintenance: the FAQ answer, without asking the AI.
         why = (
             "ai_replies switched off" if not degradation.is_enabled("ai_replies") else "deepseek maintenance"
         )
         logger.info("reply job %s: %s, answering from FAQ", job.pk, why)
-        return canned_reply(facts, inbound.text), f"degraded: {why}", None
+        return _faq_or_staff(facts, inbound.text, f"degraded: {why}", None)
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
@@ -458,8 +486,82 @@ def _generate(job: ReplyJob) -> tuple[str, str, int | None]:
             extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
         )
         FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
-        return canned_reply(facts, inbound.text), str(e)[:200], e.status
-    return completion.text, "", None
+        return _faq_or_staff(facts, inbound.text, str(e)[:200], e.status)
+    asked, text = handoff_rules.ai_marker_split(completion.text)
+    if asked is not None or not text:
+        return _Generated("", handoff=Reason.AI_SIGNAL, note=f"the AI asked for a person: {asked or '-'}")
+    return _Generated(text)
+
+
+def _faq_or_staff(facts: HotelFacts, question: str, why: str, ai_status: int | None) -> _Generated:
+    """Without the AI: the FAQ answer, or staff (never "our concierge will get back to you" while
+    nobody is told)."""
+    answer = faq_answer(facts, question)
+    if answer is None:
+        return _Generated(
+            "", why, ai_status, handoff=Conversation.OwnerReason.FALLBACK, note=f"no FAQ answer; {why}"
+        )
+    return _Generated(answer, why, ai_status)
+
+
+def _bot_may_answer(job: ReplyJob) -> bool:
+    """Whether the bot's owner rules apply to this job: the bot's own jobs, not staff's (a ``staff``
+    job, or a job answered by hand)."""
+    return job.kind in handoff.BOT_KINDS and job.manual_at is None
+
+
+def _owner_allows(job: ReplyJob, now: datetime) -> Q | None:
+    """The owner the send fence requires (on the job's conversation), or None (staff messages)."""
+    if not _bot_may_answer(job):
+        return None
+    owners = handoff.bot_answers_q(now)
+    if job.kind == ReplyJob.Kind.HANDOFF:
+        owners |= Q(owner=Conversation.Owner.WAITING)
+    return Q(Exists(Conversation.objects.filter(owners, pk=job.inbound.conversation_id)))
+
+
+def _supersede(job: ReplyJob, detail: str) -> ProcessOutcome:
+    """Close the job unsent: staff answer this guest. Never a dead letter; its pending outbound
+    message (if any) is marked failed, so no page shows it as sent."""
+    now = timezone.now()
+    with transaction.atomic():
+        _fenced(
+            job,
+            status=ReplyJob.Status.SUPERSEDED,
+            lease_expires_at=None,
+            completed_at=now,
+            last_error=detail[:2000],
+        )
+        if job.outbound is not None:
+            Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
+                status=Message.Status.FAILED, failed_at=now, status_detail=handoff.NOT_SENT_DETAIL
+            )
+    logger.info("reply job %s superseded: %s", job.pk, detail)
+    return ProcessOutcome(job.pk, "superseded", detail)
+
+
+def _hand_to_staff(
+    job: ReplyJob, reason: str, language: str, degraded_reason: str = ""
+) -> ProcessOutcome | None:
+    """The guest needs a person: the conversation waits for staff and this job becomes the one
+    notice (``handoff``); None, and the pipeline sends it. If the bot no longer answers this guest
+    (staff hold it, or a notice went out already), the job is superseded instead."""
+    conversation = job.inbound.conversation
+    hotel = conversation.hotel
+    text = handoff_rules.notice_text(language=language, staff_contact=hotel.staff_contact, reason=reason)
+    with transaction.atomic():  # a lost lease rolls the owner change back too
+        if not handoff.conversation_request_staff(
+            conversation=conversation, reason=reason, keep_job_id=job.pk
+        ):
+            return _supersede(job, f"the conversation is {conversation.owner}; no second notice")
+        _fenced(
+            job,
+            kind=ReplyJob.Kind.HANDOFF,
+            reply_text=text,
+            degraded=bool(degraded_reason),
+            degraded_reason=degraded_reason,
+        )
+    return None
 
 
 def _advance(job: ReplyJob) -> ProcessOutcome:
@@ -467,19 +569,47 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         switched = _switch_to_manual_answer(job)
         if switched is not None:
             return switched
+    conversation = job.inbound.conversation  # read with the claim
+    if (
+        job.kind == ReplyJob.Kind.ANSWER
+        and _bot_may_answer(job)
+        and job.send_started_at is None
+        and not conversation.bot_answers(timezone.now())
+    ):
+        return _supersede(job, f"the conversation is {conversation.owner} ({conversation.owner_reason})")
     if not job.reply_text:
+        inbound = job.inbound
         started_at, t0 = timezone.now(), time.monotonic()
-        text, degraded_reason, ai_status = _generate(job)
+        wants = handoff_rules.guest_wants_staff(inbound.text) if inbound.message_type in TEXT_TYPES else None
+        if wants is not None:  # the guest's own words: no AI call
+            generated = _Generated("", handoff=wants.reason, note=f"the guest wrote of {wants.reason}")
+        else:
+            generated = _generate(job)
+        outcome = (
+            DeliveryAttempt.Outcome.DEGRADED if generated.degraded_reason else DeliveryAttempt.Outcome.OK
+        )
+        note = "; ".join(x for x in (generated.degraded_reason, generated.note) if x)
         _attempt(
             job,
             DeliveryAttempt.Step.GENERATE,
             started_at,
             t0,
-            DeliveryAttempt.Outcome.DEGRADED if degraded_reason else DeliveryAttempt.Outcome.OK,
-            http_status=ai_status,
-            error=degraded_reason,
+            outcome,
+            http_status=generated.ai_status,
+            error=note,
         )
-        _fenced(job, reply_text=text, degraded=bool(degraded_reason), degraded_reason=degraded_reason)
+        if generated.handoff:
+            language = handoff_rules.language_guess(inbound.text, wants.language if wants else None)
+            superseded = _hand_to_staff(job, generated.handoff, language, generated.degraded_reason)
+            if superseded is not None:
+                return superseded
+        else:
+            _fenced(
+                job,
+                reply_text=generated.text,
+                degraded=bool(generated.degraded_reason),
+                degraded_reason=generated.degraded_reason,
+            )
     if job.outbound is None:
         with transaction.atomic():  # a lost lease rolls the new row back
             outbound = Message.objects.create(
@@ -513,9 +643,22 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
 
     # The fence check, send_started_at and a renewed lease commit in one UPDATE right before the
     # send: a worker whose lease is gone stops here, and the send (bounded by GREEN_API_DEADLINE,
-    # shorter than the lease) ends before anyone else can claim the job.
+    # shorter than the lease) ends before anyone else can claim the job. The same UPDATE requires
+    # the conversation's owner (the bot for an answer; the bot or waiting for the notice): a
+    # takeover committed before it closes the job unsent, one committed after it leaves the send.
     now = timezone.now()
-    _fenced(job, send_started_at=now, lease_expires_at=now + timedelta(seconds=settings.REPLY_JOB_LEASE))
+    owner = _owner_allows(job, now)
+    try:
+        _fenced(
+            job,
+            owner,
+            send_started_at=now,
+            lease_expires_at=now + timedelta(seconds=settings.REPLY_JOB_LEASE),
+        )
+    except LeaseLost:
+        if owner is None or not _claim_holds(job):
+            raise
+        return _supersede(job, "the conversation is no longer the bot's (checked right before sending)")
     t0 = time.monotonic()
     send = partial(_attempt, job, DeliveryAttempt.Step.SEND, now, t0)
     try:
@@ -534,6 +677,12 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         return _bury(job, str(e), not_sent=True, error=e, dependency=green_api.DEPENDENCY)
     send(DeliveryAttempt.Outcome.OK, http_status=200)
     return _confirm(job, sent.id_message)
+
+
+def _claim_holds(job: ReplyJob) -> bool:
+    return ReplyJob.objects.filter(
+        pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS
+    ).exists()
 
 
 # --- per-guest order -------------------------------------------------------------------------------
@@ -782,8 +931,9 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
                 provider_message_id=id_message
             )
         raise
-    REPLIES.labels("degraded" if job.degraded else "done").inc()
-    REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
+    if job.kind != ReplyJob.Kind.STAFF:  # the bot's replies: a staff message is not the bot's latency
+        REPLIES.labels("degraded" if job.degraded else "done").inc()
+        REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
     return ProcessOutcome(job.pk, "done", id_message)
 
 
@@ -898,6 +1048,14 @@ def _bury(
     if not_sent:
         fields["send_started_at"] = None
     with transaction.atomic():
+        if _bot_may_answer(job):
+            # The guest waits for staff now (no notice can be sent). The conversation row is locked
+            # before the job's, in the order every owner change takes them (no deadlock).
+            handoff.conversation_request_staff(
+                conversation=job.inbound.conversation,
+                reason=Conversation.OwnerReason.DEAD_REPLY,
+                keep_job_id=job.pk,
+            )
         _fenced(job, **fields)
         if job.outbound is not None:
             Message.objects.filter(pk=job.outbound.pk).update(

@@ -37,7 +37,7 @@ from reliability.audit import audit_record
 from reliability.models import AuditEntry, DeadLetter
 from reliability.retention import Rule, Scope, kept, older_than, register
 
-FINISHED = (ReplyJob.Status.DONE, ReplyJob.Status.DEAD)
+FINISHED = (ReplyJob.Status.DONE, ReplyJob.Status.DEAD, ReplyJob.Status.SUPERSEDED)
 UNFINISHED = (ReplyJob.Status.PENDING, ReplyJob.Status.IN_PROGRESS, ReplyJob.Status.PENDING_PROVIDER_RECOVERY)
 JOB_SUBJECT = "messaging.replyjob"
 

@@ -234,3 +234,41 @@ def test_lost_response_makes_the_sdk_send_a_duplicate(green: FakeGreenApi, green
     assert [m["textMessage"] for m in sent] == ["Your taxi is here", "Your taxi is here"]
     assert sent[0]["idMessage"] != sent[1]["idMessage"]
     assert [a["outcome"] for a in green.journal("sendMessage")] == ["reset", "response"]
+
+
+def test_staff_writing_from_the_phone_queues_the_documented_outgoing_message_received(
+    green: FakeGreenApi, green_sdk: API.GreenAPI
+) -> None:
+    import requests
+
+    from messaging.notifications import OutgoingPhoneMessage, parse_notification
+
+    api_sent = green_sdk.sending.sendMessage(CHAT, "Your room is ready").data["idMessage"]
+    reply = requests.post(
+        f"{green.url}/__fake__/outgoing", json={"chatId": CHAT, "text": "Hi, Ana here"}, timeout=5
+    )
+    assert reply.status_code == 200
+    id_message = reply.json()["idMessage"]
+
+    seen = []
+    while (item := green_sdk.receiving.receiveNotification().data) is not None:
+        seen.append(item["body"])
+        green_sdk.receiving.deleteNotification(item["receiptId"])
+    [phone] = [b for b in seen if b["typeWebhook"] == "outgoingMessageReceived"]
+    [api] = [b for b in seen if b["typeWebhook"] == "outgoingAPIMessageReceived"]
+    # The same format as the API's own journal notification (docs/providers.md §1.6), but its own id.
+    assert set(phone) == set(api)
+    assert set(phone["senderData"]) == set(api["senderData"])
+    assert phone["idMessage"] == id_message != api_sent
+    assert phone["senderData"]["chatId"] == CHAT
+    assert phone["senderData"]["sender"] == green.wid
+    assert phone["messageData"] == {
+        "typeMessage": "textMessage",
+        "textMessageData": {"textMessage": "Hi, Ana here"},
+    }
+    parsed = parse_notification(phone)
+    assert isinstance(parsed, OutgoingPhoneMessage)
+    assert (parsed.chat_id, parsed.text, parsed.id_message) == (CHAT, "Hi, Ana here", id_message)
+
+    bad = requests.post(f"{green.url}/__fake__/outgoing", json={"chatId": CHAT}, timeout=5)
+    assert bad.status_code == 400

@@ -69,3 +69,11 @@ def state_changed(state: str = "sleepMode") -> dict[str, Any]:
         "timestamp": int(time.time()),
         "stateInstance": state,
     }
+
+
+def outgoing_phone_message(*, id_message: str, text: str, chat_id: str = CHAT) -> dict[str, Any]:
+    """``outgoingMessageReceived``: staff wrote from the hotel's phone (the incoming format, §1.6)."""
+    body = incoming_text(id_message=id_message, text=text, chat_id=chat_id)
+    body["typeWebhook"] = "outgoingMessageReceived"
+    body["senderData"] = {**body["senderData"], "sender": _instance()["wid"], "senderName": ""}
+    return body

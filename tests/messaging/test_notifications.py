@@ -7,6 +7,7 @@ from messaging.notifications import (
     Ignored,
     IncomingMessage,
     OutgoingApiMessage,
+    OutgoingPhoneMessage,
     OutgoingStatus,
     StateChanged,
     parse_notification,
@@ -92,3 +93,19 @@ def test_unknown_status_value_is_invalid():
 def test_other_webhook_types_are_ignored():
     parsed = parse_notification({"typeWebhook": "incomingCall", "instanceData": {"idInstance": 1}})
     assert parsed == Ignored(type_webhook="incomingCall")
+
+
+def test_a_message_staff_sent_from_the_phone_is_parsed_and_every_missing_field_named():
+    phone = parse_notification(payloads.outgoing_phone_message(id_message="P1", text="Hi, reception here"))
+    assert isinstance(phone, OutgoingPhoneMessage)
+    assert (phone.id_message, phone.chat_id, phone.type_message, phone.text) == (
+        "P1",
+        payloads.CHAT,
+        "textMessage",
+        "Hi, reception here",
+    )
+    body = payloads.outgoing_phone_message(id_message="P2", text="x")
+    del body["idMessage"], body["senderData"], body["messageData"]
+    with pytest.raises(ValidationFailed) as info:
+        parse_notification(body)
+    assert set(info.value.details) == {"idMessage", "senderData.chatId", "messageData.typeMessage"}

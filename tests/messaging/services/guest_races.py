@@ -50,8 +50,9 @@ def race(*, chat_id: str, n: int, tag: str) -> list[str]:
 
     def deliver(k: int) -> None:
         try:
+            # A question the hotel's facts answer (one they cannot would hand the guest to staff).
             body = payloads.incoming_text(
-                id_message=f"{tag}-{k}", text=f"{tag} question {k}", chat_id=chat_id
+                id_message=f"{tag}-{k}", text=f"{tag} question {k}: is there parking?", chat_id=chat_id
             )
             notification = parse_webhook_body(RawBody(json.dumps(body).encode(), 0))
             barrier.wait(timeout=10)

@@ -209,14 +209,17 @@ def test_requeue_revives_a_dead_job(job, fake_green):
     assert len(fake_green.sent_messages()) == 1
 
 
-def test_non_text_message_gets_a_canned_answer_without_ai(fake_green, fake_deepseek):
+def test_non_text_message_hands_the_guest_to_staff_without_ai(fake_green, fake_deepseek):
     conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
     inbound = MessageFactory.create(conversation=conversation, text="", message_type="imageMessage")
     job = ReplyJobFactory.create(inbound=inbound)
     assert replies.reply_job_process(job_id=job.pk).result == "done"
     job.refresh_from_db()
-    assert "text messages only" in job.reply_text
+    conversation.refresh_from_db()
+    assert job.kind == ReplyJob.Kind.HANDOFF
+    assert "A member of our staff will answer you here." in job.reply_text
     assert not job.degraded  # the designed answer to media, not a degradation
+    assert (conversation.owner, conversation.owner_reason) == ("waiting", "unreadable_message")
     assert fake_deepseek.journal(path_regex="chat/completions") == []
 
 

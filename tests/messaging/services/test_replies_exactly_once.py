@@ -230,17 +230,17 @@ def test_two_identical_replies_to_one_guest_are_each_delivered_once(fake_green, 
     conversation = ConversationFactory.create(guest__hotel=HotelFactory.create(), guest__chat_id=CHAT)
     first, second = (
         ReplyJobFactory.create(
-            inbound=MessageFactory.create(conversation=conversation, text="", message_type="imageMessage")
+            inbound=MessageFactory.create(conversation=conversation, text="What time is check-out?")
         )
         for _ in range(2)
     )
     assert replies.reply_job_process(job_id=first.pk).result == "done"
-    # The second photo's send is lost before Green API processed it (its outcome is unknown).
+    # The second question's send is lost before Green API processed it (its outcome is unknown).
     fake_green.add_fault({"match": {"method_name": "sendMessage"}, "mode": "reset", "count": 1})
     assert replies.reply_job_process(job_id=second.pk).result == "retry"
     first.refresh_from_db()
     second.refresh_from_db()
-    assert first.reply_text == second.reply_text  # the same canned answer
+    assert first.reply_text == second.reply_text  # the same answer to the same question
     _make_due(second)
     outcome = replies.reply_job_process(job_id=second.pk)  # the journal holds only the first's id
     assert outcome.result == "retry"
