@@ -51,7 +51,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "reliability.tasks.breaker_monitor",
         "schedule": 120.0,
     },
-    # Guests waiting longer than REPLY_SLA_SECONDS without any answer: mail staff once per job.
+    # Guests waiting longer than REPLY_SLA_SECONDS without any answer, and guests the bot handed to
+    # staff: mail staff once per job.
     "messaging.flag_reply_sla": {
         "task": "messaging.tasks.flag_reply_sla",
         "schedule": env_float("REPLY_SLA_CHECK_INTERVAL", 60.0),

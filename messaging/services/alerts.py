@@ -1,4 +1,5 @@
-"""Staff alerts about guests left without an answer: a dead reply, or a wait past the SLA.
+"""Staff alerts about guests left without an answer: a dead reply, a wait past the SLA, or a guest
+the bot handed to staff (docs/handoff.md).
 
 One mail per event to the hotel's ``staff_email`` (when set) and to ``ADMINS`` (``mail_admins``),
 saying which hotel, which guest (name and chat id masked to its last 4 digits), what they asked,
@@ -18,7 +19,7 @@ from django.urls import reverse
 from django.utils import timezone
 
 from messaging.clients import green_api
-from messaging.models import ReplyJob
+from messaging.models import Conversation, ReplyJob
 from reliability import masking
 from reliability.fields import plaintexts
 from reliability.masking import storable_text
@@ -168,6 +169,45 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
             continue
         flagged += 1
     return flagged
+
+
+def handoffs_flag(*, now: datetime | None = None, limit: int = 200) -> int:
+    """Beat task (with the SLA check): mail staff once per handoff that a guest waits for a person —
+    the bot told them so (a ``handoff`` job) and nobody else is told otherwise. The job's
+    ``sla_alerted_at`` is the flag (claimed by one conditional UPDATE, so two beats never mail twice,
+    and cleared again when the mail fails). A conversation staff took meanwhile needs no mail.
+    Returns how many were mailed."""
+    now = now or timezone.now()
+    handoffs = (
+        ReplyJob.objects.filter(
+            kind=ReplyJob.Kind.HANDOFF, sla_alerted_at__isnull=True, created_at__gte=now - SLA_LOOKBACK
+        )
+        .order_by("created_at")
+        .values_list("pk", flat=True)[:limit]
+    )
+    mailed = 0
+    for job_id in list(handoffs):
+        if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
+            continue
+        job = _job(job_id)
+        if job is None:
+            continue
+        conversation = job.inbound.conversation
+        if conversation.owner != Conversation.Owner.WAITING:
+            continue  # staff took it, or it was handed back: nobody needs telling
+        why = [
+            f"The bot handed this guest to staff: {conversation.get_owner_reason_display()}.",
+            "They were told a member of staff will answer them here; the bot stays silent meanwhile.",
+            "Answer by hand (below), or write from the hotel's WhatsApp phone.",
+        ]
+        try:
+            _send(_compose(job, headline="A guest is waiting for a person", why=why, letter=None))
+        except Exception:
+            logger.exception("reply job %s: handoff alert mail failed", job_id)
+            ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
+            continue
+        mailed += 1
+    return mailed
 
 
 @dataclass(frozen=True, slots=True)
