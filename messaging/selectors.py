@@ -97,7 +97,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:
     jobs = ReplyJob.objects.all()
     if tenants is not None:
-        jobs = jobs.filter(inbound__conversation__hotel_id__in=_hotel_ids(tenants))
+        jobs = jobs.filter(inbound__hotel_id__in=_hotel_ids(tenants))  # the message's own copy: no join
     return jobs
 
 
