@@ -53,7 +53,9 @@ def _message_q(term: str) -> Q:
         q |= Q(pk=int(term))
     guests = _guests_by_number(term)
     if guests is not None:
-        q |= Q(conversation__in=Conversation.objects.filter(guest__in=guests).values("pk"))
+        # Ids, not a subquery: an OR of index conditions (PostgreSQL's BitmapOr), never a scan.
+        conversations = Conversation.objects.filter(guest__in=guests).values_list("pk", flat=True)
+        q |= Q(conversation_id__in=list(conversations[: scale.COUNT_CAP]))
     if len(term) >= 3:
         q |= Q(text__icontains=term)
     return q
@@ -442,7 +444,8 @@ class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
     actions = ["retry_now"]
 
     def search_q(self, term: str) -> Q:
-        q = Q(inbound__in=Message.objects.filter(_message_q(term)).values("pk"))
+        inbound = Message.objects.filter(_message_q(term)).order_by("-pk").values_list("pk", flat=True)
+        q = Q(inbound_id__in=list(inbound[: scale.COUNT_CAP]))  # ids: the unique inbound index answers
         return q | Q(pk=int(term)) if term.isdigit() else q
 
     @admin.display(description="last error")

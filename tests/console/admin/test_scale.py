@@ -175,6 +175,8 @@ def test_the_list_queries_can_use_an_index(ops_client: Client, small_pages: None
             sql = q["sql"]
             if not sql.startswith("SELECT") or not any(f'FROM "{t}"' in sql for t in BIG):
                 continue
+            if re.match(r"SELECT COUNT\(\*\) FROM \(SELECT .* LIMIT \d+\) subquery$", sql, re.S):
+                continue  # the capped count stops after COUNT_CAP+1 rows whatever the plan
             with connection.cursor() as cursor:
                 cursor.execute("SET LOCAL enable_seqscan = off")
                 cursor.execute("EXPLAIN " + sql)
