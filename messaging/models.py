@@ -120,6 +120,10 @@ class Guest(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hotel", "chat_id"], name="uniq_guest_chat_per_hotel")]
         ordering = ["-last_seen_at"]
+        # The console's search by a number's first digits (LIKE 'prefix%' under any collation).
+        indexes = [
+            models.Index(fields=["chat_id"], name="guest_chat_prefix", opclasses=["varchar_pattern_ops"])
+        ]
 
     def __str__(self) -> str:
         return self.display_name or self.chat_id
@@ -261,7 +265,19 @@ class Message(models.Model):
                 fields=["hotel", "direction", "provider_message_id"], name="uniq_provider_message_per_hotel"
             )
         ]
-        indexes = [models.Index(fields=["conversation", "created_at"], name="msg_conv_created")]
+        indexes = [
+            models.Index(fields=["conversation", "created_at"], name="msg_conv_created"),
+            # Reply latency (reports, dashboard, the p95 signal) by the time Green API accepted a reply.
+            models.Index(
+                fields=["accepted_at"], name="msg_accepted", condition=models.Q(accepted_at__isnull=False)
+            ),
+            # The console's search by a Green API id or its start (the unique one leads with the hotel).
+            models.Index(
+                fields=["provider_message_id"],
+                name="msg_provider_id_prefix",
+                opclasses=["varchar_pattern_ops"],
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_direction_display()} {self.provider_message_id or self.pk}: {self.text[:40]}"
@@ -368,7 +384,17 @@ class ReplyJob(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-        indexes = [models.Index(fields=["status", "next_attempt_at"], name="replyjob_due")]
+        indexes = [
+            models.Index(fields=["status", "next_attempt_at"], name="replyjob_due"),
+            # Reports and dashboard windows; the console's list by status, newest first.
+            models.Index(fields=["created_at"], name="replyjob_created"),
+            models.Index(
+                fields=["completed_at"],
+                name="replyjob_completed",
+                condition=models.Q(completed_at__isnull=False),
+            ),
+            models.Index(fields=["status", "-id"], name="replyjob_status_recent"),
+        ]
         constraints = [
             # The intake's exactly-once: one bot answer per guest message (handoff notices and
             # staff messages are further jobs on the same message).

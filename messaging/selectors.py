@@ -102,7 +102,7 @@ BOT_REPLY_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF)
 def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:
     jobs = ReplyJob.objects.filter(kind__in=BOT_REPLY_KINDS).exclude(status=ReplyJob.Status.SUPERSEDED)
     if tenants is not None:
-        jobs = jobs.filter(inbound__conversation__hotel_id__in=_hotel_ids(tenants))
+        jobs = jobs.filter(inbound__hotel_id__in=_hotel_ids(tenants))  # the message's own copy: no join
     return jobs
 
 

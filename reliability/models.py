@@ -378,6 +378,8 @@ class DeadLetter(models.Model):
         indexes = [
             models.Index(fields=["kind", "status", "-created_at"], name="deadletter_queue"),
             models.Index(fields=["status", "next_redrive_at"], name="deadletter_redrive_due"),
+            # /health/dlq/, the dashboard and the console's list by status, newest first.
+            models.Index(fields=["status", "-created_at"], name="deadletter_status_recent"),
         ]
 
     def __str__(self) -> str:

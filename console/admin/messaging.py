@@ -14,13 +14,14 @@ from django import forms
 from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
-from django.db.models import QuerySet
+from django.db.models import Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from console import tenancy
+from console.admin import scale
 from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
@@ -34,7 +35,30 @@ from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
 from reliability.models import AuditEntry
 
-HOTEL_FILTER = admin.RelatedOnlyFieldListFilter  # choices: only hotels of rows the user may see
+#: Search help shared by the lists of a guest's traffic (docs/scale.md).
+NUMBER_HELP = "a guest's phone number or its first digits (spaces, + and - are ignored)"
+
+
+def _guests_by_number(term: str) -> QuerySet[Guest] | None:
+    """Guests whose chat id starts with the typed number (index ``guest_chat_prefix``), or None."""
+    prefix = scale.chat_prefix(term)
+    return Guest.objects.filter(chat_id__startswith=prefix) if prefix else None
+
+
+def _message_q(term: str) -> Q:
+    """A message by id, by Green API id (or its start), by its guest's number, or (PostgreSQL:
+    trigram index; SQLite: a scan of a small database) by words of its text."""
+    q = Q(provider_message_id__startswith=term)
+    if term.isdigit():
+        q |= Q(pk=int(term))
+    guests = _guests_by_number(term)
+    if guests is not None:
+        # Ids, not a subquery: an OR of index conditions (PostgreSQL's BitmapOr), never a scan.
+        conversations = Conversation.objects.filter(guest__in=guests).values_list("pk", flat=True)
+        q |= Q(conversation_id__in=list(conversations[: scale.COUNT_CAP]))
+    if len(term) >= 3:
+        q |= Q(text__icontains=term)
+    return q
 
 
 class HotelScopedAdmin(ScopedAdmin):
@@ -244,8 +268,11 @@ class HotelAdmin(HotelScopedAdmin):
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):
     list_display = ("masked_chat_id", "display_name", "hotel", "last_seen_at")
-    list_filter = (("hotel", HOTEL_FILTER),)
-    search_fields = ("chat_id", "display_name")
+    list_filter = (scale.hotel_filter("hotel_id"),)
+    search_fields = ("chat_id",)
+    search_help_text = f"Search: {NUMBER_HELP}."
+    paginator = scale.EstimatedCountPaginator
+    show_full_result_count = False
     list_select_related = ("hotel",)
     fields = ("hotel", "masked_chat_id", "display_name", "created_at", "last_seen_at")
     readonly_fields = fields
@@ -254,6 +281,15 @@ class GuestAdmin(ReadOnlyAdmin):
     @admin.display(description="chat id", ordering="chat_id")
     def masked_chat_id(self, obj: Guest) -> str:
         return mask_numbers(obj.chat_id)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Guest], search_term: str
+    ) -> tuple[QuerySet[Guest], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        guests = _guests_by_number(term)
+        return (queryset.filter(pk__in=guests.values("pk")) if guests is not None else queryset.none()), False
 
     def has_forget_permission(self, request: HttpRequest) -> bool:
         """Erasing a guest's data cannot be undone: ``messaging.delete_guest`` (operations; not in the
@@ -290,7 +326,11 @@ class MessageInline(admin.TabularInline):
 @admin.register(Conversation)
 class ConversationAdmin(ReadOnlyAdmin):
     list_display = ("id", "masked_guest", "hotel", "owner", "started_at", "last_message_at")
-    list_filter = ("owner", ("hotel", HOTEL_FILTER))
+    list_filter = (
+        "owner",
+        scale.hotel_filter("hotel_id"),
+        scale.recent_filter("last_message_at", "last message"),
+    )
     fields = (
         "hotel",
         "masked_guest",
@@ -303,21 +343,39 @@ class ConversationAdmin(ReadOnlyAdmin):
         "owner_until",
     )
     readonly_fields = fields
-    search_fields = ("guest__chat_id", "guest__display_name")
+    search_fields = ("guest__chat_id",)
+    search_help_text = f"Search: {NUMBER_HELP}."
     list_select_related = ("guest", "hotel")
-    date_hierarchy = "last_message_at"
+    paginator = scale.EstimatedCountPaginator
+    show_full_result_count = False
     inlines = [MessageInline]
 
     @admin.display(description="guest")
     def masked_guest(self, obj: Conversation) -> str:
         return _guest(obj.guest)
 
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
+    ) -> tuple[QuerySet[Conversation], bool]:
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        guests = _guests_by_number(term)
+        return (queryset.filter(guest__in=guests) if guests is not None else queryset.none()), False
+
 
 @admin.register(Message)
-class MessageAdmin(ReadOnlyAdmin):
-    hotel_path = "conversation__hotel"
+class MessageAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
+    hotel_path = "hotel"  # the denormalised copy of the conversation's hotel: no join
     list_display = ("id", "created_at", "direction", "status", "short_text", "guest", "provider_message_id")
-    list_filter = ("direction", "status", "message_type", ("conversation__hotel", HOTEL_FILTER))
+    list_filter = (
+        "direction",
+        "status",
+        scale.hotel_filter("hotel_id"),
+        scale.recent_filter("created_at", "received"),
+    )
+    ordering = ("-pk",)
+    sortable_by = ("id", "created_at")
     exclude = ("conversation", "hotel")  # the hotel is the conversation's (shown via the guest)
     readonly_fields = (
         "guest",
@@ -335,9 +393,15 @@ class MessageAdmin(ReadOnlyAdmin):
         "read_at",
         "failed_at",
     )
-    search_fields = ("text", "provider_message_id", "conversation__guest__chat_id")
+    search_fields = ("text",)  # the box; get_search_results (ScaleAdminMixin) runs search_q
+    search_help_text = (
+        f"Search: a message id, a Green API message id or its start, {NUMBER_HELP}, or words of the "
+        "text (3 characters or more)."
+    )
     list_select_related = ("conversation__guest",)
-    date_hierarchy = "created_at"
+
+    def search_q(self, term: str) -> Q:
+        return _message_q(term)
 
     @admin.display(description="text")
     def short_text(self, obj: Message) -> str:
@@ -356,8 +420,8 @@ class DeliveryAttemptInline(ReadOnlyMixin, admin.TabularInline):
     can_delete = False
 
 
-class ReplyJobAdmin(ReadOnlyAdmin):
-    hotel_path = "inbound__conversation__hotel"
+class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
+    hotel_path = "inbound__hotel"
     inlines = [DeliveryAttemptInline]
     exclude = ("inbound", "outbound", "lease_token")
     readonly_fields = (
@@ -391,16 +455,27 @@ class ReplyJobAdmin(ReadOnlyAdmin):
         "completed_at",
         "error",
     )
-    list_filter = ("status", "kind", "degraded", ("inbound__conversation__hotel", HOTEL_FILTER))
-    search_fields = (
-        "reply_text",
-        "last_error",
-        "inbound__provider_message_id",
-        "inbound__conversation__guest__chat_id",
+    list_filter = (
+        "status",
+        "kind",
+        "degraded",
+        scale.hotel_filter("inbound__hotel_id"),
+        scale.recent_filter("created_at", "created"),
+    )
+    ordering = ("-pk",)
+    sortable_by = ("id", "created_at")
+    search_fields = ("reply_text",)  # the box; get_search_results (ScaleAdminMixin) runs search_q
+    search_help_text = (
+        "Search: a reply job id, the guest's message (its id, Green API id or words of its text), or "
+        f"{NUMBER_HELP}."
     )
     list_select_related = ("inbound",)
-    date_hierarchy = "created_at"
     actions = ["retry_now"]
+
+    def search_q(self, term: str) -> Q:
+        inbound = Message.objects.filter(_message_q(term)).order_by("-pk").values_list("pk", flat=True)
+        q = Q(inbound_id__in=list(inbound[: scale.COUNT_CAP]))  # ids: the unique inbound index answers
+        return q | Q(pk=int(term)) if term.isdigit() else q
 
     @admin.display(description="last error")
     def error(self, obj: ReplyJob) -> str:
@@ -422,8 +497,8 @@ class ReplyJobAdmin(ReadOnlyAdmin):
 
 
 @admin.register(DeliveryAttempt)
-class DeliveryAttemptAdmin(ReadOnlyAdmin):
-    hotel_path = "job__inbound__conversation__hotel"
+class DeliveryAttemptAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
+    hotel_path = "job__inbound__hotel"
     list_display = (
         "started_at",
         "job",
@@ -434,10 +509,21 @@ class DeliveryAttemptAdmin(ReadOnlyAdmin):
         "duration_ms",
         "short_error",
     )
-    list_filter = ("step", "outcome", ("job__inbound__conversation__hotel", HOTEL_FILTER))
-    search_fields = ("error",)
-    date_hierarchy = "started_at"
+    list_filter = (
+        "step",
+        "outcome",
+        scale.hotel_filter("job__inbound__hotel_id"),
+        scale.recent_filter("started_at", "started"),
+    )
+    ordering = ("-pk",)
+    sortable_by = ("started_at",)
+    search_fields = ("job__id",)  # the box; get_search_results (ScaleAdminMixin) runs search_q
+    search_help_text = "Search: a reply job id (its attempts)."
     list_select_related = ("job",)
+
+    def search_q(self, term: str) -> Q | None:
+        return Q(job_id=int(term)) if term.isdigit() else None
+
     exclude = ("job",)
     readonly_fields = (
         "job_link",

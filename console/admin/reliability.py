@@ -26,6 +26,7 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
 from console import dashboard, tenancy
+from console.admin import scale
 from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import HotelbotError
@@ -173,10 +174,10 @@ class HotelFilter(admin.SimpleListFilter):
 
     def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
         present: list[str] = []
-        if tenancy.is_operations(request.user):
-            present = list(
-                model_admin.get_queryset(request).order_by().values_list("tenant", flat=True).distinct()[:500]
-            )
+        if tenancy.is_operations(
+            request.user
+        ):  # every hotel, from the Hotel table (no DISTINCT over letters)
+            present = _every_hotel_key()
         choices = tenancy.tenant_choices(request.user, present=present)
         if tenancy.is_operations(request.user):
             choices.append((self.NONE, "(no hotel)"))
@@ -189,6 +190,12 @@ class HotelFilter(admin.SimpleListFilter):
         if value:
             return queryset.filter(tenant=value)
         return queryset
+
+
+def _every_hotel_key() -> list[str]:
+    from messaging.models import Hotel
+
+    return [str(pk) for pk in Hotel.objects.order_by("name", "pk").values_list("pk", flat=True)[:500]]
 
 
 class AgeFilter(admin.SimpleListFilter):
@@ -246,7 +253,8 @@ class DeadLetterAdmin(ScopedAdmin):
     list_filter = ("status", "kind", "category", "dependency", HotelFilter, AgeFilter)
     search_fields = ("subject", "reason", "error_message", "error_class")
     list_per_page = 50
-    date_hierarchy = "created_at"
+    paginator = scale.EstimatedCountPaginator  # the age filter replaces date_hierarchy (docs/scale.md)
+    show_full_result_count = False
     actions = ["retry_selected", "discard_selected", "park_selected"]
     fieldsets = (
         (
@@ -285,7 +293,7 @@ class DeadLetterAdmin(ScopedAdmin):
     def get_list_display(self, request: HttpRequest) -> list[Any]:
         keys: list[str] | frozenset[str] | None = tenancy.visible_tenants(request.user)
         if keys is None:
-            keys = list(DeadLetter.objects.order_by().values_list("tenant", flat=True).distinct()[:500])
+            keys = _every_hotel_key()
         labels = tenancy.tenant_labels(keys)
 
         @admin.display(description="hotel", ordering="tenant")
@@ -618,14 +626,24 @@ class DeadLetterAdmin(ScopedAdmin):
         )
 
 
+class StaffUserFilter(admin.RelatedFieldListFilter):
+    """The staff users (from the user table), not a DISTINCT over the audit log."""
+
+    def field_choices(self, field: Any, request: HttpRequest, model_admin: Any) -> Any:
+        return field.get_choices(
+            include_blank=False, limit_choices_to={"is_staff": True}, ordering=("username",)
+        )
+
+
 @admin.register(AuditEntry)
 class AuditEntryAdmin(ReadOnlyMixin, ScopedAdmin):
     """Who did what, when and why (read-only; staff see their hotels' entries)."""
 
     list_display = ("created_at", "actor_name", "via", "action", "target_type", "target_id", "short_reason")
-    list_filter = ("via", "action", ("actor", admin.RelatedOnlyFieldListFilter))
+    list_filter = ("via", "action", ("actor", StaffUserFilter), scale.recent_filter("created_at"))
     search_fields = ("action", "actor_name", "reason", "target_id")
-    date_hierarchy = "created_at"
+    paginator = scale.EstimatedCountPaginator
+    show_full_result_count = False
     readonly_fields = (
         "created_at",
         "actor",

@@ -97,10 +97,13 @@ def dead_letter_pending(*, now: datetime | None = None) -> tuple[int, float | No
 
 
 def dead_letter_summary(*, now: datetime | None = None) -> dict[str, Any]:
-    """Dead letters grouped by kind, status and reason, with the oldest pending one's age."""
+    """Open dead letters (pending, retrying, manual) grouped by kind, status and reason, with the
+    oldest pending one's age. Closed letters (resolved, discarded) are history, not a backlog: they
+    are not grouped (index ``deadletter_status_recent``; the closed ones can be 100 times more)."""
     now = now or timezone.now()
     groups = (
-        DeadLetter.objects.values("kind", "status", "reason_code")
+        DeadLetter.objects.filter(status__in=DeadLetter.OPEN_STATUSES)
+        .values("kind", "status", "reason_code")
         .annotate(count=Count("id"), oldest=Min("created_at"))
         .order_by("kind", "status", "reason_code")
     )
