@@ -157,7 +157,8 @@ def _upper_id(rule: Rule, scope: Scope) -> int | None:
     model = scope.rows.model
     if rule.time_field and scope.horizon is not None:
         newest_old = model._default_manager.filter(**{f"{rule.time_field}__lt": scope.horizon})
-        value = newest_old.order_by(f"-{rule.time_field}").values_list("pk", flat=True).first()
+        # The newest old row, the highest id among rows of that time (rows may share a timestamp).
+        value = newest_old.order_by(f"-{rule.time_field}", "-pk").values_list("pk", flat=True).first()
     else:
         value = model._default_manager.aggregate(top=Max("pk"))["top"]
     return None if value is None else int(value)
