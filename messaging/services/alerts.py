@@ -9,6 +9,7 @@ why no answer went out, and where to answer by hand. Phone numbers and tokens ne
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -146,14 +147,8 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
         .order_by("inbound__created_at")
         .values_list("pk", flat=True)[:limit]
     )
-    flagged = 0
-    for job_id in list(waiting):
-        # Claim the flag first (one conditional UPDATE): two beats never mail the same job twice.
-        if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
-            continue
-        job = _job(job_id)
-        if job is None:
-            continue
+
+    def alert(job: ReplyJob) -> Alert:
         waited = int((now - job.inbound.created_at).total_seconds() // 60)
         why = [
             f"Waiting {waited} min (the limit is {settings.REPLY_SLA_SECONDS / 60:g} min); "
@@ -161,14 +156,28 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
         ]
         if job.last_error:
             why.append(f"Last error: {storable_text(job.last_error[:500])}")
-        try:
-            _send(_compose(job, headline="A guest is waiting for an answer", why=why, letter=None))
-        except Exception:
-            logger.exception("reply job %s: SLA alert mail failed", job_id)
-            ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
-            continue
-        flagged += 1
-    return flagged
+        return _compose(job, headline="A guest is waiting for an answer", why=why, letter=None)
+
+    return sum(_mail_once(job_id, now, alert) for job_id in list(waiting))
+
+
+def _mail_once(job_id: int, now: datetime, alert: Callable[[ReplyJob], Alert | None]) -> bool:
+    """Mail ``alert(job)`` about a reply job once: the job's ``sla_alerted_at`` is claimed first (one
+    conditional UPDATE: two beats never mail the same job twice) and cleared again when the mail
+    fails (tried again next run). ``alert`` may return None: nothing to say (the flag stays)."""
+    if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
+        return False
+    job = _job(job_id)
+    composed = None if job is None else alert(job)
+    if composed is None:
+        return False
+    try:
+        _send(composed)
+    except Exception:
+        logger.exception("reply job %s: alert mail failed", job_id)
+        ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
+        return False
+    return True
 
 
 def handoffs_flag(*, now: datetime | None = None, limit: int = 200) -> int:
@@ -185,29 +194,19 @@ def handoffs_flag(*, now: datetime | None = None, limit: int = 200) -> int:
         .order_by("created_at")
         .values_list("pk", flat=True)[:limit]
     )
-    mailed = 0
-    for job_id in list(handoffs):
-        if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
-            continue
-        job = _job(job_id)
-        if job is None:
-            continue
+
+    def alert(job: ReplyJob) -> Alert | None:
         conversation = job.inbound.conversation
         if conversation.owner != Conversation.Owner.WAITING:
-            continue  # staff took it, or it was handed back: nobody needs telling
+            return None  # staff took it, or it was handed back: nobody needs telling
         why = [
             f"The bot handed this guest to staff: {conversation.get_owner_reason_display()}.",
             "They were told a member of staff will answer them here; the bot stays silent meanwhile.",
             "Answer by hand (below), or write from the hotel's WhatsApp phone.",
         ]
-        try:
-            _send(_compose(job, headline="A guest is waiting for a person", why=why, letter=None))
-        except Exception:
-            logger.exception("reply job %s: handoff alert mail failed", job_id)
-            ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
-            continue
-        mailed += 1
-    return mailed
+        return _compose(job, headline="A guest is waiting for a person", why=why, letter=None)
+
+    return sum(_mail_once(job_id, now, alert) for job_id in list(handoffs))
 
 
 @dataclass(frozen=True, slots=True)
