@@ -17,8 +17,9 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime
 
+import tenacity
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import OperationalError, connections, transaction
 from django.db.models import Q
 from django.utils import timezone
 
@@ -93,8 +94,21 @@ def instance_states_probe(*, limit: int, budget: float, concurrency: int) -> Pro
         else:
             run.states[pk] = result
     run.elapsed = time.monotonic() - started
-    instance_states_record(run=run, asked_since=started_at)
+    # A call still in flight past the budget may hold SQLite's write lock for a moment (its pacing
+    # slot): the write-back waits for it, briefly, instead of failing the health check.
+    for attempt in tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_sqlite_locked),
+        stop=tenacity.stop_after_delay(5),
+        wait=tenacity.wait_fixed(0.05),
+        reraise=True,
+    ):
+        with attempt:
+            instance_states_record(run=run, asked_since=started_at)
     return run
+
+
+def _sqlite_locked(exc: BaseException) -> bool:
+    return isinstance(exc, OperationalError) and "locked" in str(exc)
 
 
 @transaction.atomic
