@@ -39,6 +39,16 @@ from reliability.models import AuditEntry
 NUMBER_HELP = "a guest's phone number or its first digits (spaces, + and - are ignored)"
 
 
+def _of_guests_by_number(queryset: QuerySet[Any], search_term: str, lookup: str) -> QuerySet[Any]:
+    """The rows of ``queryset`` whose guest (``lookup``: ``pk__in`` for guests, ``guest__in``) has the
+    number typed, exactly or by prefix; all rows for an empty term, none for a term that is no number."""
+    term = search_term.strip()
+    if not term:
+        return queryset
+    guests = _guests_by_number(term)
+    return queryset.filter(**{lookup: guests}) if guests is not None else queryset.none()
+
+
 def _guests_by_number(term: str) -> QuerySet[Guest] | None:
     """Guests whose chat id starts with the typed number (index ``guest_chat_prefix``), or None."""
     prefix = scale.chat_prefix(term)
@@ -285,11 +295,7 @@ class GuestAdmin(ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Guest], search_term: str
     ) -> tuple[QuerySet[Guest], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        guests = _guests_by_number(term)
-        return (queryset.filter(pk__in=guests.values("pk")) if guests is not None else queryset.none()), False
+        return _of_guests_by_number(queryset, search_term, "pk__in"), False
 
     def has_forget_permission(self, request: HttpRequest) -> bool:
         """Erasing a guest's data cannot be undone: ``messaging.delete_guest`` (operations; not in the
@@ -357,11 +363,7 @@ class ConversationAdmin(ReadOnlyAdmin):
     def get_search_results(
         self, request: HttpRequest, queryset: QuerySet[Conversation], search_term: str
     ) -> tuple[QuerySet[Conversation], bool]:
-        term = search_term.strip()
-        if not term:
-            return queryset, False
-        guests = _guests_by_number(term)
-        return (queryset.filter(guest__in=guests) if guests is not None else queryset.none()), False
+        return _of_guests_by_number(queryset, search_term, "guest__in"), False
 
 
 @admin.register(Message)
