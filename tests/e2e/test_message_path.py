@@ -37,8 +37,6 @@ def test_simulate_guest_prints_the_delivered_ai_reply(stack):
     assert "11:00" in send["body"]["message"]
 
 
-# Timing-bound on a loaded machine (failed in full runs, passes alone): rerun; cause open.
-@pytest.mark.flaky(reruns=2)
 def test_redelivered_webhook_does_not_produce_a_second_reply(stack):
     chat = "79005550002@c.us"
     sent = stack.fake(

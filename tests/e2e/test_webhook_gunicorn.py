@@ -258,8 +258,6 @@ def _wait_for(predicate: Callable[[], bool], timeout: float) -> bool:
     return predicate()
 
 
-# Timing-bound on a loaded machine (failed in full runs, passes alone): rerun; cause open.
-@pytest.mark.flaky(reruns=2)
 @pytest.mark.parametrize(
     "worker", [("-k", "sync"), ("-k", "gthread", "--threads", "4")], ids=["sync", "gthread"]
 )
@@ -301,8 +299,6 @@ def test_a_max_requests_restart_publishes_what_the_hand_off_thread_still_holds(t
 
 
 # --- a publish lost with its web process: re-published within 5 s, by beat's watch -----------------
-# Timing-bound on a loaded machine (failed in full runs, passes alone): rerun; cause open.
-@pytest.mark.flaky(reruns=2)
 def test_a_publish_lost_with_a_killed_web_worker_is_republished_within_5_s_and_answered(tmp_path):
     """The web's broker hangs (its publish waits on the hand-off thread) and the web worker is
     SIGKILLed: the publish is gone. The sweeper runs at the production cadence (30 s stale, every
