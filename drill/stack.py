@@ -67,14 +67,7 @@ class Stack:
     redis: ThrowawayRedis | None = None
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
-            [sys.executable, "manage.py", *args],
-            cwd=ROOT,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-        )
+        return manage(self.env, *args, timeout=timeout)
 
     def start(self, name: str, argv: list[str]) -> subprocess.Popen[bytes]:
         log = (self.logs / f"{name}.log").open("ab")
@@ -167,11 +160,9 @@ class Stack:
         )
         wait_http(f"{self.web_url}/health/live/", proc=proc)
 
-    def setup_database(self) -> None:
-        for args in (("migrate", "--noinput"), ("seed_demo",)):
-            result = self.manage(*args)
-            if result.returncode != 0:
-                raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+    def setup_database(self) -> str:
+        """Migrate and seed the stack's database; returns what seed_demo printed."""
+        return migrate_and_seed(self.env)
 
     # --- looking inside ------------------------------------------------------------------------
     @property
@@ -264,6 +255,28 @@ def base_env(tmp: Path, *, embedded: bool = False, **extra: str) -> tuple[dict[s
     return env, web_url
 
 
+def manage(env: dict[str, str], *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - our own interpreter and manage.py
+        [sys.executable, "manage.py", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def migrate_and_seed(env: dict[str, str]) -> str:
+    """``migrate`` then ``seed_demo`` on the database of ``env``; returns what seed_demo printed."""
+    output = ""
+    for args in (("migrate", "--noinput"), ("seed_demo",)):
+        result = manage(env, *args, timeout=180)
+        if result.returncode != 0:
+            raise RuntimeError(f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        output = result.stdout
+    return output
+
+
 def make_stack(tmp: Path, env: dict[str, str], web_url: str, *, web_workers: int = 2) -> Stack:
     logs = tmp / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -278,13 +291,14 @@ def make_stack(tmp: Path, env: dict[str, str], web_url: str, *, web_workers: int
 
 
 # --- databases on an existing server ---------------------------------------------------------------
-def throwaway_database(url: str) -> tuple[str, str]:
-    """A new, uniquely named database on the server of ``url``; returns (its url, its name)."""
+def throwaway_database(url: str, *, template: str = "") -> tuple[str, str]:
+    """A new, uniquely named database on the server of ``url`` (a copy of ``template`` if given);
+    returns (its url, its name)."""
     parts = urlsplit(url)
     name = f"hotelbot_e2e_{uuid.uuid4().hex[:10]}"
     admin = urlunsplit(parts._replace(path="/postgres"))
     with psycopg.connect(admin, autocommit=True, connect_timeout=5) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
     return urlunsplit(parts._replace(path=f"/{name}")), name
 
 

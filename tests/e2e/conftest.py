@@ -28,6 +28,14 @@ from drill.stack import (  # noqa: F401 - re-exported for the e2e tests
     throwaway_database,
     wait_http,
 )
+from tests.e2e.seeded import SEEDED
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _seeded_databases() -> Iterator[None]:
+    """Drops the template the stacks of this test process were copied from (tests/e2e/seeded.py)."""
+    yield
+    SEEDED.close()
 
 
 @pytest.fixture(scope="session")
@@ -55,8 +63,6 @@ def launch_stack(
     base_db_url = os.environ.get("DATABASE_URL", "")
     if database_url:
         env["DATABASE_URL"] = database_url
-    elif base_db_url:
-        env["DATABASE_URL"], db_name = throwaway_database(base_db_url)
     env.update(extra_env or {})
     own_broker = "CELERY_BROKER_URL" in (extra_env or {})
     if not own_broker and os.environ.get("CELERY_BROKER_URL", "").startswith("redis://"):
@@ -65,7 +71,10 @@ def launch_stack(
         redis.Redis.from_url(env["CELERY_BROKER_URL"], socket_timeout=5).flushdb()
     s = make_stack(tmp, env, web_url)
     try:
-        s.setup_database()
+        if database_url:
+            s.setup_database()
+        else:  # a copy of the run's migrated, seeded database
+            db_name = SEEDED.prepare(s, base_db_url)
         s.start_fakes()
         s.start_worker(extra_args=worker_args)
         s.start_beat()

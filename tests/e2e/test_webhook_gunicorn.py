@@ -29,7 +29,8 @@ import pytest
 import redis
 import requests
 
-from drill.stack import BIN, ROOT, Stack, base_env, drop_database, make_stack, throwaway_database, wait_http
+from drill.stack import BIN, ROOT, Stack, base_env, drop_database, make_stack, wait_http
+from tests.e2e.seeded import SEEDED
 
 pytestmark = pytest.mark.e2e
 
@@ -54,17 +55,13 @@ def _stack(tmp: Path, **extra: str) -> Iterator[tuple[Stack, str]]:
     }
     env, web_url = base_env(tmp)
     env.update(settings)
-    db_name = ""
     base_db_url = os.environ.get("DATABASE_URL", "")
-    if base_db_url:
-        env["DATABASE_URL"], db_name = throwaway_database(base_db_url)
     stack = make_stack(tmp, env, web_url)
+    db_name = ""
     try:
-        stack.manage("migrate", "--noinput")
-        seeded = stack.manage("seed_demo")
-        assert seeded.returncode == 0, seeded.stdout + seeded.stderr
-        instance = re.search(r"Green API instance (\d+)", seeded.stdout)
-        assert instance is not None, seeded.stdout
+        db_name = SEEDED.prepare(stack, base_db_url)
+        instance = re.search(r"Green API instance (\d+)", SEEDED.seed_output)
+        assert instance is not None, SEEDED.seed_output
         yield stack, instance.group(1)
     finally:
         stack.stop_all()
