@@ -119,9 +119,8 @@ class Inbox:
 
     @staticmethod
     def _render(request: HttpRequest, template: str, context: dict[str, Any]) -> TemplateResponse:
-        response = TemplateResponse(request, template, context)
-        response["Cache-Control"] = "no-store"  # guests' words stay out of caches
-        return response
+        # admin_view marks every page never_cache (no-store): guests' words stay out of caches.
+        return TemplateResponse(request, template, context)
 
     def list_view(self, request: HttpRequest) -> HttpResponse:
         """Waiting conversations, oldest wait first, then those staff hold."""
