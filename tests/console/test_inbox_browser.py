@@ -18,7 +18,6 @@ guest's message arrives over HTTP.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from django.contrib.auth.models import User
 from hotelbot.celery import app as celery_app
 from messaging.models import CannedResponse, Conversation, ReplyJob
 from messaging.permissions import HOTEL_STAFF_GROUP
-from tests.console.test_dashboard_browser import ARGS, CHROMIUM
+from tests.console.browser import ARGS, CHROMIUM, admin_log_in, require_chromium
 from tests.factories import HotelFactory
 from tests.messaging import payloads
 
@@ -66,12 +65,7 @@ def _guest_writes(base_url: str, text: str) -> None:
 def test_a_guest_waiting_appears_live_and_staff_answer_once_in_chromium(
     live_server: Any, fake_green: Any, fake_deepseek: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does) "
-            "to run the inbox browser test.",
-            pytrace=False,
-        )
+    require_chromium("inbox")
     from playwright.sync_api import sync_playwright
 
     monkeypatch.setitem(celery_app.conf, "task_always_eager", True)  # setattr's undo deletes it
@@ -82,10 +76,7 @@ def test_a_guest_waiting_appears_live_and_staff_answer_once_in_chromium(
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1200})
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-            page.fill("#id_username", "maria")
-            page.fill("#id_password", "inbox-pw-1")
-            page.click("input[type=submit]")
+            admin_log_in(page, live_server.url, "maria", "inbox-pw-1")
             page.click("#inbox-link a")
             page.wait_for_selector("#inbox-empty")
             page.evaluate("window.__notReloaded = true")
@@ -94,6 +85,7 @@ def test_a_guest_waiting_appears_live_and_staff_answer_once_in_chromium(
 
             row = page.wait_for_selector(".inbox-row", timeout=APPEAR_WITHIN_MS)
             assert page.evaluate("window.__notReloaded === true")  # htmx swapped the rows in
+            assert row is not None
             row_text = row.inner_text()
 
             page.click(".inbox-row a")
@@ -131,5 +123,7 @@ def test_a_guest_waiting_appears_live_and_staff_answer_once_in_chromium(
     [job] = ReplyJob.objects.filter(kind=ReplyJob.Kind.STAFF)
     assert (job.status, job.reply_text) == (ReplyJob.Status.DONE, ANSWER)
     conversation = Conversation.objects.get()
-    assert (conversation.owner, conversation.owner_user.get_username()) == ("staff", "maria")
+    assert conversation.owner == "staff"
+    assert conversation.owner_user is not None
+    assert conversation.owner_user.get_username() == "maria"
     assert ARTIFACT.stat().st_size > 10_000
