@@ -11,7 +11,8 @@ history pages (Django's own answer for a missing id is a redirect to the index w
 foreign-key choices all run on the scoped querysets.
 
 The site also serves the ops dashboard at ``/admin/reliability/dashboard/`` (staff with the view
-permission of dead letters; breakers for operations only) and links it from the index page.
+permission of dead letters; breakers for operations only) and the staff inbox at ``/admin/inbox/``
+(``console/inbox/``), and links both from the index page.
 """
 
 from __future__ import annotations
@@ -138,12 +139,15 @@ class OpsAdminSite(admin.AdminSite):
         super().register(model_or_iterable, admin_class, **options)
 
     def get_urls(self) -> list[URLResolver | URLPattern]:
+        from console.inbox.views import Inbox
+
         return [
             path(
                 "reliability/dashboard/",
                 self.admin_view(self.dashboard_view),
                 name="reliability_dashboard",
             ),
+            *Inbox(self).urls(),  # the staff inbox: /admin/inbox/ (console/inbox/)
             *super().get_urls(),
         ]
 

@@ -85,6 +85,12 @@ class Hotel(models.Model):
         blank=True,
         help_text="Where alerts about this hotel's unanswered guests go (besides ADMINS).",
     )
+    handoff_target_minutes = models.PositiveIntegerField(
+        default=15,
+        validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
+        help_text="How long a guest handed to staff should wait at most for a person: the staff inbox "
+        "shows each waiting conversation's time against it (docs/handoff.md).",
+    )
     guest_data_retention_days = models.PositiveIntegerField(
         null=True,
         blank=True,
@@ -470,3 +476,56 @@ class DeliveryAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"job {self.job_id} #{self.attempt} {self.step}: {self.outcome}"
+
+
+class CannedResponse(models.Model):
+    """A ready answer staff pick in the inbox to fill the reply box (per hotel and language)."""
+
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="canned_responses")
+    title = models.CharField(max_length=100, help_text="What staff pick it by, e.g. 'Late check-out'.")
+    text = models.TextField(
+        max_length=20000, help_text="The text put in the reply box (staff may edit it before sending)."
+    )
+    language = models.CharField(
+        max_length=8,
+        default="en",
+        help_text="Language code of the text (en, ru, es, de, fr...): the inbox offers a guest the texts "
+        "of every language, this one in the label.",
+    )
+    ordering = models.PositiveIntegerField(default=0, help_text="Smaller first in the inbox's picker.")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["hotel", "ordering", "title", "language"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["hotel", "title", "language"], name="uniq_canned_response_title_language"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.title} ({self.language})"
+
+
+class ConversationNote(models.Model):
+    """An internal note of staff on a conversation: shown in the inbox, never sent to the guest."""
+
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="notes")
+    author = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="+",
+        help_text="The staff user who wrote it (empty: the user was deleted).",
+    )
+    text = models.TextField(max_length=5000)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["conversation", "created_at"], name="note_conv_created")]
+
+    def __str__(self) -> str:
+        return f"note {self.pk} on conversation {self.conversation_id}"

@@ -8,13 +8,35 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from django.db.models import Count, DateTimeField, DurationField, ExpressionWrapper, F, Q, QuerySet, Value
+from django.db.models import (
+    Case,
+    Count,
+    DateTimeField,
+    DurationField,
+    ExpressionWrapper,
+    F,
+    OuterRef,
+    Q,
+    QuerySet,
+    Subquery,
+    Value,
+    When,
+)
 from django.db.models.functions import Coalesce, Greatest, TruncHour
 from django.utils import timezone
 
-from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
+from hotelbot.exceptions import NotFound
+from messaging.models import (
+    CannedResponse,
+    Conversation,
+    ConversationNote,
+    DeliveryAttempt,
+    Hotel,
+    Message,
+    ReplyJob,
+)
 from messaging.permissions import is_operations
-from reliability.masking import mask_numbers
+from reliability.masking import mask_chat_id, mask_numbers
 
 
 def conversation_history(*, conversation: Conversation, before: Message, limit: int) -> list[Message]:
@@ -308,3 +330,187 @@ def reply_job_attempts(job_id: int) -> list[dict[str, Any]]:
         }
         for attempt in DeliveryAttempt.objects.filter(job_id=job_id).order_by("started_at", "id")[:200]
     ]
+
+
+# --- the staff inbox (docs/handoff.md) -------------------------------------------------------------
+Owner = Conversation.Owner
+#: The owners the inbox lists: conversations waiting for staff, then those staff hold.
+INBOX_OWNERS: tuple[str, ...] = (Owner.WAITING, Owner.STAFF)
+#: A conversation's thread shows at most its latest this many messages.
+THREAD_LIMIT = 300
+#: Staff replies not sent yet (no outbound message) that the thread shows as queued or dead.
+_STAFF_UNSENT = (
+    ReplyJob.Status.PENDING,
+    ReplyJob.Status.IN_PROGRESS,
+    ReplyJob.Status.PENDING_PROVIDER_RECOVERY,
+    ReplyJob.Status.DEAD,
+)
+
+
+def inbox_conversations(
+    *, user: Any, now: datetime, owners: Iterable[str] = INBOX_OWNERS
+) -> QuerySet[Conversation]:
+    """The conversations of ``user``'s hotels that wait for staff (oldest wait first), then those
+    staff hold (a hold from the phone only until it ends), with the hotel, the guest and the last
+    message (``last_text``, ``last_type``, ``last_direction``, ``last_at``) in the same query."""
+    wanted = set(owners)
+    shown = Q(pk__in=[])
+    if Owner.WAITING in wanted:
+        shown |= Q(owner=Owner.WAITING)
+    if Owner.STAFF in wanted:
+        shown |= Q(owner=Owner.STAFF) & (Q(owner_until__isnull=True) | Q(owner_until__gt=now))
+    conversations = Conversation.objects.filter(shown, hotel__in=hotels_visible_to(user=user))
+    return _with_last_message(conversations).order_by("rank", "owner_since", "pk")
+
+
+def _with_last_message(conversations: QuerySet[Conversation]) -> QuerySet[Conversation]:
+    """With the hotel, the guest, the owner's user and the last message, in one query."""
+    last = Message.objects.filter(conversation=OuterRef("pk")).order_by("-created_at", "-id")
+    return conversations.select_related("hotel", "guest", "owner_user").annotate(
+        rank=Case(When(owner=Owner.WAITING, then=Value(0)), default=Value(1)),
+        last_text=Subquery(last.values("text")[:1]),
+        last_type=Subquery(last.values("message_type")[:1]),
+        last_direction=Subquery(last.values("direction")[:1]),
+        last_at=Subquery(last.values("created_at")[:1]),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class InboxRow:
+    """One conversation of the inbox: who, why, and how long against the hotel's target."""
+
+    conversation: Conversation
+    guest: str  # masked
+    waited_seconds: float
+    target_seconds: float
+    last_message: str
+
+    @property
+    def overdue(self) -> bool:
+        return self.conversation.owner == Owner.WAITING and self.waited_seconds > self.target_seconds
+
+
+def inbox_rows(conversations: Iterable[Conversation], *, now: datetime) -> list[InboxRow]:
+    """Rows of :func:`inbox_conversations`' conversations (no query of their own)."""
+    rows = []
+    for conversation in conversations:
+        since = conversation.owner_since or conversation.started_at
+        last = getattr(conversation, "last_text", "") or ""
+        last_type = getattr(conversation, "last_type", None)
+        if not last and last_type:
+            last = f"[{last_type}]"
+        rows.append(
+            InboxRow(
+                conversation=conversation,
+                guest=mask_chat_id(conversation.guest.chat_id),
+                waited_seconds=max(0.0, (now - since).total_seconds()),
+                target_seconds=conversation.hotel.handoff_target_minutes * 60.0,
+                last_message=last,
+            )
+        )
+    return rows
+
+
+def inbox_conversation_get(*, user: Any, pk: int) -> Conversation:
+    """A conversation of ``user``'s hotels, with its hotel, guest, owner and last message (an
+    :func:`inbox_rows` row); NotFound otherwise (another hotel's is "not found" too: ids cannot be
+    probed)."""
+    conversations = Conversation.objects.filter(pk=pk, hotel__in=hotels_visible_to(user=user))
+    conversation = _with_last_message(conversations).first()
+    if conversation is None:
+        raise NotFound(f"No conversation {pk}.")
+    return conversation
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadItem:
+    """One line of a conversation's thread: a message (``who``: guest, bot, staff, staff's phone),
+    a staff reply not sent yet (``queued``), or an internal note (never sent to the guest)."""
+
+    kind: str  # message, queued, note
+    pk: int
+    at: datetime
+    who: str
+    text: str
+    status: str = ""
+    status_detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Thread:
+    items: list[ThreadItem]
+    truncated: bool  # older messages than the latest THREAD_LIMIT are not shown
+
+
+def _sender(message: Message) -> str:
+    if message.direction == Message.Direction.INBOUND:
+        return "guest"
+    job = getattr(message, "sent_by_job", None)
+    if job is None:
+        return "staff (phone)"  # outgoingMessageReceived: typed on the hotel's own phone
+    return "staff" if job.kind == ReplyJob.Kind.STAFF or job.manual_at is not None else "bot"
+
+
+def conversation_thread(*, conversation: Conversation, limit: int = THREAD_LIMIT) -> Thread:
+    """The whole thread, oldest first: the guest's, the bot's and staff's messages with their delivery
+    status, staff replies still queued (or dead before they left), and the internal notes. Three
+    queries whatever its length (the latest ``limit`` messages)."""
+    recent = list(
+        Message.objects.filter(conversation=conversation)
+        .select_related("sent_by_job")
+        .order_by("-created_at", "-id")[: limit + 1]
+    )
+    truncated = len(recent) > limit
+    items = [
+        ThreadItem(
+            kind="message",
+            pk=m.pk,
+            at=m.created_at,
+            who=_sender(m),
+            text=m.text or f"[{m.message_type}]",
+            status=m.get_status_display() if m.direction == Message.Direction.OUTBOUND else "received",
+            status_detail=mask_numbers(m.status_detail),
+        )
+        for m in reversed(recent[:limit])
+    ]
+    unsent = ReplyJob.objects.filter(
+        inbound__conversation=conversation,
+        kind=ReplyJob.Kind.STAFF,
+        outbound__isnull=True,
+        status__in=_STAFF_UNSENT,
+    ).order_by("created_at", "id")[:limit]
+    items += [
+        ThreadItem(
+            kind="queued",
+            pk=job.pk,
+            at=job.created_at,
+            who="staff",
+            text=job.reply_text,
+            status="dead" if job.status == ReplyJob.Status.DEAD else "queued",
+            status_detail=mask_numbers(job.last_error[:300]),
+        )
+        for job in unsent
+    ]
+    items += [
+        ThreadItem(kind="note", pk=n.pk, at=n.created_at, who=_author(n), text=n.text)
+        for n in conversation_notes(conversation_id=conversation.pk)[:limit]
+    ]
+    items.sort(key=lambda item: (item.at, item.pk))
+    return Thread(items=items, truncated=truncated)
+
+
+def _author(note: ConversationNote) -> str:
+    return note.author.get_username() if note.author is not None else "(deleted user)"
+
+
+def conversation_notes(*, conversation_id: int) -> QuerySet[ConversationNote]:
+    """The internal notes of a conversation, oldest first, with their authors."""
+    return ConversationNote.objects.filter(conversation_id=conversation_id).select_related("author")
+
+
+def canned_responses_list(*, hotel_id: int, language: str | None = None) -> QuerySet[CannedResponse]:
+    """A hotel's canned responses in the picker's order (of one language when given)."""
+    responses = CannedResponse.objects.filter(hotel_id=hotel_id)
+    if language:
+        responses = responses.filter(language=language)
+    return responses.order_by("ordering", "title", "language", "pk")

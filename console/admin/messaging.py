@@ -26,7 +26,16 @@ from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
-from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
+from messaging.models import (
+    CannedResponse,
+    Conversation,
+    DeferredStatus,
+    DeliveryAttempt,
+    Guest,
+    Hotel,
+    Message,
+    ReplyJob,
+)
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies, retention
@@ -123,6 +132,12 @@ class HotelForm(forms.ModelForm):
         min_value=0,
         help_text=Hotel._meta.get_field("staff_hold_minutes").help_text + " Empty: the default.",
     )
+    handoff_target_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        help_text=Hotel._meta.get_field("handoff_target_minutes").help_text + " Empty: the default.",
+    )
 
     class Meta:
         model = Hotel
@@ -131,6 +146,7 @@ class HotelForm(forms.ModelForm):
             "address",
             "staff_contact",
             "staff_hold_minutes",
+            "handoff_target_minutes",
             "check_in",
             "check_out",
             "wifi",
@@ -142,9 +158,16 @@ class HotelForm(forms.ModelForm):
             "green_api_token",
         )
 
+    def _minutes_or_default(self, name: str) -> int:
+        minutes = self.cleaned_data.get(name)
+        default: Any = getattr(Hotel._meta.get_field(name), "default", None)
+        return int(default) if minutes is None else int(minutes)
+
     def clean_staff_hold_minutes(self) -> int:
-        minutes = self.cleaned_data.get("staff_hold_minutes")
-        return int(Hotel._meta.get_field("staff_hold_minutes").default) if minutes is None else int(minutes)
+        return self._minutes_or_default("staff_hold_minutes")
+
+    def clean_handoff_target_minutes(self) -> int:
+        return self._minutes_or_default("handoff_target_minutes")
 
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
@@ -189,7 +212,10 @@ class HotelAdmin(HotelScopedAdmin):
     )
     actions = ["rotate_webhook_token", "connect_green_api"]
     fieldsets = (
-        (None, {"fields": ("name", "address", "staff_contact", "staff_hold_minutes")}),
+        (
+            None,
+            {"fields": ("name", "address", "staff_contact", "staff_hold_minutes", "handoff_target_minutes")},
+        ),
         (
             "Concierge facts",
             {"fields": ("check_in", "check_out", "wifi", "breakfast", "parking", "extra_facts")},
@@ -545,6 +571,18 @@ class DeliveryAttemptAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
     @admin.display(description="reply job")
     def job_link(self, obj: DeliveryAttempt) -> str:
         return str(obj.job)
+
+
+@admin.register(CannedResponse)
+class CannedResponseAdmin(HotelScopedAdmin):
+    """A hotel's ready answers, offered in the staff inbox's reply box (per language)."""
+
+    list_display = ("title", "language", "hotel", "ordering", "updated_at")
+    list_filter = (scale.hotel_filter("hotel_id"), "language")
+    search_fields = ("title",)
+    list_select_related = ("hotel",)
+    fields = ("hotel", "title", "language", "ordering", "text")
+    ordering = ("hotel__name", "ordering", "title", "language")
 
 
 @admin.register(DeferredStatus)

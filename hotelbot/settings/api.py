@@ -46,6 +46,9 @@ SPECTACULAR_SETTINGS = {
         "DeadLetterStatusEnum": "reliability.models.DeadLetter.Status",
         "DeadLetterKindEnum": "reliability.models.DeadLetter.Kind",
         "DeadLetterCategoryEnum": "reliability.models.DeadLetter.Category",
+        "ReplyJobStatusEnum": "messaging.models.ReplyJob.Status",
+        "ReplyJobKindEnum": "messaging.models.ReplyJob.Kind",
+        "ConversationOwnerEnum": "messaging.models.Conversation.Owner",
     },
 }
 # Dead letters one bulk retry through the API redrives at most (the oldest first).

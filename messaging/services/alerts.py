@@ -202,7 +202,9 @@ def handoffs_flag(*, now: datetime | None = None, limit: int = 200) -> int:
         why = [
             f"The bot handed this guest to staff: {conversation.get_owner_reason_display()}.",
             "They were told a member of staff will answer them here; the bot stays silent meanwhile.",
-            "Answer by hand (below), or write from the hotel's WhatsApp phone.",
+            "Answer in the staff inbox: "
+            + absolute_url(reverse("admin:inbox_conversation", args=[conversation.pk])),
+            "(or by hand below, or from the hotel's WhatsApp phone).",
         ]
         return _compose(job, headline="A guest is waiting for a person", why=why, letter=None)
 

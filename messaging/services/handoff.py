@@ -42,14 +42,15 @@ NOT_SENT_DETAIL = "not sent: staff took over"
 MAX_TEXT = 20000
 
 
-def staff_text_clean(text: str, *, what: str = "message") -> str:
-    """A text staff wrote for a guest, stripped; ValidationFailed when empty or too long to send."""
+def staff_text_clean(text: str, *, what: str = "message", limit: int = MAX_TEXT) -> str:
+    """A text staff wrote (for a guest, or a note), stripped; ValidationFailed when empty or longer
+    than ``limit`` (for a guest: what Green API sends)."""
     text = text.strip()
     if not text:
-        raise ValidationFailed(f"Write the {what} to send.", details={"text": "Required."})
-    if len(text) > MAX_TEXT:
+        raise ValidationFailed(f"Write the {what}.", details={"text": "Required."})
+    if len(text) > limit:
         raise ValidationFailed(
-            f"The {what} is longer than {MAX_TEXT} characters.", details={"text": "Too long."}
+            f"The {what} is longer than {limit} characters.", details={"text": "Too long."}
         )
     return text
 
@@ -109,7 +110,7 @@ def _locked(conversation_id: int, actor: Any = None, *, scoped: bool = False) ->
     return conversation
 
 
-def _audit(conversation: Conversation, actor: Any, via: str, action: str, **details: Any) -> None:
+def conversation_audit(conversation: Conversation, actor: Any, via: str, action: str, **details: Any) -> None:
     """The audit row of a staff action on a conversation (tenant: its hotel)."""
     audit_record(
         actor=actor,
@@ -157,7 +158,9 @@ def conversation_take(*, conversation_id: int, actor: Any, via: str) -> Conversa
         conversation = _locked(conversation_id, actor, scoped=True)
         previous = conversation.owner
         superseded = _staff_take(conversation, actor=actor, reason=Reason.STAFF_TOOK, now=now)
-        _audit(conversation, actor, via, "take", previous_owner=previous, superseded_jobs=superseded)
+        conversation_audit(
+            conversation, actor, via, "take", previous_owner=previous, superseded_jobs=superseded
+        )
     return conversation
 
 
@@ -169,7 +172,7 @@ def conversation_hand_back(*, conversation_id: int, actor: Any, via: str) -> Con
         conversation = _locked(conversation_id, actor, scoped=True)
         previous = conversation.owner
         _owner_set(conversation, owner=Owner.BOT, reason=Reason.HANDED_BACK, now=now, user=actor)
-        _audit(conversation, actor, via, "hand_back", previous_owner=previous)
+        conversation_audit(conversation, actor, via, "hand_back", previous_owner=previous)
     return conversation
 
 
@@ -244,7 +247,7 @@ def staff_reply_queue(
                 next_attempt_at=now,
                 request_key=key,
             )
-            _audit(
+            conversation_audit(
                 conversation,
                 actor,
                 via,

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
-from messaging.models import DeliveryAttempt, Hotel, ReplyJob
+from messaging.models import CannedResponse, DeliveryAttempt, Hotel, ReplyJob
 from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
@@ -90,6 +90,7 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         DeliveryAttempt: attempt,
         DeadLetter: letter,
         AuditEntry: audit,
+        CannedResponse: CannedResponse.objects.create(hotel=hotel, title=f"{name} parking", text="Free."),
     }
     return HotelRows(hotel=hotel, staff=staff, rows=rows)
 

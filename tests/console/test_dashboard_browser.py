@@ -13,7 +13,6 @@ row is written before the browser starts.
 
 from __future__ import annotations
 
-import shutil
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -27,17 +26,9 @@ from messaging.models import Message, ReplyJob
 from reliability import services
 from reliability.breaker import registry
 from reliability.models import BreakerConfig, DeadLetter
+from tests.console.browser import ARGS, CHROMIUM, admin_log_in, require_chromium
 from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
 ARTIFACT = Path(settings.BASE_DIR) / "var" / "artifacts" / "dashboard.png"
 
 
@@ -82,12 +73,7 @@ def _live_data() -> None:
 
 @pytest.mark.slow
 def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
-    if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does) "
-            "to run the dashboard browser test.",
-            pytrace=False,
-        )
+    require_chromium("dashboard")
     from playwright.sync_api import sync_playwright
 
     _live_data()
@@ -97,10 +83,7 @@ def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1400})
-            page.goto(f"{live_server.url}/admin/login/?next=/admin/")
-            page.fill("#id_username", "opsbrowser")
-            page.fill("#id_password", "browser-pw-1")
-            page.click("input[type=submit]")
+            admin_log_in(page, live_server.url, "opsbrowser", "browser-pw-1")
             page.click("#ops-dashboard-link a")
             page.wait_for_selector("#trend svg")
 

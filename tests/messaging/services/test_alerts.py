@@ -37,6 +37,7 @@ def test_a_handoff_mails_the_hotels_staff_once_with_the_number_masked(fake_green
     assert "4567" in staff_mail.body
     assert "79005554567" not in f"{staff_mail.subject}\n{staff_mail.body}"
     assert f"/admin/messaging/replyjob/{job.pk}/answer/" in staff_mail.body
+    assert f"staff inbox: {settings.SITE_URL}/admin/inbox/{job.inbound.conversation_id}/" in staff_mail.body
     assert any(m.to == ["ops@example.com"] for m in mail.outbox)  # ADMINS too
     mail.outbox.clear()
     assert alerts.handoffs_flag() == 0  # once per handoff
