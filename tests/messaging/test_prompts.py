@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Russian questions: their letters are meant
 from __future__ import annotations
 
 from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, system_prompt
