@@ -1,4 +1,3 @@
-
 """Opt-out phrases (messaging/opt_out_rules.py): pure, no database."""
 
 from __future__ import annotations
