@@ -9,15 +9,16 @@ Pure functions, no ORM. Three signals, each giving a reason code of ``Conversati
 * the AI's judgement (:func:`ai_marker_split`): the system prompt (``prompts.system_prompt``) asks
   DeepSeek to start its answer with :data:`MARKER_PREFIX` ``<reason>]`` when a person is needed;
   the marker is removed wherever it stands, so a guest never sees it;
-* the notice's language (:func:`language_guess`): a cheap guess (Cyrillic, or the language whose
-  keyword matched, else English) until real detection comes; the texts are one table
-  (:data:`NOTICES`), ready for per-hotel edits.
+* the notice (:func:`notice_text`), in the guest's language (``messaging.language``), its texts
+  chosen by key (``messaging.bot_texts``: the hotel's own, else the defaults).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+
+from messaging.bot_texts import Overrides, TextKey, text_for
 
 GUEST_ASKED = "guest_asked"
 COMPLAINT = "complaint"
@@ -130,8 +131,6 @@ KEYWORDS: dict[str, dict[str, tuple[str, ...]]] = {
         ),
     },
 }
-LANGUAGES: tuple[str, ...] = ("en", "ru", "es", "de", "fr")
-_CYRILLIC = re.compile("[\u0400-\u04ff]")
 
 
 def _pattern(phrases: tuple[str, ...]) -> re.Pattern[str]:
@@ -160,14 +159,6 @@ def guest_wants_staff(text: str) -> Match | None:
     return None
 
 
-def language_guess(text: str, matched: str | None = None) -> str:
-    """A cheap guess of the guest's language for the notice: Cyrillic is Russian, else the language
-    whose keyword matched, else English."""
-    if _CYRILLIC.search(text):
-        return "ru"
-    return matched if matched in LANGUAGES else "en"
-
-
 # --- the AI's marker ---------------------------------------------------------------------------------
 MARKER_PREFIX = "[HANDOFF:"
 _MARKER = re.compile(r"\[HANDOFF(?::\s*([^\]\n]{0,40}))?\]\s*", re.IGNORECASE)
@@ -183,49 +174,25 @@ def ai_marker_split(text: str) -> tuple[str | None, str]:
 
 
 # --- the notice ----------------------------------------------------------------------------------------
-@dataclass(frozen=True, slots=True)
-class NoticeText:
-    notice: str  # a person will answer here
-    contact: str  # + the hotel's staff contact, "{contact}"
-    emergency: str  # first, when the guest wrote about an emergency
-
-
-#: The one honest notice, per language ("when" comes with reception hours in a later task).
-NOTICES: dict[str, NoticeText] = {
-    "en": NoticeText(
-        "Thank you for your message. A member of our staff will answer you here.",
-        "You can also reach them: {contact}.",
-        "If anyone is in danger, please call the local emergency number now.",
-    ),
-    "ru": NoticeText(
-        "Спасибо за сообщение. Вам ответит здесь сотрудник отеля.",
-        "Также можно связаться с нами: {contact}.",
-        "Если кому-то грозит опасность, срочно позвоните по местному номеру экстренных служб.",
-    ),
-    "es": NoticeText(
-        "Gracias por su mensaje. Un miembro de nuestro personal le responderá aquí.",
-        "También puede contactarnos: {contact}.",
-        "Si alguien está en peligro, llame ahora al número local de emergencias.",
-    ),
-    "de": NoticeText(
-        "Vielen Dank für Ihre Nachricht. Ein Mitarbeiter unseres Hauses antwortet Ihnen hier.",
-        "Sie erreichen uns auch so: {contact}.",
-        "Wenn jemand in Gefahr ist, rufen Sie bitte sofort die örtliche Notrufnummer an.",
-    ),
-    "fr": NoticeText(
-        "Merci pour votre message. Un membre de notre équipe vous répondra ici.",
-        "Vous pouvez aussi nous joindre : {contact}.",
-        "Si quelqu'un est en danger, appelez tout de suite le numéro d'urgence local.",
-    ),
+#: The notice's main line per reason (``Conversation.owner_reason``); any other reason: NOTICE.
+NOTICE_BY_REASON: dict[str, str] = {
+    "fallback": TextKey.NOTICE_FALLBACK,
+    "unreadable_message": TextKey.NOTICE_UNREADABLE,
 }
 
 
-def notice_text(*, language: str, staff_contact: str = "", reason: str = "") -> str:
-    """The handoff notice in ``language`` (English if unknown), with the staff contact when the
-    hotel has one, and the emergency line first for an emergency."""
-    texts = NOTICES.get(language, NOTICES["en"])
-    parts = [texts.emergency] if reason == EMERGENCY else []
-    parts.append(texts.notice)
+def notice_text(
+    *, language: str, staff_contact: str = "", reason: str = "", overrides: Overrides | None = None
+) -> str:
+    """The one honest handoff notice in ``language`` (``bot_texts.text_resolve``: the hotel's text,
+    the default, English): the emergency line first for an emergency, the line of the reason, and
+    the hotel's staff contact when it has one. ``overrides``: the hotel's own texts."""
+
+    def text(key: str, **values: str) -> str:
+        return text_for(key, language, overrides, **values)
+
+    parts = [text(TextKey.NOTICE_EMERGENCY)] if reason == EMERGENCY else []
+    parts.append(text(NOTICE_BY_REASON.get(reason, TextKey.NOTICE)))
     if staff_contact.strip():
-        parts.append(texts.contact.format(contact=staff_contact.strip()))
+        parts.append(text(TextKey.NOTICE_CONTACT, contact=staff_contact.strip()))
     return " ".join(parts)

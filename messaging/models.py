@@ -5,11 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 
 from django.conf import settings
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from messaging.bot_texts import LANGUAGE_NAMES, TextKey
 from reliability.fields import EncryptedTextField
+
+
+def language_code_validate(value: str) -> None:
+    """A two-letter language code we know (``bot_texts.LANGUAGE_NAMES``), or empty."""
+    if value and value not in LANGUAGE_NAMES:
+        raise ValidationError(f"{value!r} is not a language code we know (ISO 639-1, e.g. en, ru, es).")
 
 
 class Hotel(models.Model):
@@ -122,6 +130,27 @@ class Guest(models.Model):
     display_name = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     last_seen_at = models.DateTimeField(null=True, blank=True)
+    language = models.CharField(
+        max_length=8,
+        blank=True,
+        default="",
+        db_default="",
+        validators=[language_code_validate],
+        help_text="The language the guest writes in (ISO 639-1), detected from their messages; the "
+        "bot's own texts and the AI's answers use it. Empty: not known yet (English).",
+    )
+    opted_out_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the guest asked us to stop writing (STOP): no bot message goes to them until "
+        "they write again or staff clear it. Staff replies still go (docs/handoff.md).",
+    )
+    opt_out_message_id = models.BigIntegerField(
+        default=0,
+        db_default=0,
+        help_text="The guest's message that last set or cleared the opt-out: an earlier message "
+        "processed later changes nothing.",
+    )
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["hotel", "chat_id"], name="uniq_guest_chat_per_hotel")]
@@ -130,9 +159,37 @@ class Guest(models.Model):
         indexes = [
             models.Index(fields=["chat_id"], name="guest_chat_prefix", opclasses=["varchar_pattern_ops"])
         ]
+        permissions = [("clear_opt_out", "Can let an opted-out guest receive the bot's messages again")]
 
     def __str__(self) -> str:
         return self.display_name or self.chat_id
+
+
+class HotelText(models.Model):
+    """A hotel's own wording of a text the bot sends on its own, in one language (the defaults are
+    ``messaging.bot_texts``; the one resolution is ``bot_texts.text_resolve``)."""
+
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="texts")
+    key = models.CharField(max_length=32, choices=TextKey.choices, help_text="Which text this replaces.")
+    language = models.CharField(
+        max_length=8,
+        validators=[language_code_validate],
+        help_text="ISO 639-1 code of the guests' language this text is for (en, ru, es, de, fr, it...).",
+    )
+    text = models.TextField(
+        help_text="What the bot sends instead of the default. Placeholders such as {contact} are filled "
+        "in; each text may use only its own (the form says which)."
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["hotel", "key", "language"]
+        constraints = [
+            models.UniqueConstraint(fields=["hotel", "key", "language"], name="uniq_hotel_text_per_language")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_key_display()} ({self.language})"
 
 
 class Conversation(models.Model):
@@ -308,6 +365,7 @@ class ReplyJob(models.Model):
         ANSWER = "answer", "the bot's answer"
         HANDOFF = "handoff", "notice that staff will answer"
         STAFF = "staff", "written by staff"
+        OPT_OUT = "opt_out", "opt-out confirmation"
 
     inbound = models.ForeignKey(
         Message,
@@ -321,7 +379,8 @@ class ReplyJob(models.Model):
         default=Kind.ANSWER,
         db_default=Kind.ANSWER,
         help_text="answer: the bot's answer to its inbound message (one per message); handoff: the "
-        "one notice that staff will answer; staff: a message written by staff.",
+        "one notice that staff will answer; staff: a message written by staff; opt_out: the one "
+        "confirmation that the guest asked us to stop writing.",
     )
     request_key = models.CharField(
         max_length=64,

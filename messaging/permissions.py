@@ -14,8 +14,9 @@ Breakers and degradation are shared by every hotel: only the operations group
 
 The "hotel staff" group (created by migration ``0011_hotel_staff_group``) holds what the staff of
 a hotel need; adding a user to it and to ``Hotel.staff`` is the whole onboarding of a receptionist.
-The migration keeps its own copy of :data:`HOTEL_STAFF_PERMISSIONS` (migrations never import code
-that changes later); a test checks the two agree.
+The migrations keep their own copies of what they add (0011 the first list, 0016 the texts and
+the opt-out; migrations never import code that changes later); a test checks they add up to
+:data:`HOTEL_STAFF_PERMISSIONS`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,12 @@ HOTEL_STAFF_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("reliability", "view_auditentry"),
     ("reliability", "view_reliabilityreport"),  # the report API, cut to their hotels
     ("reliability", "view_degradationstate"),  # the level in force over the API (admin: operations)
+    # Migration 0016: a guest's opt-out cleared by staff; the hotel's own texts (messaging.HotelText).
+    ("messaging", "clear_opt_out"),
+    ("messaging", "view_hoteltext"),
+    ("messaging", "add_hoteltext"),
+    ("messaging", "change_hoteltext"),
+    ("messaging", "delete_hoteltext"),
 )
 
 

@@ -6,7 +6,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from messaging.handoff_rules import MARKER_PREFIX
+from messaging.bot_texts import DEFAULT_LANGUAGE, Overrides, TextKey, language_name, text_for
+from messaging.handoff_rules import MARKER_PREFIX, notice_text
 from messaging.notifications import TEXT_TYPES
 
 SWE001_MARKER = "{{SWE001}}"
@@ -44,9 +45,15 @@ class Turn:
     text: str
 
 
-def system_prompt(facts: HotelFacts) -> str:
+def system_prompt(facts: HotelFacts, language: str = "") -> str:
+    """The concierge's instructions; ``language`` (the guest's, when known) is named explicitly."""
     block = "\n".join(f"- {label}: {value}" for label, value in facts.lines())
     extra = f"\nMore facts:\n{facts.extra.strip()}\n" if facts.extra.strip() else ""
+    writes_in = (
+        f"The guest writes in {language_name(language)}: answer in {language_name(language)}. "
+        if language
+        else ""
+    )
     return (
         f"You are the WhatsApp concierge of {facts.name}. Answer the guest briefly (at most three "
         "sentences), warmly, in the guest's language, using only the facts below. If the facts do "
@@ -54,13 +61,16 @@ def system_prompt(facts: HotelFacts) -> str:
         "promises. If the guest needs a person (they ask for one, complain, describe an emergency, "
         "or want something only staff can do, such as a booking, a refund or a repair), start your "
         f"answer with {MARKER_PREFIX}<reason>] where <reason> is one word (request, complaint, "
-        "emergency or unknown); staff will then answer the guest.\n\n"
+        "emergency or unknown); staff will then answer the guest.\n"
+        f"{writes_in}\n"
         f"Hotel facts:\n{block}\n{extra}"
     )
 
 
-def chat_messages(facts: HotelFacts, history: Iterable[Turn], question: str) -> list[dict[str, str]]:
-    messages = [{"role": "system", "content": system_prompt(facts)}]
+def chat_messages(
+    facts: HotelFacts, history: Iterable[Turn], question: str, *, language: str = ""
+) -> list[dict[str, str]]:
+    messages = [{"role": "system", "content": system_prompt(facts, language)}]
     for turn in history:
         if turn.text:
             messages.append({"role": "user" if turn.inbound else "assistant", "content": turn.text})
@@ -68,42 +78,142 @@ def chat_messages(facts: HotelFacts, history: Iterable[Turn], question: str) -> 
     return messages
 
 
-# (keywords, fact attribute, sentence template) in priority order.
+# (keywords in en, ru, es, de, fr; fact attribute; text key) in priority order.
 _FAQ: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("check-out", "checkout", "check out"), "check_out", "Check-out at {name} is {value}."),
-    (("check-in", "checkin", "check in", "arrive", "arrival"), "check_in", "Check-in at {name} is {value}."),
-    (("wifi", "wi-fi", "internet", "password"), "wifi", "Wi-Fi: {value}."),
-    (("breakfast",), "breakfast", "Breakfast is served {value}."),
-    (("parking", "park", "car"), "parking", "Parking: {value}."),
-    (("address", "where", "location", "located", "directions"), "address", "{name} is at {value}."),
-    (("staff", "reception", "human", "contact"), "staff_contact", "You can reach our staff at {value}."),
+    (
+        (
+            "check-out",
+            "checkout",
+            "check out",
+            "выезд",
+            "выселение",
+            "salida",
+            "auschecken",
+            "abreise",
+            "départ",
+        ),
+        "check_out",
+        TextKey.FAQ_CHECK_OUT,
+    ),
+    (
+        (
+            "check-in",
+            "checkin",
+            "check in",
+            "arrive",
+            "arrival",
+            "заезд",
+            "заселение",
+            "llegada",
+            "anreise",
+            "einchecken",
+            "arrivée",
+        ),
+        "check_in",
+        TextKey.FAQ_CHECK_IN,
+    ),
+    (
+        (
+            "wifi",
+            "wi-fi",
+            "internet",
+            "password",
+            "вайфай",
+            "интернет",
+            "пароль",
+            "contraseña",
+            "wlan",
+            "passwort",
+            "mot de passe",
+        ),
+        "wifi",
+        TextKey.FAQ_WIFI,
+    ),
+    (
+        ("breakfast", "завтрак", "desayuno", "frühstück", "petit-déjeuner", "petit déjeuner"),
+        "breakfast",
+        TextKey.FAQ_BREAKFAST,
+    ),
+    (
+        (
+            "parking",
+            "park",
+            "car",
+            "парковка",
+            "парковку",
+            "aparcamiento",
+            "aparcar",
+            "estacionamiento",
+            "parkplatz",
+            "parken",
+            "garer",
+            "stationnement",
+        ),
+        "parking",
+        TextKey.FAQ_PARKING,
+    ),
+    (
+        (
+            "address",
+            "where",
+            "location",
+            "located",
+            "directions",
+            "адрес",
+            "где",
+            "dirección",
+            "dónde",
+            "adresse",
+            "wo",
+            "où",
+        ),
+        "address",
+        TextKey.FAQ_ADDRESS,
+    ),
+    (
+        ("staff", "reception", "human", "contact", "ресепшн", "recepción", "rezeption", "réception"),
+        "staff_contact",
+        TextKey.FAQ_STAFF_CONTACT,
+    ),
 )
 
 
 def _mentions(text: str, keyword: str) -> bool:
-    return re.search(rf"(?<![a-z]){re.escape(keyword)}(?![a-z])", text) is not None
+    return re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text) is not None
 
 
-def faq_answer(facts: HotelFacts, question: str) -> str | None:
-    """The answer of the first FAQ entry the question mentions and the hotel has a fact for, or None."""
+def faq_answer(
+    facts: HotelFacts, question: str, *, language: str = DEFAULT_LANGUAGE, overrides: Overrides | None = None
+) -> str | None:
+    """The answer of the first FAQ entry the question mentions (in any of en, ru, es, de, fr) and
+    the hotel has a fact for, in ``language`` (``bot_texts``), or None."""
     lowered = question.lower()
-    for keywords, attribute, template in _FAQ:
+    for keywords, attribute, key in _FAQ:
         value = getattr(facts, attribute)
         if value and any(_mentions(lowered, k) for k in keywords):
-            return template.format(name=facts.name, value=value) + " Anything else I can help with?"
+            answer = text_for(key, language, overrides, name=facts.name, value=value)
+            return f"{answer} {text_for(TextKey.FAQ_MORE, language, overrides)}"
     return None
 
 
-def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:
-    """An answer without AI: the matching fact, or a pointer to the staff. (The reply pipeline hands
-    a guest without a FAQ answer, or with a message it cannot read, to staff instead:
-    docs/handoff.md; these texts remain for callers without a conversation.)"""
-    staff = f" Our staff can help: {facts.staff_contact}." if facts.staff_contact else ""
-    if type_message not in TEXT_TYPES:
-        return f"Thank you! I can read text messages only, please type your question.{staff}"
-    if SWE001_MARKER in question:
-        return "Sorry, your message did not come through. Could you send it again?"
-    answer = faq_answer(facts, question)
-    if answer is not None:
-        return answer
-    return f"Thank you for your message to {facts.name}! Our concierge will get back to you shortly.{staff}"
+def canned_reply(
+    facts: HotelFacts,
+    question: str,
+    *,
+    type_message: str = "textMessage",
+    language: str = DEFAULT_LANGUAGE,
+    overrides: Overrides | None = None,
+) -> str:
+    """An answer without AI, in ``language``: "please send it again" for an undelivered message,
+    the matching fact, else the notice that staff will answer (the reply pipeline hands such a
+    guest to staff with that notice: docs/handoff.md)."""
+    if type_message in TEXT_TYPES and SWE001_MARKER in question:
+        return text_for(TextKey.RESEND, language, overrides)
+    if type_message in TEXT_TYPES:
+        answer = faq_answer(facts, question, language=language, overrides=overrides)
+        if answer is not None:
+            return answer
+    reason = "fallback" if type_message in TEXT_TYPES else "unreadable_message"
+    return notice_text(
+        language=language, staff_contact=facts.staff_contact, reason=reason, overrides=overrides
+    )

@@ -26,12 +26,14 @@ from django.db.models.functions import Coalesce, Greatest, TruncHour
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound
+from messaging.bot_texts import DEFAULT_LANGUAGE
 from messaging.models import (
     CannedResponse,
     Conversation,
     ConversationNote,
     DeliveryAttempt,
     Hotel,
+    HotelText,
     Message,
     ReplyJob,
 )
@@ -47,6 +49,13 @@ def conversation_history(*, conversation: Conversation, before: Message, limit: 
         .order_by("-pk")[:limit]
     )
     return list(reversed(list(recent)))
+
+
+def hotel_text_overrides(*, hotel_id: int, language: str) -> dict[tuple[str, str], str]:
+    """The hotel's own texts in ``language`` and in English (the resolution's fallback), by (key,
+    language), for ``bot_texts.text_resolve``: one query, made only when the bot needs a text."""
+    rows = HotelText.objects.filter(hotel_id=hotel_id, language__in={language, DEFAULT_LANGUAGE})
+    return {(key, lang): text for key, lang, text in rows.values_list("key", "language", "text")}
 
 
 def replies_for_chat(*, chat_id: str, after_inbound_id: str) -> QuerySet[Message]:
@@ -118,7 +127,8 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 #: Jobs that are the bot's replies (the statistics' subject): a message written by staff is not
 #: one, and a job closed because staff answer the guest (superseded) has no bot reply to count.
-BOT_REPLY_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF)
+#: An opt-out confirmation is the bot's reply to the guest's STOP.
+BOT_REPLY_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF, ReplyJob.Kind.OPT_OUT)
 
 
 def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:

@@ -38,7 +38,7 @@ from messaging.models import (
 )
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
-from messaging.services import manual, replies, retention
+from messaging.services import manual, opt_out, replies, retention
 from reliability import masking
 from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
@@ -301,18 +301,53 @@ class HotelAdmin(HotelScopedAdmin):
             self.message_user(request, f"{hotel}: {error}", messages.ERROR)
 
 
+class OptedOutFilter(admin.SimpleListFilter):
+    title = "opted out (STOP)"
+    parameter_name = "opted_out"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        return [("yes", "opted out"), ("no", "not opted out")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        if self.value() in ("yes", "no"):
+            return queryset.filter(opted_out_at__isnull=self.value() == "no")
+        return queryset
+
+
 @admin.register(Guest)
 class GuestAdmin(ReadOnlyAdmin):
-    list_display = ("masked_chat_id", "display_name", "hotel", "last_seen_at")
-    list_filter = (scale.hotel_filter("hotel_id"),)
+    list_display = ("masked_chat_id", "display_name", "hotel", "language", "opted_out_at", "last_seen_at")
+    list_filter = (scale.hotel_filter("hotel_id"), OptedOutFilter)
     search_fields = ("chat_id",)
     search_help_text = f"Search: {NUMBER_HELP}."
     paginator = scale.EstimatedCountPaginator
     show_full_result_count = False
     list_select_related = ("hotel",)
-    fields = ("hotel", "masked_chat_id", "display_name", "created_at", "last_seen_at")
+    fields = (
+        "hotel",
+        "masked_chat_id",
+        "display_name",
+        "language",
+        "opted_out_at",
+        "created_at",
+        "last_seen_at",
+    )
     readonly_fields = fields
-    actions = ["forget"]
+    actions = ["clear_opt_out", "forget"]
+
+    def has_clear_opt_out_permission(self, request: HttpRequest) -> bool:
+        """``messaging.clear_opt_out`` (the hotel staff group has it), on the user's guests."""
+        return request.user.has_perm(f"{self.opts.app_label}.clear_opt_out")
+
+    @admin.action(
+        description="Clear opt-out (the bot may write to the selected guests again)",
+        permissions=["clear_opt_out"],
+    )
+    def clear_opt_out(self, request: HttpRequest, queryset: QuerySet[Guest]) -> None:
+        cleared = opt_out.guests_opt_out_clear(guests=queryset, actor=request.user, via=AuditEntry.Via.ADMIN)
+        self.message_user(
+            request, f"{cleared} guest(s) may receive the bot's messages again.", messages.SUCCESS
+        )
 
     @admin.display(description="chat id", ordering="chat_id")
     def masked_chat_id(self, obj: Guest) -> str:

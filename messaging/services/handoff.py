@@ -64,9 +64,18 @@ def bot_answers_q(now: datetime) -> Q:
     )
 
 
-def guest_bot_jobs_supersede(*, guest_id: int, now: datetime, keep_job_id: int | None = None) -> list[int]:
+def guest_bot_jobs_supersede(
+    *,
+    guest_id: int,
+    now: datetime,
+    keep_job_id: int | None = None,
+    before_job_id: int | None = None,
+    detail: str = NOT_SENT_DETAIL,
+) -> list[int]:
     """The takeover rule (module docstring), inside the caller's transaction: close every unsent bot
-    job of the guest whose send has not started, except ``keep_job_id``; returns their ids.
+    job of the guest whose send has not started, except ``keep_job_id`` (and only those of earlier
+    messages than ``before_job_id``: an opt-out leaves the guest's later messages be); returns
+    their ids. ``detail``: why, on the jobs and their unsent messages.
 
     The rows are locked first (``FOR UPDATE`` re-reads a row a concurrent fence just changed), so
     a job whose ``send_started_at`` was committed meanwhile is left to finish."""
@@ -83,6 +92,8 @@ def guest_bot_jobs_supersede(*, guest_id: int, now: datetime, keep_job_id: int |
     )
     if keep_job_id is not None:
         jobs = jobs.exclude(pk=keep_job_id)
+    if before_job_id is not None:
+        jobs = jobs.filter(pk__lt=before_job_id)
     ids = list(jobs.values_list("pk", flat=True))
     if not ids:
         return []
@@ -91,11 +102,11 @@ def guest_bot_jobs_supersede(*, guest_id: int, now: datetime, keep_job_id: int |
         lease_token="",
         lease_expires_at=None,
         completed_at=now,
-        last_error=NOT_SENT_DETAIL,
+        last_error=detail,
         updated_at=now,
     )
     Message.objects.filter(sent_by_job__pk__in=ids, status=Message.Status.PENDING).update(
-        status=Message.Status.FAILED, failed_at=now, status_detail=NOT_SENT_DETAIL
+        status=Message.Status.FAILED, failed_at=now, status_detail=detail
     )
     return ids
 

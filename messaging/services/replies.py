@@ -35,14 +35,15 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, Q
 from django.utils import timezone
 
-from messaging import handoff_rules
+from messaging import handoff_rules, language, opt_out_rules
+from messaging.bot_texts import Overrides, TextKey, text_for
 from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
-from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
+from messaging.models import Conversation, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
-from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages, faq_answer
-from messaging.selectors import conversation_history
-from messaging.services import handoff, statements, statuses
+from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, chat_messages, faq_answer
+from messaging.selectors import conversation_history, hotel_text_overrides
+from messaging.services import handoff, opt_out, statements, statuses
 from reliability import dead_letters, degradation, masking, retry
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
@@ -448,7 +449,25 @@ class _Generated:
     note: str = ""  # what the generate step records (the AI's own handoff reason)
 
 
-def _generate(job: ReplyJob) -> _Generated:
+class _Texts:
+    """The bot's own texts for one job: the guest's language, and the hotel's overrides read once,
+    when the first text is needed (``bot_texts.text_resolve`` chooses)."""
+
+    def __init__(self, hotel_id: int, language: str) -> None:
+        self.hotel_id, self.language = hotel_id, language
+        self._overrides: Overrides | None = None
+
+    @property
+    def overrides(self) -> Overrides:
+        if self._overrides is None:
+            self._overrides = hotel_text_overrides(hotel_id=self.hotel_id, language=self.language)
+        return self._overrides
+
+    def text(self, key: str, **values: str) -> str:
+        return text_for(key, self.language, self.overrides, **values)
+
+
+def _generate(job: ReplyJob, texts: _Texts) -> _Generated:
     """The reply, or why a person must answer instead (a message the bot cannot read, the AI's
     marker, no FAQ answer while the AI is unavailable: docs/handoff.md)."""
     inbound = job.inbound
@@ -456,7 +475,7 @@ def _generate(job: ReplyJob) -> _Generated:
     facts = _facts(conversation.hotel)
     Reason = Conversation.OwnerReason
     if SWE001_MARKER in inbound.text:  # an undelivered-message marker: ask the guest to resend
-        return _Generated(canned_reply(facts, inbound.text))
+        return _Generated(texts.text(TextKey.RESEND))
     if inbound.message_type not in TEXT_TYPES or not inbound.text.strip():
         return _Generated("", handoff=Reason.UNREADABLE_MESSAGE, note=f"cannot read {inbound.message_type}")
     if not degradation.is_enabled("ai_replies") or degradation.under_maintenance(deepseek.DEPENDENCY):
@@ -465,7 +484,7 @@ def _generate(job: ReplyJob) -> _Generated:
             "ai_replies switched off" if not degradation.is_enabled("ai_replies") else "deepseek maintenance"
         )
         logger.info("reply job %s: %s, answering from FAQ", job.pk, why)
-        return _faq_or_staff(facts, inbound.text, f"degraded: {why}", None)
+        return _faq_or_staff(facts, inbound.text, f"degraded: {why}", None, texts)
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
@@ -474,7 +493,7 @@ def _generate(job: ReplyJob) -> _Generated:
     ]
     try:
         completion = deepseek.default_client().chat(
-            messages=chat_messages(facts, history, inbound.text),
+            messages=chat_messages(facts, history, inbound.text, language=texts.language),
             max_tokens=settings.DEEPSEEK_MAX_TOKENS,
             user_id=f"guest_{conversation.guest_id}",
         )
@@ -486,17 +505,19 @@ def _generate(job: ReplyJob) -> _Generated:
             extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
         )
         FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
-        return _faq_or_staff(facts, inbound.text, str(e)[:200], e.status)
+        return _faq_or_staff(facts, inbound.text, str(e)[:200], e.status, texts)
     asked, text = handoff_rules.ai_marker_split(completion.text)
     if asked is not None or not text:
         return _Generated("", handoff=Reason.AI_SIGNAL, note=f"the AI asked for a person: {asked or '-'}")
     return _Generated(text)
 
 
-def _faq_or_staff(facts: HotelFacts, question: str, why: str, ai_status: int | None) -> _Generated:
-    """Without the AI: the FAQ answer, or staff (never "our concierge will get back to you" while
-    nobody is told)."""
-    answer = faq_answer(facts, question)
+def _faq_or_staff(
+    facts: HotelFacts, question: str, why: str, ai_status: int | None, texts: _Texts
+) -> _Generated:
+    """Without the AI: the FAQ answer in the guest's language, or staff (never "our concierge will
+    get back to you" while nobody is told)."""
+    answer = faq_answer(facts, question, language=texts.language, overrides=texts.overrides)
     if answer is None:
         return _Generated(
             "", why, ai_status, handoff=Conversation.OwnerReason.FALLBACK, note=f"no FAQ answer; {why}"
@@ -511,13 +532,24 @@ def _bot_may_answer(job: ReplyJob) -> bool:
 
 
 def _owner_allows(job: ReplyJob, now: datetime) -> Q | None:
-    """The owner the send fence requires (on the job's conversation), or None (staff messages)."""
+    """What the send fence requires besides the claim, or None (staff messages): for the bot's
+    answers and notices, the conversation's owner and a guest who has not opted out; for an
+    opt-out confirmation, the guest still opted out by its STOP (docs/handoff.md)."""
+    if job.kind == ReplyJob.Kind.OPT_OUT and job.manual_at is None:
+        guest_id = job.inbound.conversation.guest_id
+        stop = Guest.objects.filter(
+            pk=guest_id, opted_out_at__isnull=False, opt_out_message_id=job.inbound_id
+        )
+        return Q(Exists(stop))
     if not _bot_may_answer(job):
         return None
     owners = handoff.bot_answers_q(now)
     if job.kind == ReplyJob.Kind.HANDOFF:
         owners |= Q(owner=Conversation.Owner.WAITING)
-    return Q(Exists(Conversation.objects.filter(owners, pk=job.inbound.conversation_id)))
+    conversation = Conversation.objects.filter(
+        owners, pk=job.inbound.conversation_id, guest__opted_out_at__isnull=True
+    )
+    return Q(Exists(conversation))
 
 
 def _supersede(job: ReplyJob, detail: str) -> ProcessOutcome:
@@ -541,14 +573,16 @@ def _supersede(job: ReplyJob, detail: str) -> ProcessOutcome:
 
 
 def _hand_to_staff(
-    job: ReplyJob, reason: str, language: str, degraded_reason: str = ""
+    job: ReplyJob, reason: str, texts: _Texts, degraded_reason: str = ""
 ) -> ProcessOutcome | None:
     """The guest needs a person: the conversation waits for staff and this job becomes the one
     notice (``handoff``); None, and the pipeline sends it. If the bot no longer answers this guest
     (staff hold it, or a notice went out already), the job is superseded instead."""
     conversation = job.inbound.conversation
     hotel = conversation.hotel
-    text = handoff_rules.notice_text(language=language, staff_contact=hotel.staff_contact, reason=reason)
+    text = handoff_rules.notice_text(
+        language=texts.language, staff_contact=hotel.staff_contact, reason=reason, overrides=texts.overrides
+    )
     with transaction.atomic():  # a lost lease rolls the owner change back too
         if not handoff.conversation_request_staff(
             conversation=conversation, reason=reason, keep_job_id=job.pk
@@ -570,21 +604,25 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         if switched is not None:
             return switched
     conversation = job.inbound.conversation  # read with the claim
-    if (
-        job.kind == ReplyJob.Kind.ANSWER
-        and _bot_may_answer(job)
-        and job.send_started_at is None
-        and not conversation.bot_answers(timezone.now())
-    ):
-        return _supersede(job, f"the conversation is {conversation.owner} ({conversation.owner_reason})")
+    unanswered = job.kind == ReplyJob.Kind.ANSWER and _bot_may_answer(job) and job.send_started_at is None
+    if unanswered and not job.reply_text:
+        stopped = _opt_out_or_in(job)
+        if stopped is not None:
+            return stopped
+    if unanswered and job.kind == ReplyJob.Kind.ANSWER:
+        if not conversation.bot_answers(timezone.now()):
+            return _supersede(job, f"the conversation is {conversation.owner} ({conversation.owner_reason})")
+        if conversation.guest.opted_out_at is not None:  # by a later message (_opt_out_or_in)
+            return _supersede(job, opt_out.OPTED_OUT_DETAIL)
     if not job.reply_text:
         inbound = job.inbound
         started_at, t0 = timezone.now(), time.monotonic()
         wants = handoff_rules.guest_wants_staff(inbound.text) if inbound.message_type in TEXT_TYPES else None
+        texts = _Texts(inbound.hotel_id, _guest_language(job, wants.language if wants else None))
         if wants is not None:  # the guest's own words: no AI call
             generated = _Generated("", handoff=wants.reason, note=f"the guest wrote of {wants.reason}")
         else:
-            generated = _generate(job)
+            generated = _generate(job, texts)
         outcome = (
             DeliveryAttempt.Outcome.DEGRADED if generated.degraded_reason else DeliveryAttempt.Outcome.OK
         )
@@ -599,8 +637,7 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
             error=note,
         )
         if generated.handoff:
-            language = handoff_rules.language_guess(inbound.text, wants.language if wants else None)
-            superseded = _hand_to_staff(job, generated.handoff, language, generated.degraded_reason)
+            superseded = _hand_to_staff(job, generated.handoff, texts, generated.degraded_reason)
             if superseded is not None:
                 return superseded
         else:
@@ -658,7 +695,10 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     except LeaseLost:
         if owner is None or not _claim_holds(job):
             raise
-        return _supersede(job, "the conversation is no longer the bot's (checked right before sending)")
+        return _supersede(
+            job,
+            "the conversation is no longer the bot's, or the guest opted out (checked right before sending)",
+        )
     t0 = time.monotonic()
     send = partial(_attempt, job, DeliveryAttempt.Step.SEND, now, t0)
     try:
@@ -677,6 +717,52 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
         return _bury(job, str(e), not_sent=True, error=e, dependency=green_api.DEPENDENCY)
     send(DeliveryAttempt.Outcome.OK, http_status=200)
     return _confirm(job, sent.id_message)
+
+
+def _guest_language(job: ReplyJob, hint: str | None) -> str:
+    """The language to answer the job's guest in (``messaging.language``); a new detection is kept
+    on the guest (one UPDATE, only when it changed)."""
+    inbound = job.inbound
+    guest = inbound.conversation.guest
+    text = inbound.text if inbound.message_type in TEXT_TYPES else ""
+    answer_in, store = language.guest_language(text, previous=guest.language, hint=hint)
+    if store is not None:
+        Guest.objects.filter(pk=guest.pk).update(language=store)
+        guest.language = store
+    return answer_in
+
+
+def _opt_out_or_in(job: ReplyJob) -> ProcessOutcome | None:
+    """The guest's message is a STOP: opt out and make this job the one confirmation (None: the
+    pipeline sends it), or close it (opted out already, or the guest wrote again since). Any other
+    message ends an opt-out set by an earlier one (``opt_out``), and is answered.
+
+    The STOP locks the guest's row, which the intake of the guest's next message upserts (both
+    paths): that message is either stored before (the STOP sees it and changes nothing) or after
+    the opt-out commits (its own job then sees the opt-out, and clears it)."""
+    inbound = job.inbound
+    guest = inbound.conversation.guest
+    stop = opt_out_rules.opt_out(inbound.text) if inbound.message_type in TEXT_TYPES else None
+    if stop is None:
+        if opt_out.guest_opt_in(guest_id=guest.pk, message_id=inbound.pk):
+            guest.opted_out_at = None
+            logger.info("reply job %s: the guest wrote again; their opt-out ends", job.pk)
+        return None
+    answer_in = stop.language or _guest_language(job, None)
+    with transaction.atomic():  # a lost lease rolls the opt-out back too
+        done = opt_out.guest_opt_out(
+            guest_id=guest.pk, message_id=inbound.pk, job_id=job.pk, now=timezone.now()
+        )
+        if done == "opted_out":
+            _fenced(
+                job,
+                kind=ReplyJob.Kind.OPT_OUT,
+                reply_text=_Texts(inbound.hotel_id, answer_in).text(TextKey.OPT_OUT),
+            )
+            guest.opted_out_at = timezone.now()
+            return None
+    why = "opted out already: confirmed once" if done == "already" else "the guest wrote again since"
+    return _supersede(job, f"STOP: {why}")
 
 
 def _claim_holds(job: ReplyJob) -> bool:

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
-from messaging.models import CannedResponse, DeliveryAttempt, Hotel, ReplyJob
+from messaging.models import CannedResponse, DeliveryAttempt, Hotel, HotelText, ReplyJob
 from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
@@ -80,9 +80,11 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         tenant=str(hotel.pk),
         reason=f"{name} note",
     )
+    text = HotelText.objects.create(hotel=hotel, key="notice", language="en", text=f"{name} will answer.")
     staff = staff_user(username, hotel)
     rows = {
         Hotel: hotel,
+        HotelText: text,
         type(conversation.guest): conversation.guest,
         type(conversation): conversation,
         type(inbound): inbound,

@@ -49,13 +49,16 @@ def test_the_migration_made_the_hotel_staff_group_with_exactly_the_listed_permis
     import importlib
 
     migration = importlib.import_module("messaging.migrations.0011_hotel_staff_group")
-    assert migration.HOTEL_STAFF_GROUP == permissions.HOTEL_STAFF_GROUP
-    assert tuple(migration.HOTEL_STAFF_PERMISSIONS) == permissions.HOTEL_STAFF_PERMISSIONS
+    texts = importlib.import_module("messaging.migrations.0017_guest_language_opt_out_hotel_texts")
+    assert migration.HOTEL_STAFF_GROUP == texts.HOTEL_STAFF_GROUP == permissions.HOTEL_STAFF_GROUP
+    added = tuple(migration.HOTEL_STAFF_PERMISSIONS) + tuple(texts.ADDED_PERMISSIONS)
+    assert added == permissions.HOTEL_STAFF_PERMISSIONS
     group = Group.objects.get(name=permissions.HOTEL_STAFF_GROUP)
     held = {(p.content_type.app_label, p.codename) for p in group.permissions.select_related("content_type")}
     assert held == set(permissions.HOTEL_STAFF_PERMISSIONS)
     assert ("messaging", "answer_guests") in held
-    assert not {codename for _, codename in held if codename.startswith(("add_", "delete_"))}
+    # Nothing the system writes is theirs to add or delete; their hotel's own texts are.
+    assert {c for _, c in held if c.startswith(("add_", "delete_"))} == {"add_hoteltext", "delete_hoteltext"}
     assert not {c for a, c in held if a == "reliability" and "breaker" in c}  # operations only
     answer = Permission.objects.get(codename="answer_guests")
     assert (answer.content_type.model, answer.name) == ("replyjob", "Can answer guests by hand")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from messaging.handoff_rules import ai_marker_split, guest_wants_staff, language_guess, notice_text
+from messaging.handoff_rules import ai_marker_split, guest_wants_staff, notice_text
 
 
 @pytest.mark.parametrize(
@@ -47,12 +47,6 @@ def test_an_emergency_outranks_a_complaint():
     assert match.reason == "emergency"
 
 
-def test_language_guess_prefers_cyrillic_then_the_matched_language_then_english():
-    assert language_guess("Привет, manager") == "ru"
-    assert language_guess("hola", "es") == "es"
-    assert language_guess("hello") == "en"
-
-
 def test_the_marker_is_removed_wherever_it_stands():
     assert ai_marker_split("[HANDOFF:complaint] Sorry!") == ("complaint", "Sorry!")
     assert ai_marker_split("Sorry! [handoff]") == ("", "Sorry!")
@@ -66,4 +60,30 @@ def test_notice_has_the_contact_and_for_an_emergency_the_danger_line_first():
     assert (
         notice_text(language="xx")
         == "Thank you for your message. A member of our staff will answer you here."
+    )
+
+
+def test_notice_per_reason_in_the_guests_language():
+    assert notice_text(language="es", reason="unreadable_message").startswith(
+        "¡Gracias! Solo puedo leer mensajes de texto"
+    )
+    assert "автоматически" in notice_text(language="ru", reason="fallback")
+    assert notice_text(language="fr", reason="complaint") == (
+        "Merci pour votre message. Un membre de notre équipe vous répondra ici."
+    )
+
+
+def test_notice_takes_the_hotels_own_texts_by_key():
+    overrides = {
+        ("notice", "de"): "Danke! Unsere Rezeption meldet sich gleich.",
+        ("notice_contact", "en"): "Or call {contact} any time.",
+    }
+    text = notice_text(language="de", staff_contact="Durchwahl 9", reason="guest_asked", overrides=overrides)
+    # The hotel's German notice; no German contact line of the hotel's: the German default.
+    assert text == "Danke! Unsere Rezeption meldet sich gleich. Sie erreichen uns auch so: Durchwahl 9."
+    # Italian: no default; the hotel's English text, then the English default.
+    italian = notice_text(language="it", staff_contact="dial 9", overrides=overrides)
+    assert (
+        italian
+        == "Thank you for your message. A member of our staff will answer you here. Or call dial 9 any time."
     )

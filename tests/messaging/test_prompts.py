@@ -1,3 +1,4 @@
+# ruff: noqa: RUF001 - Russian questions: their letters are meant
 from __future__ import annotations
 
 from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, system_prompt
@@ -35,3 +36,27 @@ def test_canned_reply_without_matching_fact_points_to_staff():
 def test_canned_reply_for_media_and_undelivered_marker():
     assert "text messages only" in canned_reply(FACTS, "", type_message="imageMessage")
     assert "send it again" in canned_reply(FACTS, "{{SWE001}}")
+
+
+def test_faq_answers_questions_in_each_language_in_that_language():
+    assert canned_reply(FACTS, "Во сколько выезд?", language="ru") == (
+        "Выезд из отеля Seaside Inn: until 11:00. Чем ещё могу помочь?"
+    )
+    assert canned_reply(FACTS, "¿Cuál es la contraseña del wifi?", language="es").startswith("Wi-Fi: network")
+    assert canned_reply(FACTS, "Wann ist der Check-out?", language="de").endswith(
+        "Kann ich sonst noch helfen?"
+    )
+    assert canned_reply(FACTS, "Quand est le départ ?", language="fr").startswith("Le départ à Seaside Inn")
+    assert canned_reply(FACTS, "Quiero un perro", language="es").startswith("Gracias por su mensaje.")
+
+
+def test_a_hotels_faq_text_replaces_the_default():
+    overrides = {("faq_check_out", "en"): "You leave {name} {value}, sadly."}
+    assert canned_reply(FACTS, "check-out?", overrides=overrides).startswith(
+        "You leave Seaside Inn until 11:00, sadly."
+    )
+
+
+def test_the_prompt_names_the_guests_language():
+    assert "The guest writes in Italian: answer in Italian." in system_prompt(FACTS, "it")
+    assert "The guest writes in" not in system_prompt(FACTS)
