@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 GUEST_ASKED = "guest_asked"
 COMPLAINT = "complaint"
@@ -185,47 +186,94 @@ def ai_marker_split(text: str) -> tuple[str | None, str]:
 # --- the notice ----------------------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
 class NoticeText:
-    notice: str  # a person will answer here
+    notice: str  # a person will answer here (reception open)
     contact: str  # + the hotel's staff contact, "{contact}"
     emergency: str  # first, when the guest wrote about an emergency
+    closed: str  # reception closed, opens within a day: "{time}"
+    closed_on: str  # reception closed, opens a day or more later: "{day}" (from ``days``) and "{time}"
+    days: tuple[str, ...]  # Monday .. Sunday, as ``closed_on`` puts them
 
 
-#: The one honest notice, per language ("when" comes with reception hours in a later task).
+#: The one honest notice, per language: who answers, and when (reception hours, docs/handoff.md).
 NOTICES: dict[str, NoticeText] = {
     "en": NoticeText(
         "Thank you for your message. A member of our staff will answer you here.",
         "You can also reach them: {contact}.",
         "If anyone is in danger, please call the local emergency number now.",
+        "Thank you for your message. Reception opens at {time} (hotel time); a member of our staff "
+        "will answer you then.",
+        "Thank you for your message. Reception opens on {day} at {time} (hotel time); a member of our "
+        "staff will answer you then.",
+        ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
     ),
     "ru": NoticeText(
         "Спасибо за сообщение. Вам ответит здесь сотрудник отеля.",
         "Также можно связаться с нами: {contact}.",
         "Если кому-то грозит опасность, срочно позвоните по местному номеру экстренных служб.",
+        "Спасибо за сообщение. Ресепшен откроется в {time} (по времени отеля); тогда вам ответит "
+        "сотрудник отеля.",
+        "Спасибо за сообщение. Ресепшен откроется {day} в {time} (по времени отеля); тогда вам "
+        "ответит сотрудник отеля.",
+        ("в понедельник", "во вторник", "в среду", "в четверг", "в пятницу", "в субботу", "в воскресенье"),
     ),
     "es": NoticeText(
         "Gracias por su mensaje. Un miembro de nuestro personal le responderá aquí.",
         "También puede contactarnos: {contact}.",
         "Si alguien está en peligro, llame ahora al número local de emergencias.",
+        "Gracias por su mensaje. La recepción abre a las {time} (hora del hotel); un miembro de "
+        "nuestro personal le responderá entonces.",
+        "Gracias por su mensaje. La recepción abre el {day} a las {time} (hora del hotel); un miembro "
+        "de nuestro personal le responderá entonces.",
+        ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
     ),
     "de": NoticeText(
         "Vielen Dank für Ihre Nachricht. Ein Mitarbeiter unseres Hauses antwortet Ihnen hier.",
         "Sie erreichen uns auch so: {contact}.",
         "Wenn jemand in Gefahr ist, rufen Sie bitte sofort die örtliche Notrufnummer an.",
+        "Vielen Dank für Ihre Nachricht. Die Rezeption öffnet um {time} Uhr (Hotelzeit); dann "
+        "antwortet Ihnen ein Mitarbeiter unseres Hauses.",
+        "Vielen Dank für Ihre Nachricht. Die Rezeption öffnet am {day} um {time} Uhr (Hotelzeit); "
+        "dann antwortet Ihnen ein Mitarbeiter unseres Hauses.",
+        ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
     ),
     "fr": NoticeText(
         "Merci pour votre message. Un membre de notre équipe vous répondra ici.",
         "Vous pouvez aussi nous joindre : {contact}.",
         "Si quelqu'un est en danger, appelez tout de suite le numéro d'urgence local.",
+        "Merci pour votre message. La réception ouvre à {time} (heure de l'hôtel) ; un membre de "
+        "notre équipe vous répondra à ce moment-là.",
+        "Merci pour votre message. La réception ouvre {day} à {time} (heure de l'hôtel) ; un membre "
+        "de notre équipe vous répondra à ce moment-là.",
+        ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
     ),
 }
 
 
-def notice_text(*, language: str, staff_contact: str = "", reason: str = "") -> str:
+def _when_closed(texts: NoticeText, opens_at: datetime, now: datetime) -> str:
+    """The notice while reception is closed: the time it opens (within a day), else day and time."""
+    at = f"{opens_at:%H:%M}"
+    if opens_at - now < timedelta(days=1):
+        return texts.closed.format(time=at)
+    return texts.closed_on.format(day=texts.days[opens_at.weekday()], time=at)
+
+
+def notice_text(
+    *,
+    language: str,
+    staff_contact: str = "",
+    reason: str = "",
+    opens_at: datetime | None = None,
+    now: datetime | None = None,
+) -> str:
     """The handoff notice in ``language`` (English if unknown), with the staff contact when the
-    hotel has one, and the emergency line first for an emergency."""
+    hotel has one, and the emergency line first for an emergency. ``opens_at`` (hotel time; None:
+    reception is open) says when staff will answer; ``now`` is the moment of the notice."""
     texts = NOTICES.get(language, NOTICES["en"])
     parts = [texts.emergency] if reason == EMERGENCY else []
-    parts.append(texts.notice)
+    if opens_at is None:
+        parts.append(texts.notice)
+    else:
+        parts.append(_when_closed(texts, opens_at, now or opens_at))
     if staff_contact.strip():
         parts.append(texts.contact.format(contact=staff_contact.strip()))
     return " ".join(parts)
