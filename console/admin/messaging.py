@@ -8,6 +8,7 @@ digits only. Deferred statuses cannot be attributed to a hotel: operations only.
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from django import forms
@@ -26,7 +27,17 @@ from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
-from messaging.models import Conversation, DeferredStatus, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
+from messaging.models import (
+    Conversation,
+    DeferredStatus,
+    DeliveryAttempt,
+    Guest,
+    Hotel,
+    Message,
+    ReceptionHours,
+    ReplyJob,
+    default_timezone,
+)
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
 from messaging.services import manual, replies, retention
@@ -35,6 +46,8 @@ from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
 from reliability.models import AuditEntry
 
+#: The time zones a hotel may choose (IANA names known to this machine's zoneinfo).
+TIME_ZONES = sorted(zoneinfo.available_timezones())
 #: Search help shared by the lists of a guest's traffic (docs/scale.md).
 NUMBER_HELP = "a guest's phone number or its first digits (spaces, + and - are ignored)"
 
@@ -123,6 +136,34 @@ class HotelForm(forms.ModelForm):
         min_value=0,
         help_text=Hotel._meta.get_field("staff_hold_minutes").help_text + " Empty: the default.",
     )
+    timezone = forms.ChoiceField(
+        required=False,
+        choices=[("", "the deployment's TIME_ZONE"), *((name, name) for name in TIME_ZONES)],
+        help_text=Hotel._meta.get_field("timezone").help_text,
+    )
+    handoff_target_minutes = forms.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=7 * 24 * 60,
+        help_text=Hotel._meta.get_field("handoff_target_minutes").help_text + ". Empty: the default (15).",
+    )
+    staff_webhook_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text=Hotel._meta.get_field("staff_webhook_url").help_text,
+    )
+    staff_webhook_secret = WriteOnlyField(
+        required=False,
+        max_length=200,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=Hotel._meta.get_field("staff_webhook_secret").help_text
+        + " Never shown again; leave empty to keep the current one.",
+    )
+    staff_webhook_secret_clear = forms.BooleanField(
+        required=False, label="Remove the webhook secret", help_text="Events are then sent unsigned."
+    )
 
     class Meta:
         model = Hotel
@@ -140,11 +181,23 @@ class HotelForm(forms.ModelForm):
             "guest_data_retention_days",
             "green_api_instance_id",
             "green_api_token",
+            "timezone",
+            "handoff_target_minutes",
+            "staff_webhook_url",
+            "staff_webhook_secret",
         )
 
     def clean_staff_hold_minutes(self) -> int:
         minutes = self.cleaned_data.get("staff_hold_minutes")
         return int(Hotel._meta.get_field("staff_hold_minutes").default) if minutes is None else int(minutes)
+
+    def clean_timezone(self) -> str:
+        return str(self.cleaned_data.get("timezone") or default_timezone())
+
+    def clean_handoff_target_minutes(self) -> int:
+        minutes = self.cleaned_data.get("handoff_target_minutes")
+        field = Hotel._meta.get_field("handoff_target_minutes")
+        return int(field.default) if minutes is None else int(minutes)
 
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
@@ -158,7 +211,40 @@ class HotelForm(forms.ModelForm):
         cleaned = super().clean() or self.cleaned_data
         if "green_api_token" in cleaned and not cleaned["green_api_token"]:
             del cleaned["green_api_token"]  # construct_instance skips it: the stored value stays
+        if cleaned.pop("staff_webhook_secret_clear", False):
+            cleaned["staff_webhook_secret"] = ""
+        elif "staff_webhook_secret" in cleaned and not cleaned["staff_webhook_secret"]:
+            del cleaned["staff_webhook_secret"]  # kept as stored
         return cleaned
+
+
+class ReceptionHoursInline(admin.TabularInline):
+    """A hotel's reception hours, edited with the hotel by whoever may change the hotel: no rows is
+    open 24/7; a weekday without rows is closed (docs/handoff.md)."""
+
+    model = ReceptionHours
+    extra = 0
+    fields = ("weekday", "opens", "closes")
+    verbose_name = "reception opening"
+    verbose_name_plural = (
+        "Reception hours, in the hotel's time zone (no rows: open 24/7; a weekday without rows: closed; "
+        "closes before opens: past midnight; 00:00-00:00: the whole day)"
+    )
+
+    def _may_change_hotel(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("messaging.change_hotel"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("messaging.view_hotel")) or self._may_change_hotel(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
 
 
 @admin.register(Hotel)
@@ -167,6 +253,7 @@ class HotelAdmin(HotelScopedAdmin):
 
     hotel_path = "pk"
     form = HotelForm
+    inlines = [ReceptionHoursInline]
     list_display = (
         "name",
         "green_api_instance_id",
@@ -178,6 +265,7 @@ class HotelAdmin(HotelScopedAdmin):
     search_fields = ("name", "green_api_instance_id", "address")
     readonly_fields = (
         "green_api_token_hint",
+        "staff_webhook_secret_hint",
         "green_api_state",
         "green_api_state_changed_at",
         "green_api_state_checked_at",
@@ -190,6 +278,19 @@ class HotelAdmin(HotelScopedAdmin):
     actions = ["rotate_webhook_token", "connect_green_api"]
     fieldsets = (
         (None, {"fields": ("name", "address", "staff_contact", "staff_hold_minutes")}),
+        (
+            "Handoff to staff (reception hours below)",
+            {
+                "fields": (
+                    "timezone",
+                    "handoff_target_minutes",
+                    "staff_webhook_url",
+                    "staff_webhook_secret_hint",
+                    "staff_webhook_secret",
+                    "staff_webhook_secret_clear",
+                )
+            },
+        ),
         (
             "Concierge facts",
             {"fields": ("check_in", "check_out", "wifi", "breakfast", "parking", "extra_facts")},
@@ -225,6 +326,10 @@ class HotelAdmin(HotelScopedAdmin):
     def green_api_token_hint(self, obj: Hotel) -> str:
         """Its last four characters only (the token is encrypted at rest and never shown)."""
         return secret_hint(obj, "green_api_token") if obj.pk is not None else "(not set)"
+
+    @admin.display(description="current webhook secret")
+    def staff_webhook_secret_hint(self, obj: Hotel) -> str:
+        return secret_hint(obj, "staff_webhook_secret") if obj.pk is not None else "(not set)"
 
     # --- webhook credentials (docs/hotels.md): each token is shown once, on the page that issues it
     @admin.display(description="webhook URL")
