@@ -340,7 +340,7 @@ def handoff_stats(
     active = conversations.filter(last_message_at__gte=since, last_message_at__lt=until).aggregate(
         total=Count("pk"), by_bot=Count("pk", filter=Q(owner_reason="", handoff_at__isnull=True))
     )
-    waiting, past = waiting_counts(now=now or until, tenants=tenants)
+    waiting, past = waiting_counts(now=now or timezone.now(), tenants=tenants)  # a snapshot: now
     return HandoffStats(
         waiting=waiting,
         past_target=past,

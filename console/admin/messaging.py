@@ -36,6 +36,7 @@ from messaging.models import (
     Message,
     ReceptionHours,
     ReplyJob,
+    StaffEvent,
     default_timezone,
 )
 from messaging.selectors import hotels_visible_to
@@ -601,6 +602,30 @@ class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
         count = replies.reply_jobs_requeue(job_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)
+
+
+@admin.register(StaffEvent)
+class StaffEventAdmin(ReadOnlyAdmin):
+    """The staff webhook's events (the outbox, docs/handoff.md): what was POSTed, when, the last error."""
+
+    list_display = ("created_at", "event", "hotel", "conversation", "attempts", "delivered_at", "given_up_at")
+    list_filter = ("event", scale.hotel_filter("hotel_id"), scale.recent_filter("created_at", "created"))
+    list_select_related = ("hotel",)
+    ordering = ("-pk",)
+    fields = (
+        "hotel",
+        "conversation",
+        "event",
+        "key",
+        "payload",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "given_up_at",
+        "last_error",
+    )
+    readonly_fields = fields
 
 
 @admin.register(DeliveryAttempt)

@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
-from messaging.models import DeliveryAttempt, Hotel, ReplyJob
+from messaging.models import DeliveryAttempt, Hotel, ReplyJob, StaffEvent
 from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
@@ -80,6 +80,14 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         tenant=str(hotel.pk),
         reason=f"{name} note",
     )
+    event = StaffEvent.objects.create(
+        hotel=hotel,
+        conversation=conversation,
+        event=StaffEvent.Event.HANDOFF,
+        key=f"handoff:{conversation.pk}:0",
+        payload={"event": "handoff", "hotel": hotel.pk},
+        next_attempt_at=timezone.now(),
+    )
     staff = staff_user(username, hotel)
     rows = {
         Hotel: hotel,
@@ -88,6 +96,7 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         type(inbound): inbound,
         ReplyJob: job,
         DeliveryAttempt: attempt,
+        StaffEvent: event,
         DeadLetter: letter,
         AuditEntry: audit,
     }

@@ -120,3 +120,18 @@ def test_reception_hours_and_time_zone_are_validated(ops_client: Client) -> None
     assert ops_client.post(url, {**_form_data(hotel, ""), "handoff_target_minutes": ""}).status_code == 302
     hotel.refresh_from_db()
     assert (hotel.timezone, hotel.handoff_target_minutes) == ("UTC", 15)
+
+
+def test_staff_webhook_events_are_listed_read_only(ops_client: Client) -> None:
+    from django.utils import timezone
+
+    from messaging.services import staff_events
+    from tests.factories import ConversationFactory
+
+    hotel = HotelFactory.create(staff_webhook_url="https://pms.example.com/hooks")
+    conversation = ConversationFactory.create(guest__hotel=hotel, owner="waiting", owner_since=timezone.now())
+    staff_events.staff_event_record(conversation=conversation, event="handoff", now=timezone.now())
+    page = ops_client.get("/admin/messaging/staffevent/")
+    assert page.status_code == 200
+    assert "a guest was handed to staff" in page.content.decode()
+    assert ops_client.get("/admin/messaging/staffevent/add/").status_code == 403
