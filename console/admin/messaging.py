@@ -139,7 +139,7 @@ class HotelForm(forms.ModelForm):
     )
     timezone = forms.ChoiceField(
         required=False,
-        choices=[("", "the deployment's TIME_ZONE"), *((name, name) for name in TIME_ZONES)],
+        choices=[("", "the deployment's time zone"), *((name, name) for name in TIME_ZONES)],
         help_text=Hotel._meta.get_field("timezone").help_text,
     )
     handoff_target_minutes = forms.IntegerField(
