@@ -293,7 +293,10 @@ def test_the_first_staff_reply_after_a_handoff_is_observed_once(
         assert replies.reply_job_process(job_id=job.pk).result == "done"
     assert (observed(), within_ten_minutes()) == (1, 1)
     conversation.refresh_from_db()
-    assert 419 <= (conversation.staff_replied_at - conversation.handoff_at).total_seconds() <= 440
+    replied, handed = conversation.staff_replied_at, conversation.handoff_at
+    assert replied is not None
+    assert handed is not None
+    assert 419 <= (replied - handed).total_seconds() <= 440
 
 
 def test_a_message_from_the_hotels_phone_is_a_first_human_reply(
