@@ -227,7 +227,7 @@ def conversation_staff_replied(*, conversation_id: int, at: datetime) -> float |
         pk=conversation_id, handoff_at__isnull=False, handoff_at__lte=at, staff_replied_at__isnull=True
     )
     handoff_at = first.values_list("handoff_at", flat=True).first()
-    if handoff_at is None or not first.update(staff_replied_at=at):
+    if handoff_at is None or not first.filter(handoff_at=handoff_at).update(staff_replied_at=at):
         return None
     return max(0.0, (at - handoff_at).total_seconds())
 
