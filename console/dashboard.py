@@ -1,7 +1,8 @@
 """Reads of the staff console: the ops dashboard and what the domain adds to dead-letter pages.
 
 Reply numbers come from ``messaging.selectors.reply_stats`` (the one definition of reply latency
-and its percentile, shared with the report, the API and the degradation rule) and a dead letter's
+and its percentile, shared with the report, the API and the degradation rule), handoff numbers from
+``messaging.selectors.handoff_stats`` (shared with the report and the metrics), and a dead letter's
 subject history from ``messaging.selectors.reply_job_attempts``. Everything a hotel's staff see is
 scoped to their tenants; breakers (cards and timeline) are shown to operations only.
 
@@ -109,6 +110,9 @@ class DashboardData:
     transitions: list[BreakerEvent]
     #: ``reliability.degradation.degradation_status()``: level, cause, switches, override, maintenance.
     degradation: dict[str, Any]
+    #: ``messaging.selectors.handoff_stats``: guests waiting for staff now (and past the target),
+    #: time to first human reply, the share the bot handled alone.
+    handoffs: selectors.HandoffStats
 
     @property
     def category_height(self) -> float:
@@ -257,4 +261,5 @@ def dashboard_data(*, user: Any, now: datetime) -> DashboardData:
         lanes=lanes,
         transitions=transitions,
         degradation=degradation.degradation_status(now=now),
+        handoffs=selectors.handoff_stats(since=since, until=now, tenants=tenants, now=now),
     )

@@ -11,7 +11,10 @@ Shape::
                  "latency_seconds": {"p50", "p95", "count"}},
      "dead_letters": {"open", "created", "by_category", "by_dependency", "by_kind"},
      "breakers": [{"name", "state_now", "transitions", "seconds_open"}],
-     "top_failure_reasons": [{"reason_code", "count"}]}
+     "top_failure_reasons": [{"reason_code", "count"}],
+     "handoffs": {"waiting", "waiting_past_target",      # a snapshot when the report is made
+                  "first_human_reply_seconds": {"p50", "p95", "count"},
+                  "conversations", "resolved_by_bot", "resolved_by_bot_share"}}
 """
 
 from __future__ import annotations
@@ -124,6 +127,7 @@ def reliability_report(*, since: datetime, until: datetime, user: Any = None) ->
         "dead_letters": _dead_letter_section(letters, since, until),
         "breakers": _breaker_section(since, until),
         "top_failure_reasons": _top_reasons(letters, since, until),
+        "handoffs": selectors.handoff_stats(since=since, until=until, tenants=tenants).as_dict(),
     }
 
 

@@ -7,6 +7,7 @@ class MessagingConfig(AppConfig):
 
     def ready(self) -> None:
         from django.conf import settings
+        from django.utils import timezone
 
         from messaging import health as checks
         from messaging import selectors
@@ -19,6 +20,7 @@ class MessagingConfig(AppConfig):
             degradation,
             health,
             masking,
+            metrics,
             watchers,
         )
         from reliability.models import DeadLetter
@@ -41,6 +43,8 @@ class MessagingConfig(AppConfig):
         # Degradation rules on the reply backlog and latency read these (issue 9).
         degradation.register_signal(degradation.REPLY_BACKLOG, selectors.reply_backlog_count)
         degradation.register_signal(degradation.REPLY_P95_SECONDS, selectors.reply_latency_p95)
+        # The gauges of guests waiting for staff (and past their hotel's target), read at scrape time.
+        metrics.CONVERSATIONS_WAITING.set_source(lambda: selectors.waiting_counts(now=timezone.now()))
         # These switches off stop every call to their provider: rules on its breaker spare them
         # while the breaker waits for a probe, so it can close (and the level recover).
         degradation.register_gating_switch("ai_replies", "deepseek")

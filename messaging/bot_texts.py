@@ -44,6 +44,8 @@ class TextKey(models.TextChoices):
     NOTICE_FALLBACK = "notice_fallback", "handoff notice: the AI is down and no FAQ answer matched"
     NOTICE_UNREADABLE = "notice_unreadable", "handoff notice: voice, photo, document (please type)"
     NOTICE_CONTACT = "notice_contact", "handoff notice: the hotel's staff contact"
+    NOTICE_CLOSED = "notice_closed", "handoff notice: reception closed, opens within a day"
+    NOTICE_CLOSED_ON = "notice_closed_on", "handoff notice: reception closed, opens a day or more later"
     RESEND = "resend", "a message did not come through: please send it again"
     OPT_OUT = "opt_out", "opt-out confirmation (STOP)"
     FAQ_CHECK_OUT = "faq_check_out", "FAQ answer without AI: check-out"
@@ -59,6 +61,8 @@ class TextKey(models.TextChoices):
 #: key -> (placeholders the text must keep, placeholders it may use). Absent: none allowed.
 PLACEHOLDERS: dict[str, tuple[frozenset[str], frozenset[str]]] = {
     TextKey.NOTICE_CONTACT: (frozenset({"contact"}), frozenset()),
+    TextKey.NOTICE_CLOSED: (frozenset({"time"}), frozenset()),
+    TextKey.NOTICE_CLOSED_ON: (frozenset({"day", "time"}), frozenset()),
     **{
         key: (frozenset({"value"}), frozenset({"name"}))
         for key in (
@@ -120,6 +124,28 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "es": "También puede contactarnos: {contact}.",
         "de": "Sie erreichen uns auch so: {contact}.",
         "fr": "Vous pouvez aussi nous joindre : {contact}.",
+    },
+    _K.NOTICE_CLOSED: {
+        "en": "Reception is closed now: it opens at {time} (hotel time), and we will answer you then.",
+        "ru": "Ресепшен сейчас закрыт: он откроется в {time} (по времени отеля), и тогда мы вам ответим.",
+        "es": "La recepción está cerrada ahora: abre a las {time} (hora del hotel) y le responderemos "
+        "entonces.",
+        "de": "Die Rezeption ist gerade geschlossen: Sie öffnet um {time} Uhr (Hotelzeit), dann "
+        "antworten wir Ihnen.",
+        "fr": "La réception est fermée pour le moment : elle ouvre à {time} (heure de l'hôtel) et nous "
+        "vous répondrons à ce moment-là.",
+    },
+    _K.NOTICE_CLOSED_ON: {
+        "en": "Reception is closed now: it opens on {day} at {time} (hotel time), and we will answer you "
+        "then.",
+        "ru": "Ресепшен сейчас закрыт: он откроется {day} в {time} (по времени отеля), и тогда мы вам "
+        "ответим.",
+        "es": "La recepción está cerrada ahora: abre el {day} a las {time} (hora del hotel) y le "
+        "responderemos entonces.",
+        "de": "Die Rezeption ist gerade geschlossen: Sie öffnet am {day} um {time} Uhr (Hotelzeit), dann "
+        "antworten wir Ihnen.",
+        "fr": "La réception est fermée pour le moment : elle ouvre {day} à {time} (heure de l'hôtel) et "
+        "nous vous répondrons à ce moment-là.",
     },
     _K.RESEND: {
         "en": "Sorry, your message did not come through. Could you send it again?",
@@ -192,6 +218,21 @@ DEFAULTS: dict[str, dict[str, str]] = {
         "fr": "Puis-je vous aider pour autre chose ?",
     },
 }
+
+#: language -> Monday .. Sunday as ``notice_closed_on`` puts them in its ``{day}`` (not per hotel).
+WEEKDAYS: dict[str, tuple[str, ...]] = {
+    "en": ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"),
+    "ru": ("в понедельник", "во вторник", "в среду", "в четверг", "в пятницу", "в субботу", "в воскресенье"),
+    "es": ("lunes", "martes", "miércoles", "jueves", "viernes", "sábado", "domingo"),
+    "de": ("Montag", "Dienstag", "Mittwoch", "Donnerstag", "Freitag", "Samstag", "Sonntag"),
+    "fr": ("lundi", "mardi", "mercredi", "jeudi", "vendredi", "samedi", "dimanche"),
+}
+
+
+def weekday_name(weekday: int, language: str) -> str:
+    """The name of ``weekday`` (0 = Monday) in ``language`` (English if unknown)."""
+    return WEEKDAYS.get(language, WEEKDAYS[DEFAULT_LANGUAGE])[weekday]
+
 
 #: (key, language) -> a hotel's own text.
 Overrides = Mapping[tuple[str, str], str]

@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from messaging.bot_texts import Overrides, TextKey, text_for
+from messaging.bot_texts import Overrides, TextKey, text_for, weekday_name
 
 GUEST_ASKED = "guest_asked"
 COMPLAINT = "complaint"
@@ -182,17 +183,33 @@ NOTICE_BY_REASON: dict[str, str] = {
 
 
 def notice_text(
-    *, language: str, staff_contact: str = "", reason: str = "", overrides: Overrides | None = None
+    *,
+    language: str,
+    staff_contact: str = "",
+    reason: str = "",
+    overrides: Overrides | None = None,
+    opens_at: datetime | None = None,
+    now: datetime | None = None,
 ) -> str:
     """The one honest handoff notice in ``language`` (``bot_texts.text_resolve``: the hotel's text,
-    the default, English): the emergency line first for an emergency, the line of the reason, and
-    the hotel's staff contact when it has one. ``overrides``: the hotel's own texts."""
+    the default, English): the emergency line first for an emergency, the line of the reason, when
+    staff will answer if reception is closed (``opens_at``, hotel time; None: open; ``now``: the
+    moment of the notice), and the hotel's staff contact when it has one. ``overrides``: the
+    hotel's own texts."""
 
     def text(key: str, **values: str) -> str:
         return text_for(key, language, overrides, **values)
 
     parts = [text(TextKey.NOTICE_EMERGENCY)] if reason == EMERGENCY else []
     parts.append(text(NOTICE_BY_REASON.get(reason, TextKey.NOTICE)))
+    if opens_at is not None:
+        at = f"{opens_at:%H:%M}"
+        if opens_at - (now or opens_at) < timedelta(days=1):
+            parts.append(text(TextKey.NOTICE_CLOSED, time=at))
+        else:
+            parts.append(
+                text(TextKey.NOTICE_CLOSED_ON, day=weekday_name(opens_at.weekday(), language), time=at)
+            )
     if staff_contact.strip():
         parts.append(text(TextKey.NOTICE_CONTACT, contact=staff_contact.strip()))
     return " ".join(parts)

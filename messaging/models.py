@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, time
 
 from django.conf import settings
 from django.core.exceptions import ValidationError
@@ -10,6 +10,7 @@ from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 
+from messaging import reception
 from messaging.bot_texts import LANGUAGE_NAMES, TextKey
 from reliability.fields import EncryptedTextField
 
@@ -18,6 +19,18 @@ def language_code_validate(value: str) -> None:
     """A two-letter language code we know (``bot_texts.LANGUAGE_NAMES``), or empty."""
     if value and value not in LANGUAGE_NAMES:
         raise ValidationError(f"{value!r} is not a language code we know (ISO 639-1, e.g. en, ru, es).")
+
+
+def default_timezone() -> str:
+    """A new hotel's time zone: the deployment's ``TIME_ZONE`` (or UTC)."""
+    return str(getattr(settings, "TIME_ZONE", "") or "UTC")
+
+
+def validate_timezone(name: str) -> None:
+    try:
+        reception.zone(name)
+    except ValueError as e:
+        raise ValidationError(str(e), code="invalid_timezone") from e
 
 
 class Hotel(models.Model):
@@ -93,11 +106,28 @@ class Hotel(models.Model):
         blank=True,
         help_text="Where alerts about this hotel's unanswered guests go (besides ADMINS).",
     )
+    timezone = models.CharField(
+        max_length=64,
+        default=default_timezone,
+        validators=[validate_timezone],
+        help_text="The hotel's time zone (an IANA name such as Europe/Lisbon): reception hours are "
+        "in this clock.",
+    )
     handoff_target_minutes = models.PositiveIntegerField(
         default=15,
         validators=[MinValueValidator(1), MaxValueValidator(7 * 24 * 60)],
-        help_text="How long a guest handed to staff should wait at most for a person: the staff inbox "
-        "shows each waiting conversation's time against it (docs/handoff.md).",
+        help_text="Minutes a guest may wait for staff (counted while reception is open)",
+    )
+    staff_webhook_url = models.URLField(
+        max_length=500,
+        blank=True,
+        help_text="Optional: a URL of your own systems that receives a JSON POST when a guest is "
+        "handed to staff and when one waits past the target (docs/handoff.md).",
+    )
+    staff_webhook_secret = EncryptedTextField(
+        blank=True,
+        help_text="Optional: signs each webhook POST (HMAC-SHA256 header X-Hotelbot-Signature); "
+        "encrypted at rest.",
     )
     guest_data_retention_days = models.PositiveIntegerField(
         null=True,
@@ -122,6 +152,47 @@ class Hotel(models.Model):
 
     def __str__(self) -> str:
         return self.name
+
+
+class ReceptionHours(models.Model):
+    """One opening of a hotel's reception on a weekday, hotel time (``messaging.reception``).
+
+    Several rows per weekday are allowed; a weekday without rows is closed; a hotel without any
+    row is open 24/7. ``closes`` before ``opens`` runs past midnight into the next day;
+    00:00-00:00 is the whole day."""
+
+    class Weekday(models.IntegerChoices):
+        MONDAY = 0, "Monday"
+        TUESDAY = 1, "Tuesday"
+        WEDNESDAY = 2, "Wednesday"
+        THURSDAY = 3, "Thursday"
+        FRIDAY = 4, "Friday"
+        SATURDAY = 5, "Saturday"
+        SUNDAY = 6, "Sunday"
+
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="reception_hours")
+    weekday = models.PositiveSmallIntegerField(choices=Weekday.choices)
+    opens = models.TimeField(help_text="Hotel time, e.g. 07:00.")
+    closes = models.TimeField(
+        help_text="Hotel time; before 'opens' it is on the next day (22:00-02:00 ends at 02:00 after "
+        "midnight); 00:00-00:00 is the whole day."
+    )
+
+    class Meta:
+        ordering = ["hotel", "weekday", "opens"]
+        verbose_name_plural = "reception hours"
+
+    def __str__(self) -> str:
+        return f"{self.get_weekday_display()} {self.opens:%H:%M}-{self.closes:%H:%M}"
+
+    def clean(self) -> None:
+        if self.opens is not None and self.opens == self.closes and self.opens != time(0):
+            raise ValidationError(
+                {"closes": "Closes at the time it opens: for the whole day use 00:00-00:00."}
+            )
+
+    def opening(self) -> reception.Opening:
+        return reception.Opening(weekday=self.weekday, opens=self.opens, closes=self.closes)
 
 
 class Guest(models.Model):
@@ -249,12 +320,36 @@ class Conversation(models.Model):
         help_text="End of a staff hold from the hotel's phone: after it the bot answers again. "
         "Empty: held until handed back.",
     )
+    handoff_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the bot last handed this guest to staff (the owner became waiting); kept "
+        "when staff take the conversation.",
+    )
+    staff_replied_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="The first staff message to the guest after that handoff (a staff reply or answer "
+        "by hand accepted by Green API, or a message from the hotel's phone). Empty: none yet.",
+    )
+    staff_realerted_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When staff were alerted again that this guest waited past the hotel's target "
+        "(once per handoff).",
+    )
 
     class Meta:
         ordering = ["-last_message_at"]
         indexes = [
             models.Index(fields=["guest", "-last_message_at"], name="conv_guest_recent"),
             models.Index(fields=["hotel", "owner", "owner_since"], name="conv_hotel_owner"),
+            # The dashboard's and the report's time to first human reply, by the reply's time.
+            models.Index(
+                fields=["staff_replied_at"],
+                name="conv_staff_replied",
+                condition=models.Q(staff_replied_at__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -588,3 +683,42 @@ class ConversationNote(models.Model):
 
     def __str__(self) -> str:
         return f"note {self.pk} on conversation {self.conversation_id}"
+
+
+class StaffEvent(models.Model):
+    """A webhook event for the hotel's own systems (``Hotel.staff_webhook_url``): an outbox row,
+    written with what it reports and POSTed by the staff-alert beat task until it is delivered
+    (docs/handoff.md). ``key`` makes it once per handoff and per re-alert."""
+
+    class Event(models.TextChoices):
+        HANDOFF = "handoff", "a guest was handed to staff"
+        HANDOFF_OVERDUE = "handoff_overdue", "a guest waits past the hotel's target"
+
+    hotel = models.ForeignKey(Hotel, on_delete=models.CASCADE, related_name="staff_events")
+    conversation = models.ForeignKey(Conversation, on_delete=models.CASCADE, related_name="staff_events")
+    event = models.CharField(max_length=20, choices=Event.choices)
+    key = models.CharField(
+        max_length=120, unique=True, help_text="The event once: kind, conversation, handoff."
+    )
+    payload = models.JSONField(help_text="The JSON body POSTed (the guest's number masked).")
+    created_at = models.DateTimeField(auto_now_add=True)
+    next_attempt_at = models.DateTimeField(help_text="Not POSTed before this time.")
+    attempts = models.PositiveIntegerField(default=0)
+    delivered_at = models.DateTimeField(null=True, blank=True, help_text="When the URL answered 2xx.")
+    given_up_at = models.DateTimeField(
+        null=True, blank=True, help_text="When delivery stopped (no URL any more, or tried for too long)."
+    )
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        indexes = [
+            models.Index(
+                fields=["next_attempt_at"],
+                name="staffevent_due",
+                condition=models.Q(delivered_at__isnull=True, given_up_at__isnull=True),
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event} (conversation {self.conversation_id})"

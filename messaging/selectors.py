@@ -26,6 +26,7 @@ from django.db.models.functions import Coalesce, Greatest, TruncHour
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound
+from messaging import reception
 from messaging.bot_texts import DEFAULT_LANGUAGE
 from messaging.models import (
     CannedResponse,
@@ -35,6 +36,7 @@ from messaging.models import (
     Hotel,
     HotelText,
     Message,
+    ReceptionHours,
     ReplyJob,
 )
 from messaging.permissions import is_operations
@@ -153,10 +155,16 @@ def reply_latency(*, since: datetime, until: datetime, tenants: frozenset[str] |
             )
         )
     )
-    count = accepted.count()
+    return _ranked_latency(accepted)
+
+
+def _ranked_latency(rows: QuerySet[Any]) -> ReplyLatency:
+    """Nearest-rank p50 / p95 of the ``latency`` annotation of ``rows``, ranked in SQL (a count and
+    one indexed row per percentile)."""
+    count = rows.count()
     if not count:
         return ReplyLatency()
-    ordered = accepted.order_by("latency", "pk").values_list("latency", flat=True)
+    ordered = rows.order_by("latency", "pk").values_list("latency", flat=True)
 
     def at(q: float) -> float | None:
         value = ordered[percentile_index(count, q)]
@@ -230,6 +238,149 @@ def reply_jobs_overdue(*, older_than: float, now: datetime | None = None) -> tup
         return 0, None
     oldest = overdue.order_by("next_attempt_at").values_list("next_attempt_at", flat=True).first()
     return count, (now - oldest).total_seconds() if oldest else None
+
+
+# --- handoffs: reception hours, guests waiting for staff, the first human reply (issue 19) ------------
+def hotel_schedules(hotel_ids: Iterable[int]) -> dict[int, reception.Schedule]:
+    """{hotel id: its reception hours in its time zone} in two queries (a hotel without rows is
+    open 24/7; an unknown zone, which validation keeps out, counts as UTC)."""
+    ids = sorted(set(hotel_ids))
+    zones = dict(Hotel.objects.filter(pk__in=ids).values_list("pk", "timezone"))
+    hours: dict[int, list[reception.Opening]] = {}
+    rows = ReceptionHours.objects.filter(hotel_id__in=ids).values_list(
+        "hotel_id", "weekday", "opens", "closes"
+    )
+    for hotel_id, weekday, opens, closes in rows:
+        hours.setdefault(hotel_id, []).append(reception.Opening(weekday, opens, closes))
+    schedules = {}
+    for pk, name in zones.items():
+        try:
+            tz = reception.zone(name)
+        except ValueError:
+            tz = reception.zone("UTC")
+        schedules[pk] = reception.Schedule(hours=tuple(hours.get(pk, ())), tz=tz)
+    return schedules
+
+
+def hotel_schedule(hotel_id: int) -> reception.Schedule:
+    return hotel_schedules([hotel_id]).get(hotel_id, reception.ALWAYS_OPEN)
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    """A conversation waiting for staff: since when, for how long while reception was open, and
+    the hotel's target (both in seconds)."""
+
+    conversation_id: int
+    hotel_id: int
+    since: datetime
+    waiting_seconds: float
+    target_seconds: float
+
+    @property
+    def past_target(self) -> bool:
+        return self.waiting_seconds >= self.target_seconds
+
+
+#: At most this many waiting conversations (the oldest) are timed per read: the gauge, the
+#: dashboard and the re-alert stay bounded however many guests wait.
+WAITING_SCAN = 500
+
+
+def conversations_waiting(
+    *, now: datetime, tenants: frozenset[str] | None = None, among: QuerySet[Conversation] | None = None
+) -> list[Waiting]:
+    """THE waiting time: conversations whose owner is ``waiting`` (of ``tenants``' hotels, None =
+    all; ``among``: a narrower set), oldest first, at most :data:`WAITING_SCAN`, each with the
+    seconds reception was open since ``owner_since`` and the hotel's ``handoff_target_minutes``."""
+    rows = (among if among is not None else Conversation.objects.all()).filter(
+        owner=Conversation.Owner.WAITING, owner_since__isnull=False
+    )
+    if tenants is not None:
+        rows = rows.filter(hotel_id__in=_hotel_ids(tenants))
+    found = list(
+        rows.order_by("owner_since", "pk").values_list(
+            "pk", "hotel_id", "owner_since", "hotel__handoff_target_minutes"
+        )[:WAITING_SCAN]
+    )
+    schedules = hotel_schedules(hotel_id for _, hotel_id, _, _ in found)
+    return [
+        Waiting(
+            conversation_id=pk,
+            hotel_id=hotel_id,
+            since=since,
+            waiting_seconds=schedules.get(hotel_id, reception.ALWAYS_OPEN).open_seconds_between(since, now),
+            target_seconds=target * 60.0,
+        )
+        for pk, hotel_id, since, target in found
+        if since is not None  # (excluded above)
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class HandoffStats:
+    """Guests and staff over [since, until) of some hotels: conversations ``waiting`` for staff now
+    (``past_target``: of those, waiting longer than their hotel's target while reception was open),
+    the time to the first human reply (``first_reply``: from the handoff to the first staff message,
+    over the first replies in the period; wall-clock, what the guest lived), and the conversations
+    active in the period and how many of them the bot handled alone (never handed to staff nor
+    taken by them)."""
+
+    waiting: int = 0
+    past_target: int = 0
+    first_reply: ReplyLatency = ReplyLatency()
+    conversations: int = 0
+    by_bot: int = 0
+
+    @property
+    def bot_share(self) -> float | None:
+        return round(self.by_bot / self.conversations, 4) if self.conversations else None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "waiting": self.waiting,
+            "waiting_past_target": self.past_target,
+            "first_human_reply_seconds": self.first_reply.as_dict(),
+            "conversations": self.conversations,
+            "resolved_by_bot": self.by_bot,
+            "resolved_by_bot_share": self.bot_share,
+        }
+
+
+def waiting_counts(*, now: datetime, tenants: frozenset[str] | None = None) -> tuple[int, int]:
+    """(conversations waiting for staff, of them past their hotel's target): the gauge's numbers."""
+    rows = Conversation.objects.filter(owner=Conversation.Owner.WAITING)
+    if tenants is not None:
+        rows = rows.filter(hotel_id__in=_hotel_ids(tenants))
+    waiting = rows.count()
+    past = sum(w.past_target for w in conversations_waiting(now=now, tenants=tenants)) if waiting else 0
+    return waiting, past
+
+
+def handoff_stats(
+    *, since: datetime, until: datetime, tenants: frozenset[str] | None, now: datetime | None = None
+) -> HandoffStats:
+    """The handoff figures of ``tenants``' hotels (None = all): one selector for the ops dashboard,
+    the reliability report and the metrics (see :class:`HandoffStats`)."""
+    conversations = Conversation.objects.all()
+    if tenants is not None:
+        conversations = conversations.filter(hotel_id__in=_hotel_ids(tenants))
+    answered = conversations.filter(
+        staff_replied_at__gte=since, staff_replied_at__lt=until, handoff_at__isnull=False
+    ).annotate(
+        latency=ExpressionWrapper(F("staff_replied_at") - F("handoff_at"), output_field=DurationField())
+    )
+    active = conversations.filter(last_message_at__gte=since, last_message_at__lt=until).aggregate(
+        total=Count("pk"), by_bot=Count("pk", filter=Q(owner_reason="", handoff_at__isnull=True))
+    )
+    waiting, past = waiting_counts(now=now or timezone.now(), tenants=tenants)  # a snapshot: now
+    return HandoffStats(
+        waiting=waiting,
+        past_target=past,
+        first_reply=_ranked_latency(answered),
+        conversations=active["total"],
+        by_bot=active["by_bot"],
+    )
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -31,4 +31,4 @@ def drain_provider_recovery() -> int:
 
 @shared_task(name="messaging.tasks.flag_reply_sla", ignore_result=True)
 def flag_reply_sla() -> int:
-    return alerts.reply_jobs_flag_sla() + alerts.handoffs_flag()
+    return alerts.staff_alerts_run()

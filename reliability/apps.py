@@ -25,12 +25,13 @@ class ReliabilityConfig(AppConfig):
             watchers,
         )
         from reliability.breaker import registry, set_default_store_factory
-        from reliability.metrics import DEAD_LETTERS
+        from reliability.metrics import SCRAPE_TIME
 
         checks.register()  # unsafe settings refuse to start without DEBUG (hotelbot/checks.py)
         # Registration only: the store (and any connection) is built on the first breaker's use.
         set_default_store_factory(registry.store)
-        REGISTRY.register(DEAD_LETTERS)  # scrape-time COUNT of dead letters (single-process /metrics)
+        for collector in SCRAPE_TIME:  # scrape-time counts of rows (single-process /metrics)
+            REGISTRY.register(collector)
         observability.connect_celery_signals()
         masking.register_redactor(http.redact_live_sessions)
         # Values encrypted at rest (issue 16): keys checked at start, ciphertexts and keys never

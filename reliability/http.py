@@ -146,6 +146,7 @@ class ResilientSession:
         url: str,
         *,
         json: Any = None,
+        data: bytes | None = None,
         params: Mapping[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
         deadline: float | None = None,
@@ -161,11 +162,12 @@ class ResilientSession:
 
         The whole exchange, every attempt and backoff sleep included, ends within ``deadline``
         seconds (default: the session's). ``idempotent=False`` retries only what surely did not
-        reach the server. Raises ``CircuitOpenError`` when the breaker rejects the call.
+        reach the server. ``data``: a body already encoded (e.g. signed bytes), instead of ``json``.
+        Raises ``CircuitOpenError`` when the breaker rejects the call.
         """
         budget = deadline if deadline is not None else self.deadline
         ends = time.monotonic() + budget if budget is not None else None
-        attempt = functools.partial(self._attempt, method, url, json, params, headers, ends)
+        attempt = functools.partial(self._attempt, method, url, json, params, headers, ends, data)
         if self.use_breaker and breaker:
             attempt = functools.partial(registry.breaker(self.dependency).call, attempt)
         handler = self._retry.get(idempotent) if retry else None
@@ -179,6 +181,7 @@ class ResilientSession:
         params: Mapping[str, Any] | None,
         headers: Mapping[str, str] | None,
         ends: float | None,
+        data: bytes | None = None,
     ) -> HttpResponse:
         started = time.monotonic()
         read_timeout = self.read_timeout
@@ -193,6 +196,7 @@ class ResilientSession:
                 method,
                 url,
                 json=json,
+                data=data,
                 params=params,
                 headers=headers,
                 timeout=(self.connect_timeout, read_timeout),

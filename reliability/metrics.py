@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from prometheus_client import Counter, Gauge, Histogram
@@ -210,46 +210,113 @@ BROKER_FALLBACK_RUNS = Counter(
     "Beat-schedule entries a worker ran itself while the broker was down (beat cannot publish).",
     ["entry"],
 )
+# --- Handoff to staff (issue 19) ---
+HANDOFFS = Counter(
+    "hotelbot_handoffs_total",
+    "Conversations the bot handed to staff (the owner became waiting), by reason (guest_asked, "
+    "complaint, emergency, ai_signal, fallback, unreadable_message, dead_reply).",
+    ["reason"],
+)
+FIRST_HUMAN_REPLY = Histogram(
+    "hotelbot_first_human_reply_seconds",
+    "Seconds from a handoff to the first staff message to that guest (a staff reply or answer by "
+    "hand accepted by Green API, or a message from the hotel's phone); wall-clock.",
+    buckets=(60, 300, 600, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 12 * 3600, 86400, 3 * 86400),
+)
 DLQ_CACHE_SECONDS = 10.0
 
 
-class DeadLetterCollector:
-    """``dlq_messages_total{kind,status}``: dead letters by kind and status, counted at scrape time.
+class ScrapeTimeCollector:
+    """Gauges counted from the database at scrape time (cached ``DLQ_CACHE_SECONDS``) rather than
+    kept up to date: the rows are the truth and change in several processes (web, workers, admin,
+    a later redrive), where per-process inc/dec gauges drift, vanish with the process and aggregate
+    badly under multiprocess mode. A database outage yields no sample (an absent series, which
+    alerts can see) rather than a wrong zero. Subclasses read (:meth:`read`) and shape
+    (:meth:`families`)."""
 
-    A scrape-time ``COUNT ... GROUP BY`` (on indexed columns, cached ``DLQ_CACHE_SECONDS``) rather
-    than a gauge kept up to date: the rows are the truth and change in several processes (web,
-    workers, admin, a later redrive), where per-process inc/dec gauges drift, vanish with the
-    process and aggregate badly under multiprocess mode. A database outage yields no sample (an
-    absent series, which alerts can see) rather than a wrong zero.
-    """
+    what = "rows"
 
     def __init__(self) -> None:
-        self._cached: list[tuple[str, str, int]] = []
+        self._cached: Any = None
         self._expires = 0.0
 
     def describe(self) -> list[Any]:
         return []  # no collect() at registration (that would query the database at import time)
 
+    def read(self) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def families(self, cached: Any) -> Iterable[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def collect(self) -> Iterable[Any]:
         now = time.monotonic()
         if now >= self._expires:
             try:
-                self._cached = _dead_letter_counts()
+                self._cached = self.read()
             except Exception:
-                logger.warning("dlq_messages_total: dead letters could not be counted", exc_info=True)
+                logger.warning("metrics: %s could not be counted", self.what, exc_info=True)
                 return
             self._expires = now + DLQ_CACHE_SECONDS
+        if self._cached is not None:
+            yield from self.families(self._cached)
+
+    def reset(self) -> None:
+        self._expires = 0.0
+
+
+class DeadLetterCollector(ScrapeTimeCollector):
+    """``dlq_messages_total{kind,status}``: dead letters by kind and status, counted at scrape time
+    (a ``COUNT ... GROUP BY`` on indexed columns)."""
+
+    what = "dead letters"
+
+    def read(self) -> list[tuple[str, str, int]]:
+        return _dead_letter_counts()
+
+    def families(self, cached: list[tuple[str, str, int]]) -> Iterable[Any]:
         family = GaugeMetricFamily(
             "dlq_messages_total",
             "Dead letters by kind and status (counted at scrape time).",
             labels=["kind", "status"],
         )
-        for kind, status, count in self._cached:
+        for kind, status, count in cached:
             family.add_metric([kind, status], count)
         yield family
 
-    def reset(self) -> None:
-        self._expires = 0.0
+
+class WaitingCollector(ScrapeTimeCollector):
+    """``hotelbot_conversations_waiting`` and ``..._past_target``: guests waiting for staff now, and
+    of them those past their hotel's target (counted while reception is open), at scrape time. The
+    domain registers the source (:meth:`set_source`: reliability never imports it); without one,
+    no sample."""
+
+    what = "conversations waiting"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._source: Callable[[], tuple[int, int]] | None = None
+
+    def set_source(self, source: Callable[[], tuple[int, int]]) -> None:
+        self._source = source
+        self.reset()
+
+    def read(self) -> tuple[int, int] | None:
+        return self._source() if self._source is not None else None
+
+    def families(self, cached: tuple[int, int]) -> Iterable[Any]:
+        waiting, past = cached
+        yield GaugeMetricFamily(
+            "hotelbot_conversations_waiting",
+            "Conversations waiting for staff now (the bot handed them over; counted at scrape time).",
+            value=waiting,
+        )
+        yield GaugeMetricFamily(
+            "hotelbot_conversations_waiting_past_target",
+            "Conversations waiting for staff longer than their hotel's handoff_target_minutes, counted "
+            "while reception is open (the oldest 500 waiting are timed; at scrape time).",
+            value=past,
+        )
 
 
 def _dead_letter_counts() -> list[tuple[str, str, int]]:
@@ -269,3 +336,6 @@ def _dead_letter_counts() -> list[tuple[str, str, int]]:
 
 
 DEAD_LETTERS = DeadLetterCollector()
+CONVERSATIONS_WAITING = WaitingCollector()
+#: The scrape-time collectors, served by the web's /metrics (reliability.apps, observability).
+SCRAPE_TIME: tuple[ScrapeTimeCollector, ...] = (DEAD_LETTERS, CONVERSATIONS_WAITING)

@@ -35,7 +35,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, generate_latest, mult
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from reliability.breaker.circuit import flush_call_metrics
-from reliability.metrics import DEAD_LETTERS
+from reliability.metrics import SCRAPE_TIME
 
 logger = logging.getLogger(__name__)
 
@@ -74,11 +74,12 @@ def prune_dead_files(path: str | None = None) -> int:
 def scrape_registry(*, include_dead_letters: bool = True) -> CollectorRegistry:
     """The registry a scrape renders: every process's files in multiprocess mode, else this one's."""
     if not multiproc_dir():
-        return REGISTRY  # DEAD_LETTERS is registered in it (reliability.apps)
+        return REGISTRY  # the scrape-time collectors are registered in it (reliability.apps)
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    if include_dead_letters:
-        registry.register(DEAD_LETTERS)
+    if include_dead_letters:  # the counts of rows (dead letters, guests waiting): the web only
+        for collector in SCRAPE_TIME:
+            registry.register(collector)
     return registry
 
 

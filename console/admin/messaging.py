@@ -8,6 +8,7 @@ digits only. Deferred statuses cannot be attributed to a hotel: operations only.
 
 from __future__ import annotations
 
+import zoneinfo
 from typing import Any
 
 from django import forms
@@ -34,7 +35,10 @@ from messaging.models import (
     Guest,
     Hotel,
     Message,
+    ReceptionHours,
     ReplyJob,
+    StaffEvent,
+    default_timezone,
 )
 from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
@@ -44,6 +48,8 @@ from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
 from reliability.models import AuditEntry
 
+#: The time zones a hotel may choose (IANA names known to this machine's zoneinfo).
+TIME_ZONES = sorted(zoneinfo.available_timezones())
 #: Search help shared by the lists of a guest's traffic (docs/scale.md).
 NUMBER_HELP = "a guest's phone number or its first digits (spaces, + and - are ignored)"
 
@@ -132,11 +138,33 @@ class HotelForm(forms.ModelForm):
         min_value=0,
         help_text=Hotel._meta.get_field("staff_hold_minutes").help_text + " Empty: the default.",
     )
+    timezone = forms.ChoiceField(
+        required=False,
+        choices=[("", "the deployment's time zone"), *((name, name) for name in TIME_ZONES)],
+        help_text=Hotel._meta.get_field("timezone").help_text,
+    )
     handoff_target_minutes = forms.IntegerField(
         required=False,
         min_value=1,
         max_value=7 * 24 * 60,
-        help_text=Hotel._meta.get_field("handoff_target_minutes").help_text + " Empty: the default.",
+        help_text=Hotel._meta.get_field("handoff_target_minutes").help_text + ". Empty: the default (15).",
+    )
+    staff_webhook_url = forms.URLField(
+        required=False,
+        max_length=500,
+        assume_scheme="https",
+        help_text=Hotel._meta.get_field("staff_webhook_url").help_text,
+    )
+    staff_webhook_secret = WriteOnlyField(
+        required=False,
+        max_length=200,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}),
+        help_text=Hotel._meta.get_field("staff_webhook_secret").help_text
+        + " Never shown again; leave empty to keep the current one.",
+    )
+    staff_webhook_secret_clear = forms.BooleanField(
+        required=False, label="Remove the webhook secret", help_text="Events are then sent unsigned."
     )
 
     class Meta:
@@ -156,6 +184,10 @@ class HotelForm(forms.ModelForm):
             "guest_data_retention_days",
             "green_api_instance_id",
             "green_api_token",
+            "timezone",
+            "handoff_target_minutes",
+            "staff_webhook_url",
+            "staff_webhook_secret",
         )
 
     def _minutes_or_default(self, name: str) -> int:
@@ -169,6 +201,9 @@ class HotelForm(forms.ModelForm):
     def clean_handoff_target_minutes(self) -> int:
         return self._minutes_or_default("handoff_target_minutes")
 
+    def clean_timezone(self) -> str:
+        return str(self.cleaned_data.get("timezone") or default_timezone())
+
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
         if token:
@@ -181,7 +216,40 @@ class HotelForm(forms.ModelForm):
         cleaned = super().clean() or self.cleaned_data
         if "green_api_token" in cleaned and not cleaned["green_api_token"]:
             del cleaned["green_api_token"]  # construct_instance skips it: the stored value stays
+        if cleaned.pop("staff_webhook_secret_clear", False):
+            cleaned["staff_webhook_secret"] = ""
+        elif "staff_webhook_secret" in cleaned and not cleaned["staff_webhook_secret"]:
+            del cleaned["staff_webhook_secret"]  # kept as stored
         return cleaned
+
+
+class ReceptionHoursInline(admin.TabularInline):
+    """A hotel's reception hours, edited with the hotel by whoever may change the hotel: no rows is
+    open 24/7; a weekday without rows is closed (docs/handoff.md)."""
+
+    model = ReceptionHours
+    extra = 0
+    fields = ("weekday", "opens", "closes")
+    verbose_name = "reception opening"
+    verbose_name_plural = (
+        "Reception hours, in the hotel's time zone (no rows: open 24/7; a weekday without rows: closed; "
+        "closes before opens: past midnight; 00:00-00:00: the whole day)"
+    )
+
+    def _may_change_hotel(self, request: HttpRequest) -> bool:
+        return bool(request.user.has_perm("messaging.change_hotel"))
+
+    def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return bool(request.user.has_perm("messaging.view_hotel")) or self._may_change_hotel(request)
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
+
+    def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return self._may_change_hotel(request)
 
 
 @admin.register(Hotel)
@@ -190,6 +258,7 @@ class HotelAdmin(HotelScopedAdmin):
 
     hotel_path = "pk"
     form = HotelForm
+    inlines = [ReceptionHoursInline]
     list_display = (
         "name",
         "green_api_instance_id",
@@ -201,6 +270,7 @@ class HotelAdmin(HotelScopedAdmin):
     search_fields = ("name", "green_api_instance_id", "address")
     readonly_fields = (
         "green_api_token_hint",
+        "staff_webhook_secret_hint",
         "green_api_state",
         "green_api_state_changed_at",
         "green_api_state_checked_at",
@@ -214,7 +284,20 @@ class HotelAdmin(HotelScopedAdmin):
     fieldsets = (
         (
             None,
-            {"fields": ("name", "address", "staff_contact", "staff_hold_minutes", "handoff_target_minutes")},
+            {"fields": ("name", "address", "staff_contact", "staff_hold_minutes")},
+        ),
+        (
+            "Handoff to staff (reception hours below)",
+            {
+                "fields": (
+                    "timezone",
+                    "handoff_target_minutes",
+                    "staff_webhook_url",
+                    "staff_webhook_secret_hint",
+                    "staff_webhook_secret",
+                    "staff_webhook_secret_clear",
+                )
+            },
         ),
         (
             "Concierge facts",
@@ -251,6 +334,10 @@ class HotelAdmin(HotelScopedAdmin):
     def green_api_token_hint(self, obj: Hotel) -> str:
         """Its last four characters only (the token is encrypted at rest and never shown)."""
         return secret_hint(obj, "green_api_token") if obj.pk is not None else "(not set)"
+
+    @admin.display(description="current webhook secret")
+    def staff_webhook_secret_hint(self, obj: Hotel) -> str:
+        return secret_hint(obj, "staff_webhook_secret") if obj.pk is not None else "(not set)"
 
     # --- webhook credentials (docs/hotels.md): each token is shown once, on the page that issues it
     @admin.display(description="webhook URL")
@@ -557,6 +644,30 @@ class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
     def retry_now(self, request: HttpRequest, queryset: QuerySet[ReplyJob]) -> None:
         count = replies.reply_jobs_requeue(job_ids=list(queryset.values_list("pk", flat=True)))
         self.message_user(request, f"{count} job(s) re-queued.", messages.SUCCESS)
+
+
+@admin.register(StaffEvent)
+class StaffEventAdmin(ReadOnlyAdmin):
+    """The staff webhook's events (the outbox, docs/handoff.md): what was POSTed, when, the last error."""
+
+    list_display = ("created_at", "event", "hotel", "conversation", "attempts", "delivered_at", "given_up_at")
+    list_filter = ("event", scale.hotel_filter("hotel_id"), scale.recent_filter("created_at", "created"))
+    list_select_related = ("hotel",)
+    ordering = ("-pk",)
+    fields = (
+        "hotel",
+        "conversation",
+        "event",
+        "key",
+        "payload",
+        "created_at",
+        "attempts",
+        "next_attempt_at",
+        "delivered_at",
+        "given_up_at",
+        "last_error",
+    )
+    readonly_fields = fields
 
 
 @admin.register(DeliveryAttempt)

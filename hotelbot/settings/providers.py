@@ -39,6 +39,10 @@ DEEPSEEK_MAX_TOKENS = env_int("DEEPSEEK_MAX_TOKENS", 400)
 # GET /models (the health monitor's reachability check) at most this often, across processes.
 DEEPSEEK_RATE_MODELS = env_float("DEEPSEEK_RATE_MODELS", 0.2)
 
+# A hotel's staff webhook (Hotel.staff_webhook_url, docs/handoff.md): each POST ends within this many
+# seconds (connect, send, answer); a failed one is tried again by a later run of the staff alerts.
+STAFF_WEBHOOK_TIMEOUT = env_float("STAFF_WEBHOOK_TIMEOUT", 5.0)
+
 FAKE_GREEN_API_PORT = env_int("FAKE_GREEN_API_PORT", 8701)
 FAKE_DEEPSEEK_PORT = env_int("FAKE_DEEPSEEK_PORT", 8702)
 FAKE_GREEN_API_WEBHOOK_URL = env_str(

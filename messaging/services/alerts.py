@@ -12,15 +12,19 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.core.mail import mail_admins, send_mail
-from django.db.models import Exists, OuterRef
+from django.db import transaction
+from django.db.models import Exists, F, OuterRef, Q, QuerySet
 from django.urls import reverse
 from django.utils import timezone
 
+from messaging import selectors
 from messaging.clients import green_api
-from messaging.models import Conversation, ReplyJob
+from messaging.models import Conversation, ReplyJob, StaffEvent
+from messaging.services import staff_events
 from reliability import masking
 from reliability.fields import plaintexts
 from reliability.masking import storable_text
@@ -162,20 +166,40 @@ def reply_jobs_flag_sla(*, now: datetime | None = None, limit: int = 200) -> int
 
 
 def _mail_once(job_id: int, now: datetime, alert: Callable[[ReplyJob], Alert | None]) -> bool:
-    """Mail ``alert(job)`` about a reply job once: the job's ``sla_alerted_at`` is claimed first (one
-    conditional UPDATE: two beats never mail the same job twice) and cleared again when the mail
-    fails (tried again next run). ``alert`` may return None: nothing to say (the flag stays)."""
-    if not ReplyJob.objects.filter(pk=job_id, sla_alerted_at__isnull=True).update(sla_alerted_at=now):
+    """Mail ``alert(job)`` about a reply job once: the job's ``sla_alerted_at`` is the claim."""
+    return _claim_mail_unclaim(
+        ReplyJob.objects.filter(pk=job_id),
+        Q(sla_alerted_at__isnull=True),
+        claimed={"sla_alerted_at": now},
+        unclaimed={"sla_alerted_at": None},
+        alert=lambda: None if (job := _job(job_id)) is None else alert(job),
+        what=f"reply job {job_id}",
+    )
+
+
+def _claim_mail_unclaim(
+    row: QuerySet[Any],
+    unclaimed_now: Q,
+    *,
+    claimed: dict[str, Any],
+    unclaimed: dict[str, Any],
+    alert: Callable[[], Alert | None],
+    what: str,
+) -> bool:
+    """Mail ``alert()`` once about the one row of ``row``: it is claimed first (``claimed``, one
+    UPDATE conditional on ``unclaimed_now``: two beats never mail the same thing twice) and set back
+    (``unclaimed``) when the mail fails (tried again next run). ``alert`` may return None: nothing
+    to say (the claim stays)."""
+    if not row.filter(unclaimed_now).update(**claimed):
         return False
-    job = _job(job_id)
-    composed = None if job is None else alert(job)
+    composed = alert()
     if composed is None:
         return False
     try:
         _send(composed)
     except Exception:
-        logger.exception("reply job %s: alert mail failed", job_id)
-        ReplyJob.objects.filter(pk=job_id).update(sla_alerted_at=None)  # try again next run
+        logger.exception("%s: alert mail failed", what)
+        row.update(**unclaimed)
         return False
     return True
 
@@ -209,6 +233,83 @@ def handoffs_flag(*, now: datetime | None = None, limit: int = 200) -> int:
         return _compose(job, headline="A guest is waiting for a person", why=why, letter=None)
 
     return sum(_mail_once(job_id, now, alert) for job_id in list(handoffs))
+
+
+#: Conversations waiting longer than this are not re-alerted any more (a first deployment, or a long
+#: outage of the beat, must not mail about every old one at once); a week spans any closed weekend.
+OVERDUE_LOOKBACK = timedelta(days=7)
+#: Not re-alerted since its latest handoff (a new handoff makes ``owner_since`` newer than the flag).
+NOT_REALERTED = Q(staff_realerted_at__isnull=True) | Q(staff_realerted_at__lt=F("owner_since"))
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds / 60:.0f} min"
+
+
+def handoffs_flag_overdue(*, now: datetime | None = None) -> int:
+    """Beat task (with the SLA check): a guest waiting for staff longer than their hotel's
+    ``handoff_target_minutes``, counted while reception is open (``selectors.conversations_waiting``,
+    the one waiting time), is alerted again: a mail, and the ``handoff_overdue`` webhook event.
+    Once per conversation and handoff: ``staff_realerted_at`` (set after ``owner_since``) is the
+    claim, set back when the mail fails. Returns how many were mailed."""
+    now = now or timezone.now()
+    candidates = Conversation.objects.filter(NOT_REALERTED, owner_since__gte=now - OVERDUE_LOOKBACK)
+    mailed = 0
+    for waiting in selectors.conversations_waiting(now=now, among=candidates):
+        if waiting.past_target:
+            mailed += _realert(waiting, now)
+    return mailed
+
+
+def _realert(waiting: selectors.Waiting, now: datetime) -> bool:
+    row = Conversation.objects.filter(pk=waiting.conversation_id)
+    before = row.values_list("staff_realerted_at", flat=True).first()
+
+    def alert() -> Alert | None:
+        conversation = Conversation.objects.select_related("hotel", "guest").get(pk=waiting.conversation_id)
+        with transaction.atomic():
+            staff_events.staff_event_record(
+                conversation=conversation,
+                event=StaffEvent.Event.HANDOFF_OVERDUE,
+                now=now,
+                waiting_seconds=waiting.waiting_seconds,
+            )
+        job = (
+            ReplyJob.objects.select_related("inbound__conversation__hotel", "inbound__conversation__guest")
+            .filter(inbound__conversation_id=waiting.conversation_id)
+            .exclude(kind=ReplyJob.Kind.STAFF)
+            .order_by("-pk")
+            .first()
+        )
+        if job is None:
+            return None
+        why = [
+            f"Still nobody answered: waiting {_minutes(waiting.waiting_seconds)} while reception was open "
+            f"(the hotel's target is {_minutes(waiting.target_seconds)}), "
+            f"since {waiting.since:%Y-%m-%d %H:%M} UTC.",
+            f"Why they wait: {conversation.get_owner_reason_display()}.",
+            "Answer by hand (below), or write from the hotel's WhatsApp phone.",
+        ]
+        return _compose(job, headline="A guest is still waiting for a person", why=why, letter=None)
+
+    return _claim_mail_unclaim(
+        row,
+        Q(owner=Conversation.Owner.WAITING, owner_since=waiting.since) & NOT_REALERTED,
+        claimed={"staff_realerted_at": now},
+        unclaimed={"staff_realerted_at": before},
+        alert=alert,
+        what=f"conversation {waiting.conversation_id}",
+    )
+
+
+def staff_alerts_run(*, now: datetime | None = None) -> int:
+    """The staff alerts' beat task (every ``REPLY_SLA_CHECK_INTERVAL``): the SLA mails, the handoff
+    mails, the re-alerts past the target, then the webhook events (after the mails: a slow
+    endpoint never delays one). Returns how many mails went out."""
+    now = now or timezone.now()
+    mailed = reply_jobs_flag_sla(now=now) + handoffs_flag(now=now) + handoffs_flag_overdue(now=now)
+    staff_events.staff_events_deliver()
+    return mailed
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ hotels the actor staffs (``hotels_visible_to``), as answering by hand is (``manu
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 from django.db import IntegrityError, transaction
@@ -25,9 +26,11 @@ from django.db.models import Q
 from django.utils import timezone
 
 from hotelbot.exceptions import NotFound, ValidationFailed
-from messaging.models import Conversation, Message, ReplyJob
+from messaging.models import Conversation, Message, ReplyJob, StaffEvent
 from messaging.selectors import hotels_visible_to
+from messaging.services import staff_events
 from reliability.audit import audit_record
+from reliability.metrics import FIRST_HUMAN_REPLY, HANDOFFS
 
 Owner = Conversation.Owner
 Reason = Conversation.OwnerReason
@@ -141,6 +144,7 @@ def _owner_set(
     now: datetime,
     user: Any = None,
     until: datetime | None = None,
+    **extra: Any,
 ) -> None:
     authenticated = user is not None and getattr(user, "is_authenticated", False)
     fields = {
@@ -149,6 +153,7 @@ def _owner_set(
         "owner_since": now,
         "owner_user": user if authenticated else None,
         "owner_until": until,
+        **extra,
     }
     Conversation.objects.filter(pk=conversation.pk).update(**fields)
     for name, value in fields.items():
@@ -202,9 +207,12 @@ def conversation_request_staff(
         locked = _locked(conversation.pk)
         if not locked.bot_answers(now) or (reason == Reason.DEAD_REPLY and locked.owner == Owner.WAITING):
             return False
-        _owner_set(locked, owner=Owner.WAITING, reason=reason, now=now)
+        # A new handoff: its clock starts (the first staff reply is looked for after it).
+        _owner_set(locked, owner=Owner.WAITING, reason=reason, now=now, handoff_at=now, staff_replied_at=None)
         if reason != Reason.DEAD_REPLY:
             guest_bot_jobs_supersede(guest_id=locked.guest_id, now=now, keep_job_id=keep_job_id)
+        staff_events.staff_event_record(conversation=locked, event=StaffEvent.Event.HANDOFF, now=now)
+        transaction.on_commit(HANDOFFS.labels(reason).inc)
     conversation.owner, conversation.owner_reason = locked.owner, locked.owner_reason
     return True
 
@@ -217,7 +225,25 @@ def conversation_staff_phone(*, conversation: Conversation, now: datetime) -> li
     if not (locked.owner == Owner.STAFF and locked.owner_until is None):
         until = now + timedelta(minutes=locked.hotel.staff_hold_minutes)
         _owner_set(locked, owner=Owner.STAFF, reason=Reason.STAFF_PHONE, now=now, until=until)
+    waited = conversation_staff_replied(conversation_id=locked.pk, at=now)
+    if waited is not None:
+        transaction.on_commit(partial(FIRST_HUMAN_REPLY.observe, waited))
     return guest_bot_jobs_supersede(guest_id=locked.guest_id, now=now)
+
+
+def conversation_staff_replied(*, conversation_id: int, at: datetime) -> float | None:
+    """A staff message reached the guest at ``at`` (sent from the hotel's phone, or a staff reply
+    or answer by hand accepted by Green API): the first one after the conversation's handoff is
+    noted (``staff_replied_at``, one conditional UPDATE: a later message, or a second worker,
+    changes nothing). Returns the seconds since the handoff for that first one, else None (the
+    caller observes ``hotelbot_first_human_reply_seconds`` once the write is committed)."""
+    first = Conversation.objects.filter(
+        pk=conversation_id, handoff_at__isnull=False, handoff_at__lte=at, staff_replied_at__isnull=True
+    )
+    handoff_at = first.values_list("handoff_at", flat=True).first()
+    if handoff_at is None or not first.filter(handoff_at=handoff_at).update(staff_replied_at=at):
+        return None
+    return max(0.0, (at - handoff_at).total_seconds())
 
 
 def staff_reply_queue(

@@ -35,7 +35,7 @@ from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import Exists, F, Q
 from django.utils import timezone
 
-from messaging import handoff_rules, language, opt_out_rules
+from messaging import handoff_rules, language, opt_out_rules, selectors
 from messaging.bot_texts import Overrides, TextKey, text_for
 from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
@@ -50,7 +50,14 @@ from reliability.breaker import State, registry
 from reliability.crypto import FieldEncryptionError
 from reliability.fields import plaintexts
 from reliability.masking import storable_text
-from reliability.metrics import BEAT_LAST_RUN, BROKER_FALLBACK_JOBS, FALLBACK_USAGE, REPLIES, REPLY_LATENCY
+from reliability.metrics import (
+    BEAT_LAST_RUN,
+    BROKER_FALLBACK_JOBS,
+    FALLBACK_USAGE,
+    FIRST_HUMAN_REPLY,
+    REPLIES,
+    REPLY_LATENCY,
+)
 from reliability.models import DeadLetter
 from reliability.retry import RetryConfig, retry_after_cap, retry_delay
 
@@ -580,8 +587,14 @@ def _hand_to_staff(
     (staff hold it, or a notice went out already), the job is superseded instead."""
     conversation = job.inbound.conversation
     hotel = conversation.hotel
+    now = timezone.now()
     text = handoff_rules.notice_text(
-        language=texts.language, staff_contact=hotel.staff_contact, reason=reason, overrides=texts.overrides
+        language=texts.language,
+        staff_contact=hotel.staff_contact,
+        reason=reason,
+        overrides=texts.overrides,
+        opens_at=selectors.hotel_schedule(hotel.pk).closed_until(now),  # when staff will answer
+        now=now,
     )
     with transaction.atomic():  # a lost lease rolls the owner change back too
         if not handoff.conversation_request_staff(
@@ -1020,6 +1033,10 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
     if job.kind != ReplyJob.Kind.STAFF:  # the bot's replies: a staff message is not the bot's latency
         REPLIES.labels("degraded" if job.degraded else "done").inc()
         REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
+    if job.kind == ReplyJob.Kind.STAFF or job.manual_at is not None:  # staff wrote it
+        waited = handoff.conversation_staff_replied(conversation_id=job.inbound.conversation_id, at=now)
+        if waited is not None:
+            FIRST_HUMAN_REPLY.observe(waited)
     return ProcessOutcome(job.pk, "done", id_message)
 
 

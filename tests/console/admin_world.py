@@ -11,7 +11,7 @@ from typing import Any
 from django.contrib.auth.models import Group, Permission, User
 from django.utils import timezone
 
-from messaging.models import CannedResponse, DeliveryAttempt, Hotel, HotelText, ReplyJob
+from messaging.models import CannedResponse, DeliveryAttempt, Hotel, HotelText, ReplyJob, StaffEvent
 from messaging.permissions import OPERATIONS_GROUP
 from reliability import dead_letters
 from reliability.dead_letters import RedriveResult
@@ -81,6 +81,14 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         reason=f"{name} note",
     )
     text = HotelText.objects.create(hotel=hotel, key="notice", language="en", text=f"{name} will answer.")
+    event = StaffEvent.objects.create(
+        hotel=hotel,
+        conversation=conversation,
+        event=StaffEvent.Event.HANDOFF,
+        key=f"handoff:{conversation.pk}:0",
+        payload={"event": "handoff", "hotel": hotel.pk},
+        next_attempt_at=timezone.now(),
+    )
     staff = staff_user(username, hotel)
     rows = {
         Hotel: hotel,
@@ -90,6 +98,7 @@ def hotel_rows(name: str, instance: str, chat: str, username: str) -> HotelRows:
         type(inbound): inbound,
         ReplyJob: job,
         DeliveryAttempt: attempt,
+        StaffEvent: event,
         DeadLetter: letter,
         AuditEntry: audit,
         CannedResponse: CannedResponse.objects.create(hotel=hotel, title=f"{name} parking", text="Free."),

@@ -62,6 +62,26 @@ def _live_data() -> None:
         reason="Green API answered 503 eight times",
     )
 
+    # Guests and staff: one waits 30 min (past the 15 min target), one was answered 5 min after
+    # its handoff; with the conversation above, 1 of 3 was the bot's alone.
+    waiting = now - timedelta(minutes=30)
+    ConversationFactory.create(
+        guest__hotel=hotel,
+        owner="waiting",
+        owner_reason="guest_asked",
+        owner_since=waiting,
+        handoff_at=waiting,
+    )
+    handed = now - timedelta(hours=2)
+    ConversationFactory.create(
+        guest__hotel=hotel,
+        owner="staff",
+        owner_reason="staff_took",
+        owner_since=handed,
+        handoff_at=handed,
+        staff_replied_at=handed + timedelta(minutes=5),
+    )
+
     BreakerConfig.objects.get_or_create(name="deepseek")
     services.breaker_set_mode(
         name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="browser drill", until=None
@@ -69,6 +89,11 @@ def _live_data() -> None:
     assert registry.write_pending_events() >= 1  # the transition is a BreakerEvent row
 
     User.objects.create_superuser("opsbrowser", "ops@example.com", "browser-pw-1")
+
+
+def page_number(card_text: str) -> str:
+    """The big number of a card (its second line, after the title)."""
+    return card_text.splitlines()[1].strip()
 
 
 @pytest.mark.slow
@@ -94,6 +119,9 @@ def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
             card = page.inner_text(".breaker-card[data-breaker=deepseek]")
             transitions = page.inner_text("#transitions")
             latency = page.inner_text("#latency")
+            waiting = page.inner_text("#handoffs-waiting")
+            first_reply = page.inner_text("#first-human-reply")
+            by_bot = page.inner_text("#resolved-by-bot .hb-num")
             bars = page.locator("#trend svg rect").count()
             category = page.text_content("#dead-letters text[data-category=provider_5xx]")
             level = page.inner_text("#degradation-level .hb-state")
@@ -110,6 +138,11 @@ def test_dashboard_shows_live_data_in_chromium(live_server: Any) -> None:
     assert "deepseek" in transitions
     assert "forced_open" in transitions
     assert "1 replies" in latency
+    assert page_number(waiting) == "1"
+    assert "1 past their hotel's target" in waiting
+    assert "p50 5 min" in " ".join(first_reply.split())
+    assert "1 handoffs answered" in first_reply
+    assert by_bot == "33%"
     assert bars >= 2  # delivered and dead bars of this hour
     assert category == "1"
     assert level == "NORMAL"

@@ -19,7 +19,7 @@ from hotelbot.exceptions import ValidationFailed
 from messaging.models import Hotel, Message, ReplyJob
 from messaging.permissions import HOTEL_STAFF_GROUP
 from reliability.models import BreakerEvent, DeadLetter, ReliabilityReport
-from tests.factories import HotelFactory, MessageFactory, ReplyJobFactory
+from tests.factories import ConversationFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
 pytestmark = pytest.mark.django_db
 
@@ -282,3 +282,29 @@ def test_api_needs_an_admin_user(api_client):
     response = api_client.get(URL)
     assert response.status_code == 403
     assert "error" in response.json()
+
+
+def test_the_report_has_the_handoff_figures_of_the_period():
+    hotel = HotelFactory.create()
+    handed = SINCE + timedelta(minutes=10)
+    for minutes in (3, 9):
+        ConversationFactory.create(
+            guest__hotel=hotel,
+            owner="staff",
+            owner_reason="staff_took",
+            owner_since=handed,
+            handoff_at=handed,
+            staff_replied_at=handed + timedelta(minutes=minutes),
+            last_message_at=handed,
+        )
+    ConversationFactory.create(guest__hotel=hotel, last_message_at=handed)  # the bot's alone
+    report = reports.reliability_report(since=SINCE, until=UNTIL)
+    assert report["handoffs"] == {
+        "waiting": 0,
+        "waiting_past_target": 0,
+        "first_human_reply_seconds": {"p50": 180.0, "p95": 540.0, "count": 2},
+        "conversations": 3,
+        "resolved_by_bot": 1,
+        "resolved_by_bot_share": 0.3333,
+    }
+    json.dumps(report)  # stored as JSON by the hourly task

@@ -32,6 +32,7 @@ RUNBOOK_ANCHORS = {
     "InstanceNotAuthorized",
     "DatabaseDown",
     "RedisDown",
+    "HotelbotGuestsWaitingPastTarget",
 }
 #: Metrics another branch of issue 10 declares (health checks); named in a rule before the merge.
 DECLARED_ELSEWHERE: set[str] = set()
@@ -86,7 +87,7 @@ def exported() -> set[str]:
     """Every series name the application can export, recording rules included."""
     from django_prometheus.middleware import Metrics
 
-    from reliability.metrics import DEAD_LETTERS
+    from reliability.metrics import CONVERSATIONS_WAITING, DEAD_LETTERS
 
     Metrics.get_instance()  # django-prometheus registers its HTTP metrics with the first middleware
     names: set[str] = set()
@@ -104,7 +105,11 @@ def exported() -> set[str]:
         mp.setattr("reliability.metrics._dead_letter_counts", lambda: [])
         DEAD_LETTERS.reset()
         names |= {family.name for family in DEAD_LETTERS.collect()}
+        mp.setattr(CONVERSATIONS_WAITING, "_source", lambda: (0, 0))  # (the gauges without a database)
+        CONVERSATIONS_WAITING.reset()
+        names |= {family.name for family in CONVERSATIONS_WAITING.collect()}
     DEAD_LETTERS.reset()
+    CONVERSATIONS_WAITING.reset()
     names |= {rule["record"] for rule in rules() if "record" in rule}
     return names
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
 import pytest
 
 from messaging.handoff_rules import ai_marker_split, guest_wants_staff, notice_text
@@ -87,3 +90,31 @@ def test_notice_takes_the_hotels_own_texts_by_key():
         italian
         == "Thank you for your message. A member of our staff will answer you here. Or call dial 9 any time."
     )
+
+
+# --- reception hours: when staff will answer ---------------------------------------------------------
+SATURDAY_23H = datetime(2026, 6, 13, 23, 0, tzinfo=ZoneInfo("Europe/Lisbon"))
+
+
+@pytest.mark.parametrize(
+    ("language", "soon", "monday"),
+    [
+        (
+            "en",
+            "it opens at 07:00 (hotel time), and we will answer you then.",
+            "it opens on Monday at 07:00 (hotel time)",
+        ),
+        ("ru", "он откроется в 07:00 (по времени отеля)", "он откроется в понедельник в 07:00"),
+        ("es", "abre a las 07:00 (hora del hotel)", "abre el lunes a las 07:00"),
+        ("de", "Sie öffnet um 07:00 Uhr (Hotelzeit)", "Sie öffnet am Montag um 07:00 Uhr"),
+        ("fr", "elle ouvre à 07:00 (heure de l'hôtel)", "elle ouvre lundi à 07:00"),
+    ],
+)
+def test_a_closed_reception_says_when_it_opens_in_each_language(language, soon, monday):
+    sunday_7h = SATURDAY_23H + timedelta(hours=8)
+    text = notice_text(language=language, staff_contact="+351 21 000", opens_at=sunday_7h, now=SATURDAY_23H)
+    assert soon in text
+    assert "+351 21 000" in text  # the contact still follows
+    later = notice_text(language=language, opens_at=sunday_7h + timedelta(days=1), now=SATURDAY_23H)
+    assert monday in later
+    assert notice_text(language=language) == notice_text(language=language, opens_at=None, now=SATURDAY_23H)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from django.test import Client
 
-from messaging.models import Hotel
+from messaging.models import Hotel, ReceptionHours
+from tests.console.admin.test_messaging_hotel_actions import NO_RECEPTION_HOURS
 from tests.factories import HotelFactory
 
 pytestmark = pytest.mark.django_db
@@ -36,6 +37,7 @@ def _form_data(hotel: Hotel, token: str) -> dict[str, str]:
         "extra_facts": hotel.extra_facts,
         "green_api_instance_id": hotel.green_api_instance_id,
         "green_api_token": token,
+        **NO_RECEPTION_HOURS,
     }
 
 
@@ -61,3 +63,75 @@ def test_a_new_hotel_needs_a_token(ops_client: Client) -> None:
     assert page.status_code == 200
     assert "A new hotel needs its Green API token." in page.content.decode()
     assert not Hotel.objects.filter(green_api_instance_id="1101999999").exists()
+
+
+def _hours(*rows: tuple[str, str, str]) -> dict[str, str]:
+    data = {"reception_hours-TOTAL_FORMS": str(len(rows)), "reception_hours-INITIAL_FORMS": "0"}
+    for i, (weekday, opens, closes) in enumerate(rows):
+        data |= {
+            f"reception_hours-{i}-weekday": weekday,
+            f"reception_hours-{i}-opens": opens,
+            f"reception_hours-{i}-closes": closes,
+        }
+    return data
+
+
+def test_reception_hours_time_zone_and_target_are_edited_with_the_hotel(ops_client: Client) -> None:
+    hotel = HotelFactory.create(green_api_token=SECRET)
+    url = f"/admin/messaging/hotel/{hotel.pk}/change/"
+    data = {
+        **_form_data(hotel, ""),
+        **_hours(("0", "07:00", "23:00"), ("4", "22:00", "02:00")),
+        "timezone": "Europe/Lisbon",
+        "handoff_target_minutes": "20",
+        "staff_webhook_url": "https://pms.example.com/hooks/hotelbot",
+        "staff_webhook_secret": "sign-me-please",
+    }
+    assert ops_client.post(url, data).status_code == 302
+    hotel.refresh_from_db()
+    assert (hotel.timezone, hotel.handoff_target_minutes) == ("Europe/Lisbon", 20)
+    assert hotel.staff_webhook_secret == "sign-me-please"
+    assert sorted(str(h) for h in hotel.reception_hours.all()) == ["Friday 22:00-02:00", "Monday 07:00-23:00"]
+    page = ops_client.get(url).content.decode()
+    assert "sign-me-please" not in page  # write-only, like the token
+    # Left empty, the secret stays; the box removes it (the hours, not posted, stay as they are).
+    assert ops_client.post(url, {**_form_data(hotel, ""), "staff_webhook_secret": ""}).status_code == 302
+    hotel.refresh_from_db()
+    assert hotel.staff_webhook_secret == "sign-me-please"
+    assert (
+        ops_client.post(url, {**_form_data(hotel, ""), "staff_webhook_secret_clear": "on"}).status_code == 302
+    )
+    hotel.refresh_from_db()
+    assert hotel.staff_webhook_secret == ""
+    assert ReceptionHours.objects.filter(hotel=hotel).count() == 2
+
+
+def test_reception_hours_and_time_zone_are_validated(ops_client: Client) -> None:
+    hotel = HotelFactory.create(green_api_token=SECRET)
+    url = f"/admin/messaging/hotel/{hotel.pk}/change/"
+    same = ops_client.post(url, {**_form_data(hotel, ""), **_hours(("2", "09:00", "09:00"))})
+    assert same.status_code == 200
+    assert "for the whole day use 00:00-00:00" in same.content.decode()
+    zone = ops_client.post(url, {**_form_data(hotel, ""), "timezone": "Mars/Olympus"})
+    assert zone.status_code == 200
+    assert "Select a valid choice" in zone.content.decode()
+    assert not ReceptionHours.objects.exists()
+    # Empty: the defaults (the deployment's zone, 15 minutes).
+    assert ops_client.post(url, {**_form_data(hotel, ""), "handoff_target_minutes": ""}).status_code == 302
+    hotel.refresh_from_db()
+    assert (hotel.timezone, hotel.handoff_target_minutes) == ("UTC", 15)
+
+
+def test_staff_webhook_events_are_listed_read_only(ops_client: Client) -> None:
+    from django.utils import timezone
+
+    from messaging.services import staff_events
+    from tests.factories import ConversationFactory
+
+    hotel = HotelFactory.create(staff_webhook_url="https://pms.example.com/hooks")
+    conversation = ConversationFactory.create(guest__hotel=hotel, owner="waiting", owner_since=timezone.now())
+    staff_events.staff_event_record(conversation=conversation, event="handoff", now=timezone.now())
+    page = ops_client.get("/admin/messaging/staffevent/")
+    assert page.status_code == 200
+    assert "a guest was handed to staff" in page.content.decode()
+    assert ops_client.get("/admin/messaging/staffevent/add/").status_code == 403
