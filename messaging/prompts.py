@@ -84,14 +84,29 @@ def _mentions(text: str, keyword: str) -> bool:
     return re.search(rf"(?<![a-z]){re.escape(keyword)}(?![a-z])", text) is not None
 
 
-def faq_answer(facts: HotelFacts, question: str) -> str | None:
-    """The answer of the first FAQ entry the question mentions and the hotel has a fact for, or None."""
+_MORE = " Anything else I can help with?"
+
+
+def _faq_sentence(facts: HotelFacts, question: str) -> str | None:
     lowered = question.lower()
     for keywords, attribute, template in _FAQ:
         value = getattr(facts, attribute)
         if value and any(_mentions(lowered, k) for k in keywords):
-            return template.format(name=facts.name, value=value) + " Anything else I can help with?"
+            return template.format(name=facts.name, value=value)
     return None
+
+
+def faq_answer(facts: HotelFacts, question: str) -> str | None:
+    """The answer of the first FAQ entry the question mentions and the hotel has a fact for, or None."""
+    sentence = _faq_sentence(facts, question)
+    return None if sentence is None else sentence + _MORE
+
+
+def faq_answers(facts: HotelFacts, questions: Iterable[str]) -> str | None:
+    """One answer to several messages of a guest (a burst): each message's FAQ answer, in order and
+    none twice; None when none of them has one."""
+    sentences = list(dict.fromkeys(s for q in questions if (s := _faq_sentence(facts, q)) is not None))
+    return " ".join(sentences) + _MORE if sentences else None
 
 
 def canned_reply(facts: HotelFacts, question: str, *, type_message: str = "textMessage") -> str:

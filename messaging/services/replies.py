@@ -40,7 +40,7 @@ from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
 from messaging.models import Conversation, DeliveryAttempt, Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
-from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages, faq_answer
+from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, canned_reply, chat_messages, faq_answers
 from messaging.selectors import burst_messages, conversation_history
 from messaging.services import bursts, handoff, statements, statuses
 from reliability import dead_letters, degradation, masking, retry
@@ -492,18 +492,17 @@ def _generate(job: ReplyJob, burst: list[Message]) -> _Generated:
     if unreadable is not None:
         what = unreadable.message_type
         return _Generated("", handoff=Reason.UNREADABLE_MESSAGE, note=f"cannot read {what}")
-    question = "\n".join(m.text for m in readable)
-    generated = _generate_answer(job, conversation, facts, question, before=burst[0])
+    generated = _generate_answer(job, conversation, facts, [m.text for m in readable], before=burst[0])
     if resend and generated.text:
         generated = replace(generated, text=f"{canned_reply(facts, resend[0].text)} {generated.text}")
     return generated
 
 
 def _generate_answer(
-    job: ReplyJob, conversation: Conversation, facts: HotelFacts, question: str, *, before: Message
+    job: ReplyJob, conversation: Conversation, facts: HotelFacts, questions: list[str], *, before: Message
 ) -> _Generated:
-    """The AI's answer to ``question`` (the conversation's messages before ``before`` as context),
-    or the FAQ's while the AI is unavailable, or staff."""
+    """The AI's answer to the guest's ``questions`` (one user message, a line each; the conversation's
+    messages before ``before`` as context), or the FAQ's while the AI is unavailable, or staff."""
     Reason = Conversation.OwnerReason
     if not degradation.is_enabled("ai_replies") or degradation.under_maintenance(deepseek.DEPENDENCY):
         # Degradation switch or staff maintenance: the FAQ answer, without asking the AI.
@@ -511,7 +510,7 @@ def _generate_answer(
             "ai_replies switched off" if not degradation.is_enabled("ai_replies") else "deepseek maintenance"
         )
         logger.info("reply job %s: %s, answering from FAQ", job.pk, why)
-        return _faq_or_staff(facts, question, f"degraded: {why}", None)
+        return _faq_or_staff(facts, questions, f"degraded: {why}", None)
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
@@ -520,7 +519,7 @@ def _generate_answer(
     ]
     try:
         completion = deepseek.default_client().chat(
-            messages=chat_messages(facts, history, question),
+            messages=chat_messages(facts, history, "\n".join(questions)),
             max_tokens=settings.DEEPSEEK_MAX_TOKENS,
             user_id=f"guest_{conversation.guest_id}",
         )
@@ -532,17 +531,17 @@ def _generate_answer(
             extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
         )
         FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
-        return _faq_or_staff(facts, question, str(e)[:200], e.status)
+        return _faq_or_staff(facts, questions, str(e)[:200], e.status)
     asked, text = handoff_rules.ai_marker_split(completion.text)
     if asked is not None or not text:
         return _Generated("", handoff=Reason.AI_SIGNAL, note=f"the AI asked for a person: {asked or '-'}")
     return _Generated(text)
 
 
-def _faq_or_staff(facts: HotelFacts, question: str, why: str, ai_status: int | None) -> _Generated:
+def _faq_or_staff(facts: HotelFacts, questions: list[str], why: str, ai_status: int | None) -> _Generated:
     """Without the AI: the FAQ answer, or staff (never "our concierge will get back to you" while
     nobody is told)."""
-    answer = faq_answer(facts, question)
+    answer = faq_answers(facts, questions)
     if answer is None:
         return _Generated(
             "", why, ai_status, handoff=Conversation.OwnerReason.FALLBACK, note=f"no FAQ answer; {why}"

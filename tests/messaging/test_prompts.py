@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, system_prompt
+from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, faq_answers, system_prompt
 
 FACTS = HotelFacts(
     name="Seaside Inn",
@@ -35,3 +35,11 @@ def test_canned_reply_without_matching_fact_points_to_staff():
 def test_canned_reply_for_media_and_undelivered_marker():
     assert "text messages only" in canned_reply(FACTS, "", type_message="imageMessage")
     assert "send it again" in canned_reply(FACTS, "{{SWE001}}")
+
+
+def test_faq_answers_answer_each_message_of_a_burst_once():
+    answer = faq_answers(FACTS, ["hi", "what time is check-out?", "and the wifi?", "checkout again?"])
+    assert answer == (
+        f"Check-out at {FACTS.name} is {FACTS.check_out}. Wi-Fi: {FACTS.wifi}. Anything else I can help with?"
+    )
+    assert faq_answers(FACTS, ["hi", "can I bring my dog?"]) is None

@@ -230,3 +230,16 @@ def test_a_voice_note_in_the_burst_is_handed_to_staff(
     assert fake_deepseek.journal(path_regex="chat/completions") == []
     assert Conversation.objects.get().owner_reason == "unreadable_message"
     assert len(fake_green.sent_messages()) == 1
+
+
+def test_without_the_ai_each_message_of_the_burst_gets_its_faq_answer(
+    intake_path: str, fake_green: Any, fake_deepseek: Any
+) -> None:
+    fake_deepseek.add_fault({"mode": "overloaded"})
+    last = _burst_written("What time is check-out?", "and the wifi password?")
+    assert replies.reply_job_process(job_id=last.pk).result == "done"
+    [sent] = fake_green.sent_messages()
+    assert sent["textMessage"].startswith("Check-out at")
+    assert "Wi-Fi:" in sent["textMessage"]
+    last.refresh_from_db()
+    assert last.degraded
