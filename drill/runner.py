@@ -197,12 +197,16 @@ class Drill:
         sent = self.stack.fake("green", "GET", "sent")
         cutoff = time.time() - older_than
         every = list(self.traffic.injected)
-        injected = [m for m, due in zip(every, answer_due(every), strict=True) if due < cutoff]
+        injected = (
+            every  # the end (the traffic stopped): every message, its burst over or not
+            if older_than <= 0
+            else [m for m, due in zip(every, answer_due(every), strict=True) if due < cutoff]
+        )
         return len(tally(injected, sent).lost(injected))
 
     def settle(self, timeout: float, older_than: float = 2.0) -> bool:
         """Wait until every guest message has its reply, but those whose answer is due (the end of
-        their burst: ``answer_due``) less than ``older_than`` seconds ago."""
+        their burst: ``answer_due``) less than ``older_than`` seconds ago; with 0, every message."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.collect()

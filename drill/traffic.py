@@ -57,6 +57,10 @@ class Traffic:
     rate: float = 1.5
     chats: int = 6
     scenario: str = "boot"
+    #: The share of messages after which their guest sends 1-2 more within 2 s (a burst, answered
+    #: by one reply: docs/handoff.md); the rest of the traffic's guests write at random moments.
+    burst_share: float = 0.2
+    bursts: int = 0  # follow-up messages sent in bursts
     injected: list[Injected] = field(default_factory=list)
     poison: list[dict[str, Any]] = field(default_factory=list)
     errors: int = 0
@@ -68,6 +72,7 @@ class Traffic:
         self._run_prefix = f"{next(_RUN_PREFIXES) % 900 + 100}"
         self._seq = itertools.count(1)
         self._active: list[tuple[str, list[str]]] = []
+        self._timers: list[threading.Timer] = []  # a burst's follow-up messages still to send
 
     def _new_chat(self) -> tuple[str, list[str]]:
         topics = list(TOPICS)
@@ -84,6 +89,29 @@ class Traffic:
             if not topics:
                 self._active[index] = self._new_chat()
             scenario = self.scenario
+        item = self._inject(chat_id, topic, scenario)
+        if item is not None and topics and random.random() < self.burst_share:
+            self._burst_follow(chat_id, topics, count=random.randint(1, 2))
+        return item
+
+    def _burst_follow(self, chat_id: str, topics: list[str], count: int) -> None:
+        """The guest goes on writing: ``count`` more of their topics within 2 s, on timers (the
+        traffic's own pace is kept). A chat whose topics run out is retired from the active ones."""
+        delay = 0.0
+        for _ in range(count):
+            with self._lock:
+                if not topics:
+                    return
+                topic = topics.pop()
+                self._active = [(c, t) if t else self._new_chat() for c, t in self._active]
+                self.bursts += 1
+            delay += random.uniform(0.3, 0.9)
+            timer = threading.Timer(delay, self._inject, args=(chat_id, topic, self.scenario))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+
+    def _inject(self, chat_id: str, topic: str, scenario: str) -> Injected | None:
         question = TOPICS[topic][0]
         try:
             resp = requests.post(
@@ -129,6 +157,8 @@ class Traffic:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        for timer in list(self._timers):  # every burst is sent whole: its messages are tallied
+            timer.join(timeout=15)
 
 
 def answer_due(injected: list[Injected], quiet: float = BURST_QUIET, cap: float = BURST_MAX) -> list[float]:

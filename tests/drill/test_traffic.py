@@ -4,7 +4,7 @@ the end of its chat's burst, not at once."""
 
 from __future__ import annotations
 
-from drill.traffic import Injected, answer_due, tally
+from drill.traffic import Injected, Traffic, answer_due, tally
 
 T0 = 1_000_000.0
 CHAT, OTHER = "79001@c.us", "79002@c.us"
@@ -37,3 +37,15 @@ def test_an_answer_is_due_when_the_chat_has_been_quiet_or_the_cap_is_reached():
     steady = [Injected(CHAT, f"t{i}", "s", T0 + 2 * i, f"m{i}") for i in range(5)]
     assert answer_due(steady, quiet=3.0, cap=5.0) == [T0 + 5, T0 + 5, T0 + 5, T0 + 11, T0 + 11]
     assert answer_due(injected, quiet=0.0) == [m.at for m in injected]  # bursts off
+
+
+def test_a_share_of_guests_write_two_or_three_messages_within_two_seconds(fake_green):
+    traffic = Traffic(fake_green.url, chats=1, burst_share=1.0)
+    traffic.inject_one()
+    traffic.stop()  # sends the burst's follow-ups first
+    assert 2 <= len(traffic.injected) <= 3
+    assert traffic.bursts == len(traffic.injected) - 1
+    assert {m.chat_id for m in traffic.injected} == {traffic.injected[0].chat_id}
+    assert len({m.topic for m in traffic.injected}) == len(traffic.injected)
+    assert traffic.injected[-1].at - traffic.injected[0].at < 2.0
+    assert len({m.id_message for m in traffic.injected}) == len(traffic.injected)  # each one queued
