@@ -75,6 +75,7 @@ def run(
             + ("" if embedded else ", throwaway PostgreSQL and redis-server"),
             "final_drain_ok": final_ok,
             "inject_errors": traffic.errors,
+            "burst_messages": traffic.bursts,
         }
         results = report.compute(
             runs=runs,

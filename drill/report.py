@@ -224,7 +224,9 @@ def markdown(results: dict[str, Any]) -> str:
         f"# Drill report — {meta['mode']} ({meta.get('form') or ('CI subset' if meta['ci'] else 'full')})",
         "",
         f"Started {meta['started_iso']}, {meta['duration_s']:.0f} s, {meta['rate']} guest messages/s "
-        f"from {meta['chats']} concurrent chats; {meta['processes']}.",
+        f"from {meta['chats']} concurrent chats"
+        + (f" ({meta['burst_messages']} more sent in bursts)" if meta.get("burst_messages") else "")
+        + f"; {meta['processes']}.",
         "",
         f"**Result: {'PASS' if results['ok'] else 'FAIL'}**"
         + ("" if results["ok"] else " — " + "; ".join(results["failures"])),

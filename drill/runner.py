@@ -192,15 +192,21 @@ class Drill:
                 }
 
     def unanswered(self, older_than: float = 2.0) -> int:
-        from drill.traffic import tally
+        from drill.traffic import answer_due, tally
 
         sent = self.stack.fake("green", "GET", "sent")
         cutoff = time.time() - older_than
-        injected = [m for m in self.traffic.injected if m.at < cutoff]
+        every = list(self.traffic.injected)
+        injected = (
+            every  # the end (the traffic stopped): every message, its burst over or not
+            if older_than <= 0
+            else [m for m, due in zip(every, answer_due(every), strict=True) if due < cutoff]
+        )
         return len(tally(injected, sent).lost(injected))
 
     def settle(self, timeout: float, older_than: float = 2.0) -> bool:
-        """Wait until every guest message (but the last ``older_than`` seconds') has its reply."""
+        """Wait until every guest message has its reply, but those whose answer is due (the end of
+        their burst: ``answer_due``) less than ``older_than`` seconds ago; with 0, every message."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.collect()

@@ -9,6 +9,7 @@ API's list of accepted sends: no table of the application is consulted for lost 
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import threading
 import time
@@ -16,6 +17,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+
+#: The burst window the stack runs (docs/handoff.md; the product's defaults unless the environment,
+#: which the stack inherits, sets them): a guest's message is answered once their chat has been
+#: quiet this long, at the latest the cap after the burst's first message.
+BURST_QUIET = float(os.environ.get("REPLY_BURST_QUIET_SECONDS", "3.0"))
+BURST_MAX = float(os.environ.get("REPLY_BURST_MAX_SECONDS", "15.0"))
 
 #: topic -> (question, a fact every answer to it contains)
 TOPICS: dict[str, tuple[str, str]] = {
@@ -50,6 +57,10 @@ class Traffic:
     rate: float = 1.5
     chats: int = 6
     scenario: str = "boot"
+    #: The share of messages after which their guest sends 1-2 more within 2 s (a burst, answered
+    #: by one reply: docs/handoff.md); the rest of the traffic's guests write at random moments.
+    burst_share: float = 0.2
+    bursts: int = 0  # follow-up messages sent in bursts
     injected: list[Injected] = field(default_factory=list)
     poison: list[dict[str, Any]] = field(default_factory=list)
     errors: int = 0
@@ -61,6 +72,7 @@ class Traffic:
         self._run_prefix = f"{next(_RUN_PREFIXES) % 900 + 100}"
         self._seq = itertools.count(1)
         self._active: list[tuple[str, list[str]]] = []
+        self._timers: list[threading.Timer] = []  # a burst's follow-up messages still to send
 
     def _new_chat(self) -> tuple[str, list[str]]:
         topics = list(TOPICS)
@@ -77,6 +89,29 @@ class Traffic:
             if not topics:
                 self._active[index] = self._new_chat()
             scenario = self.scenario
+        item = self._inject(chat_id, topic, scenario)
+        if item is not None and topics and random.random() < self.burst_share:
+            self._burst_follow(chat_id, topics, count=random.randint(1, 2))
+        return item
+
+    def _burst_follow(self, chat_id: str, topics: list[str], count: int) -> None:
+        """The guest goes on writing: ``count`` more of their topics within 2 s, on timers (the
+        traffic's own pace is kept). A chat whose topics run out is retired from the active ones."""
+        delay = 0.0
+        for _ in range(count):
+            with self._lock:
+                if not topics:
+                    return
+                topic = topics.pop()
+                self._active = [(c, t) if t else self._new_chat() for c, t in self._active]
+                self.bursts += 1
+            delay += random.uniform(0.3, 0.9)
+            timer = threading.Timer(delay, self._inject, args=(chat_id, topic, self.scenario))
+            timer.daemon = True
+            self._timers.append(timer)
+            timer.start()
+
+    def _inject(self, chat_id: str, topic: str, scenario: str) -> Injected | None:
         question = TOPICS[topic][0]
         try:
             resp = requests.post(
@@ -122,11 +157,41 @@ class Traffic:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=15)
+        for timer in list(self._timers):  # every burst is sent whole: its messages are tallied
+            timer.join(timeout=15)
+
+
+def answer_due(injected: list[Injected], quiet: float = BURST_QUIET, cap: float = BURST_MAX) -> list[float]:
+    """When each message's answer may leave at the earliest (wall clock): the end of its chat's
+    burst, the messages written less than ``quiet`` apart (at most ``cap`` after the first), which
+    the application answers in one reply once the guest has been quiet. Injection times stand in
+    for the webhook's (a push delayed by a fault may merge what this splits: a wait, not a miss)."""
+    due = [m.at for m in injected]
+    if quiet <= 0:
+        return due
+    by_chat: dict[str, list[int]] = {}
+    for i, m in enumerate(injected):
+        by_chat.setdefault(m.chat_id, []).append(i)
+    for indexes in by_chat.values():
+        indexes.sort(key=lambda i: injected[i].at)
+        bursts: list[list[int]] = []
+        for i in indexes:
+            at = injected[i].at
+            if bursts and at - injected[bursts[-1][-1]].at < quiet and at - injected[bursts[-1][0]].at < cap:
+                bursts[-1].append(i)
+            else:
+                bursts.append([i])
+        for burst in bursts:
+            end = min(injected[burst[-1]].at + quiet, injected[burst[0]].at + cap)
+            for i in burst:
+                due[i] = end
+    return due
 
 
 @dataclass
 class Tally:
-    """Injected messages against accepted sends (the fake's ``/__fake__/sent``)."""
+    """Injected messages against accepted sends (the fake's ``/__fake__/sent``); a send holding the
+    facts of several messages of its chat (a burst's one reply) answers each of them."""
 
     answered: dict[int, list[dict[str, Any]]]  # index into injected -> accepted sends answering it
     unmatched: list[dict[str, Any]]  # accepted sends that answer no injected message
@@ -150,8 +215,10 @@ def tally(injected: list[Injected], sent: list[dict[str, Any]]) -> Tally:
             for topic, (_, fact) in TOPICS.items()
             if fact in text and (chat, topic) in by_chat_topic
         ]
-        if len(hits) == 1:
-            answered.setdefault(hits[0], []).append(send)
-        else:
+        # One send may answer several messages of its chat: a burst (messages written within
+        # REPLY_BURST_QUIET_SECONDS) is answered by one reply holding each message's fact.
+        for hit in hits:
+            answered.setdefault(hit, []).append(send)
+        if not hits:
             unmatched.append(send)
     return Tally(answered=answered, unmatched=unmatched)

@@ -240,7 +240,14 @@ def _sentence(text: str) -> str:
 
 
 def compose_reply(system_text: str, question: str) -> Reply:
-    """Deterministic concierge answer to ``question`` from the ``Hotel facts:`` in ``system_text``."""
+    """Deterministic concierge answer to ``question`` from the ``Hotel facts:`` in ``system_text``.
+
+    A question of several lines (a guest's messages sent together, e.g. "hi" / "do you have
+    parking" / "and breakfast?") is read line by line and answered in one reply: a greeting first
+    if a line greets, then every topic asked, in the order asked (``_compose_lines``)."""
+    lines = [line.strip() for line in question.splitlines() if line.strip()]
+    if len(lines) > 1:
+        return _compose_lines(system_text, lines)
     facts = parse_hotel_facts(system_text)
     hotel = next((facts[k][1] for k in ("hotel", "hotelname", "name") if k in facts), "our hotel")
     staff = next((facts[k][1] for k in ("staffcontact", "staff", "contact", "reception") if k in facts), None)
@@ -314,6 +321,49 @@ def compose_reply(system_text: str, question: str) -> Reply:
     else:
         text = "Thank you for your message! I've passed it on to our team, who will get back to you shortly."
     return Reply(text, ["unknown"], handoff=True, facts_used=[])
+
+
+def _compose_lines(system_text: str, lines: list[str]) -> Reply:
+    """One answer to several messages: each line's topics (none twice), greeted first when a line
+    is a greeting, a pointer to staff when a line could not be answered; a line of thanks alone
+    or a greeting alone is answered as such, nothing answerable at all as one unknown question."""
+    replies = [compose_reply(system_text, line) for line in lines]
+    answered = [r for r in replies if r.topics and r.topics[0] not in ("greeting", "thanks", "unknown")]
+    if not answered:
+        for kind in ("unknown", "greeting", "thanks"):
+            first = next((r for r in replies if r.topics == [kind]), None)
+            if first is not None:
+                return first
+    facts = parse_hotel_facts(system_text)
+    hotel = next((facts[k][1] for k in ("hotel", "hotelname", "name") if k in facts), "our hotel")
+    sentences: list[str] = []
+    topics: list[str] = []
+    used: list[str] = []
+    for reply in answered:
+        body = reply.text.removesuffix(f" {_CLOSING}")
+        if all(topic in topics for topic in reply.topics):
+            continue
+        sentences.append(body)
+        topics += [t for t in reply.topics if t not in topics]
+        used += [f for f in reply.facts_used if f not in used]
+    if any(r.topics == ["greeting"] for r in replies):
+        sentences.insert(0, f"Hello and welcome to {hotel}!")
+    unknown = next((r for r in replies if r.topics == ["unknown"]), None)
+    if unknown is not None:
+        staff = next(
+            (facts[k][1] for k in ("staffcontact", "staff", "contact", "reception") if k in facts), None
+        )
+        sentences.append(
+            f"For the rest, please contact our staff: {staff}."
+            if staff
+            else "For the rest, please ask at the reception."
+        )
+    return Reply(
+        " ".join(sentences) + f" {_CLOSING}",
+        topics,
+        handoff=any(r.handoff for r in answered) or unknown is not None,
+        facts_used=used,
+    )
 
 
 def _content_text(content: Any) -> str:

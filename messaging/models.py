@@ -455,6 +455,9 @@ class ReplyJob(models.Model):
         # Closed without sending: staff answer this guest (a takeover, or the conversation was
         # not the bot's); never dead-lettered, never sent.
         SUPERSEDED = "superseded", "closed: staff answer this guest"
+        # Closed without sending: the guest wrote again within the burst window, and the answer
+        # job of the later message (``merged_into``) answers this message too, in one reply.
+        MERGED = "merged", "closed: answered with the guest's next message"
 
     class Kind(models.TextChoices):
         ANSWER = "answer", "the bot's answer"
@@ -488,6 +491,22 @@ class ReplyJob(models.Model):
         Message, on_delete=models.SET_NULL, null=True, blank=True, related_name="sent_by_job"
     )
     status = models.CharField(max_length=30, choices=Status.choices, default=Status.PENDING)
+    merged_into = models.ForeignKey(
+        "self",
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="merged",
+        db_index=False,  # a partial index (Meta): only merged jobs have one
+        help_text="A merged job: the answer job that answers this message too (the last message of the "
+        "guest's burst, REPLY_BURST_QUIET_SECONDS; docs/handoff.md).",
+    )
+    burst_started_at = models.DateTimeField(
+        null=True,
+        blank=True,
+        help_text="When the first message this job answers was stored (its own, or the first of a burst "
+        "merged into it); the burst is answered by REPLY_BURST_MAX_SECONDS after it at the latest.",
+    )
     attempts = models.PositiveIntegerField(default=0, help_text="Times a worker claimed this job.")
     next_attempt_at = models.DateTimeField(help_text="Not claimable before this time (retry backoff).")
     lease_expires_at = models.DateTimeField(
@@ -554,6 +573,12 @@ class ReplyJob(models.Model):
                 condition=models.Q(completed_at__isnull=False),
             ),
             models.Index(fields=["status", "-id"], name="replyjob_status_recent"),
+            # The messages a job answers for a burst (bursts): only merged jobs are in it.
+            models.Index(
+                fields=["merged_into"],
+                name="replyjob_merged_into",
+                condition=models.Q(merged_into__isnull=False),
+            ),
         ]
         constraints = [
             # The intake's exactly-once: one bot answer per guest message (handoff notices and

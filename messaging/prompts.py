@@ -182,18 +182,39 @@ def _mentions(text: str, keyword: str) -> bool:
     return re.search(rf"(?<!\w){re.escape(keyword)}(?!\w)", text) is not None
 
 
-def faq_answer(
-    facts: HotelFacts, question: str, *, language: str = DEFAULT_LANGUAGE, overrides: Overrides | None = None
-) -> str | None:
+def _faq_sentence(facts: HotelFacts, question: str, language: str, overrides: Overrides | None) -> str | None:
     """The answer of the first FAQ entry the question mentions (in any of en, ru, es, de, fr) and
-    the hotel has a fact for, in ``language`` (``bot_texts``), or None."""
+    the hotel has a fact for, in ``language`` (``bot_texts``), without the closing question; or None."""
     lowered = question.lower()
     for keywords, attribute, key in _FAQ:
         value = getattr(facts, attribute)
         if value and any(_mentions(lowered, k) for k in keywords):
-            answer = text_for(key, language, overrides, name=facts.name, value=value)
-            return f"{answer} {text_for(TextKey.FAQ_MORE, language, overrides)}"
+            return text_for(key, language, overrides, name=facts.name, value=value)
     return None
+
+
+def faq_answer(
+    facts: HotelFacts, question: str, *, language: str = DEFAULT_LANGUAGE, overrides: Overrides | None = None
+) -> str | None:
+    """The FAQ answer to one message (its sentence and the closing question), or None."""
+    return faq_answers(facts, [question], language=language, overrides=overrides)
+
+
+def faq_answers(
+    facts: HotelFacts,
+    questions: Iterable[str],
+    *,
+    language: str = DEFAULT_LANGUAGE,
+    overrides: Overrides | None = None,
+) -> str | None:
+    """One answer to several messages of a guest (a burst): each message's FAQ answer, in order and
+    none twice, then the closing question; None when none of them has one."""
+    sentences = list(
+        dict.fromkeys(s for q in questions if (s := _faq_sentence(facts, q, language, overrides)) is not None)
+    )
+    if not sentences:
+        return None
+    return f"{' '.join(sentences)} {text_for(TextKey.FAQ_MORE, language, overrides)}"
 
 
 def canned_reply(

@@ -60,6 +60,13 @@ def hotel_text_overrides(*, hotel_id: int, language: str) -> dict[tuple[str, str
     return {(key, lang): text for key, lang, text in rows.values_list("key", "language", "text")}
 
 
+def burst_messages(*, job: ReplyJob) -> list[Message]:
+    """The guest messages answer job ``job`` answers, oldest first: its own and those of the jobs
+    merged into it (a burst, ``messaging.services.bursts``)."""
+    merged = ReplyJob.objects.filter(merged_into=job).values("inbound_id")
+    return list(Message.objects.filter(Q(pk=job.inbound_id) | Q(pk__in=merged)).order_by("pk"))
+
+
 def replies_for_chat(*, chat_id: str, after_inbound_id: str) -> QuerySet[Message]:
     """Outbound replies to the inbound message with Green API id ``after_inbound_id``."""
     return Message.objects.filter(
@@ -128,20 +135,23 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 #: Jobs that are the bot's replies (the statistics' subject): a message written by staff is not
-#: one, and a job closed because staff answer the guest (superseded) has no bot reply to count.
-#: An opt-out confirmation is the bot's reply to the guest's STOP.
+#: one, a job closed because staff answer the guest (superseded) has no bot reply to count, and a
+#: burst's messages merged into its last one's job (merged) are answered by that one reply. An
+#: opt-out confirmation is the bot's reply to the guest's STOP.
 BOT_REPLY_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF, ReplyJob.Kind.OPT_OUT)
+NO_BOT_REPLY = (ReplyJob.Status.SUPERSEDED, ReplyJob.Status.MERGED)
 
 
 def _hotel_jobs(tenants: frozenset[str] | None) -> QuerySet[ReplyJob]:
-    jobs = ReplyJob.objects.filter(kind__in=BOT_REPLY_KINDS).exclude(status=ReplyJob.Status.SUPERSEDED)
+    jobs = ReplyJob.objects.filter(kind__in=BOT_REPLY_KINDS).exclude(status__in=NO_BOT_REPLY)
     if tenants is not None:
         jobs = jobs.filter(inbound__hotel_id__in=_hotel_ids(tenants))  # the message's own copy: no join
     return jobs
 
 
 def reply_latency(*, since: datetime, until: datetime, tenants: frozenset[str] | None = None) -> ReplyLatency:
-    """THE reply latency: from the guest's message stored (``inbound.created_at``) to Green API
+    """THE reply latency: from the guest's message stored (the first of a burst answered in one reply:
+    ``burst_started_at``; else ``inbound.created_at``) to Green API
     accepting our reply (``outbound.accepted_at``), over the replies accepted in [since, until) of
     ``tenants``' hotels (None = all); the same moments as the ``hotelbot_reply_latency_seconds``
     histogram. Ranked in SQL (a count and one indexed row per percentile, on SQLite and PostgreSQL
@@ -151,7 +161,8 @@ def reply_latency(*, since: datetime, until: datetime, tenants: frozenset[str] |
         .filter(outbound__accepted_at__gte=since, outbound__accepted_at__lt=until)
         .annotate(
             latency=ExpressionWrapper(
-                F("outbound__accepted_at") - F("inbound__created_at"), output_field=DurationField()
+                F("outbound__accepted_at") - Coalesce("burst_started_at", "inbound__created_at"),
+                output_field=DurationField(),
             )
         )
     )
@@ -174,7 +185,7 @@ def _ranked_latency(rows: QuerySet[Any]) -> ReplyLatency:
 
 
 def _by_result(jobs: QuerySet[ReplyJob]) -> dict[str, int]:
-    by_result = {status: 0 for status in ReplyJob.Status.values if status != ReplyJob.Status.SUPERSEDED}
+    by_result = {status: 0 for status in ReplyJob.Status.values if status not in NO_BOT_REPLY}
     by_result["degraded"] = 0
     rows = jobs.order_by().values("status", "degraded").annotate(n=Count("id"))
     for row in rows:

@@ -38,6 +38,11 @@ REPLIES = Counter(
     "dead (gave up), quarantined (the notification could not be processed).",
     ["result"],
 )
+REPLY_BURSTS_MERGED = Counter(
+    "hotelbot_reply_bursts_merged_total",
+    "Guest messages whose answer was merged into the answer to the guest's next message (one reply "
+    "for a burst written within REPLY_BURST_QUIET_SECONDS): a reply, a DeepSeek call and a send saved.",
+)
 
 # --- Dead letters / webhook quarantine (issue 6) ---
 WEBHOOK_QUARANTINED = Counter(

@@ -578,6 +578,8 @@ class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
         "question",
         "kind",
         "status",
+        "merged_into",
+        "burst_started_at",
         "attempts",
         "reply_text",
         "degraded",

@@ -35,6 +35,16 @@ REPLY_SLA_SECONDS = env_float("REPLY_SLA_SECONDS", 300.0)
 # The longest any layer (in-call retries, reply jobs) honours a provider's Retry-After, in seconds.
 RETRY_AFTER_CAP = env_float("RETRY_AFTER_CAP", 900.0)
 CONVERSATION_IDLE_HOURS = env_float("CONVERSATION_IDLE_HOURS", 24.0)
+# One answer for a burst (docs/handoff.md): a guest message is answered once the guest has been
+# quiet this many seconds (each new message restarts the wait and is answered in the same reply),
+# and at the latest REPLY_BURST_MAX_SECONDS after the burst's first message. 0 turns bursts off.
+REPLY_BURST_QUIET_SECONDS = env_float("REPLY_BURST_QUIET_SECONDS", 3.0)
+REPLY_BURST_MAX_SECONDS = env_float("REPLY_BURST_MAX_SECONDS", 15.0)
+if REPLY_BURST_QUIET_SECONDS < 0 or REPLY_BURST_MAX_SECONDS < REPLY_BURST_QUIET_SECONDS:
+    raise ImproperlyConfigured(
+        f"REPLY_BURST_QUIET_SECONDS ({REPLY_BURST_QUIET_SECONDS}s) must be >= 0 and at most "
+        f"REPLY_BURST_MAX_SECONDS ({REPLY_BURST_MAX_SECONDS}s)"
+    )
 
 # Sends per second when draining replies parked while the breaker was open (Green API allows 50);
 # not GREEN_API_RATE_SEND_MESSAGE, the pacing of every sendMessage call. Environment: REPLY_DRAIN_RATE

@@ -15,7 +15,11 @@ itself inserts, are SQL expressions.
 
 The rows it writes are the ORM path's: the guest upserted (an empty sender name keeps the name
 we have), the conversation of the last CONVERSATION_IDLE_HOURS touched or a new one started, the
-inbound message, its reply job (already marked published under the task id given here). A
+inbound message, its reply job (already marked published under the task id given here, due at the
+end of the guest's burst window), and the guest's previous answer job closed as merged into it
+while it still waits out its window (``bursts``: the same conditions, one conditional UPDATE that
+re-checks the row, so a worker's claim is never overtaken; the new job's id is drawn from its
+sequence first, for the merged row to point at it). A
 redelivery (the hotel has the idMessage already) or an unknown instance writes nothing. A
 concurrent delivery of the same idMessage makes the statement fail on the unique constraint
 (IntegrityError), with nothing of it left, as the ORM path's transaction does. The message's
@@ -41,12 +45,14 @@ import functools
 import zlib
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from django.db import connection
 from django.db.models import Field, Model
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
+from messaging.services import bursts
 from messaging.services.statements import column
 
 #: First key of the per-guest advisory lock (the second is a hash of instance and chatId): the
@@ -67,6 +73,8 @@ class Written:
     stored_as: int | None  # the inbound row of an earlier delivery (nothing written)
     message_id: int | None
     job_id: int | None
+    job_due: datetime | None = None  # the new job's next_attempt_at (the end of the burst window)
+    merged_id: int | None = None  # the guest's previous answer job, merged into this one (bursts)
 
 
 def available() -> bool:
@@ -91,8 +99,9 @@ class _Insert:
 
     @classmethod
     def of(cls, model: type[Model], expressions: dict[str, str]) -> _Insert:
+        """The primary key is written only when ``expressions`` gives it (else the database's)."""
         qn = connection.ops.quote_name
-        fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+        fields = [f for f in model._meta.concrete_fields if not f.primary_key or f.attname in expressions]
         return cls(
             table=qn(model._meta.db_table),
             columns=", ".join(qn(f.column) for f in fields),
@@ -112,7 +121,21 @@ def _statement(update_name: bool) -> tuple[str, _Insert, _Insert, _Insert, _Inse
     guest = _Insert.of(Guest, {"hotel_id": "hotel.id"})
     conversation = _Insert.of(Conversation, {"hotel_id": "guest.hotel_id", "guest_id": "guest.id"})
     message = _Insert.of(Message, {"conversation_id": "conversation.id", "hotel_id": "conversation.hotel_id"})
-    job = _Insert.of(ReplyJob, {"inbound_id": "message.id"})
+    job = _Insert.of(
+        ReplyJob,
+        {
+            "id": "newid.id",
+            "inbound_id": "message.id",
+            # Due when the guest has been quiet long enough, or the burst's cap is reached.
+            "next_attempt_at": "COALESCE(LEAST(burst.due, (SELECT started FROM merged) + burst.cap), "
+            "burst.due)",
+            "burst_started_at": "COALESCE((SELECT started FROM merged), burst.now)",
+        },
+    )
+    j = partial(col, ReplyJob)
+    merged_cols = ", ".join(
+        f"{j(name)} = %s" for name in ("status", "completed_at", "lease_expires_at", "updated_at")
+    )
     updated = [col(Guest, "last_seen_at")] + ([col(Guest, "display_name")] if update_name else [])
     last_message_at = col(Conversation, "last_message_at")
     # Identifiers only, from the models and quoted by the backend; every value is a parameter.
@@ -147,10 +170,33 @@ WITH hotel AS (
     INSERT INTO {message.table} ({message.columns})
     SELECT {message.values} FROM (SELECT * FROM touched UNION ALL SELECT * FROM started) conversation
     RETURNING {message.pk} AS id
+), burst AS (
+    SELECT %s::timestamptz AS now, %s::timestamptz AS due, %s::interval AS cap, %s::boolean AS enabled
+), newid AS (
+    SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id FROM message
+), earlier AS (
+    SELECT j.{job.pk} AS id FROM {job.table} j JOIN {message.table} m ON m.{message.pk} = j.{j("inbound")}
+    WHERE m.{col(Message, "conversation")} IN (SELECT id FROM touched)
+    AND m.{col(Message, "created_at")} >= (SELECT now - cap FROM burst)
+    AND j.{j("kind")} = %s ORDER BY j.{job.pk} DESC LIMIT 1
+), merged AS (
+    UPDATE {job.table} SET {merged_cols}, {j("merged_into")} = (SELECT id FROM newid)
+    WHERE {job.pk} IN (SELECT id FROM earlier) AND (SELECT enabled FROM burst) AND EXISTS (SELECT FROM newid)
+    AND {j("kind")} = %s AND {j("status")} = %s AND {j("reply_text")} = ''
+    AND {j("send_started_at")} IS NULL AND {j("manual_at")} IS NULL AND {j("manual_text")} = ''
+    AND {j("next_attempt_at")} > (SELECT now FROM burst)
+    AND {j("burst_started_at")} > (SELECT now - cap FROM burst)
+    RETURNING {job.pk} AS id, {j("burst_started_at")} AS started
+), regrouped AS (
+    UPDATE {job.table}
+    SET {j("merged_into")} = (SELECT id FROM newid), {j("updated_at")} = (SELECT now FROM burst)
+    WHERE {j("merged_into")} IN (SELECT id FROM merged)
 ), job AS (
-    INSERT INTO {job.table} ({job.columns}) SELECT {job.values} FROM message RETURNING {job.pk} AS id
+    INSERT INTO {job.table} ({job.columns}) SELECT {job.values} FROM message, newid, burst
+    RETURNING {job.pk} AS id, {j("next_attempt_at")} AS due
 )
-SELECT (SELECT id FROM hotel), (SELECT id FROM stored), (SELECT id FROM message), (SELECT id FROM job)
+SELECT (SELECT id FROM hotel), (SELECT id FROM stored), (SELECT id FROM message), (SELECT id FROM job),
+    (SELECT due FROM job), (SELECT id FROM merged)
 """  # noqa: S608
     return sql, guest, conversation, message, job
 
@@ -169,6 +215,7 @@ def inbound_message_insert(
     in the caller's transaction if there is one."""
     sql, guest_insert, conversation_insert, message_insert, job_insert = _statement(bool(guest.display_name))
     conversation = Conversation(last_message_at=now)
+    w = bursts.window(now)
     params = [
         GUEST_LOCK_CLASS,
         guest_lock_key(id_instance=id_instance, chat_id=guest.chat_id),
@@ -180,6 +227,16 @@ def inbound_message_insert(
         now,
         *conversation_insert.params(conversation),
         *message_insert.params(message),
+        w.now,
+        w.due,
+        w.cap,
+        w.enabled,
+        ReplyJob._meta.db_table,
+        ReplyJob._meta.pk.column,
+        ReplyJob.Kind.ANSWER.value,  # earlier: the guest's latest answer job
+        *bursts.closed_fields(w).values(),  # merged: closed with these ...
+        ReplyJob.Kind.ANSWER.value,  # ... if still waiting out its window
+        ReplyJob.Status.PENDING.value,
         *job_insert.params(job),
     ]
     with connection.cursor() as cursor:

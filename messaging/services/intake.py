@@ -48,7 +48,7 @@ from messaging.notifications import (
     StateChanged,
     Unparseable,
 )
-from messaging.services import handoff, inbound_sql, replies, statuses
+from messaging.services import bursts, handoff, inbound_sql, replies, statuses
 from messaging.services.statements import own_transaction
 from reliability.dead_letters import dead_letter_quarantine
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
@@ -171,6 +171,10 @@ def _guest_message_ingest(*, incoming: IncomingMessage, body: RawBody | None) ->
     if written.stored_as is not None:
         return IngestResult(action="duplicate", message_id=written.stored_as)
     job.pk = written.job_id
+    if written.job_due is not None:
+        job.next_attempt_at = written.job_due
+    if written.merged_id is not None:
+        bursts.merged_on_commit()
     replies.reply_job_publish_on_commit(job)
     return IngestResult(action="stored", message_id=written.message_id)
 
@@ -341,7 +345,8 @@ def _current_conversation(*, hotel: Hotel, guest: Guest, now: datetime) -> Conve
 
 
 def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as: int | None) -> IngestResult:
-    """Store the inbound message and its reply job in one transaction; a redelivery is a no-op.
+    """Store the inbound message and its reply job in one transaction (the guest's previous answer
+    job still waiting out its burst window merged into it: ``bursts``); a redelivery is a no-op.
 
     The path of databases without data-modifying CTEs (SQLite, the embedded default; PostgreSQL
     writes the same rows in one statement, ``_guest_message_ingest``) and of group chats.

@@ -25,7 +25,7 @@ import functools
 import logging
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -41,9 +41,9 @@ from messaging.clients import deepseek, green_api
 from messaging.health import SWEEPER_HEARTBEAT
 from messaging.models import Conversation, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
 from messaging.notifications import TEXT_TYPES
-from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, chat_messages, faq_answer
-from messaging.selectors import conversation_history, hotel_text_overrides
-from messaging.services import handoff, opt_out, statements, statuses
+from messaging.prompts import SWE001_MARKER, HotelFacts, Turn, chat_messages, faq_answers
+from messaging.selectors import burst_messages, conversation_history, hotel_text_overrides
+from messaging.services import bursts, handoff, opt_out, statements, statuses
 from reliability import dead_letters, degradation, masking, retry
 from reliability import services as reliability_services
 from reliability.breaker import State, registry
@@ -154,35 +154,61 @@ def _unmark_published(job_id: int, task_id: str) -> None:
 
 def reply_job_create(*, inbound: Message, now: datetime) -> ReplyJob:
     """The reply job of an inbound message being stored (inside the caller's transaction); its task
-    is published once that transaction commits, on the request path (no retries, short timeouts)."""
+    is published once that transaction commits, on the request path (no retries, short timeouts),
+    to run when the job is due. The guest's previous answer job still waiting out its burst window
+    is merged into it (``bursts``)."""
     job = reply_job_unsaved(now=now)
     job.inbound = inbound
     job.save(force_insert=True)
+    bursts.burst_merge(conversation=inbound.conversation, job=job, w=bursts.window(now))
     reply_job_publish_on_commit(job)
     return job
 
 
 def reply_job_unsaved(*, now: datetime) -> ReplyJob:
-    """A new reply job, due now, with its publish recorded up front.
+    """A new answer job, due once the guest's burst window has passed (``REPLY_BURST_QUIET_SECONDS``
+    after ``now``; at once with bursts off), with its publish recorded up front.
 
     The publish is recorded in the INSERT itself (``published_at``, and a task id chosen here and
     given to Celery), so a webhook costs no UPDATE after it; a failed publish clears the record. A
     process that dies between the commit and the publish leaves the record: the beat process's
-    watch re-publishes a job no worker claimed REPLY_UNSEEN_AFTER after ``published_at``
-    (``reply_jobs_republish_unseen``), as it does a job never published (both are ``now``: the job
-    is due at once); the sweeper's REPLY_STALE_AFTER rule comes after that.
+    watch re-publishes a job no worker claimed REPLY_UNSEEN_AFTER after it was due and published
+    (``reply_jobs_republish_unseen``), as it does a job never published; the sweeper's
+    REPLY_STALE_AFTER rule comes after that.
     """
-    return ReplyJob(next_attempt_at=now, published_at=now, published_task_id=str(uuid.uuid4()))
+    return ReplyJob(
+        next_attempt_at=bursts.window(now).due,
+        burst_started_at=now,
+        published_at=now,
+        published_task_id=str(uuid.uuid4()),
+    )
+
+
+#: Seconds a task is published after its job's due time, so the worker's claim (``next_attempt_at
+#: <= now``) never finds it a moment early.
+DUE_MARGIN = 0.05
+
+
+def countdown_until(due: datetime) -> float:
+    """The countdown of a task for a job due at ``due`` (0 when due already)."""
+    left = (due - timezone.now()).total_seconds()
+    return left + DUE_MARGIN if left > 0 else 0.0
 
 
 def reply_job_publish_on_commit(job: ReplyJob) -> None:
     """Publish a job made by ``reply_job_unsaved`` once the transaction that inserted it commits
-    (at once if it committed already), on the process's hand-off thread: the response need not wait."""
+    (at once if it committed already), on the process's hand-off thread: the response need not
+    wait. The task runs when the job is due (``next_attempt_at``: the end of the burst window)."""
     from reliability import broker
 
-    publish = partial(
-        reply_job_publish, job_id=job.pk, request_path=True, recorded_task_id=job.published_task_id
-    )
+    def publish() -> bool:
+        return reply_job_publish(
+            job_id=job.pk,
+            countdown=countdown_until(job.next_attempt_at),
+            request_path=True,
+            recorded_task_id=job.published_task_id,
+        )
+
     transaction.on_commit(partial(broker.hand_off, publish))
 
 
@@ -474,33 +500,59 @@ class _Texts:
         return text_for(key, self.language, self.overrides, **values)
 
 
-def _generate(job: ReplyJob, texts: _Texts) -> _Generated:
-    """The reply, or why a person must answer instead (a message the bot cannot read, the AI's
-    marker, no FAQ answer while the AI is unavailable: docs/handoff.md)."""
+def _generate(job: ReplyJob, burst: list[Message], texts: _Texts) -> _Generated:
+    """The reply to the guest's messages ``burst`` (the job's own, or a burst's, oldest first: the
+    AI reads them together), or why a person must answer instead (a message the bot cannot read,
+    the AI's marker, no FAQ answer while the AI is unavailable: docs/handoff.md)."""
     inbound = job.inbound
     conversation = inbound.conversation
     facts = _facts(conversation.hotel)
     Reason = Conversation.OwnerReason
-    if SWE001_MARKER in inbound.text:  # an undelivered-message marker: ask the guest to resend
+    # An undelivered-message marker: ask the guest to resend it (the burst's other messages are
+    # answered after that sentence).
+    resend = [m for m in burst if SWE001_MARKER in m.text]
+    readable = [m for m in burst if SWE001_MARKER not in m.text]
+    if not readable:
         return _Generated(texts.text(TextKey.RESEND))
-    if inbound.message_type not in TEXT_TYPES or not inbound.text.strip():
-        return _Generated("", handoff=Reason.UNREADABLE_MESSAGE, note=f"cannot read {inbound.message_type}")
+    unreadable = next((m for m in readable if m.message_type not in TEXT_TYPES or not m.text.strip()), None)
+    if unreadable is not None:
+        what = unreadable.message_type
+        return _Generated("", handoff=Reason.UNREADABLE_MESSAGE, note=f"cannot read {what}")
+    questions = [m.text for m in readable]
+    generated = _generate_answer(job, conversation, facts, questions, texts, before=burst[0])
+    if resend and generated.text:
+        generated = replace(generated, text=f"{texts.text(TextKey.RESEND)} {generated.text}")
+    return generated
+
+
+def _generate_answer(
+    job: ReplyJob,
+    conversation: Conversation,
+    facts: HotelFacts,
+    questions: list[str],
+    texts: _Texts,
+    *,
+    before: Message,
+) -> _Generated:
+    """The AI's answer to the guest's ``questions`` (one user message, a line each; the conversation's
+    messages before ``before`` as context), or the FAQ's while the AI is unavailable, or staff."""
+    Reason = Conversation.OwnerReason
     if not degradation.is_enabled("ai_replies") or degradation.under_maintenance(deepseek.DEPENDENCY):
         # Degradation switch or staff maintenance: the FAQ answer, without asking the AI.
         why = (
             "ai_replies switched off" if not degradation.is_enabled("ai_replies") else "deepseek maintenance"
         )
         logger.info("reply job %s: %s, answering from FAQ", job.pk, why)
-        return _faq_or_staff(facts, inbound.text, f"degraded: {why}", None, texts)
+        return _faq_or_staff(facts, questions, f"degraded: {why}", None, texts)
     history = [
         Turn(inbound=m.direction == Message.Direction.INBOUND, text=m.text)
         for m in conversation_history(
-            conversation=conversation, before=inbound, limit=settings.REPLY_CONTEXT_TURNS
+            conversation=conversation, before=before, limit=settings.REPLY_CONTEXT_TURNS
         )
     ]
     try:
         completion = deepseek.default_client().chat(
-            messages=chat_messages(facts, history, inbound.text, language=texts.language),
+            messages=chat_messages(facts, history, "\n".join(questions), language=texts.language),
             max_tokens=settings.DEEPSEEK_MAX_TOKENS,
             user_id=f"guest_{conversation.guest_id}",
         )
@@ -512,7 +564,7 @@ def _generate(job: ReplyJob, texts: _Texts) -> _Generated:
             extra={"dependency": deepseek.DEPENDENCY, "fallback": "canned_reply"},
         )
         FALLBACK_USAGE.labels(deepseek.DEPENDENCY, "canned_reply").inc()
-        return _faq_or_staff(facts, inbound.text, str(e)[:200], e.status, texts)
+        return _faq_or_staff(facts, questions, str(e)[:200], e.status, texts)
     asked, text = handoff_rules.ai_marker_split(completion.text)
     if asked is not None or not text:
         return _Generated("", handoff=Reason.AI_SIGNAL, note=f"the AI asked for a person: {asked or '-'}")
@@ -520,11 +572,11 @@ def _generate(job: ReplyJob, texts: _Texts) -> _Generated:
 
 
 def _faq_or_staff(
-    facts: HotelFacts, question: str, why: str, ai_status: int | None, texts: _Texts
+    facts: HotelFacts, questions: list[str], why: str, ai_status: int | None, texts: _Texts
 ) -> _Generated:
     """Without the AI: the FAQ answer in the guest's language, or staff (never "our concierge will
     get back to you" while nobody is told)."""
-    answer = faq_answer(facts, question, language=texts.language, overrides=texts.overrides)
+    answer = faq_answers(facts, questions, language=texts.language, overrides=texts.overrides)
     if answer is None:
         return _Generated(
             "", why, ai_status, handoff=Conversation.OwnerReason.FALLBACK, note=f"no FAQ answer; {why}"
@@ -630,12 +682,14 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     if not job.reply_text:
         inbound = job.inbound
         started_at, t0 = timezone.now(), time.monotonic()
-        wants = handoff_rules.guest_wants_staff(inbound.text) if inbound.message_type in TEXT_TYPES else None
-        texts = _Texts(inbound.hotel_id, _guest_language(job, wants.language if wants else None))
-        if wants is not None:  # the guest's own words: no AI call
+        burst = burst_messages(job=job) if job.kind == ReplyJob.Kind.ANSWER else [inbound]
+        said = "\n".join(m.text for m in burst if m.message_type in TEXT_TYPES)
+        wants = handoff_rules.guest_wants_staff(said) if said else None
+        texts = _Texts(inbound.hotel_id, _guest_language(job, said, wants.language if wants else None))
+        if wants is not None:  # the guest's own words, in any message of the burst: no AI call
             generated = _Generated("", handoff=wants.reason, note=f"the guest wrote of {wants.reason}")
         else:
-            generated = _generate(job, texts)
+            generated = _generate(job, burst, texts)
         outcome = (
             DeliveryAttempt.Outcome.DEGRADED if generated.degraded_reason else DeliveryAttempt.Outcome.OK
         )
@@ -732,12 +786,11 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     return _confirm(job, sent.id_message)
 
 
-def _guest_language(job: ReplyJob, hint: str | None) -> str:
-    """The language to answer the job's guest in (``messaging.language``); a new detection is kept
-    on the guest (one UPDATE, only when it changed)."""
-    inbound = job.inbound
-    guest = inbound.conversation.guest
-    text = inbound.text if inbound.message_type in TEXT_TYPES else ""
+def _guest_language(job: ReplyJob, text: str, hint: str | None) -> str:
+    """The language to answer the job's guest in, from what they wrote (``text``: the job's message,
+    or a burst's) (``messaging.language``); a new detection is kept on the guest (one UPDATE, only
+    when it changed)."""
+    guest = job.inbound.conversation.guest
     answer_in, store = language.guest_language(text, previous=guest.language, hint=hint)
     if store is not None:
         Guest.objects.filter(pk=guest.pk).update(language=store)
@@ -761,7 +814,7 @@ def _opt_out_or_in(job: ReplyJob) -> ProcessOutcome | None:
             guest.opted_out_at = None
             logger.info("reply job %s: the guest wrote again; their opt-out ends", job.pk)
         return None
-    answer_in = stop.language or _guest_language(job, None)
+    answer_in = stop.language or _guest_language(job, inbound.text, None)
     with transaction.atomic():  # a lost lease rolls the opt-out back too
         done = opt_out.guest_opt_out(
             guest_id=guest.pk, message_id=inbound.pk, job_id=job.pk, now=timezone.now()
@@ -1032,7 +1085,8 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
         raise
     if job.kind != ReplyJob.Kind.STAFF:  # the bot's replies: a staff message is not the bot's latency
         REPLIES.labels("degraded" if job.degraded else "done").inc()
-        REPLY_LATENCY.observe(max(0.0, (now - job.inbound.created_at).total_seconds()))
+        written = job.burst_started_at or job.inbound.created_at  # a burst: its first message
+        REPLY_LATENCY.observe(max(0.0, (now - written).total_seconds()))
     if job.kind == ReplyJob.Kind.STAFF or job.manual_at is not None:  # staff wrote it
         waited = handoff.conversation_staff_replied(conversation_id=job.inbound.conversation_id, at=now)
         if waited is not None:

@@ -227,6 +227,24 @@ def test_two_topics_in_question_order() -> None:
     assert reply.topics == ["breakfast", "checkout"]
 
 
+def test_several_messages_in_one_question_get_one_answer_to_each() -> None:
+    """A guest's burst (one user message, a line per WhatsApp message): greeted, then each topic."""
+    reply = compose_reply(HOTEL_PROMPT, "hi\ndo you have parking\nand breakfast?")
+    assert reply.text == (
+        "Hello and welcome to Seaside Inn! Parking at Seaside Inn: free on-site parking, 20 spaces. "
+        "Breakfast at Seaside Inn is served 07:00-10:30 in the garden room." + MORE
+    )
+    assert (reply.topics, reply.handoff) == (["parking", "breakfast"], False)
+    partial = compose_reply(HOTEL_PROMPT, "is there parking?\nDo you have a sauna?")
+    assert partial.text == (
+        "Parking at Seaside Inn: free on-site parking, 20 spaces. For the rest, please contact our "
+        "staff: reception, dial 9 or +351 900 000 000." + MORE
+    )
+    assert partial.handoff is True
+    assert compose_reply(HOTEL_PROMPT, "hi\nthanks").topics == ["greeting"]
+    assert compose_reply(HOTEL_PROMPT, "hmm\nsauna?").topics == ["unknown"]
+
+
 def test_missing_facts_and_custom_labels() -> None:
     prompt = (
         "Hotel facts:\n- Hotel: Casa Azul\n- Pool: open 08:00-20:00 on the roof\n- Staff contact: dial 9\n"

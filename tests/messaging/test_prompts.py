@@ -1,7 +1,7 @@
 # ruff: noqa: RUF001 - Russian questions: their letters are meant
 from __future__ import annotations
 
-from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, system_prompt
+from messaging.prompts import HotelFacts, Turn, canned_reply, chat_messages, faq_answers, system_prompt
 
 FACTS = HotelFacts(
     name="Seaside Inn",
@@ -60,3 +60,11 @@ def test_a_hotels_faq_text_replaces_the_default():
 def test_the_prompt_names_the_guests_language():
     assert "The guest writes in Italian: answer in Italian." in system_prompt(FACTS, "it")
     assert "The guest writes in" not in system_prompt(FACTS)
+
+
+def test_faq_answers_answer_each_message_of_a_burst_once():
+    answer = faq_answers(FACTS, ["hi", "what time is check-out?", "and the wifi?", "checkout again?"])
+    assert answer == (
+        f"Check-out at {FACTS.name} is {FACTS.check_out}. Wi-Fi: {FACTS.wifi}. Anything else I can help with?"
+    )
+    assert faq_answers(FACTS, ["hi", "can I bring my dog?"]) is None

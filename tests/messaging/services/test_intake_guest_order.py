@@ -47,6 +47,9 @@ def _on_file_sqlite(scenario: str, tmp_path: Path) -> dict[str, Any]:
     """Run a scenario in a child process on a fresh SQLite file database (WAL, busy timeout)."""
     env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL")}
     env.update({"HOTELBOT_VAR_DIR": str(tmp_path), "DJANGO_DEBUG": "1", "SQLITE_TEST_NAME": ""})
+    # Each message answered on its own, as in the in-process runs (tests/conftest.py): the order of
+    # answers is the subject here, bursts have their own tests (test_bursts.py).
+    env["REPLY_BURST_QUIET_SECONDS"] = "0"
     out = subprocess.run(
         [sys.executable, "-m", "tests.messaging.services.guest_races", scenario, "orm"],
         cwd=ROOT,
