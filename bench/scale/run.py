@@ -212,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                 _admin(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
     failed = [p for p in pages if not p["passed"]]
     results["targets"] = {"p50_ms": TARGET_P50_MS, "ratio": TARGET_RATIO}
+    results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]  # the machine was shared?
     results["summary"] = {
         "pages": len(pages),
         "failed": len(failed),
