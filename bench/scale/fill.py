@@ -134,7 +134,7 @@ class Shape:
 AT = "(%(t0)s::timestamptz + make_interval(secs => i * %(step)s))"
 CONV = "(((i - 1)::bigint * %(G)s) / %(M)s + 1)"
 HOTEL_OF_CONV = f"(({CONV} - 1) % %(H)s + 1)"
-R = "((i * 7919) % 1000)"  # a pseudo-random 0..999 per guest message
+R = "((i::bigint * 7919) % 1000)"  # a pseudo-random 0..999 per guest message
 TAIL = "(i > %(M)s - greatest(1, %(M)s / 2000))"  # the newest messages: replies still on their way
 JOB_STATUS = (
     f"CASE WHEN {TAIL} THEN (ARRAY['pending', 'in_progress', 'pending_provider_recovery'])[i % 3 + 1]"
