@@ -228,7 +228,9 @@ class Guest(models.Model):
         ordering = ["-last_seen_at"]
         # The console's search by a number's first digits (LIKE 'prefix%' under any collation).
         indexes = [
-            models.Index(fields=["chat_id"], name="guest_chat_prefix", opclasses=["varchar_pattern_ops"])
+            models.Index(fields=["chat_id"], name="guest_chat_prefix", opclasses=["varchar_pattern_ops"]),
+            # The console's guest list, most recently seen first (the admin adds the id as a tiebreak).
+            models.Index(fields=["-last_seen_at", "-id"], name="guest_last_seen"),
         ]
         permissions = [("clear_opt_out", "Can let an opted-out guest receive the bot's messages again")]
 

@@ -611,7 +611,7 @@ class ReplyJobAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
         "status",
         "kind",
         "degraded",
-        scale.hotel_filter("inbound__hotel_id"),
+        scale.hotel_filter(scale.of_hotel_newest()),
         scale.recent_filter("created_at", "created"),
     )
     ordering = ("-pk",)
@@ -688,7 +688,7 @@ class DeliveryAttemptAdmin(scale.ScaleAdminMixin, ReadOnlyAdmin):
     list_filter = (
         "step",
         "outcome",
-        scale.hotel_filter("job__inbound__hotel_id"),
+        scale.hotel_filter(scale.of_hotel_newest(through_jobs=True)),
         scale.recent_filter("started_at", "started"),
     )
     ordering = ("-pk",)

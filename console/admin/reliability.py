@@ -17,8 +17,9 @@ from django.contrib import admin, messages
 from django.contrib.admin import helpers
 from django.contrib.admin.options import IncorrectLookupParameters
 from django.contrib.admin.utils import unquote
+from django.contrib.auth import get_user_model
 from django.core.exceptions import PermissionDenied
-from django.db.models import Count, QuerySet
+from django.db.models import Count, Q, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseNotAllowed, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
@@ -192,6 +193,25 @@ class HotelFilter(admin.SimpleListFilter):
         return queryset
 
 
+class DependencyFilter(admin.SimpleListFilter):
+    """The dependencies with a breaker (from the breaker table, not a DISTINCT over the letters),
+    and "none" (our own failures, quarantined notifications)."""
+
+    title = "dependency"
+    parameter_name = "dependency"
+    NONE = "-"
+
+    def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+        names = BreakerConfig.objects.order_by("name").values_list("name", flat=True)
+        return [(name, name) for name in names] + [(self.NONE, "(none)")]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        value = self.value()
+        if value is None:
+            return queryset
+        return queryset.filter(dependency="" if value == self.NONE else value)
+
+
 def _every_hotel_key() -> list[str]:
     from messaging.models import Hotel
 
@@ -250,8 +270,13 @@ class DeadLetterAdmin(ScopedAdmin):
         "redrive_count",
         "next_redrive_at",
     )
-    list_filter = ("status", "kind", "category", "dependency", HotelFilter, AgeFilter)
-    search_fields = ("subject", "reason", "error_message", "error_class")
+    list_filter = ("status", "kind", "category", DependencyFilter, HotelFilter, AgeFilter)
+    search_fields = ("subject",)  # the box; get_search_results looks up what an index answers
+    search_help_text = (
+        "Search: a dead letter id, a reply job id, a subject exactly (e.g. a Green API instance id), "
+        "a reason code (e.g. attempts_exhausted), or words of the reason or error (3 characters or "
+        "more; among the newest 2,000 letters)."
+    )
     list_per_page = 50
     paginator = scale.EstimatedCountPaginator  # the age filter replaces date_hierarchy (docs/scale.md)
     show_full_result_count = False
@@ -285,6 +310,20 @@ class DeadLetterAdmin(ScopedAdmin):
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return tenancy.scope_by_tenant(queryset, request.user)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[DeadLetter], search_term: str
+    ) -> tuple[QuerySet[DeadLetter], bool]:
+        """Indexed equalities only (``icontains`` over the texts scans every letter: docs/scale.md)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        q = Q(subject=term) | Q(reason_code=term)
+        if term.isdigit():
+            q |= Q(pk=int(term)) | Q(subject=f"reply job {term}")
+        if len(term) >= 3:
+            q |= scale.words_among_newest(DeadLetter, ("reason", "error_message"), term)
+        return queryset.filter(q), False
 
     def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> list[str]:
         shown = [str(f) for _, opts in self.fieldsets for f in opts["fields"]]
@@ -640,8 +679,17 @@ class AuditEntryAdmin(ReadOnlyMixin, ScopedAdmin):
     """Who did what, when and why (read-only; staff see their hotels' entries)."""
 
     list_display = ("created_at", "actor_name", "via", "action", "target_type", "target_id", "short_reason")
-    list_filter = ("via", "action", ("actor", StaffUserFilter), scale.recent_filter("created_at"))
-    search_fields = ("action", "actor_name", "reason", "target_id")
+    list_filter = (
+        "via",
+        scale.recent_values_filter("action", "action"),
+        ("actor", StaffUserFilter),
+        scale.recent_filter("created_at"),
+    )
+    search_fields = ("action",)  # the box; get_search_results looks up what an index answers
+    search_help_text = (
+        "Search: an action (e.g. dead_letter.retry), a target's id, a staff username, or words of "
+        "the reason or the actor's name (3 characters or more; among the newest 2,000 entries)."
+    )
     paginator = scale.EstimatedCountPaginator
     show_full_result_count = False
     readonly_fields = (
@@ -659,6 +707,19 @@ class AuditEntryAdmin(ReadOnlyMixin, ScopedAdmin):
 
     def scope(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
         return tenancy.scope_by_tenant(queryset, request.user)
+
+    def get_search_results(
+        self, request: HttpRequest, queryset: QuerySet[AuditEntry], search_term: str
+    ) -> tuple[QuerySet[AuditEntry], bool]:
+        """Indexed equalities only (``icontains`` over the texts scans the whole log: docs/scale.md)."""
+        term = search_term.strip()
+        if not term:
+            return queryset, False
+        actors = get_user_model().objects.filter(username=term).values_list("pk", flat=True)
+        q = Q(action=term) | Q(target_id=term) | Q(actor_id__in=list(actors))
+        if len(term) >= 3:
+            q |= scale.words_among_newest(AuditEntry, ("reason", "actor_name"), term)
+        return queryset.filter(q), False
 
     @admin.display(description="reason")
     def short_reason(self, obj: AuditEntry) -> str:

@@ -9,6 +9,7 @@ replace each with something an index answers:
   PostgreSQL, a capped count (``LIMIT n+1``) when filtered; pages stop at ``MAX_PAGES``.
 * :func:`hotel_filter`: the user's hotels from the ``Hotel`` table (no DISTINCT over the rows).
 * :func:`recent_filter`: a bounded date range (last hour / day / 7 days / 30 days).
+* :func:`recent_values_filter`: a column's values among the newest rows (no DISTINCT over the table).
 * :class:`KeysetChangeList` + :class:`ScaleAdminMixin`: keyset "show older" (``?before=<id>``).
 * :func:`search_terms`: what the search box accepts (numbers and ids by prefix; text only where
   an index serves it).
@@ -74,9 +75,14 @@ def _estimated_rows(queryset: QuerySet[Any]) -> int | None:
     return int(row[0])
 
 
-def hotel_filter(path: str) -> type[admin.SimpleListFilter]:
-    """A "hotel" filter on ``path`` (e.g. ``hotel_id``, ``inbound__hotel_id``) whose choices are the
-    hotels the user may see, read from the ``Hotel`` table (never a DISTINCT over the rows)."""
+HotelRows = Callable[[QuerySet[Any], int], QuerySet[Any]]
+
+
+def hotel_filter(path: str | HotelRows) -> type[admin.SimpleListFilter]:
+    """A "hotel" filter whose choices are the hotels the user may see, read from the ``Hotel`` table
+    (never a DISTINCT over the rows). ``path`` is the hotel's id on the rows (e.g. ``hotel_id``), or
+    a function that cuts the rows to one hotel's (where the hotel is a join away: see
+    :func:`of_hotel_newest`)."""
 
     class HotelFilter(admin.SimpleListFilter):
         title = "hotel"
@@ -94,9 +100,50 @@ def hotel_filter(path: str) -> type[admin.SimpleListFilter]:
                 return queryset
             if not value.isdigit():
                 raise IncorrectLookupParameters(f"hotel={value!r}: not a hotel id")
+            if callable(path):
+                return path(queryset, int(value))
             return queryset.filter(**{path: int(value)})
 
     return HotelFilter
+
+
+def of_hotel_newest(*, through_jobs: bool = False) -> HotelRows:
+    """Reply jobs (``through_jobs``: their delivery attempts) of one hotel: those of the hotel's
+    newest ``COUNT_CAP`` guest messages, by ids. A join filter on the hotel (``inbound__hotel_id``)
+    walks the whole table newest first to find one hotel's rows among a thousand hotels'; the ids
+    come from one range of the message index that leads with the hotel, then the jobs' and attempts'
+    own indexes (``inbound_id``, ``job_id``)."""
+
+    def rows(queryset: QuerySet[Any], hotel_id: int) -> QuerySet[Any]:
+        from messaging.models import Message, ReplyJob
+
+        newest = Message.objects.filter(hotel_id=hotel_id, direction=Message.Direction.INBOUND)
+        ids = list(newest.order_by("-pk").values_list("pk", flat=True)[:COUNT_CAP])
+        if not through_jobs:
+            return queryset.filter(inbound_id__in=ids)
+        jobs = ReplyJob.objects.filter(inbound_id__in=ids).values_list("pk", flat=True)
+        return queryset.filter(job_id__in=list(jobs))
+
+    return rows
+
+
+def recent_values_filter(field: str, title: str) -> type[admin.SimpleListFilter]:
+    """A filter on ``field`` whose choices are the values of the newest ``COUNT_CAP`` rows the user
+    sees (the choices of ``list_filter = ("field",)`` are a DISTINCT over the whole table)."""
+
+    class RecentValuesFilter(admin.SimpleListFilter):
+        parameter_name = field
+
+        def lookups(self, request: HttpRequest, model_admin: Any) -> list[tuple[str, str]]:
+            newest = model_admin.get_queryset(request).order_by("-pk").values_list(field, flat=True)
+            return [(value, value) for value in sorted(set(newest[:COUNT_CAP])) if value]
+
+        def queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> QuerySet[Any]:
+            value = self.value()
+            return queryset if value is None else queryset.filter(**{field: value})
+
+    RecentValuesFilter.title = title
+    return RecentValuesFilter
 
 
 RECENT = {"1h": ("last hour", timedelta(hours=1)), "24h": ("last 24 hours", timedelta(days=1))} | {
@@ -172,6 +219,17 @@ def chat_prefix(term: str) -> str | None:
     """The chat-id prefix of a typed phone number (at least 4 digits), else ``None``."""
     number = digits(term)
     return number if len(number) >= 4 else None
+
+
+def words_among_newest(model: Any, fields: tuple[str, ...], term: str) -> Q:
+    """Words of free text (``icontains`` on ``fields``) searched among the newest ``COUNT_CAP`` rows
+    only: an index range by id, then a bounded scan (a whole-table ``icontains`` reads every row)."""
+    bound = model._default_manager.order_by("-pk").values_list("pk", flat=True)[COUNT_CAP : COUNT_CAP + 1]
+    oldest = next(iter(bound), 0)
+    words = Q()
+    for field in fields:
+        words |= Q(**{f"{field}__icontains": term})
+    return Q(pk__gt=oldest) & words
 
 
 SearchBuilder = Callable[[str], Q | None]

@@ -49,7 +49,9 @@ def _live_data() -> None:
     ReplyJobFactory.create(inbound=asked, outbound=answer, status=ReplyJob.Status.DONE, completed_at=now)
 
     lost = MessageFactory.create(conversation=conversation, text="Can I park a van?")
-    dead = ReplyJobFactory.create(inbound=lost, status=ReplyJob.Status.DEAD, last_error="503 x8")
+    dead = ReplyJobFactory.create(
+        inbound=lost, status=ReplyJob.Status.DEAD, last_error="503 x8", completed_at=now
+    )  # buried now (replies._bury sets completed_at)
     DeadLetter.objects.create(
         kind=DeadLetter.Kind.REPLY_SEND,
         subject=f"reply job {dead.pk}",

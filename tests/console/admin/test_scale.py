@@ -13,18 +13,27 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from console.admin import messaging as messaging_admin
+from console.admin import scale
 from messaging.models import Conversation, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
+from reliability.models import AuditEntry, DeadLetter
 from tests.factories import HotelFactory
 
 pytestmark = pytest.mark.django_db
 
-BIG = ("messaging_message", "messaging_replyjob", "messaging_deliveryattempt")
+BIG = (
+    "messaging_message",
+    "messaging_replyjob",
+    "messaging_deliveryattempt",
+    "reliability_deadletter",
+    "reliability_auditentry",
+)
 PER_PAGE = 5
 
 
-def _world(rows: int) -> Hotel:
-    """``rows`` guests' questions, each with its reply job and two attempts (set-based inserts)."""
-    hotel = HotelFactory.create()
+def _world(rows: int, instance: str = "1101000001") -> Hotel:
+    """``rows`` guests' questions, each with its reply job, two attempts and a dead letter, and as
+    many audit entries (set-based inserts)."""
+    hotel = HotelFactory.create(green_api_instance_id=instance)
     now = timezone.now()
     guests = Guest.objects.bulk_create(
         Guest(hotel=hotel, chat_id=f"7900{n:07d}@c.us", display_name=f"G{n}") for n in range(rows)
@@ -51,6 +60,30 @@ def _world(rows: int) -> Hotel:
         DeliveryAttempt(job=j, attempt=1, step=step, started_at=now, duration_ms=5, outcome="ok")
         for j in jobs
         for step in ("generate", "send")
+    )
+    DeadLetter.objects.bulk_create(
+        DeadLetter(
+            kind=DeadLetter.Kind.REPLY_SEND,
+            subject=f"reply job {j.pk}",
+            subject_type="messaging.replyjob",
+            subject_id=j.pk,
+            tenant=str(hotel.pk),
+            dependency="green_api",
+            reason_code="attempts_exhausted",
+            reason="Green API answered 502 five times.",
+        )
+        for j in jobs
+    )
+    AuditEntry.objects.bulk_create(
+        AuditEntry(
+            actor_name="system",
+            via=AuditEntry.Via.SYSTEM,
+            action="dead_letter.retry",
+            target_type="reliability.deadletter",
+            target_id=str(n),
+            tenant=str(hotel.pk),
+        )
+        for n in range(rows)
     )
     return hotel
 
@@ -93,8 +126,17 @@ def _urls(hotel: Hotel) -> list[str]:
         f"/admin/messaging/guest/?hotel={h}",
         "/admin/messaging/conversation/?q=7900000",
         "/admin/messaging/conversation/?recent=30d",
+        "/admin/messaging/guest/",
+        "/admin/messaging/conversation/",
         "/admin/reliability/deadletter/",
+        f"/admin/reliability/deadletter/?q={job.pk:05d}",  # an id (of the same length in both worlds)
+        "/admin/reliability/deadletter/?q=attempts_exhausted",
+        f"/admin/reliability/deadletter/?hotel={h}",
+        "/admin/reliability/deadletter/?status__exact=pending",
+        "/admin/reliability/auditentry/",
         "/admin/reliability/auditentry/?recent=24h",
+        "/admin/reliability/auditentry/?q=dead_letter.retry",
+        "/admin/reliability/auditentry/?via__exact=system",
     ]
 
 
@@ -141,6 +183,8 @@ def test_changelists_cost_the_same_on_10_and_200_rows(ops_client: Client, small_
     small = [len(_load(ops_client, url)) for url in urls]
     Message.objects.all().delete()
     Guest.objects.all().delete()
+    DeadLetter.objects.all().delete()
+    AuditEntry.objects.all().delete()
     for url, expected in zip(_urls(_world(200)), small, strict=True):
         queries = _load(ops_client, url)
         assert len(queries) == expected, (url, [q["sql"][:300] for q in queries])
@@ -161,6 +205,39 @@ def test_show_older_walks_past_the_last_page_by_id(ops_client: Client, small_pag
 def test_a_bad_keyset_or_filter_value_is_the_admins_error_page_not_a_traceback(ops_client: Client) -> None:
     for url in ("/admin/messaging/message/?before=x", "/admin/messaging/message/?recent=1y"):
         assert ops_client.get(url).status_code in (200, 302), url
+
+
+def test_the_hotel_filter_of_jobs_and_attempts_shows_that_hotels_rows_only(ops_client: Client) -> None:
+    mine, other = _world(3), _world(2, instance="1101000002")
+    jobs = ops_client.get(f"/admin/messaging/replyjob/?hotel={mine.pk}").context["cl"].result_list
+    assert sorted(j.pk for j in jobs) == sorted(
+        ReplyJob.objects.filter(inbound__hotel=mine).values_list("pk", flat=True)
+    )
+    attempts = ops_client.get(f"/admin/messaging/deliveryattempt/?hotel={other.pk}").context["cl"].result_list
+    assert len(attempts) == 4
+    assert {a.job.inbound.hotel_id for a in attempts} == {other.pk}
+
+
+def test_dead_letters_and_audit_entries_are_searched_by_what_an_index_answers(
+    ops_client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _world(3)
+    job = ReplyJob.objects.order_by("pk").first()
+    assert job is not None
+    letter = DeadLetter.objects.get(subject=f"reply job {job.pk}")
+
+    def found(url: str) -> list[int]:
+        return [row.pk for row in ops_client.get(url).context["cl"].result_list]
+
+    assert found(f"/admin/reliability/deadletter/?q={job.pk}") == [letter.pk]
+    assert found(f"/admin/reliability/deadletter/?q={letter.pk}") == [letter.pk]
+    assert len(found("/admin/reliability/deadletter/?q=attempts_exhausted")) == 3
+    assert len(found("/admin/reliability/deadletter/?q=five times")) == 3  # among the newest letters
+    monkeypatch.setattr(scale, "COUNT_CAP", 1)
+    assert found("/admin/reliability/deadletter/?q=five times") == [letter.pk + 2]  # never a whole scan
+    assert len(found("/admin/reliability/auditentry/?q=dead_letter.retry")) == 3
+    assert len(found("/admin/reliability/auditentry/?q=1")) == 1  # a target's id
+    assert found("/admin/reliability/auditentry/?q=ops") == []  # a username: ops did nothing
 
 
 @pytest.mark.skipif(connection.vendor != "postgresql", reason="plans are PostgreSQL's")
