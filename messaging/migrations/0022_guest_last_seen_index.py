@@ -9,7 +9,7 @@ from hotelbot.migration_ops import AddIndexConcurrentlyOnPostgres
 
 class Migration(migrations.Migration):
     atomic = False
-    dependencies = [("messaging", "0015_console_scale_indexes")]
+    dependencies = [("messaging", "0021_reply_job_bursts")]
 
     operations = [
         AddIndexConcurrentlyOnPostgres(
