@@ -4,7 +4,6 @@ static files, not a CDN an offline or CSP-locked deployment cannot reach)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -12,33 +11,22 @@ from urllib.parse import urlsplit
 import pytest
 from django.contrib.auth.models import User
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-]
+from tests.console.browser import ARGS, CHROMIUM, require_chromium
+
 TIMEOUT_MS = 60_000  # generous: a busy 2-core machine
 
 
 @pytest.mark.slow
 @pytest.mark.django_db(transaction=True)
 def test_swagger_ui_renders_offline_after_a_session_login(live_server: Any, tmp_path: Path) -> None:
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(
-            f"{CHROMIUM} is missing: install Debian's chromium (apt-get install chromium; .ci/run does)",
-            pytrace=False,
-        )
+    require_chromium("API docs")
     from playwright.sync_api import sync_playwright
 
     User.objects.create_user("docs", "docs@example.com", "docs-pw", is_staff=True)
     requested: list[str] = []
     base = f"http://127.0.0.1:{urlsplit(live_server.url).port}"  # the loopback address, not a name
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=LAUNCH_ARGS)
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=ARGS)
         try:
             page = browser.new_page()
             page.set_default_timeout(TIMEOUT_MS)
