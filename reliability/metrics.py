@@ -228,6 +228,10 @@ FIRST_HUMAN_REPLY = Histogram(
     "hand accepted by Green API, or a message from the hotel's phone); wall-clock.",
     buckets=(60, 300, 600, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 12 * 3600, 86400, 3 * 86400),
 )
+OPT_OUTS = Counter(
+    "hotelbot_opt_outs_total",
+    "Guests who opted out of the bot's messages (a STOP, unsubscribe... while not opted out), on commit.",
+)
 DLQ_CACHE_SECONDS = 10.0
 
 

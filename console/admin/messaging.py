@@ -424,7 +424,7 @@ class GuestAdmin(ReadOnlyAdmin):
 
     def has_clear_opt_out_permission(self, request: HttpRequest) -> bool:
         """``messaging.clear_opt_out`` (the hotel staff group has it), on the user's guests."""
-        return request.user.has_perm(f"{self.opts.app_label}.clear_opt_out")
+        return request.user.has_perm(permissions.CLEAR_OPT_OUT)
 
     @admin.action(
         description="Clear opt-out (the bot may write to the selected guests again)",
