@@ -105,10 +105,10 @@ def exported() -> set[str]:
         mp.setattr("reliability.metrics._dead_letter_counts", lambda: [])
         DEAD_LETTERS.reset()
         names |= {family.name for family in DEAD_LETTERS.collect()}
-        for collector in (CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED):  # (without a database)
-            mp.setattr(collector, "_source", lambda: (0, 0))
-            collector.reset()
-            names |= {family.name for family in collector.collect()}
+        for sourced in (CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED):  # (without a database)
+            mp.setattr(sourced, "_source", lambda: (0, 0))
+            sourced.reset()
+            names |= {family.name for family in sourced.collect()}
     for collector in (DEAD_LETTERS, CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED):
         collector.reset()
     names |= {rule["record"] for rule in rules() if "record" in rule}
