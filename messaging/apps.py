@@ -45,6 +45,8 @@ class MessagingConfig(AppConfig):
         degradation.register_signal(degradation.REPLY_P95_SECONDS, selectors.reply_latency_p95)
         # The gauges of guests waiting for staff (and past their hotel's target), read at scrape time.
         metrics.CONVERSATIONS_WAITING.set_source(lambda: selectors.waiting_counts(now=timezone.now()))
+        # The conversations of the last 24 h by who handled them (the share resolved by the bot).
+        metrics.CONVERSATIONS_HANDLED.set_source(lambda: selectors.handled_counts(now=timezone.now()))
         # These switches off stop every call to their provider: rules on its breaker spare them
         # while the breaker waits for a probe, so it can close (and the level recover).
         degradation.register_gating_switch("ai_replies", "deepseek")

@@ -33,6 +33,9 @@ HOTEL_STAFF_GROUP = "hotel staff"
 #: Sending a guest a WhatsApp message written by staff (admin page and API).
 ANSWER_GUESTS = "messaging.answer_guests"
 
+#: Letting an opted-out guest (STOP) receive the bot's messages again (admin action and API).
+CLEAR_OPT_OUT = "messaging.clear_opt_out"
+
 #: (app label, codename) of every permission the "hotel staff" group holds.
 HOTEL_STAFF_PERMISSIONS: tuple[tuple[str, str], ...] = (
     ("messaging", "view_hotel"),

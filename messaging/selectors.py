@@ -383,17 +383,41 @@ def handoff_stats(
     ).annotate(
         latency=ExpressionWrapper(F("staff_replied_at") - F("handoff_at"), output_field=DurationField())
     )
-    active = conversations.filter(last_message_at__gte=since, last_message_at__lt=until).aggregate(
-        total=Count("pk"), by_bot=Count("pk", filter=Q(owner_reason="", handoff_at__isnull=True))
-    )
+    total, by_bot = conversations_handled(since=since, until=until, tenants=tenants)
     waiting, past = waiting_counts(now=now or timezone.now(), tenants=tenants)  # a snapshot: now
     return HandoffStats(
         waiting=waiting,
         past_target=past,
         first_reply=_ranked_latency(answered),
-        conversations=active["total"],
-        by_bot=active["by_bot"],
+        conversations=total,
+        by_bot=by_bot,
     )
+
+
+#: The window of the scrape-time gauge ``hotelbot_conversations_recent`` (bounded: one index range).
+HANDLED_WINDOW = timedelta(hours=24)
+
+
+def conversations_handled(
+    *, since: datetime, until: datetime, tenants: frozenset[str] | None = None
+) -> tuple[int, int]:
+    """(conversations with a message in [since, until), of them those the bot handled alone: never
+    handed to staff nor taken by them): the one definition of "resolved by the bot" (the dashboard,
+    the report and the gauge). One aggregate over the ``last_message_at`` index range."""
+    conversations = Conversation.objects.filter(last_message_at__gte=since, last_message_at__lt=until)
+    if tenants is not None:
+        conversations = conversations.filter(hotel_id__in=_hotel_ids(tenants))
+    counts = conversations.aggregate(
+        total=Count("pk"), by_bot=Count("pk", filter=Q(owner_reason="", handoff_at__isnull=True))
+    )
+    return counts["total"], counts["by_bot"]
+
+
+def handled_counts(*, now: datetime) -> tuple[int, int]:
+    """(by the bot alone, by staff) of every hotel's conversations active in the last
+    :data:`HANDLED_WINDOW`: the gauge's numbers."""
+    total, by_bot = conversations_handled(since=now - HANDLED_WINDOW, until=now + timedelta(microseconds=1))
+    return by_bot, total - by_bot
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

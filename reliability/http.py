@@ -36,6 +36,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from reliability.breaker import registry
+from reliability.egress import PublicOnlyAdapter
 from reliability.metrics import HTTP_REQUESTS, HTTP_SECONDS
 from reliability.retry import RetryConfig, RetryHandler, is_transient, request_sent
 from reliability.transport import DeadlineExceeded, HttpResponse, TransportError
@@ -101,7 +102,10 @@ class ResilientSession:
         retry: RetryConfig | None = None,
         use_breaker: bool = True,
         redact: Callable[[str], str] | None = None,
+        public_only: bool = False,
     ) -> None:
+        """``public_only``: connect to public addresses only (``reliability.egress``: a URL chosen
+        by someone other than the operator)."""
         self.dependency = dependency
         #: Masks secrets in a URL-bearing text (identity unless given).
         self.redact: Callable[[str], str] = redact or _no_redaction
@@ -131,7 +135,8 @@ class ResilientSession:
         )
         self._env_proxies = urllib.request.getproxies()
         self._proxies: dict[str, dict[str, str]] = {}
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+        adapter_class = PublicOnlyAdapter if public_only else HTTPAdapter
+        adapter = adapter_class(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
         self._session.mount("http://", adapter)
         self._session.mount("https://", adapter)
         if headers:

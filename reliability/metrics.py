@@ -228,6 +228,10 @@ FIRST_HUMAN_REPLY = Histogram(
     "hand accepted by Green API, or a message from the hotel's phone); wall-clock.",
     buckets=(60, 300, 600, 900, 1800, 3600, 2 * 3600, 4 * 3600, 8 * 3600, 12 * 3600, 86400, 3 * 86400),
 )
+OPT_OUTS = Counter(
+    "hotelbot_opt_outs_total",
+    "Guests who opted out of the bot's messages (a STOP, unsubscribe... while not opted out), on commit.",
+)
 DLQ_CACHE_SECONDS = 10.0
 
 
@@ -290,13 +294,9 @@ class DeadLetterCollector(ScrapeTimeCollector):
         yield family
 
 
-class WaitingCollector(ScrapeTimeCollector):
-    """``hotelbot_conversations_waiting`` and ``..._past_target``: guests waiting for staff now, and
-    of them those past their hotel's target (counted while reception is open), at scrape time. The
-    domain registers the source (:meth:`set_source`: reliability never imports it); without one,
-    no sample."""
-
-    what = "conversations waiting"
+class SourcedCollector(ScrapeTimeCollector):
+    """A scrape-time collector whose numbers the domain provides (:meth:`set_source`, registered in
+    its ``ready()``: reliability never imports it); without a source, no sample."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -308,6 +308,13 @@ class WaitingCollector(ScrapeTimeCollector):
 
     def read(self) -> tuple[int, int] | None:
         return self._source() if self._source is not None else None
+
+
+class WaitingCollector(SourcedCollector):
+    """``hotelbot_conversations_waiting`` and ``..._past_target``: guests waiting for staff now, and
+    of them those past their hotel's target (counted while reception is open), at scrape time."""
+
+    what = "conversations waiting"
 
     def families(self, cached: tuple[int, int]) -> Iterable[Any]:
         waiting, past = cached
@@ -322,6 +329,26 @@ class WaitingCollector(ScrapeTimeCollector):
             "while reception is open (the oldest 500 waiting are timed; at scrape time).",
             value=past,
         )
+
+
+class HandledCollector(SourcedCollector):
+    """``hotelbot_conversations_recent{by}``: the conversations with a message in the last 24 h, by
+    who handled them: ``bot`` (the bot alone: never handed to staff nor taken by them) or ``staff``;
+    the share resolved by the bot is ``bot / (bot + staff)`` (the recording rule
+    ``hotelbot:conversations_bot_share:24h``). One aggregate over an index range, at scrape time."""
+
+    what = "conversations handled"
+
+    def families(self, cached: tuple[int, int]) -> Iterable[Any]:
+        family = GaugeMetricFamily(
+            "hotelbot_conversations_recent",
+            "Conversations with a message in the last 24 h, by who handled them: bot (the bot alone, "
+            "never handed to staff nor taken by them) or staff (counted at scrape time).",
+            labels=["by"],
+        )
+        for by, count in zip(("bot", "staff"), cached, strict=True):
+            family.add_metric([by], count)
+        yield family
 
 
 def _dead_letter_counts() -> list[tuple[str, str, int]]:
@@ -342,5 +369,6 @@ def _dead_letter_counts() -> list[tuple[str, str, int]]:
 
 DEAD_LETTERS = DeadLetterCollector()
 CONVERSATIONS_WAITING = WaitingCollector()
+CONVERSATIONS_HANDLED = HandledCollector()
 #: The scrape-time collectors, served by the web's /metrics (reliability.apps, observability).
-SCRAPE_TIME: tuple[ScrapeTimeCollector, ...] = (DEAD_LETTERS, CONVERSATIONS_WAITING)
+SCRAPE_TIME: tuple[ScrapeTimeCollector, ...] = (DEAD_LETTERS, CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED)

@@ -27,6 +27,7 @@ from console.admin.mixins import ReadOnlyMixin
 from console.site import ScopedAdmin
 from hotelbot.exceptions import NotFound, ValidationFailed
 from messaging import permissions, selectors
+from messaging.clients import staff_webhook
 from messaging.models import (
     CannedResponse,
     Conversation,
@@ -44,6 +45,7 @@ from messaging.selectors import hotels_visible_to
 from messaging.services import hotels as hotel_services
 from messaging.services import manual, opt_out, replies, retention
 from reliability import masking
+from reliability.egress import UnsafeUrl
 from reliability.fields import is_set, secret_hint
 from reliability.masking import mask_numbers
 from reliability.models import AuditEntry
@@ -203,6 +205,17 @@ class HotelForm(forms.ModelForm):
 
     def clean_timezone(self) -> str:
         return str(self.cleaned_data.get("timezone") or default_timezone())
+
+    def clean_staff_webhook_url(self) -> str:
+        """Against SSRF: https to a public host (unless the deployment allows private ones), checked
+        when the URL changes; each POST checks again (DNS can change)."""
+        url: str = self.cleaned_data.get("staff_webhook_url") or ""
+        if url and "staff_webhook_url" in self.changed_data:
+            try:
+                staff_webhook.url_check(url)
+            except UnsafeUrl as e:
+                raise forms.ValidationError(e.message, code="unsafe_url") from e
+        return url
 
     def clean_green_api_token(self) -> str:
         token: str = self.cleaned_data.get("green_api_token") or ""
@@ -424,7 +437,7 @@ class GuestAdmin(ReadOnlyAdmin):
 
     def has_clear_opt_out_permission(self, request: HttpRequest) -> bool:
         """``messaging.clear_opt_out`` (the hotel staff group has it), on the user's guests."""
-        return request.user.has_perm(f"{self.opts.app_label}.clear_opt_out")
+        return request.user.has_perm(permissions.CLEAR_OPT_OUT)
 
     @admin.action(
         description="Clear opt-out (the bot may write to the selected guests again)",

@@ -6,6 +6,7 @@ hand back, a staff reply (through the reply pipeline, exactly once: the same req
 it once) and internal notes. Reading needs ``messaging.view_conversation``; acting needs it and
 ``messaging.answer_guests`` (403 for every id without them). A conversation of a hotel the caller
 does not staff is a 404, in the error envelope. Every action is audited ``via="api"`` by its service.
+Clearing the guest's opt-out (STOP) needs ``messaging.clear_opt_out`` instead of answering.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from console.api.views import _errors
 from hotelbot.exceptions import ValidationFailed
 from messaging import permissions, selectors
 from messaging.models import Conversation, ConversationNote, ReplyJob
-from messaging.services import handoff, inbox
+from messaging.services import handoff, inbox, opt_out
 from reliability.models import AuditEntry
 
 VIA = AuditEntry.Via.API
@@ -64,6 +65,12 @@ class ConversationSerializer(serializers.Serializer[Any]):
     target_seconds = serializers.FloatField(help_text="The hotel's handoff target (handoff_target_minutes).")
     overdue = serializers.BooleanField(help_text="Waiting for staff longer than the hotel's target.")
     last_message = serializers.CharField(help_text="The latest message's text ([type] for media).")
+    guest_opted_out_at = serializers.DateTimeField(
+        source="conversation.guest.opted_out_at",
+        allow_null=True,
+        help_text="When the guest opted out (STOP): no bot message goes to them until they write "
+        "again or staff clear it (`clear-opt-out/`). Null: not opted out.",
+    )
 
     def get_owner_user(self, row: selectors.InboxRow) -> str | None:
         user = row.conversation.owner_user
@@ -295,3 +302,22 @@ class ConversationNotesView(ConversationView):
         data = _validated(NoteInSerializer, request.data)
         note = inbox.note_add(conversation_id=pk, actor=request.user, text=data["text"], via=VIA)
         return Response(NoteSerializer(note).data, status=status.HTTP_201_CREATED)
+
+
+@extend_schema(tags=["conversations"], parameters=[_pk()])
+@extend_schema_view(
+    post=extend_schema(
+        operation_id="conversations_clear_opt_out",
+        summary="Clear the guest's opt-out (STOP): the bot may write to them again (audited)",
+        description="Needs `messaging.clear_opt_out`. Audited as `guest.opt_out_clear` when the guest "
+        "was opted out; a guest who was not is left as is (200 all the same).",
+        request=None,
+        responses={200: ConversationSerializer, **_errors(404)},
+    )
+)
+class ConversationClearOptOutView(ConversationView):
+    write_perms = (VIEW, permissions.CLEAR_OPT_OUT)
+
+    def post(self, request: Request, pk: int) -> Response:
+        opt_out.conversation_opt_out_clear(conversation_id=pk, actor=request.user, via=VIA)
+        return Response(ConversationSerializer(_row(request, pk)).data)

@@ -20,4 +20,9 @@ urlpatterns = [
     ),
     path("conversations/<int:pk>/reply/", c.ConversationReplyView.as_view(), name="conversation-reply"),
     path("conversations/<int:pk>/notes/", c.ConversationNotesView.as_view(), name="conversation-notes"),
+    path(
+        "conversations/<int:pk>/clear-opt-out/",
+        c.ConversationClearOptOutView.as_view(),
+        name="conversation-clear-opt-out",
+    ),
 ]

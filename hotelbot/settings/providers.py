@@ -4,7 +4,7 @@ client-side pacing per method) and the fake providers the demo and the drills ru
 from __future__ import annotations
 
 from .base import DEBUG
-from .env import env_float, env_int, env_str
+from .env import env_bool, env_float, env_int, env_str
 
 GREEN_API_URL = env_str("GREEN_API_URL", "http://127.0.0.1:8701")
 GREEN_API_ID_INSTANCE = env_str("GREEN_API_ID_INSTANCE", "1101000001")
@@ -42,6 +42,12 @@ DEEPSEEK_RATE_MODELS = env_float("DEEPSEEK_RATE_MODELS", 0.2)
 # A hotel's staff webhook (Hotel.staff_webhook_url, docs/handoff.md): each POST ends within this many
 # seconds (connect, send, answer); a failed one is tried again by a later run of the staff alerts.
 STAFF_WEBHOOK_TIMEOUT = env_float("STAFF_WEBHOOK_TIMEOUT", 5.0)
+# Against SSRF (reliability/egress.py): without DEBUG a staff webhook URL must be https and its host
+# resolve to public addresses only (checked at save and at each POST); this setting lets it reach
+# private, loopback or link-local ones (an integration inside the deployment's own network).
+# DEBUG (development, tests, the demo) keeps http and local addresses allowed.
+STAFF_WEBHOOK_ALLOW_PRIVATE = env_bool("STAFF_WEBHOOK_ALLOW_PRIVATE", DEBUG)
+STAFF_WEBHOOK_ALLOW_HTTP = DEBUG
 
 FAKE_GREEN_API_PORT = env_int("FAKE_GREEN_API_PORT", 8701)
 FAKE_DEEPSEEK_PORT = env_int("FAKE_DEEPSEEK_PORT", 8702)

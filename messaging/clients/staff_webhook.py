@@ -6,6 +6,11 @@ not stop another's events) and no in-call retry: the outbox (``StaffEvent``) is 
 run by the staff alerts' beat task. With a secret, the body is signed:
 ``X-Hotelbot-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` with the timestamp in
 ``X-Hotelbot-Timestamp`` (Unix seconds), so a receiver can refuse replays.
+
+The URL is chosen by whoever edits the hotel, not by the operator: against SSRF it must be https
+and reach public addresses only (:func:`url_check`, at save in the hotel's admin form and again
+before each POST, and the connection's own address: ``reliability.egress``), unless
+``STAFF_WEBHOOK_ALLOW_PRIVATE`` (DEBUG: also plain http) says otherwise.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from typing import Any
 from django.conf import settings
 
 from hotelbot.exceptions import ProviderError
+from reliability import egress
 from reliability.http import DeadlineExceeded, ResilientSession, TransportError
 from reliability.retry import retry_after_seconds
 
@@ -43,12 +49,27 @@ def signature(secret: str, timestamp: str, body: bytes) -> str:
     return f"sha256={digest}"
 
 
+def url_check(url: str) -> None:
+    """Raise ``egress.UnsafeUrl`` for a staff webhook URL the deployment refuses (the one policy of
+    the admin form and of each POST)."""
+    egress.url_check(
+        url,
+        allow_http=settings.STAFF_WEBHOOK_ALLOW_HTTP,
+        allow_private=settings.STAFF_WEBHOOK_ALLOW_PRIVATE,
+    )
+
+
 @functools.cache
-def default_session() -> ResilientSession:
-    """One pooled session per process (``cache_clear()`` to rebuild it)."""
+def default_session(*, public_only: bool = True) -> ResilientSession:
+    """One pooled session per process and policy (``cache_clear()`` to rebuild it)."""
     timeout = settings.STAFF_WEBHOOK_TIMEOUT
     return ResilientSession(
-        DEPENDENCY, connect_timeout=timeout, read_timeout=timeout, deadline=timeout, use_breaker=False
+        DEPENDENCY,
+        connect_timeout=timeout,
+        read_timeout=timeout,
+        deadline=timeout,
+        use_breaker=False,
+        public_only=public_only,
     )
 
 
@@ -62,9 +83,12 @@ def post_event(*, url: str, event: dict[str, Any], secret: str = "") -> int:
         headers[TIMESTAMP_HEADER] = timestamp
         headers[SIGNATURE_HEADER] = signature(secret, timestamp, body)
     try:
-        resp = default_session().request(
-            "POST", url, data=body, headers=headers, retry=False, idempotent=False
-        )
+        url_check(url)  # DNS may have changed since the URL was saved
+    except egress.UnsafeUrl as e:
+        raise StaffWebhookError(f"refused: {e.message}") from e
+    session = default_session(public_only=not settings.STAFF_WEBHOOK_ALLOW_PRIVATE)
+    try:
+        resp = session.request("POST", url, data=body, headers=headers, retry=False, idempotent=False)
     except DeadlineExceeded as e:
         raise StaffWebhookError(f"no answer within {settings.STAFF_WEBHOOK_TIMEOUT:g}s") from e
     except TransportError as e:

@@ -23,7 +23,7 @@ from django.utils import timezone
 
 from messaging import selectors
 from messaging.clients import green_api
-from messaging.models import Conversation, ReplyJob, StaffEvent
+from messaging.models import Conversation, Message, ReplyJob, StaffEvent
 from messaging.services import staff_events
 from reliability import masking
 from reliability.fields import plaintexts
@@ -57,12 +57,39 @@ class Alert:
     recipients: list[str]
 
 
+#: A mail quotes at most this many of a burst's messages (the latest) and this many characters.
+QUOTE_MAX_MESSAGES = 10
+QUOTE_MAX_CHARS = 2000
+
+
+def _quoted(messages: list[Message]) -> list[str]:
+    """The lines quoting the guest's messages the job answers (a burst: every one, oldest first),
+    bounded: the latest :data:`QUOTE_MAX_MESSAGES`, :data:`QUOTE_MAX_CHARS` characters in all (the
+    latest kept whole first); what is left out is said."""
+    texts = [m.text.strip() or f"[{m.message_type}]" for m in messages]
+    kept: list[str] = []
+    budget = QUOTE_MAX_CHARS
+    for text in reversed(texts[-QUOTE_MAX_MESSAGES:]):
+        if budget <= 0:
+            break
+        kept.append(text if len(text) <= budget else text[: budget - 1] + "…")
+        budget -= len(kept[-1])
+    kept.reverse()
+    lines = [
+        "Their message:" if len(texts) == 1 else f"Their {len(texts)} messages (one burst, oldest first):"
+    ]
+    if len(texts) > len(kept):
+        lines.append(f"  ({len(texts) - len(kept)} earlier not shown: the staff inbox has them all)")
+    for n, text in enumerate(kept):
+        lines += [*(["  >"] if n else []), *(f"  > {line}" for line in text.splitlines())]
+    return lines
+
+
 def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter | None) -> Alert:
     conversation = job.inbound.conversation
     hotel, guest = conversation.hotel, conversation.guest
     secrets = plaintexts(hotel)
     guest_line = f"{guest.display_name or 'guest'} ({masking.mask_chat_id(guest.chat_id)})"
-    question = job.inbound.text.strip() or f"[{job.inbound.message_type}]"
     received = job.inbound.created_at
     lines = [
         headline,
@@ -70,8 +97,7 @@ def _compose(job: ReplyJob, *, headline: str, why: list[str], letter: DeadLetter
         f"Hotel: {hotel.name}",
         f"Guest: {guest_line}",
         f"Received: {received:%Y-%m-%d %H:%M:%S} UTC",
-        "Their message:",
-        *(f"  > {line}" for line in question.splitlines()),
+        *_quoted(selectors.burst_messages(job=job)),
         "",
         "Why no answer went out:",
         *(f"  {line}" for line in why),

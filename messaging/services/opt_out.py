@@ -11,7 +11,8 @@ cleared the opt-out, and an earlier message changes nothing after a later one.
   confirmation. A STOP after which the guest wrote again changes nothing (their next message
   counts); a STOP while opted out already is not confirmed again.
 * **The guest writes again** (:func:`guest_opt_in`): any other message clears it, and is answered.
-* **Staff clear it** (:func:`guests_opt_out_clear`, the guest admin's action): audited.
+* **Staff clear it** (:func:`guests_opt_out_clear`, the guest admin's action; the API's
+  :func:`conversation_opt_out_clear`): audited.
 
 The send fence (``replies._owner_allows``) refuses the bot's answers and notices to an opted-out
 guest in the same conditional UPDATE that checks the owner, and a confirmation to a guest no
@@ -28,10 +29,13 @@ from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from hotelbot.exceptions import NotFound
 from messaging.models import Guest, Message
+from messaging.selectors import hotels_visible_to
 from messaging.services import handoff
 from reliability.audit import audit_record
 from reliability.masking import mask_chat_id
+from reliability.metrics import OPT_OUTS
 
 #: The status detail of a bot reply closed because the guest opted out.
 OPTED_OUT_DETAIL = "not sent: the guest opted out"
@@ -60,7 +64,10 @@ def guest_opt_out(
     handoff.guest_bot_jobs_supersede(
         guest_id=guest_id, now=now, keep_job_id=job_id, before_job_id=job_id, detail=OPTED_OUT_DETAIL
     )
-    return "already" if opted_out_at is not None else "opted_out"
+    if opted_out_at is not None:
+        return "already"
+    transaction.on_commit(OPT_OUTS.inc)  # counted once the opt-out is the truth
+    return "opted_out"
 
 
 def guest_opt_in(*, guest_id: int, message_id: int) -> bool:
@@ -95,3 +102,16 @@ def guests_opt_out_clear(*, guests: QuerySet[Guest], actor: Any, via: str) -> in
             )
         cleared += 1
     return cleared
+
+
+def conversation_opt_out_clear(*, conversation_id: int, actor: Any, via: str) -> int:
+    """Staff clear the opt-out of the guest of conversation ``conversation_id`` (of a hotel the
+    actor staffs; another hotel's is :class:`NotFound`), as :func:`guests_opt_out_clear` does.
+    Returns 1 when the guest was opted out, 0 when not (nothing to clear, nothing audited)."""
+    guest_ids = Guest.objects.filter(
+        conversations__pk=conversation_id, hotel__in=hotels_visible_to(user=actor)
+    ).values_list("pk", flat=True)
+    guest_id = guest_ids.first()
+    if guest_id is None:
+        raise NotFound(f"No conversation {conversation_id}.")
+    return guests_opt_out_clear(guests=Guest.objects.filter(pk=guest_id), actor=actor, via=via)

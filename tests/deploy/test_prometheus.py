@@ -87,7 +87,7 @@ def exported() -> set[str]:
     """Every series name the application can export, recording rules included."""
     from django_prometheus.middleware import Metrics
 
-    from reliability.metrics import CONVERSATIONS_WAITING, DEAD_LETTERS
+    from reliability.metrics import CONVERSATIONS_HANDLED, CONVERSATIONS_WAITING, DEAD_LETTERS
 
     Metrics.get_instance()  # django-prometheus registers its HTTP metrics with the first middleware
     names: set[str] = set()
@@ -105,11 +105,12 @@ def exported() -> set[str]:
         mp.setattr("reliability.metrics._dead_letter_counts", lambda: [])
         DEAD_LETTERS.reset()
         names |= {family.name for family in DEAD_LETTERS.collect()}
-        mp.setattr(CONVERSATIONS_WAITING, "_source", lambda: (0, 0))  # (the gauges without a database)
-        CONVERSATIONS_WAITING.reset()
-        names |= {family.name for family in CONVERSATIONS_WAITING.collect()}
-    DEAD_LETTERS.reset()
-    CONVERSATIONS_WAITING.reset()
+        for sourced in (CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED):  # (without a database)
+            mp.setattr(sourced, "_source", lambda: (0, 0))
+            sourced.reset()
+            names |= {family.name for family in sourced.collect()}
+    for collector in (DEAD_LETTERS, CONVERSATIONS_WAITING, CONVERSATIONS_HANDLED):
+        collector.reset()
     names |= {rule["record"] for rule in rules() if "record" in rule}
     return names
 

@@ -12,7 +12,7 @@ from prometheus_client import REGISTRY
 
 from messaging import selectors
 from messaging.models import ReceptionHours
-from reliability.metrics import CONVERSATIONS_WAITING
+from reliability.metrics import CONVERSATIONS_HANDLED, CONVERSATIONS_WAITING
 from tests.factories import ConversationFactory, HotelFactory
 
 pytestmark = pytest.mark.django_db
@@ -89,3 +89,15 @@ def test_the_gauges_are_read_at_scrape_time(world):
     assert REGISTRY.get_sample_value("hotelbot_conversations_waiting") == 3
     assert REGISTRY.get_sample_value("hotelbot_conversations_waiting_past_target") == 1
     CONVERSATIONS_WAITING.reset()
+
+
+def test_the_share_resolved_by_the_bot_is_a_gauge_of_the_last_day(world):
+    """The gauge counts the conversations of the last 24 h with the dashboard's definition: the
+    world's 11 (4 by the bot alone), and not one whose last message is older than a day."""
+    seaside, _, now = world
+    ConversationFactory.create(guest__hotel=seaside, last_message_at=now - timedelta(hours=25))
+    CONVERSATIONS_HANDLED.reset()
+    assert REGISTRY.get_sample_value("hotelbot_conversations_recent", {"by": "bot"}) == 4
+    assert REGISTRY.get_sample_value("hotelbot_conversations_recent", {"by": "staff"}) == 7
+    assert selectors.handled_counts(now=timezone.now()) == (4, 7)
+    CONVERSATIONS_HANDLED.reset()

@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from reliability import egress
 from reliability.http import DeadlineExceeded, ResilientSession, TransportError
 
 
@@ -162,3 +163,25 @@ def test_no_proxy_environment_means_direct_calls(server, monkeypatch):
     session = ResilientSession("dep", connect_timeout=1, read_timeout=1, use_breaker=False)
     assert session._env_proxies == {}
     assert session.request("GET", f"{server}/ok").status == 200
+
+
+# --- public_only (reliability/egress.py): the connection's own address ------------------------------
+def _public_only() -> ResilientSession:
+    return ResilientSession(
+        "egress_test", connect_timeout=2, read_timeout=2, deadline=3, use_breaker=False, public_only=True
+    )
+
+
+def test_public_only_refuses_a_private_peer_whatever_dns_said(server):
+    """DNS rebinding: a name that passed the URL check as public connects to 127.0.0.1: refused
+    right after connecting, before a byte is sent."""
+    url = server.replace("127.0.0.1", "localhost") + "/ok"
+    with pytest.raises(TransportError) as raised:
+        _public_only().request("GET", url, retry=False)
+    assert "not a public address" in raised.value.message
+    assert raised.value.request_sent is False
+
+
+def test_public_only_lets_a_public_peer_through(server, monkeypatch):
+    monkeypatch.setattr(egress, "address_is_public", lambda address: True)  # loopback plays the internet
+    assert _public_only().request("GET", f"{server}/ok", retry=False).status == 200

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import html
+from typing import Any
+
 import pytest
 from django.test import Client
 
 from messaging.models import Hotel, ReceptionHours
+from reliability import egress
 from tests.console.admin.test_messaging_hotel_actions import NO_RECEPTION_HOURS
 from tests.factories import HotelFactory
 
@@ -135,3 +139,43 @@ def test_staff_webhook_events_are_listed_read_only(ops_client: Client) -> None:
     assert page.status_code == 200
     assert "a guest was handed to staff" in page.content.decode()
     assert ops_client.get("/admin/messaging/staffevent/add/").status_code == 403
+
+
+@pytest.mark.parametrize(
+    ("url", "allow_private", "error"),
+    [
+        ("http://pms.example.com/hooks", False, "The URL must start with https://"),
+        ("https://10.0.0.5/hooks", False, "resolves to 10.0.0.5: not a public address"),
+        ("https://169.254.169.254/latest/meta-data/", False, "not a public address"),
+        ("https://localhost:8443/hooks", False, "not a public address"),
+        ("https://private.example.com/hooks", False, "resolves to 192.168.7.7: not a public address"),
+        ("http://pms.example.com/hooks", True, "The URL must start with https://"),  # still https
+        ("https://pms.example.com/hooks", False, None),
+        ("https://10.0.0.5/hooks", True, None),  # STAFF_WEBHOOK_ALLOW_PRIVATE=1
+    ],
+)
+def test_the_staff_webhook_url_is_refused_when_it_could_reach_internal_services(
+    ops_client: Client,
+    settings: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    url: str,
+    allow_private: bool,
+    error: str | None,
+) -> None:
+    """Without DEBUG: https to public addresses only, unless the deployment allows private ones."""
+    settings.STAFF_WEBHOOK_ALLOW_HTTP, settings.STAFF_WEBHOOK_ALLOW_PRIVATE = False, allow_private
+    names = {"pms.example.com": ["93.184.215.14"], "private.example.com": ["192.168.7.7"]}
+    real = egress.resolve
+    monkeypatch.setattr(egress, "resolve", lambda host, port: names.get(host) or real(host, port))
+    hotel = HotelFactory.create(green_api_token=SECRET)
+    response = ops_client.post(
+        f"/admin/messaging/hotel/{hotel.pk}/change/", {**_form_data(hotel, ""), "staff_webhook_url": url}
+    )
+    hotel.refresh_from_db()
+    if error is None:
+        assert response.status_code == 302
+        assert hotel.staff_webhook_url == url
+    else:
+        assert response.status_code == 200
+        assert error in html.unescape(response.content.decode())
+        assert hotel.staff_webhook_url == ""

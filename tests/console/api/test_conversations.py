@@ -9,7 +9,7 @@ import pytest
 from django.contrib.auth.models import Permission, User
 from django.utils import timezone
 
-from messaging.models import Conversation, ConversationNote, ReplyJob
+from messaging.models import Conversation, ConversationNote, Guest, ReplyJob
 from reliability.models import AuditEntry
 from tests.console.api.support import World, client_for
 from tests.console.api.test_views import _envelope
@@ -147,6 +147,7 @@ def test_notes_are_listed_and_added(api_world: World, convs) -> None:
         ("post", "reply/"),
         ("get", "notes/"),
         ("post", "notes/"),
+        ("post", "clear-opt-out/"),
     ],
 )
 def test_another_hotels_conversation_is_404_and_untouched(api_world: World, convs, method, suffix) -> None:
@@ -171,3 +172,40 @@ def test_acting_needs_the_answer_permission_reading_the_view_permission(api_worl
     nobody = User.objects.create_user("nina", "n@example.com", "pw", is_staff=True)
     _envelope(client_for(nobody).get(f"{API}/"), 403, "permission_denied")
     _envelope(client_for(None).get(f"{API}/"), 401, "not_authenticated")
+
+
+def test_the_guests_opt_out_is_shown_and_cleared_audited(api_world: World, convs) -> None:
+    conversation = convs["old"]
+    client = client_for(api_world.staff_a)
+    assert client.get(f"{API}/{conversation.pk}/").json()["guest_opted_out_at"] is None
+    stopped = timezone.now() - timedelta(hours=1)
+    Guest.objects.filter(pk=conversation.guest_id).update(opted_out_at=stopped)
+    assert client.get(f"{API}/{conversation.pk}/").json()[
+        "guest_opted_out_at"
+    ] == stopped.isoformat().replace("+00:00", "Z")
+
+    cleared = client.post(f"{API}/{conversation.pk}/clear-opt-out/")
+    assert cleared.status_code == 200, cleared.content
+    assert (cleared.json()["id"], cleared.json()["guest_opted_out_at"]) == (conversation.pk, None)
+    assert Guest.objects.get(pk=conversation.guest_id).opted_out_at is None
+    [entry] = AuditEntry.objects.filter(action="guest.opt_out_clear")
+    assert (entry.via, entry.tenant, entry.actor) == ("api", str(api_world.hotel_a.pk), api_world.staff_a)
+    assert "0001" in str(entry.details)
+    assert "7900123" not in str(entry.details)  # the number masked
+
+    again = client.post(f"{API}/{conversation.pk}/clear-opt-out/")  # nothing to clear: 200, no audit
+    assert again.status_code == 200
+    assert AuditEntry.objects.filter(action="guest.opt_out_clear").count() == 1
+
+
+def test_clearing_an_opt_out_needs_its_permission(api_world: World, convs) -> None:
+    conversation = convs["old"]
+    Guest.objects.filter(pk=conversation.guest_id).update(opted_out_at=timezone.now())
+    answerer = User.objects.create_user("ann", "a@example.com", "pw", is_staff=True)
+    answerer.user_permissions.add(
+        *Permission.objects.filter(codename__in=("view_conversation", "answer_guests"))
+    )
+    api_world.hotel_a.staff.add(answerer)
+    _envelope(client_for(answerer).post(f"{API}/{conversation.pk}/clear-opt-out/"), 403, "permission_denied")
+    assert Guest.objects.get(pk=conversation.guest_id).opted_out_at is not None
+    assert not AuditEntry.objects.exists()

@@ -30,9 +30,14 @@ def test_schema_validates_without_warnings(tmp_path: Path) -> None:
     out = tmp_path / "schema.yml"
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(out))
     text = out.read_text()
-    for path in ("/api/v1/breakers/{name}/force-open/", "/api/v1/dead-letters/retry-bulk/"):
+    for path in (
+        "/api/v1/breakers/{name}/force-open/",
+        "/api/v1/dead-letters/retry-bulk/",
+        "/api/v1/conversations/{id}/clear-opt-out/",
+    ):
         assert path in text
     assert "ErrorEnvelope" in text
+    assert "guest_opted_out_at" in text
 
 
 @pytest.mark.django_db

@@ -68,3 +68,31 @@ def test_a_failing_mail_is_tried_again_next_run(fake_green, fake_deepseek, monke
     assert job.sla_alerted_at is None
     monkeypatch.undo()
     assert alerts.handoffs_flag() == 1
+
+
+def test_a_long_burst_is_quoted_bounded_the_latest_first(fake_green, fake_deepseek, settings):
+    """Twelve messages merged into the handoff's job: the mail quotes the latest ten, within the
+    character budget (the oldest kept one cut), and says how many it left out."""
+    hotel = HotelFactory.create(staff_email="desk@example.com")
+    conversation = ConversationFactory.create(guest__hotel=hotel, guest__chat_id=CHAT)
+    earlier = [
+        MessageFactory.create(conversation=conversation, text=f"message {n} " + "x" * 400) for n in range(12)
+    ]
+    job = ReplyJobFactory.create(
+        inbound=MessageFactory.create(conversation=conversation, text="I want to talk to a person")
+    )
+    for message in earlier:
+        ReplyJobFactory.create(inbound=message, status=ReplyJob.Status.MERGED, merged_into=job)
+    assert replies.reply_job_process(job_id=job.pk).result == "done"
+    mail.outbox.clear()
+    assert alerts.handoffs_flag() == 1
+    body = next(m for m in mail.outbox if m.to == ["desk@example.com"]).body
+    assert "Their 13 messages (one burst, oldest first):" in body
+    assert "I want to talk to a person" in body  # the latest (the job's own) is kept whole
+    assert "message 11 " in body
+    assert "message 0 " not in body
+    quoted = [line for line in body.splitlines() if line.startswith("  > ")]
+    assert sum(len(line) - 4 for line in quoted) <= alerts.QUOTE_MAX_CHARS
+    shown = len([line for line in quoted if line.startswith("  > message")]) + 1
+    assert f"  ({13 - shown} earlier not shown: the staff inbox has them all)" in body
+    assert quoted[0].endswith("…")

@@ -13,14 +13,15 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+from django.core import mail
 from django.db import connection, transaction
 from django.utils import timezone
 from prometheus_client import REGISTRY
 
-from messaging.models import Conversation, Message, ReplyJob
+from messaging.models import Conversation, Hotel, Message, ReplyJob
 from messaging.notifications import RawBody, parse_webhook_body
 from messaging.selectors import reply_latency, reply_stats
-from messaging.services import inbound_sql, intake, replies
+from messaging.services import alerts, inbound_sql, intake, replies
 from tests.factories import HotelFactory
 from tests.messaging import payloads
 from tests.messaging.services import guest_races
@@ -219,6 +220,21 @@ def test_a_handoff_keyword_in_any_message_of_the_burst_hands_over_once(
         ("answer", "merged"),
         ("handoff", "done"),
     ]
+
+
+def test_the_handoff_mail_quotes_every_message_of_the_burst(
+    intake_path: str, fake_green: Any, fake_deepseek: Any, settings: Any
+) -> None:
+    Hotel.objects.update(staff_email="desk@example.com")
+    last = _burst_written("I want to talk to a person", "is there parking?", "thanks")
+    assert replies.reply_job_process(job_id=last.pk).result == "done"
+    mail.outbox.clear()
+    assert alerts.handoffs_flag() == 1
+    [staff_mail] = [m for m in mail.outbox if m.to == ["desk@example.com"]]
+    assert (
+        "Their 3 messages (one burst, oldest first):\n"
+        "  > I want to talk to a person\n  >\n  > is there parking?\n  >\n  > thanks\n"
+    ) in staff_mail.body
 
 
 def test_a_voice_note_in_the_burst_is_handed_to_staff(

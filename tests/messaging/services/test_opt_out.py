@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 from django.contrib.auth import get_user_model
 from django.utils import timezone
+from prometheus_client import REGISTRY
 
 from messaging.bot_texts import DEFAULTS
 from messaging.models import Conversation, Guest, HotelText, ReplyJob
@@ -42,9 +43,15 @@ def _guest(conversation: Conversation) -> Guest:
 
 
 # --- STOP: one confirmation, then silence ------------------------------------------------------------
+def _opt_outs() -> float:
+    return REGISTRY.get_sample_value("hotelbot_opt_outs_total") or 0.0
+
+
+@pytest.mark.django_db(transaction=True)  # the counter moves on commit
 def test_stop_confirms_once_closes_earlier_bot_replies_and_calls_no_ai(
     conversation, fake_green, fake_deepseek
 ):
+    opt_outs = _opt_outs()
     earlier = _job(conversation, "Is the pool open?")  # its answer not sent yet
     stop = _job(conversation, "STOP")
     assert replies.reply_job_process(job_id=stop.pk).result == "done"
@@ -59,9 +66,12 @@ def test_stop_confirms_once_closes_earlier_bot_replies_and_calls_no_ai(
     assert replies.reply_job_process(job_id=earlier.pk).result == "skipped"
     assert _ai_calls(fake_deepseek) == []
 
-    again = _job(conversation, "stop!")  # a second STOP: not confirmed twice
+    assert _opt_outs() == opt_outs + 1
+
+    again = _job(conversation, "stop!")  # a second STOP: not confirmed twice, nor counted
     assert replies.reply_job_process(job_id=again.pk).result == "superseded"
     assert len(_sent(fake_green)) == 1
+    assert _opt_outs() == opt_outs + 1
     assert not DeadLetter.objects.exists()
 
 

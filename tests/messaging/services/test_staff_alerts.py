@@ -273,6 +273,59 @@ def test_an_event_not_delivered_for_a_day_is_given_up(hotel, receiver):
     assert Receiver.received == []
 
 
+# --- the webhook's URL against SSRF (without DEBUG) ---------------------------------------------------
+def _event_for(hotel: Hotel, url: str) -> StaffEvent:
+    Hotel.objects.filter(pk=hotel.pk).update(staff_webhook_url=url)
+    hotel.refresh_from_db()
+    conversation = ConversationFactory.create(guest__hotel=hotel, owner="waiting", owner_since=timezone.now())
+    staff_events.staff_event_record(conversation=conversation, event="handoff", now=timezone.now())
+    return StaffEvent.objects.get()
+
+
+@pytest.mark.parametrize(
+    ("allow_http", "allow_private", "error"),
+    [
+        (False, False, "refused: The URL must start with https://"),  # production: https only
+        (True, False, "refused: The host 127.0.0.1 resolves to 127.0.0.1: not a public address"),
+    ],
+)
+def test_a_url_the_deployment_refuses_is_never_posted_to(
+    hotel, receiver, settings, allow_http, allow_private, error
+):
+    settings.STAFF_WEBHOOK_ALLOW_HTTP, settings.STAFF_WEBHOOK_ALLOW_PRIVATE = allow_http, allow_private
+    event = _event_for(hotel, receiver)
+    assert staff_events.staff_events_deliver() == 0
+    event.refresh_from_db()
+    assert error in event.last_error
+    assert (event.delivered_at, event.attempts) == (None, 1)  # tried again later: DNS can change
+    assert Receiver.received == []
+
+
+def test_a_name_rebound_to_a_private_address_after_the_check_is_refused_at_connect(
+    hotel, receiver, settings, monkeypatch
+):
+    """The host passes the check as a public address, then connects to 127.0.0.1 (DNS rebinding):
+    the connection's own address is refused before a byte is sent."""
+    settings.STAFF_WEBHOOK_ALLOW_HTTP, settings.STAFF_WEBHOOK_ALLOW_PRIVATE = True, False
+    monkeypatch.setattr("reliability.egress.resolve", lambda host, port: ["93.184.215.14"])
+    staff_webhook.default_session.cache_clear()
+    try:
+        event = _event_for(hotel, receiver.replace("127.0.0.1", "localhost"))
+        assert staff_events.staff_events_deliver() == 0
+    finally:
+        staff_webhook.default_session.cache_clear()
+    event.refresh_from_db()
+    assert "not a public address" in event.last_error
+    assert Receiver.received == []
+
+
+def test_private_addresses_are_posted_to_when_the_deployment_allows_them(hotel, receiver, settings):
+    settings.STAFF_WEBHOOK_ALLOW_HTTP, settings.STAFF_WEBHOOK_ALLOW_PRIVATE = True, True
+    _event_for(hotel, receiver)
+    assert staff_events.staff_events_deliver() == 1
+    assert len(Receiver.received) == 1
+
+
 # --- metrics -----------------------------------------------------------------------------------------
 def test_handoffs_are_counted_by_reason_once_committed(
     hotel, fake_green, fake_deepseek, django_capture_on_commit_callbacks
