@@ -100,7 +100,7 @@ class Traffic:
     bursts: int = 0  # follow-up messages sent in bursts
     #: Every ``handoff_every``-th new guest first asks for a person (0: none); the simulated staff
     #: answer them and hand them back to the bot, and they go on writing as the other guests.
-    handoff_every: int = 12
+    handoff_every: int = 10
     handoffs: list[Handoff] = field(default_factory=list)
     #: Messages the simulated staff typed on the hotel's phone (never a sendMessage): the shape of
     #: the fake's accepted sends, so the tally reads both.
@@ -133,7 +133,7 @@ class Traffic:
             chat_id, topics = self._new_chat()
             self._chats += 1
             if self.handoff_every and self._chats % self.handoff_every == 0:
-                via = "phone" if len(self.handoffs) % 3 == 2 else "api"  # a third typed on the phone
+                via = "phone" if len(self.handoffs) % 2 else "api"  # every other one on the phone
                 ask = HANDOFF_ASKS[len(self.handoffs) % len(HANDOFF_ASKS)]
                 handoff = Handoff(chat_id, topics, time.time(), via, ask)
                 self.handoffs.append(handoff)

@@ -88,7 +88,7 @@ def test_a_guest_asking_for_a_person_is_answered_by_the_notice_then_by_staff_onc
     assert tally([ask], [staff_hello]).lost([ask]) == []
 
 
-def test_every_twelfth_new_guest_asks_for_a_person_and_writes_no_more_until_handed_back(fake_green):
+def test_every_tenth_new_guest_asks_for_a_person_and_writes_no_more_until_handed_back(fake_green):
     traffic = Traffic(fake_green.url, chats=1, burst_share=0.0, handoff_every=2)
     for _ in range(7):  # the first guest's six topics, then the second guest asks for a person
         traffic.inject_one()
