@@ -21,6 +21,7 @@ from typing import Any
 from drill import report
 from drill.runner import QUICK_RATE, Drill, app_view, booted_stack
 from drill.scenarios import selected
+from drill.staff import SimulatedStaff, StaffApi, create_staff
 from drill.traffic import Traffic, tally
 
 
@@ -47,17 +48,22 @@ def run(
         print(f"  stack up in {time.time() - started:.0f}s at {stack.web_url}", flush=True)
         traffic = Traffic(stack.green_url, rate=rate, chats=6)
         drill = Drill(stack, traffic, ci=ci, embedded=embedded, quick=quick)
+        drill.staff = SimulatedStaff(stack, traffic, StaffApi(stack.web_url, create_staff(stack)))
         traffic_started = time.time()
         traffic.start()
+        drill.staff.start()
         runs = []
         try:
             for scenario in scenarios:
                 runs.append(drill.run(scenario, settle_timeout=90 if drill.ci else 150))
         finally:
             traffic.stop()
-        final_ok = drill.settle(180, older_than=0.0)
+            try:
+                final_ok = drill.settle(180, older_than=0.0)
+            finally:
+                drill.staff.stop()
         drill.collect()
-        sent = stack.fake("green", "GET", "sent")
+        sent = drill.sent()
         app = app_view(stack)
         tal = tally(traffic.injected, sent)
         ended = time.time()
@@ -77,6 +83,7 @@ def run(
             "inject_errors": traffic.errors,
             "burst_messages": traffic.bursts,
         }
+        handoffs = report.handoff_figures(traffic.handoffs, sent, tal, drill.staff)
         results = report.compute(
             runs=runs,
             injected=traffic.injected,
@@ -87,6 +94,7 @@ def run(
             send_requests=list(drill.send_requests.values()),
             breakers={s.name: s.breaker for s in scenarios if s.breaker},
             meta=meta,
+            handoffs=handoffs,
         )
     report.write(results, out)
     return results
@@ -130,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{o['dead_letters']}, quarantined {o['quarantined']}, webhook 5xx {o['webhook_5xx']} "
         f"({o['webhook_5xx_outside_db_outage']} outside a database outage), "
         f"latency p50/p95/p99 {o['latency_s']['p50']}/{o['latency_s']['p95']}/{o['latency_s']['p99']} s; "
+        f"handoffs {results['handoffs']['asked']} (handed back {results['handoffs']['handed_back']}), "
+        f"staff messages {results['handoffs']['staff_messages']}; "
         f"report in {args.out / 'drill-report.md'}"
     )
     for failure in results["failures"]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from drill.runner import ScenarioRun
-from drill.traffic import Injected, Tally
+from drill.traffic import HANDOFF, Handoff, Injected, Tally, bot_while_staff
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -75,6 +75,37 @@ def database_outages(runs: list[ScenarioRun], events: list[dict[str, Any]]) -> l
     return windows
 
 
+def handoff_figures(
+    handoffs: list[Handoff], sent: list[dict[str, Any]], tal: Tally, staff: Any
+) -> dict[str, Any]:
+    """The guests who asked for a person and what the simulated staff did (drill/staff.py)."""
+    late = bot_while_staff(handoffs, sent)
+    return {
+        "asked": len(handoffs),
+        "via_api": sum(1 for h in handoffs if h.via == "api"),
+        "via_phone": sum(1 for h in handoffs if h.via == "phone"),
+        "handed_back": sum(1 for h in handoffs if h.state == "handed_back"),
+        "unfinished": [
+            {"chat": h.chat_id[-9:], "state": h.state, "via": h.via, "error": h.error}
+            for h in handoffs
+            if h.state != "handed_back"
+        ],
+        "staff_messages": len(tal.staff),
+        "staff_messages_via_phone": sum(1 for s in sent if s.get("phone")),
+        "staff_duplicates": sum(tal.staff_duplicates().values()),
+        "api_retries_same_job": getattr(staff, "retries_same_job", 0),
+        "staff_api_errors_retried": getattr(staff, "errors", 0),
+        "bot_while_staff": len(late),
+        "hand_back_s": _handoff_durations(handoffs),
+    }
+
+
+def _handoff_durations(handoffs: list[Handoff]) -> dict[str, float | None]:
+    """From asking for a person to being handed back to the bot (staff's whole exchange)."""
+    spans = [h.handed_back_at - h.asked_at for h in handoffs if h.handed_back_at]
+    return {"p50": percentile(spans, 50), "max": round(max(spans), 2) if spans else None}
+
+
 def compute(
     *,
     runs: list[ScenarioRun],
@@ -86,6 +117,7 @@ def compute(
     send_requests: list[dict[str, Any]],
     breakers: dict[str, str],
     meta: dict[str, Any],
+    handoffs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     jobs = {j["id_message"]: j for j in app["jobs"]}
     stored_ids = set(app["inbound"])
@@ -197,8 +229,17 @@ def compute(
     if quarantined_total != len(poison):
         failures.append(f"{len(poison)} poison notification(s) injected, {quarantined_total} quarantined")
     failures += [f"scenario {s['name']} failed to run: {s['error']}" for s in scenarios if s["error"]]
+    handoffs = handoffs or {"asked": 0, "handed_back": 0, "staff_messages": 0}
+    if handoffs.get("unfinished"):
+        failures.append(f"{len(handoffs['unfinished'])} guest(s) who asked for a person not handed back")
+    if handoffs.get("staff_duplicates"):
+        failures.append(f"{handoffs['staff_duplicates']} staff message(s) delivered twice")
+    if handoffs.get("bot_while_staff"):
+        failures.append(f"{handoffs['bot_while_staff']} bot message(s) sent while staff held the guest")
+    overall["handoff_asks"] = sum(1 for m in injected if m.topic == HANDOFF)
     return {
         "meta": meta,
+        "handoffs": handoffs,
         "ok": not failures,
         "failures": failures,
         "overall": overall,
@@ -253,6 +294,24 @@ def markdown(results: dict[str, Any]) -> str:
             f"{_fmt(s.get('backlog_drain_s'))} | {_fmt(lat['p50'])} | {_fmt(lat['p95'])} | "
             f"{_fmt(lat['p99'])} | {breaker} |"
         )
+    h = results.get("handoffs") or {}
+    if h.get("asked"):
+        lines += [
+            "",
+            "## Handoffs and the simulated staff",
+            "",
+            f"{h['asked']} guest(s) asked for a person ({h['via_api']} answered through the inbox's API, "
+            f"{h['via_phone']} typed on the hotel's phone); {h['handed_back']} handed back to the bot, "
+            f"{len(h['unfinished'])} not. Each got the handoff notice (or, when staff answered first, "
+            "their message), then asked one question while staff held the conversation, answered by "
+            f"staff. Staff messages: {h['staff_messages']} ({h['staff_messages_via_phone']} on the phone), "
+            f"delivered twice: {h['staff_duplicates']} (must be 0); API replies retried with their request "
+            f"key and queued once: {h['api_retries_same_job']}; bot messages while staff held a guest: "
+            f"{h['bot_while_staff']} (must be 0); asked to handed back p50 / max "
+            f"{_fmt(h['hand_back_s']['p50'])} / {_fmt(h['hand_back_s']['max'])} s; staff API calls "
+            f"retried after an error: {h['staff_api_errors_retried']}.",
+        ]
+        lines += [f"- not handed back: {json.dumps(u)}" for u in h["unfinished"]]
     reasons = Counter[str]()
     for s in results["scenarios"]:
         reasons.update(s["dead_letters_by_reason"])

@@ -16,6 +16,7 @@ from typing import Any
 
 from drill.scenarios import Scenario
 from drill.stack import ROOT, Stack, ThrowawayPostgres, ThrowawayRedis, base_env, make_stack
+from drill.staff import SimulatedStaff
 from drill.traffic import Traffic
 
 #: Timing knobs of the drill (env of every process): short retries, leases and redrive delays so a
@@ -90,6 +91,7 @@ class Drill:
         self.embedded = embedded
         self.current: ScenarioRun | None = None
         self.deliveries: dict[tuple[Any, Any], dict[str, Any]] = {}
+        self.staff: SimulatedStaff | None = None  # answers the guests who ask for a person
         self.send_requests: dict[int, dict[str, Any]] = {}
 
     # --- helpers for scenarios -----------------------------------------------------------------
@@ -191,10 +193,14 @@ class Drill:
                     else None,
                 }
 
+    def sent(self) -> list[dict[str, Any]]:
+        """What reached the guests: the fake's accepted sends, then what staff typed on the phone."""
+        return [*self.stack.fake("green", "GET", "sent"), *self.traffic.phone_sent]
+
     def unanswered(self, older_than: float = 2.0) -> int:
         from drill.traffic import answer_due, tally
 
-        sent = self.stack.fake("green", "GET", "sent")
+        sent = self.sent()
         cutoff = time.time() - older_than
         every = list(self.traffic.injected)
         injected = (
@@ -211,7 +217,9 @@ class Drill:
         while time.monotonic() < deadline:
             self.collect()
             self.supervise()
-            if self.unanswered(older_than) == 0:
+            # At the end, every guest who asked for a person is handed back to the bot too.
+            staff_done = older_than > 0 or self.staff is None or not self.staff.pending()
+            if staff_done and self.unanswered(older_than) == 0:
                 return True
             time.sleep(1.0)
         return False

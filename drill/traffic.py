@@ -34,6 +34,43 @@ TOPICS: dict[str, tuple[str, str]] = {
     "address": ("What is your address?", "Beach Road"),
 }
 
+#: The topic of a guest's message asking for a person (docs/handoff.md): answered by the handoff
+#: notice, then by the drill's simulated staff (drill/staff.py).
+HANDOFF = "handoff"
+#: Asking for a person, in a few of the languages the keywords cover (each hands the guest to staff).
+HANDOFF_ASKS: tuple[str, ...] = (
+    "I want to talk to a person",
+    "Quiero hablar con una persona, por favor",
+    "Je voudrais parler à une personne, s'il vous plaît",
+)
+#: The notice's main line in every language (messaging/bot_texts.py's defaults; the demo hotel keeps
+#: them): a send to the guest holding one of them answers the message that asked for a person.
+NOTICE_LINES: tuple[str, ...] = (
+    "A member of our staff will answer you here.",
+    "Вам ответит здесь сотрудник отеля.",
+    "Un miembro de nuestro personal le responderá aquí.",
+    "Ein Mitarbeiter unseres Hauses antwortet Ihnen hier.",
+    "Un membre de notre équipe vous répondra ici.",
+)
+#: Every message the simulated staff write ends with it (and its own reference): a staff message.
+STAFF_MARK = "(drill staff, ref "
+
+
+@dataclass
+class Handoff:
+    """A guest who asked for a person, as the simulated staff (drill/staff.py) work through it."""
+
+    chat_id: str
+    topics: list[str]  # what the guest asks after the staff's first reply, then the bot after hand-back
+    asked_at: float
+    via: str  # "api" (the inbox's API) or "phone" (typed on the hotel's phone: the fake's outgoing)
+    ask: str = HANDOFF_ASKS[0]
+    state: str = "asked"  # asked -> replied -> held -> answered -> handed_back
+    conversation: int | None = None
+    hold_question: Injected | None = None
+    handed_back_at: float = 0.0
+    error: str = ""
+
 
 @dataclass
 class Injected:
@@ -61,6 +98,13 @@ class Traffic:
     #: by one reply: docs/handoff.md); the rest of the traffic's guests write at random moments.
     burst_share: float = 0.2
     bursts: int = 0  # follow-up messages sent in bursts
+    #: Every ``handoff_every``-th new guest first asks for a person (0: none); the simulated staff
+    #: answer them and hand them back to the bot, and they go on writing as the other guests.
+    handoff_every: int = 10
+    handoffs: list[Handoff] = field(default_factory=list)
+    #: Messages the simulated staff typed on the hotel's phone (never a sendMessage): the shape of
+    #: the fake's accepted sends, so the tally reads both.
+    phone_sent: list[dict[str, Any]] = field(default_factory=list)
     injected: list[Injected] = field(default_factory=list)
     poison: list[dict[str, Any]] = field(default_factory=list)
     errors: int = 0
@@ -73,22 +117,43 @@ class Traffic:
         self._seq = itertools.count(1)
         self._active: list[tuple[str, list[str]]] = []
         self._timers: list[threading.Timer] = []  # a burst's follow-up messages still to send
+        self._chats = 0  # guests started
+        self._asks: list[Handoff] = []  # guests who ask for a person with the next inject_one
 
     def _new_chat(self) -> tuple[str, list[str]]:
         topics = list(TOPICS)
         random.shuffle(topics)
         return f"79{self._run_prefix}{next(self._seq):06d}@c.us", topics
 
+    def _fill(self) -> None:
+        """Keep ``chats`` guests writing (under the lock); every ``handoff_every``-th new guest asks
+        for a person first (sent by the next ``inject_one``) and writes no more until handed back."""
+        self._active = [(c, t) for c, t in self._active if t]
+        while len(self._active) < self.chats:
+            chat_id, topics = self._new_chat()
+            self._chats += 1
+            if self.handoff_every and self._chats % self.handoff_every == 0:
+                via = "phone" if len(self.handoffs) % 2 else "api"  # every other one on the phone
+                ask = HANDOFF_ASKS[len(self.handoffs) % len(HANDOFF_ASKS)]
+                handoff = Handoff(chat_id, topics, time.time(), via, ask)
+                self.handoffs.append(handoff)
+                self._asks.append(handoff)
+            else:
+                self._active.append((chat_id, topics))
+
     def inject_one(self) -> Injected | None:
         with self._lock:
-            while len(self._active) < self.chats:
-                self._active.append(self._new_chat())
+            self._fill()
             index = random.randrange(len(self._active))
             chat_id, topics = self._active[index]
             topic = topics.pop()
-            if not topics:
-                self._active[index] = self._new_chat()
+            self._fill()
+            asks, self._asks = self._asks, []
             scenario = self.scenario
+        for handoff in asks:
+            handoff.asked_at = time.time()
+            if self._inject(handoff.chat_id, HANDOFF, scenario, text=handoff.ask) is None:
+                handoff.state, handoff.error = "failed", "the ask was not queued"
         item = self._inject(chat_id, topic, scenario)
         if item is not None and topics and random.random() < self.burst_share:
             self._burst_follow(chat_id, topics, count=random.randint(1, 2))
@@ -103,7 +168,7 @@ class Traffic:
                 if not topics:
                     return
                 topic = topics.pop()
-                self._active = [(c, t) if t else self._new_chat() for c, t in self._active]
+                self._fill()
                 self.bursts += 1
             delay += random.uniform(0.3, 0.9)
             timer = threading.Timer(delay, self._inject, args=(chat_id, topic, self.scenario))
@@ -111,8 +176,21 @@ class Traffic:
             self._timers.append(timer)
             timer.start()
 
-    def _inject(self, chat_id: str, topic: str, scenario: str) -> Injected | None:
-        question = TOPICS[topic][0]
+    def write_during_hold(self, handoff: Handoff) -> Injected | None:
+        """The guest of ``handoff`` asks one of their topics while staff hold the conversation."""
+        with self._lock:
+            topic = handoff.topics.pop()
+        return self._inject(handoff.chat_id, topic, self.scenario)
+
+    def handed_back(self, handoff: Handoff) -> None:
+        """The bot answers the guest again: they go on writing their other topics to it."""
+        with self._lock:
+            handoff.state, handoff.handed_back_at = "handed_back", time.time()
+            if handoff.topics:
+                self._active.append((handoff.chat_id, handoff.topics))
+
+    def _inject(self, chat_id: str, topic: str, scenario: str, text: str = "") -> Injected | None:
+        question = text or TOPICS[topic][0]
         try:
             resp = requests.post(
                 f"{self.green_url}/__fake__/inbound",
@@ -190,11 +268,16 @@ def answer_due(injected: list[Injected], quiet: float = BURST_QUIET, cap: float 
 
 @dataclass
 class Tally:
-    """Injected messages against accepted sends (the fake's ``/__fake__/sent``); a send holding the
-    facts of several messages of its chat (a burst's one reply) answers each of them."""
+    """Injected messages against accepted sends (the fake's ``/__fake__/sent``) and what the
+    simulated staff typed on the hotel's phone. A send holding the facts of several messages of its
+    chat (a burst's one reply) answers each of them; the handoff notice answers the message that
+    asked for a person; a staff message holding a fact answers the question the guest asked while
+    staff held the conversation."""
 
     answered: dict[int, list[dict[str, Any]]]  # index into injected -> accepted sends answering it
     unmatched: list[dict[str, Any]]  # accepted sends that answer no injected message
+    #: The simulated staff's messages by their reference -> how many times each reached the guest.
+    staff: dict[str, int] = field(default_factory=dict)
 
     def lost(self, injected: list[Injected]) -> list[int]:
         return [i for i in range(len(injected)) if not self.answered.get(i)]
@@ -202,11 +285,22 @@ class Tally:
     def duplicates(self) -> dict[int, int]:
         return {i: len(sends) - 1 for i, sends in self.answered.items() if len(sends) > 1}
 
+    def staff_duplicates(self) -> dict[str, int]:
+        return {ref: n - 1 for ref, n in self.staff.items() if n > 1}
+
+
+def staff_ref(text: str) -> str:
+    """The reference of a simulated staff's message ("" for any other message)."""
+    start = text.find(STAFF_MARK)
+    return text[start + len(STAFF_MARK) :].split(")", 1)[0] if start >= 0 else ""
+
 
 def tally(injected: list[Injected], sent: list[dict[str, Any]]) -> Tally:
     by_chat_topic = {(m.chat_id, m.topic): i for i, m in enumerate(injected)}
     answered: dict[int, list[dict[str, Any]]] = {}
     unmatched: list[dict[str, Any]] = []
+    staff: dict[str, int] = {}
+    first_staff: dict[str, dict[str, Any]] = {}
     for send in sent:
         text = str(send.get("textMessage") or "")
         chat = str(send.get("chatId") or "")
@@ -215,10 +309,38 @@ def tally(injected: list[Injected], sent: list[dict[str, Any]]) -> Tally:
             for topic, (_, fact) in TOPICS.items()
             if fact in text and (chat, topic) in by_chat_topic
         ]
+        if (chat, HANDOFF) in by_chat_topic and any(line in text for line in NOTICE_LINES):
+            hits.append(by_chat_topic[(chat, HANDOFF)])
         # One send may answer several messages of its chat: a burst (messages written within
         # REPLY_BURST_QUIET_SECONDS) is answered by one reply holding each message's fact.
         for hit in hits:
             answered.setdefault(hit, []).append(send)
-        if not hits:
+        ref = staff_ref(text)
+        if ref:
+            staff[ref] = staff.get(ref, 0) + 1
+            first_staff.setdefault(chat, send)
+        elif not hits:
             unmatched.append(send)
-    return Tally(answered=answered, unmatched=unmatched)
+    # Staff who answer before the notice left take the conversation, and the notice is closed
+    # unsent (docs/handoff.md, "The takeover rule"): then their first message answers the guest.
+    for chat, send in first_staff.items():
+        index = by_chat_topic.get((chat, HANDOFF))
+        if index is not None and not answered.get(index):
+            answered[index] = [send]
+    return Tally(answered=answered, unmatched=unmatched, staff=staff)
+
+
+def bot_while_staff(handoffs: list[Handoff], sent: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The bot's sends to a guest of ``handoffs`` after the notice and before staff handed the
+    guest back (by the fake's whole-second timestamps): must be none."""
+    held = {h.chat_id: h for h in handoffs}
+    out = []
+    for send in sent:
+        handoff = held.get(str(send.get("chatId") or ""))
+        text = str(send.get("textMessage") or "")
+        if handoff is None or staff_ref(text) or any(line in text for line in NOTICE_LINES):
+            continue
+        until = handoff.handed_back_at or float("inf")
+        if float(send.get("timestamp") or 0) < int(until):
+            out.append(send)
+    return out

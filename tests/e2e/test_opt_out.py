@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.e2e.test_handoff import _state
+from tests.e2e.test_handoff import _slow_ai_once, _state
 from tests.e2e.test_message_path import _sends_to, _wait_for
 
 pytestmark = pytest.mark.e2e
@@ -28,12 +28,7 @@ def _inbound(stack, chat: str, text: str) -> None:
 def test_stop_is_confirmed_once_the_reply_in_flight_never_goes_and_the_next_message_is_answered(stack):
     chat = "79005550290@c.us"
     # The AI takes 6 s over the guest's first question: its answer is being generated when STOP comes.
-    stack.fake(
-        "deepseek",
-        "POST",
-        "faults",
-        json={"mode": "latency", "latency_ms": 6000, "count": 1, "match": {"path_regex": "chat/completions"}},
-    )
+    _slow_ai_once(stack)
     try:
         _inbound(stack, chat, "Is the pool open in the evening?")
         _wait_for(lambda: _state(stack, chat) == "bot answer:in_progress", 30, "the answer generating", stack)
