@@ -47,12 +47,6 @@ def redis_commands(client: redis.Redis) -> int:
     return sum(int(v["calls"]) for k, v in stats.items() if k not in ("cmdstat_info",))
 
 
-def pg_sessions(admin_url: str, database: str) -> int:
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute("SELECT sessions FROM pg_stat_database WHERE datname = %s", [database]).fetchone()
-    return int(row[0]) if row else 0
-
-
 def pg_statements_reset(admin_url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute("SELECT pg_stat_statements_reset()")
