@@ -276,7 +276,8 @@ def measure_pipeline(
         idle_split = _per(cpu0, cpu1, idle_s, "idle_ms_per_s")
         idle_pg = (probes.tree_cpu_ms(pg.postmaster_pid()) - pg0) / idle_s
         idle_redis = (probes.redis_commands(rds) - rc0) / idle_s
-        idle_sql = sum(c for _, c, _t in probes.pg_statements(pg.admin_url(), name)) / idle_s
+        idle_statements = probes.pg_statements(pg.admin_url(), name)
+        idle_sql = sum(c for _, c, _t in idle_statements) / idle_s
         # traffic
         probes.pg_statements_reset(pg.admin_url())
         sessions0 = pg.sessions_opened(name)
@@ -320,6 +321,10 @@ def measure_pipeline(
         "reply_p50_ms": round(_percentile(latencies, 0.5), 1) if latencies else math.inf,
         "reply_p95_ms": round(_percentile(latencies, 0.95), 1) if latencies else math.inf,
         "statements_per_msg": [{"sql": q[:400], "per_msg": round(c / answered, 3)} for q, c in top],
+        "idle_statements_per_min": [
+            {"sql": _normalise(q)[:400], "per_min": round(c * 60 / idle_s, 2)}
+            for q, c, _t in idle_statements[:TOP_STATEMENTS]
+        ],
     }
 
 
