@@ -28,6 +28,7 @@ import json
 import math
 import re
 import shutil
+import signal
 import tempfile
 import time
 from collections.abc import Iterator
@@ -38,12 +39,12 @@ import psycopg
 import redis
 import requests
 
+from bench import embedded_bench
 from bench.cost import probes
 from bench.cost.naive import SCHEMA
 from drill.stack import (
     BIN,
     DEMO_INSTANCE,
-    PG_BIN,
     ROOT,
     WORKER_NICE,
     Stack,
@@ -55,12 +56,6 @@ from drill.stack import (
 )
 
 RESULTS = ROOT / "bench-cost-results.json"
-QUESTIONS = (
-    "What time is check-out?",
-    "Is there parking?",
-    "What is the wifi password?",
-    "When is breakfast?",
-)
 #: The e2e stacks' fast upkeep intervals (drill.stack.base_env): the cost bench runs the product's.
 E2E_ONLY = ("REPLY_STALE_AFTER", "REPLY_SWEEP_INTERVAL", "REPLY_DRAIN_INTERVAL", "BREAKER_CONFIG_REFRESH")
 #: Issue 18 item 4's targets.
@@ -75,22 +70,10 @@ TOP_STATEMENTS = 20
 class StatsPostgres(ThrowawayPostgres):
     """The throwaway cluster with pg_stat_statements loaded (every statement, nested ones too)."""
 
-    def start(self) -> None:
-        options = (
-            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200 "
+    def __init__(self) -> None:
+        super().__init__(
             "-c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all "
             "-c pg_stat_statements.max=10000 -c log_connections=on"
-        )
-        self._run(
-            str(PG_BIN / "pg_ctl"),
-            "-D",
-            str(self.dir / "data"),
-            "-o",
-            options,
-            "-l",
-            str(self.dir / "log"),
-            "-w",
-            "start",
         )
 
     def admin_url(self) -> str:
@@ -209,44 +192,6 @@ def _per(before: dict[str, float], after: dict[str, float], per: float, suffix: 
     return {f"{k}_cpu_{suffix}": round((after[k] - before[k]) / per, 2) for k in after if k != "app"}
 
 
-def _sent_at(stack: Stack, chats: dict[str, float], settle: float) -> dict[str, float]:
-    deadline = time.monotonic() + settle
-    sent: dict[str, float] = {}
-    while time.monotonic() < deadline:
-        log = requests.get(
-            f"{stack.green_url}/__fake__/requests", params={"method_name": "sendMessage"}, timeout=30
-        ).json()
-        for entry in log:
-            body = entry.get("body")
-            chat = body.get("chatId") if isinstance(body, dict) else None
-            if chat in chats and entry.get("status") == 200:
-                sent.setdefault(chat, float(entry["time"]))
-        if len(sent) == len(chats):
-            break
-        time.sleep(0.5)
-    return sent
-
-
-def _inject(stack: Stack, prefix: str, count: int, rate: float) -> dict[str, float]:
-    injected: dict[str, float] = {}
-    session = requests.Session()
-    start = time.monotonic()
-    for i in range(count):
-        delay = start + i / rate - time.monotonic()
-        if delay > 0:
-            time.sleep(delay)
-        chat = f"79{prefix}{i:07d}@c.us"
-        injected[chat] = time.time()
-        body = {"chatId": chat, "text": QUESTIONS[i % len(QUESTIONS)], "senderName": f"Guest {i}"}
-        session.post(f"{stack.green_url}/__fake__/inbound", json=body, timeout=5).raise_for_status()
-    return injected
-
-
-def _percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, math.ceil(q * len(ordered)) - 1)]
-
-
 _FK_CHECK = "FOR KEY SHARE OF x"
 _LITERAL_LIST = re.compile(r"\(\$\d+(?:, \$\d+)+\)")
 
@@ -261,9 +206,7 @@ def measure_pipeline(
 ) -> dict[str, Any]:
     rds = redis.Redis.from_url(redis_url.rsplit("/", 1)[0] + "/0")
     with _stack(name, pg, redis_url.rsplit("/", 1)[0], tmp) as stack:
-        warm = _inject(stack, "000", 3, 1.0)
-        if len(_sent_at(stack, warm, 60)) != len(warm):
-            raise RuntimeError(f"{name}: the warm-up guests got no reply\n{stack.log_tail()}")
+        embedded_bench._warm_up(stack.green_url)
         time.sleep(5)  # the warm-up's tail (status pushes, the job's last writes) settles
         # idle
         probes.pg_statements_reset(pg.admin_url())
@@ -282,8 +225,9 @@ def measure_pipeline(
         probes.pg_statements_reset(pg.admin_url())
         sessions0 = pg.sessions_opened(name)
         cpu0, rc0, pg0 = _app_cpu(stack), probes.redis_commands(rds), probes.tree_cpu_ms(pg.postmaster_pid())
-        injected = _inject(stack, "101" if name == "naive" else "102", messages, rate)
-        sent = _sent_at(stack, injected, 120)
+        injected = embedded_bench._inject(stack.green_url, rate, messages / rate)
+        late = [s * 1000 for s in embedded_bench._collect(stack.green_url, injected)]
+        latencies = [v for v in late if math.isfinite(v)]
         time.sleep(2)  # the last jobs' final writes
         cpu1 = _app_cpu(stack)
         cpu = cpu1["app"] - cpu0["app"]
@@ -291,8 +235,7 @@ def measure_pipeline(
         redis_cmds = probes.redis_commands(rds) - rc0
         sessions = pg.sessions_opened(name) - sessions0
         statements = probes.pg_statements(pg.admin_url(), name)
-    answered = len(sent) or 1
-    latencies = [(sent[c] - t) * 1000 for c, t in injected.items() if c in sent]
+    answered = len(latencies) or 1
     merged: dict[str, int] = {}
     fk_checks = 0
     for query, calls, _toplevel in statements:
@@ -303,7 +246,7 @@ def measure_pipeline(
     top = sorted(merged.items(), key=lambda kv: -kv[1])[:TOP_STATEMENTS]
     return {
         "messages": len(injected),
-        "answered": len(sent),
+        "answered": len(latencies),
         "app_cpu_ms_per_msg": round(cpu / answered, 2),
         **_per(cpu0, cpu1, answered, "ms_per_msg"),
         "pg_cpu_ms_per_msg": round(pg_cpu / answered, 2),
@@ -318,8 +261,9 @@ def measure_pipeline(
         "idle_pg_cpu_ms_per_s": round(idle_pg, 2),
         "idle_sql_per_s": round(idle_sql, 2),
         "idle_redis_cmds_per_s": round(idle_redis, 2),
-        "reply_p50_ms": round(_percentile(latencies, 0.5), 1) if latencies else math.inf,
-        "reply_p95_ms": round(_percentile(latencies, 0.95), 1) if latencies else math.inf,
+        # an unanswered message counts as infinitely late (embedded_bench._collect)
+        "reply_p50_ms": round(embedded_bench._percentile(late, 0.5), 1),
+        "reply_p95_ms": round(embedded_bench._percentile(late, 0.95), 1),
         "statements_per_msg": [{"sql": q[:400], "per_msg": round(c / answered, 3)} for q, c in top],
         "idle_statements_per_min": [
             {"sql": _normalise(q)[:400], "per_min": round(c * 60 / idle_s, 2)}
@@ -345,8 +289,14 @@ def verdicts(hotelbot: dict[str, Any], naive: dict[str, Any]) -> dict[str, dict[
     }
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def measure(*, messages: int = 600, rate: float = 10.0, idle: float = 30.0) -> dict[str, Any]:
     """Both pipelines in one run; returns {"hotelbot": ..., "naive": ..., "ratios": ..., "targets": ...}."""
+    # SIGTERM (a timeout, a CI cancel) unwinds like ^C, so the servers and processes are removed.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     tmp = Path(tempfile.mkdtemp(prefix="hotelbot-cost-"))
     pg = StatsPostgres()
     (tmp / "redis").mkdir()
@@ -364,6 +314,7 @@ def measure(*, messages: int = 600, rate: float = 10.0, idle: float = 30.0) -> d
         rds.kill()
         pg.remove()
         shutil.rmtree(tmp, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
     hb, nv = out["hotelbot"], out["naive"]
     out["ratios"] = {
         k: round(hb[k] / nv[k], 2) if nv[k] else None
