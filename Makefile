@@ -17,7 +17,7 @@ DEV_ENV := DJANGO_DEBUG=1
 EMBEDDED_ENV := env -u DATABASE_URL -u REDIS_URL -u CELERY_BROKER_URL
 
 .PHONY: help install run migrate seed test test-fast fmt lint typecheck test-embedded test-services coverage \
-	bench bench-scale fakes clean drill drill-ci load
+	bench bench-scale bench-cost fakes clean drill drill-ci load
 
 help: ## this list (every target that has a double-hash comment)
 	@awk 'BEGIN {FS = ":.*## "} /^[a-z][a-z-]*:.*## / {printf "  make %-14s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
@@ -100,6 +100,9 @@ test-fast: $(STAMP) ## quick pytest without servers (embedded; no e2e, Redis or 
 bench: $(STAMP) ## reliability benchmarks (writes bench-results.json)
 	$(PY) -m bench
 
+bench-cost: $(STAMP) ## one guest message's CPU, SQL, Redis, sessions and latency vs a naive bot (QUICK=1: 150 messages)
+	$(PY) -m bench.cost $(if $(QUICK),--quick,)
+
 bench-scale: $(STAMP) ## every staff page on a year of 1,000 hotels vs one hotel (throwaway PostgreSQL DBs; SCALE=0.02 quick)
 	$(PY) -m bench.scale --scale $(or $(SCALE),1.0)
 
@@ -115,5 +118,5 @@ load: $(STAMP) ## webhook and reply latency/throughput under load (writes load-r
 	$(PY) -m drill.load
 
 clean: ## remove var/, caches and result files
-	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json bench-scale-results.json .coverage \
+	rm -rf var .pytest_cache .mypy_cache .ruff_cache bench-results.json bench-scale-results.json bench-cost-results.json .coverage \
 		drill-results.json drill-report.md drill-timeline.svg load-results.json

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from bench import breaker_bench, degradation_bench, embedded_bench, http_bench, webhook_bench
+from bench.cost import run as cost_bench
 
 TARGETS = (
     *breaker_bench.TARGETS,
@@ -38,6 +39,10 @@ def main() -> int:
     results.update(embedded_bench.measure())
     print("degradation switch lookup on the hot path ...", flush=True)
     results.update(degradation_bench.measure())
+    print("one guest message's cost against a naive bot (make bench-cost alone) ...", flush=True)
+    cost = cost_bench.measure()
+    cost_bench.RESULTS.write_text(json.dumps(cost, indent=2) + "\n")
+    results.update(cost_bench.flat(cost))
     width = max(len(k) for k in results)
     print()
     for key, value in results.items():
@@ -54,6 +59,11 @@ def main() -> int:
         failed += not ok
         verdict = "PASS" if ok else "FAIL"
         print(f"  {verdict}  {target.metric} = {value:,.4g}  (target {target.describe()} = {bound:,.4g})")
+    for key, target in cost["targets"].items():
+        failed += not target["met"]
+        verdict = "PASS" if target["met"] else "FAIL"
+        print(f"  {verdict}  cost {key} = {target['value']:,.4g}  (target <= {target['bound']:,.4g})")
+    print(f"  (hotelbot's statements per message: {cost_bench.RESULTS.name})")
     RESULTS.write_text(json.dumps({"results": results, "failed_targets": failed}, indent=2) + "\n")
     print(f"\nwrote {RESULTS.name}")
     return 1 if failed else 0

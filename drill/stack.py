@@ -312,7 +312,9 @@ def drop_database(url: str, name: str) -> None:
 class ThrowawayPostgres:
     """A private PostgreSQL cluster (initdb into a temp dir, pg_ctl on a free port)."""
 
-    def __init__(self) -> None:
+    def __init__(self, options: str = "") -> None:
+        #: More ``postgres -c`` options (bench.cost loads pg_stat_statements with them).
+        self.options = options
         self.dir = Path(tempfile.mkdtemp(prefix="hotelbot-pg-"))
         self.port = free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/hotelbot"
@@ -326,6 +328,7 @@ class ThrowawayPostgres:
 
     def start(self) -> None:
         options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c max_connections=200"
+        options = f"{options} {self.options}".strip()
         self._run(
             str(PG_BIN / "pg_ctl"),
             "-D",

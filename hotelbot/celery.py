@@ -43,6 +43,21 @@ def _startup_checks_once() -> None:
     startup_checks_or_exit("celery")
 
 
+# --- database connections: back to the pool after each task, as after a request -----------------------
+# (settings/celery.py, CELERY_DB_REUSE_MAX: Celery's fixup would close the whole pool around each task).
+def _is_eager(task: Any) -> bool:
+    return bool(getattr(getattr(task, "request", None), "is_eager", False))
+
+
+@task_prerun.connect
+@task_postrun.connect
+def _release_database_connections(task: Any = None, **_: Any) -> None:
+    if not _is_eager(task):
+        from django.db import close_old_connections
+
+        close_old_connections()
+
+
 # --- request id: from the publishing request (or task) into the task it causes -------------------
 _HEADER = "request_id"
 _tokens: dict[str, Token[str]] = {}

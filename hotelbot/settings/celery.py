@@ -38,6 +38,13 @@ CELERY_TASK_DEFAULT_QUEUE = env_str("CELERY_TASK_DEFAULT_QUEUE", "celery")
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each task, and in a prefork
+# worker it closes the whole psycopg pool (celery.fixups.django): every task opened new PostgreSQL
+# sessions, about two per guest message (docs/cost.md). The fixup is told not to (it would close them
+# once in this many tasks); hotelbot/celery.py gives each task's connections back to the pool instead,
+# as Django does after a request (close_old_connections: a broken connection is closed, and the pool
+# checks each connection before handing it out). Forked pool processes still drop the parent's pool.
+CELERY_DB_REUSE_MAX = 2**30
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True

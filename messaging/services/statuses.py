@@ -158,6 +158,11 @@ def _apply(message: Message, provider_status: str, description: str, at: datetim
 def deferred_statuses_apply(*, hotel_id: int, id_message: str) -> int:
     """Apply, oldest first, the statuses hotel ``hotel_id``'s instance reported before its outbound
     message ``id_message`` was known."""
+    # Almost always there is none (statuses follow the send by seconds): one indexed read, no lock and,
+    # outside a transaction, no BEGIN/COMMIT. A status deferred after this read runs its own look
+    # once committed (outbound_status_apply's on_commit), so skipping here never orphans it.
+    if not DeferredStatus.objects.filter(hotel_id=hotel_id, id_message=id_message).exists():
+        return 0
     with transaction.atomic():
         message = (
             Message.objects.select_for_update()

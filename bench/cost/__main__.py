@@ -1,0 +1,5 @@
+import sys
+
+from bench.cost.run import main
+
+sys.exit(main())
