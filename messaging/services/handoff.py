@@ -41,6 +41,7 @@ BOT_KINDS = (ReplyJob.Kind.ANSWER, ReplyJob.Kind.HANDOFF)
 UNSENT = (ReplyJob.Status.PENDING, ReplyJob.Status.IN_PROGRESS, ReplyJob.Status.PENDING_PROVIDER_RECOVERY)
 #: The status detail of a superseded job's outbound message that never left.
 NOT_SENT_DETAIL = "not sent: staff took over"
+HELD_DETAIL = "not sent: written while staff held the conversation"
 #: Green API's sendMessage accepts at most this many characters.
 MAX_TEXT = 20000
 
@@ -181,13 +182,17 @@ def conversation_take(*, conversation_id: int, actor: Any, via: str) -> Conversa
 
 
 def conversation_hand_back(*, conversation_id: int, actor: Any, via: str) -> Conversation:
-    """Staff hand the conversation back: the bot answers the guest's next messages (what it closed
-    stays closed). Audited as ``conversation.hand_back``."""
+    """Staff hand the conversation back: the bot answers the guest's next messages. What it closed
+    stays closed, and so do the bot's replies still unsent to messages written before the hand-back
+    (staff held them: a job still in its burst window would otherwise be answered by the bot after
+    staff answered it). Audited as ``conversation.hand_back``."""
     now = timezone.now()
     with transaction.atomic():
         conversation = _locked(conversation_id, actor, scoped=True)
         previous = conversation.owner
         _owner_set(conversation, owner=Owner.BOT, reason=Reason.HANDED_BACK, now=now, user=actor)
+        if previous != Owner.BOT:
+            guest_bot_jobs_supersede(guest_id=conversation.guest_id, now=now, detail=HELD_DETAIL)
         conversation_audit(conversation, actor, via, "hand_back", previous_owner=previous)
     return conversation
 

@@ -234,6 +234,22 @@ def test_hand_back_lets_the_bot_answer_again(conversation, fake_green, fake_deep
     assert AuditEntry.objects.filter(action="conversation.hand_back").count() == 1
 
 
+def test_hand_back_closes_the_bots_replies_to_what_the_guest_wrote_while_staff_held_them(
+    conversation, fake_green, fake_deepseek, staff_user
+):
+    """A message written during the hold whose job is still in its burst window when staff hand
+    back: staff held it, so the bot never answers it; the guest's next message is the bot's."""
+    handoff.conversation_take(conversation_id=conversation.pk, actor=staff_user, via="api")
+    held = _job(conversation)  # not yet claimed (the burst window)
+    handoff.conversation_hand_back(conversation_id=conversation.pk, actor=staff_user, via="api")
+    held.refresh_from_db()
+    assert held.status == ReplyJob.Status.SUPERSEDED
+    assert replies.reply_job_process(job_id=held.pk).result == "skipped"
+    after = _job(conversation)
+    assert replies.reply_job_process(job_id=after.pk).result == "done"
+    assert len(_sends(fake_green)) == 1
+
+
 def test_staff_of_another_hotel_cannot_take_the_conversation(conversation):
     other_hotel = HotelFactory.create(green_api_instance_id="1101000999", name="Other")
     user = get_user_model().objects.create_user("otto", "otto@example.com", "pw")
