@@ -65,8 +65,9 @@ fmt: $(STAMP) ## ruff format + ruff check --fix (the whole project)
 	$(BIN)/ruff check --fix .
 
 # Line and branch coverage of both runs, combined (the second run appends); `coverage` checks the floor.
+# --durations: each run ends with its 15 slowest tests (where the next minute of `make test` is).
 COV_FLOOR ?= 90
-COV_ARGS := --cov --cov-report=
+COV_ARGS := --cov --cov-report= --durations=15
 # `python -m pytest`: the xdist workers start with this folder on sys.path and import
 # tests/xdist_worker_env.py (own Redis databases and var dir per worker) before the settings load.
 PYTEST := $(PY) -m pytest

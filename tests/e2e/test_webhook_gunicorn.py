@@ -304,7 +304,13 @@ def test_a_publish_lost_with_a_killed_web_worker_is_republished_within_5_s_and_a
 
     url = _own_broker_url()
     redis.Redis.from_url(url, socket_timeout=5).flushdb()
-    production_sweeper = {"REPLY_STALE_AFTER": "30", "REPLY_SWEEP_INTERVAL": "15", "CELERY_BROKER_URL": url}
+    production_sweeper = {
+        "REPLY_STALE_AFTER": "30",
+        "REPLY_SWEEP_INTERVAL": "15",
+        "CELERY_BROKER_URL": url,
+        # The watch's 5 s count from the job being due; without a burst window it is due when created.
+        "REPLY_BURST_QUIET_SECONDS": "0",
+    }
     with HungTcpServer() as hung, _stack(tmp_path, **production_sweeper) as (stack, instance):
         stack.start_fakes()
         stack.start_worker()
