@@ -8,7 +8,9 @@ is a child started with its own environment, so the caller's settings never leak
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import select
 import shutil
 import signal
 import socket
@@ -39,6 +41,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _reap(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Wait for a process told to stop (SIGTERM); SIGKILL its group after ``timeout`` seconds."""
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=5)
+
+
 def wait_http(url: str, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -65,6 +77,9 @@ class Stack:
     #: the drill's infrastructure scenarios kill and restart them.
     postgres: ThrowawayPostgres | None = None
     redis: ThrowawayRedis | None = None
+    #: The long-lived shell behind ``shell()`` and the environment it started with.
+    _shell: subprocess.Popen[str] | None = field(default=None, repr=False)
+    _shell_env: dict[str, str] = field(default_factory=dict, repr=False)
 
     def manage(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
         return manage(self.env, *args, timeout=timeout)
@@ -83,11 +98,7 @@ class Stack:
         if proc is None or proc.poll() is not None:
             return
         os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=5)
+        _reap(proc)
 
     def kill(self, name: str) -> None:
         """SIGKILL the whole process group (master and children): a crash, no clean shutdown."""
@@ -98,10 +109,21 @@ class Stack:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(timeout=10)
 
-    def stop_all(self) -> None:
-        for name in list(self.procs):
+    def stop_all(self, grace: float = 3.0) -> None:
+        """Stop every process: all are told at once (SIGTERM to each leader, as an orchestrator
+        does), and a process group still there after ``grace`` seconds is killed. Nothing is left
+        to save when a whole stack goes (a Celery worker's warm shutdown waits up to 5 s for its
+        timer thread to wake: celery.utils.timer2)."""
+        self._stop_shell_server()
+        procs = [proc for proc in self.procs.values() if proc.poll() is None]
+        self.procs.clear()
+        for proc in procs:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for proc in procs:
             with contextlib.suppress(Exception):
-                self.stop(name)
+                _reap(proc, max(0.0, deadline - time.monotonic()))
 
     # --- the processes -------------------------------------------------------------------------
     def start_fakes(self, redelivery_delay: float = 1.0) -> None:
@@ -184,11 +206,61 @@ class Stack:
         resp.raise_for_status()
         return resp.json()
 
-    def shell(self, code: str) -> str:
-        result = self.manage("shell", "--no-imports", "-c", code)
-        if result.returncode != 0:
-            raise RuntimeError(result.stdout + result.stderr)
-        return result.stdout.strip()
+    def shell(self, code: str, timeout: float = 120) -> str:
+        """Run ``code`` in the stack's Django (its environment, its database); returns what it
+        printed. One long-lived process answers every call (drill/shell_server.py), started again
+        when it died or the stack's environment changed since it started."""
+        proc = self._shell_server()
+        assert proc.stdin is not None
+        assert proc.stdout is not None
+        try:
+            proc.stdin.write(json.dumps(code) + "\n")
+            proc.stdin.flush()
+            ready, _, _ = select.select([proc.stdout], [], [], timeout)
+            line = proc.stdout.readline() if ready else ""
+        except (BrokenPipeError, ValueError):
+            line = ""
+        if not line:
+            self._stop_shell_server()
+            log = (self.logs / "shell.log").read_text(errors="replace")[-3000:]
+            raise RuntimeError(f"the stack's shell gave no answer within {timeout}s:\n{log}")
+        answer = json.loads(line)
+        if not answer["ok"]:
+            raise RuntimeError(answer["out"])
+        return str(answer["out"]).strip()
+
+    def _shell_server(self) -> subprocess.Popen[str]:
+        if self._shell is not None and (self._shell.poll() is not None or self._shell_env != self.env):
+            self._stop_shell_server()
+        if self._shell is None:
+            log = (self.logs / "shell.log").open("ab")
+            self._shell = subprocess.Popen(
+                [sys.executable, "-m", "drill.shell_server"],
+                cwd=ROOT,
+                env=self.env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=log,
+                text=True,
+            )
+            log.close()
+            self._shell_env = dict(self.env)
+        return self._shell
+
+    def _stop_shell_server(self) -> None:
+        proc, self._shell = self._shell, None
+        if proc is None:
+            return
+        with contextlib.suppress(OSError, ValueError):
+            assert proc.stdin is not None
+            proc.stdin.close()  # end of input: the server's loop ends
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
 
     def log_tail(self) -> str:
         return "\n".join(

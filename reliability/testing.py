@@ -88,10 +88,17 @@ def reset_request_path_pool() -> None:
         broker._pool = broker._pool_key = None
 
 
-def reset_all() -> None:
-    """What every test starts and ends with (the autouse fixture in tests/conftest.py)."""
+def forget_process_state() -> None:
+    """Forget what this process keeps in memory and nothing shared (no cache, no store): what the
+    drill's long-lived shell (drill/shell_server.py) does after each script, to answer the next
+    one as a fresh ``manage.py shell`` would."""
     reset_database_breaker()
     reset_breakers()
     reset_retry_budgets()
     reset_rate_limits()
     reset_degradation()
+
+
+def reset_all() -> None:
+    """What every test starts and ends with (the autouse fixture in tests/conftest.py)."""
+    forget_process_state()

@@ -30,7 +30,7 @@ def test_stop_is_confirmed_once_the_reply_in_flight_never_goes_and_the_next_mess
     # The AI takes 6 s over the guest's first question: its answer is being generated when STOP comes.
     _slow_ai_once(stack)
     try:
-        _inbound(stack, chat, "Is the pool open in the evening?")
+        _inbound(stack, chat, "Is the sauna open late?")
         _wait_for(lambda: _state(stack, chat) == "bot answer:in_progress", 30, "the answer generating", stack)
         _inbound(stack, chat, "STOP")
         [confirmation] = _wait_for(lambda: _sends_to(stack, chat), 60, "the opt-out confirmation", stack)
