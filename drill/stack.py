@@ -151,6 +151,10 @@ class Stack:
                 f"{name}@%h",
                 "--without-gossip",
                 "--without-mingle",
+                # As deploy/: Celery's event heartbeat (a publish every 2 s) serves event monitors
+                # (Flower), which hotelbot has none of; liveness is WORKER_HEARTBEAT_FILE, health
+                # the pidbox ping. An idle cost (docs/cost.md).
+                "--without-heartbeat",
                 *extra_args,
             ],
         )

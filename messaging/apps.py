@@ -21,6 +21,7 @@ class MessagingConfig(AppConfig):
             health,
             masking,
             metrics,
+            scheduler,
             watchers,
         )
         from reliability.models import DeadLetter
@@ -54,6 +55,11 @@ class MessagingConfig(AppConfig):
         masking.register_redactor(mask_token)  # Green API instance tokens in URLs, in every log line
         # Broker down: worker processes take due reply jobs straight from the database (issue 9).
         broker_fallback.register_poller("reply_jobs", lambda limit: replies.reply_jobs_poll(limit=limit))
+        # Beat publishes the drain of parked replies only while some are parked (one indexed EXISTS
+        # in the beat process instead of a task every REPLY_DRAIN_INTERVAL; docs/cost.md).
+        scheduler.register_idle_check(
+            "messaging.tasks.drain_provider_recovery", selectors.reply_jobs_parked_exist
+        )
         # A reply job no worker has seen is re-published within seconds, from the beat process.
         watchers.register_watch(
             "reply_jobs_unseen",

@@ -485,6 +485,15 @@ def instance_states(*, max_age: float, names: int) -> InstanceStates:
     )
 
 
+# --- Beat's idle checks (reliability.scheduler) ------------------------------------------------------
+def reply_jobs_parked_exist() -> bool:
+    """Any reply parked as pending provider recovery: whether beat publishes the drain
+    (``replies.reply_jobs_drain``) at all. One indexed EXISTS (``replyjob_due``)."""
+    from messaging.models import ReplyJob
+
+    return ReplyJob.objects.filter(status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY).exists()
+
+
 # --- Degradation signals (issue 9) -----------------------------------------------------------------
 def reply_backlog_count() -> int:
     """Reply jobs due and unfinished: pending and due, or being processed (parked ones excluded:

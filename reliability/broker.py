@@ -11,6 +11,7 @@ publish as "not published": the database row stays the source of truth and a swe
 from __future__ import annotations
 
 import atexit
+import contextlib
 import contextvars
 import logging
 import os
@@ -256,28 +257,66 @@ def guarded() -> Iterator[None]:
     mark_up()
 
 
-def probe(*, timeout: float | None = None) -> bool:
-    """Connect to the broker once (short timeouts, no retries); updates the flag and the breaker.
+_probe_lock = threading.Lock()
+#: The probe's Redis connection, kept between probes: (pid, broker URL, timeout), connection.
+_probe_held: tuple[tuple[int, str, float], Connection] | None = None
 
-    Costs one TCP connection (and a PING / AMQP handshake): the worker's fallback poller calls it
-    every ``BROKER_PROBE_INTERVAL`` while the broker is up and every poll while it is down."""
+
+def probe(*, timeout: float | None = None) -> bool:
+    """Ask the broker whether it answers (short timeouts, no retries); updates the flag and the breaker.
+
+    The worker's fallback poller calls it every ``BROKER_PROBE_INTERVAL`` while the broker is up
+    and every poll while it is down. A Redis broker is asked with one PING on a connection this
+    process keeps between probes (a new TCP connection, HELLO and SELECT every few seconds in every
+    pool process were most of an idle worker's broker traffic); a failed PING drops the connection
+    and the next probe connects afresh. Other transports (AMQP) connect once per probe."""
     seconds = timeout if timeout is not None else settings.BROKER_PROBE_TIMEOUT
-    options = request_path_transport_options()
-    options.update({"socket_timeout": seconds, "socket_connect_timeout": seconds})
     try:
-        with guarded():
-            connection: Connection = current_app.connection_for_write(
-                transport_options=options, connect_timeout=seconds
-            )
-            try:
-                connection.ensure_connection(max_retries=0, interval_start=0, timeout=max(1, round(seconds)))
-                _ = connection.default_channel  # Redis: PING; AMQP: channel open
-            finally:
-                connection.collect()
+        with guarded(), _probe_lock:
+            _probe_once(seconds)
     except Exception as e:  # BrokerUnavailable, kombu's OperationalError, socket errors, ...
         logger.debug("broker probe failed: %s", e)
         return False
     return True
+
+
+def _probe_once(seconds: float) -> None:
+    global _probe_held
+    url = str(current_app.conf.broker_url or "")
+    key = (os.getpid(), url, seconds)
+    if _probe_held is not None and _probe_held[0] == key:
+        try:
+            channel: Any = _probe_held[1].default_channel  # kept only with a client that pings
+            channel.client.ping()
+            return
+        except Exception:
+            drop_probe_connection()
+            raise
+    drop_probe_connection()
+    options = request_path_transport_options()
+    options.update({"socket_timeout": seconds, "socket_connect_timeout": seconds})
+    connection: Connection = current_app.connection_for_write(
+        transport_options=options, connect_timeout=seconds
+    )
+    keep = False
+    try:
+        connection.ensure_connection(max_retries=0, interval_start=0, timeout=max(1, round(seconds)))
+        channel = connection.default_channel  # Redis: PING; AMQP: channel open
+        keep = callable(getattr(getattr(channel, "client", None), "ping", None))
+    finally:
+        if keep:
+            _probe_held = (key, connection)
+        else:
+            connection.collect()
+
+
+def drop_probe_connection() -> None:
+    """Forget the probe's kept connection (closed quietly; another process's is only forgotten)."""
+    global _probe_held
+    held, _probe_held = _probe_held, None
+    if held is not None and held[0][0] == os.getpid():
+        with contextlib.suppress(Exception):
+            held[1].collect()
 
 
 # --- kombu's Redis transport: a worker must survive a Redis kill ---------------------------------

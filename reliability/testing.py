@@ -78,6 +78,7 @@ def reset_broker_health() -> None:
     """Forget that this process saw the broker down."""
     with broker._state_lock:
         broker._seen = broker._Seen()
+    broker.drop_probe_connection()
 
 
 def reset_request_path_pool() -> None:

@@ -129,6 +129,29 @@ def test_probe_marks_the_broker_down_then_up(broker_url, throwaway_redis):
     assert not broker.is_down()
 
 
+@pytest.mark.django_db
+def test_probes_while_the_broker_is_up_reuse_one_connection(broker_url, throwaway_redis):
+    # Given a Redis broker this process has probed once
+    import redis as redis_py
+
+    broker_url(throwaway_redis.url.replace("/0", "/4"))
+    assert broker.probe(timeout=0.5) is True
+    server = redis_py.Redis.from_url(throwaway_redis.url)
+    connections = server.info("stats")["total_connections_received"]
+    # When the poller probes it again and again (every BROKER_PROBE_INTERVAL while it is up)
+    for _ in range(5):
+        assert broker.probe(timeout=0.5) is True
+    # Then each probe is one PING on the kept connection: no new connection (idle cost, docs/cost.md)
+    assert server.info("stats")["total_connections_received"] == connections
+    # And a failed PING drops it, so the probe after a restart connects afresh
+    throwaway_redis.kill()
+    assert broker.probe(timeout=0.5) is False
+    assert broker._probe_held is None
+    throwaway_redis.start()
+    assert broker.probe(timeout=0.5) is True
+    assert broker.probe(timeout=0.5) is True
+
+
 def test_redis_brokers_are_guarded_by_the_redis_breaker(broker_url):
     broker_url("redis://127.0.0.1:6379/9")
     assert broker.breaker_name() == "redis"

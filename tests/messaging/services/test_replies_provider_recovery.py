@@ -161,3 +161,16 @@ def test_parked_replies_are_released_within_one_drain_interval_after_a_timed_for
     ReplyJob.objects.filter(pk=probe).update(next_attempt_at=timezone.now())
     assert replies.reply_job_process(job_id=probe).result == "done"
     assert len(fake_green.sent_messages()) == 1
+
+
+def test_beat_publishes_the_drain_only_while_a_reply_is_parked(django_assert_num_queries):
+    # The idle check the messaging app registers for the drain's beat entry (reliability.scheduler)
+    from reliability import scheduler
+
+    drain = "messaging.tasks.drain_provider_recovery"
+    with django_assert_num_queries(1):  # an idle beat tick: one indexed EXISTS, no task published
+        assert scheduler.has_work(drain) is False
+    job = _job()
+    assert scheduler.has_work(drain) is False  # pending, not parked: the worker's, not the drain's
+    ReplyJob.objects.filter(pk=job.pk).update(status=ReplyJob.Status.PENDING_PROVIDER_RECOVERY)
+    assert scheduler.has_work(drain) is True  # found at the next due run: within REPLY_DRAIN_INTERVAL
