@@ -32,7 +32,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, Q, Value, When
+from django.db.models import Exists, F, Q
 from django.utils import timezone
 
 from messaging import handoff_rules, language, opt_out_rules, selectors
@@ -1101,14 +1101,11 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
     had_failed = bool(job.last_error) or job.manual_at is not None
     try:
         with transaction.atomic():
-            # The id, and accepted if still pending (a status may have moved it on already): one UPDATE.
-            pending = Q(status=Message.Status.PENDING)
-            Message.objects.filter(pk=job.outbound.pk).update(
-                provider_message_id=id_message,
-                status=Case(When(pending, then=Value(Message.Status.ACCEPTED)), default=F("status")),
-                accepted_at=Case(When(pending, then=Value(now)), default=F("accepted_at")),
-            )
-            statuses.deferred_statuses_apply(hotel_id=job.outbound.hotel_id, id_message=id_message)
+            # The id, accepted if still pending, and whether statuses wait for it: one statement.
+            if statuses.outbound_accepted(
+                message_id=job.outbound.pk, hotel_id=job.outbound.hotel_id, id_message=id_message, at=now
+            ):
+                statuses.deferred_statuses_apply(hotel_id=job.outbound.hotel_id, id_message=id_message)
             _fenced(
                 job,
                 status=ReplyJob.Status.DONE,
