@@ -1,7 +1,8 @@
 """The reply pipeline: claim a reply job, generate the answer once, send it exactly once.
 
-A job is claimed with ``SELECT ... FOR UPDATE`` on its row (due and pending, or in progress with
-an expired lease), which sets a new lease and a fresh **fencing token** (``lease_token``). Every
+A job is claimed with one conditional ``UPDATE`` of its row (due and pending, or in progress with
+an expired lease; the broker-down poll: ``SELECT ... FOR UPDATE SKIP LOCKED``), which sets a new
+lease and a fresh **fencing token** (``lease_token``). Every
 write after the claim is a conditional ``UPDATE ... WHERE pk = ... AND lease_token = ...`` whose
 row count is checked: a worker whose lease passed to another (it stalled past the lease, and the
 sweeper re-published the job) stops at its next write, and above all before sending. So a task
