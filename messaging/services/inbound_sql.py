@@ -49,7 +49,8 @@ from functools import partial
 from typing import Any
 
 from django.db import connection
-from django.db.models import Field, Model
+from django.db.models import NOT_PROVIDED, Field, Model
+from django.utils import timezone
 
 from messaging.models import Conversation, Guest, Hotel, Message, ReplyJob
 from messaging.services import bursts
@@ -86,15 +87,39 @@ def available() -> bool:
     )
 
 
+def _literal(value: Any) -> str | None:
+    """The SQL literal of a prepared value that is the same for every message of a kind (NULL,
+    true, false, 0, the empty string), or None: a parameter. Written into the statement, such
+    values keep it under psycopg's cache of parsed statements (at most 50 parameters and 4 KB:
+    above either, the statement's placeholders are parsed anew on every webhook, ~1.3 ms); the
+    statement is built once per combination of them (``_statement``'s cache). Client-side binding
+    sends these very literals anyway."""
+    if value is None:
+        return "NULL"
+    if value is True or value is False:
+        return "true" if value else "false"
+    if type(value) is int and value == 0:
+        return "0"
+    if type(value) is str and value == "":
+        return "''"
+    return None
+
+
+def _quoted(value: str) -> str:
+    """A constant of ours (an enum value, a table name) as an SQL string literal."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 @dataclass(frozen=True, slots=True)
 class _Insert:
-    """``INSERT INTO table (every column) SELECT values`` of one model: the columns given as SQL
-    expressions, every other one a parameter prepared from an unsaved instance."""
+    """``INSERT INTO table (columns) SELECT values`` of one model: the columns given as SQL
+    expressions, every other one a value prepared from an unsaved instance, written as a literal
+    when ``_literal`` has one for it, else a parameter. A column whose value is NULL and that has
+    no database default is left out (the database writes NULL), to keep the statement short."""
 
     table: str
-    columns: str
-    values: str
-    param_fields: tuple[Field[Any, Any], ...]
+    fields: tuple[Field[Any, Any], ...]
+    expressions: tuple[tuple[str, str], ...]
     pk: str
 
     @classmethod
@@ -104,24 +129,54 @@ class _Insert:
         fields = [f for f in model._meta.concrete_fields if not f.primary_key or f.attname in expressions]
         return cls(
             table=qn(model._meta.db_table),
-            columns=", ".join(qn(f.column) for f in fields),
-            values=", ".join(expressions.get(f.attname, "%s") for f in fields),
-            param_fields=tuple(f for f in fields if f.attname not in expressions),
+            fields=tuple(fields),
+            expressions=tuple(expressions.items()),
             pk=qn(model._meta.pk.column),
         )
 
-    def params(self, obj: Model) -> list[Any]:
-        return [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in self.param_fields]
+    def prepared(self, obj: Model) -> tuple[Any, ...]:
+        """Every value the instance gives (the columns not written as expressions), prepared."""
+        given = dict(self.expressions)
+        return tuple(
+            f.get_db_prep_save(f.pre_save(obj, True), connection)
+            for f in self.fields
+            if f.attname not in given
+        )
+
+    def clause(self, literals: tuple[str | None, ...]) -> tuple[str, str]:
+        """The column list and the SELECT list: expressions, literals (``literals``, aligned with
+        ``prepared``; None: a parameter, %s)."""
+        given, given_literals = dict(self.expressions), iter(literals)
+        columns, values = [], []
+        for f in self.fields:
+            value = given[f.attname] if f.attname in given else (next(given_literals) or "%s")
+            if value == "NULL" and f.db_default is NOT_PROVIDED:
+                continue
+            columns.append(connection.ops.quote_name(f.column))
+            values.append(value)
+        return ", ".join(columns), ", ".join(values)
+
+
+def _shape(values: tuple[Any, ...]) -> tuple[str | None, ...]:
+    return tuple(_literal(v) for v in values)
+
+
+def _params(values: tuple[Any, ...]) -> list[Any]:
+    return [v for v in values if _literal(v) is None]
+
+
+_GUEST = functools.cache(lambda: _Insert.of(Guest, {"hotel_id": "hotel.id"}))
+_CONVERSATION = functools.cache(
+    lambda: _Insert.of(Conversation, {"hotel_id": "guest.hotel_id", "guest_id": "guest.id"})
+)
+_MESSAGE = functools.cache(
+    lambda: _Insert.of(Message, {"conversation_id": "conversation.id", "hotel_id": "conversation.hotel_id"})
+)
 
 
 @functools.cache
-def _statement(update_name: bool) -> tuple[str, _Insert, _Insert, _Insert, _Insert]:
-    qn, col = connection.ops.quote_name, column
-
-    guest = _Insert.of(Guest, {"hotel_id": "hotel.id"})
-    conversation = _Insert.of(Conversation, {"hotel_id": "guest.hotel_id", "guest_id": "guest.id"})
-    message = _Insert.of(Message, {"conversation_id": "conversation.id", "hotel_id": "conversation.hotel_id"})
-    job = _Insert.of(
+def _job_insert() -> _Insert:
+    return _Insert.of(
         ReplyJob,
         {
             "id": "newid.id",
@@ -132,25 +187,53 @@ def _statement(update_name: bool) -> tuple[str, _Insert, _Insert, _Insert, _Inse
             "burst_started_at": "COALESCE((SELECT started FROM merged), burst.now)",
         },
     )
+
+
+@functools.lru_cache(maxsize=64)
+def _statement(
+    update_name: bool,
+    guest_shape: tuple[str | None, ...],
+    conversation_shape: tuple[str | None, ...],
+    message_shape: tuple[str | None, ...],
+    job_shape: tuple[str | None, ...],
+) -> str:
+    """The statement for one combination of the rows' literal values (``_literal``): in practice a
+    handful per process (a sender name or not, a message timestamp or not)."""
+    qn, col = connection.ops.quote_name, column
+    guest, conversation, message, job = _GUEST(), _CONVERSATION(), _MESSAGE(), _job_insert()
+    guest_columns, guest_values = guest.clause(guest_shape)
+    conversation_columns, conversation_values = conversation.clause(conversation_shape)
+    message_columns, message_values = message.clause(message_shape)
+    job_columns, job_values = job.clause(job_shape)
     j = partial(col, ReplyJob)
+    # The merged job's closing values (``bursts.closed_fields``): the burst's now, or constants.
+    w = bursts.window(timezone.now())
+
+    def closing(value: Any) -> str:
+        return "(SELECT now FROM burst)" if value is w.now else (_literal(value) or _quoted(str(value)))
+
     merged_cols = ", ".join(
-        f"{j(name)} = %s" for name in ("status", "completed_at", "lease_expires_at", "updated_at")
+        f"{j(name)} = {closing(value)}" for name, value in bursts.closed_fields(w).items()
     )
+    answer, pending = _quoted(ReplyJob.Kind.ANSWER.value), _quoted(ReplyJob.Status.PENDING.value)
+    inbound = _quoted(Message.Direction.INBOUND.value)
+    sequence_of = f"{_quoted(ReplyJob._meta.db_table)}, {_quoted(ReplyJob._meta.pk.column)}"
     updated = [col(Guest, "last_seen_at")] + ([col(Guest, "display_name")] if update_name else [])
     last_message_at = col(Conversation, "last_message_at")
-    # Identifiers only, from the models and quoted by the backend; every value is a parameter.
+    # Identifiers from the models, quoted by the backend; constants of ours and _literal's values
+    # as literals; every other value is a parameter.
     sql = f"""
-SELECT pg_advisory_xact_lock(%s, %s);
+SELECT pg_advisory_xact_lock({GUEST_LOCK_CLASS}, %s);
 WITH hotel AS (
     SELECT {qn(Hotel._meta.pk.column)} AS id FROM {qn(Hotel._meta.db_table)}
     WHERE {col(Hotel, "green_api_instance_id")} = %s
 ), stored AS (
     SELECT {message.pk} AS id FROM {message.table}
     WHERE {col(Message, "hotel")} IN (SELECT id FROM hotel)
-    AND {col(Message, "direction")} = %s AND {col(Message, "provider_message_id")} = %s
+    AND {col(Message, "direction")} = {inbound} AND {col(Message, "provider_message_id")} = %s
 ), guest AS (
-    INSERT INTO {guest.table} ({guest.columns})
-    SELECT {guest.values} FROM hotel WHERE NOT EXISTS (SELECT FROM stored)
+    INSERT INTO {guest.table} ({guest_columns})
+    SELECT {guest_values} FROM hotel WHERE NOT EXISTS (SELECT FROM stored)
     ON CONFLICT ({col(Guest, "hotel")}, {col(Guest, "chat_id")})
     DO UPDATE SET {", ".join(f"{c} = EXCLUDED.{c}" for c in updated)}
     RETURNING {guest.pk} AS id, {col(Guest, "hotel")} AS hotel_id
@@ -163,26 +246,26 @@ WITH hotel AS (
     WHERE {conversation.pk} IN (SELECT id FROM recent)
     RETURNING {conversation.pk} AS id, {col(Conversation, "hotel")} AS hotel_id
 ), started AS (
-    INSERT INTO {conversation.table} ({conversation.columns})
-    SELECT {conversation.values} FROM guest WHERE NOT EXISTS (SELECT FROM recent)
+    INSERT INTO {conversation.table} ({conversation_columns})
+    SELECT {conversation_values} FROM guest WHERE NOT EXISTS (SELECT FROM recent)
     RETURNING {conversation.pk} AS id, {col(Conversation, "hotel")} AS hotel_id
 ), message AS (
-    INSERT INTO {message.table} ({message.columns})
-    SELECT {message.values} FROM (SELECT * FROM touched UNION ALL SELECT * FROM started) conversation
+    INSERT INTO {message.table} ({message_columns})
+    SELECT {message_values} FROM (SELECT * FROM touched UNION ALL SELECT * FROM started) conversation
     RETURNING {message.pk} AS id
 ), burst AS (
     SELECT %s::timestamptz AS now, %s::timestamptz AS due, %s::interval AS cap, %s::boolean AS enabled
 ), newid AS (
-    SELECT nextval(pg_get_serial_sequence(%s, %s)) AS id FROM message
+    SELECT nextval(pg_get_serial_sequence({sequence_of})) AS id FROM message
 ), earlier AS (
     SELECT j.{job.pk} AS id FROM {job.table} j JOIN {message.table} m ON m.{message.pk} = j.{j("inbound")}
     WHERE m.{col(Message, "conversation")} IN (SELECT id FROM touched)
     AND m.{col(Message, "created_at")} >= (SELECT now - cap FROM burst)
-    AND j.{j("kind")} = %s ORDER BY j.{job.pk} DESC LIMIT 1
+    AND j.{j("kind")} = {answer} ORDER BY j.{job.pk} DESC LIMIT 1
 ), merged AS (
     UPDATE {job.table} SET {merged_cols}, {j("merged_into")} = (SELECT id FROM newid)
     WHERE {job.pk} IN (SELECT id FROM earlier) AND (SELECT enabled FROM burst) AND EXISTS (SELECT FROM newid)
-    AND {j("kind")} = %s AND {j("status")} = %s AND {j("reply_text")} = ''
+    AND {j("kind")} = {answer} AND {j("status")} = {pending} AND {j("reply_text")} = ''
     AND {j("send_started_at")} IS NULL AND {j("manual_at")} IS NULL AND {j("manual_text")} = ''
     AND {j("next_attempt_at")} > (SELECT now FROM burst)
     AND {j("burst_started_at")} > (SELECT now - cap FROM burst)
@@ -192,13 +275,14 @@ WITH hotel AS (
     SET {j("merged_into")} = (SELECT id FROM newid), {j("updated_at")} = (SELECT now FROM burst)
     WHERE {j("merged_into")} IN (SELECT id FROM merged)
 ), job AS (
-    INSERT INTO {job.table} ({job.columns}) SELECT {job.values} FROM message, newid, burst
+    INSERT INTO {job.table} ({job_columns}) SELECT {job_values} FROM message, newid, burst
     RETURNING {job.pk} AS id, {j("next_attempt_at")} AS due
 )
 SELECT (SELECT id FROM hotel), (SELECT id FROM stored), (SELECT id FROM message), (SELECT id FROM job),
     (SELECT due FROM job), (SELECT id FROM merged)
 """  # noqa: S608
-    return sql, guest, conversation, message, job
+    # One line per clause, no indentation: the statement's bytes count against psycopg's cache.
+    return " ".join(line.strip() for line in sql.strip().splitlines())
 
 
 def inbound_message_insert(
@@ -213,31 +297,30 @@ def inbound_message_insert(
     """Take the guest's lock, then run the statement for unsaved ``guest``, ``message`` and ``job``
     (their foreign keys unset: the statement supplies them), in one round trip, in autocommit, or
     in the caller's transaction if there is one."""
-    sql, guest_insert, conversation_insert, message_insert, job_insert = _statement(bool(guest.display_name))
     conversation = Conversation(last_message_at=now)
     w = bursts.window(now)
+    rows = (
+        _GUEST().prepared(guest),
+        _CONVERSATION().prepared(conversation),
+        _MESSAGE().prepared(message),
+        _job_insert().prepared(job),
+    )
+    guest_row, conversation_row, message_row, job_row = rows
+    sql = _statement(bool(guest.display_name), *(_shape(row) for row in rows))
     params = [
-        GUEST_LOCK_CLASS,
         guest_lock_key(id_instance=id_instance, chat_id=guest.chat_id),
         id_instance,
-        Message.Direction.INBOUND.value,
         message.provider_message_id,
-        *guest_insert.params(guest),
+        *_params(guest_row),
         idle_since,
         now,
-        *conversation_insert.params(conversation),
-        *message_insert.params(message),
+        *_params(conversation_row),
+        *_params(message_row),
         w.now,
         w.due,
         w.cap,
         w.enabled,
-        ReplyJob._meta.db_table,
-        ReplyJob._meta.pk.column,
-        ReplyJob.Kind.ANSWER.value,  # earlier: the guest's latest answer job
-        *bursts.closed_fields(w).values(),  # merged: closed with these ...
-        ReplyJob.Kind.ANSWER.value,  # ... if still waiting out its window
-        ReplyJob.Status.PENDING.value,
-        *job_insert.params(job),
+        *_params(job_row),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)

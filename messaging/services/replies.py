@@ -1,7 +1,8 @@
 """The reply pipeline: claim a reply job, generate the answer once, send it exactly once.
 
-A job is claimed with ``SELECT ... FOR UPDATE`` on its row (due and pending, or in progress with
-an expired lease), which sets a new lease and a fresh **fencing token** (``lease_token``). Every
+A job is claimed with one conditional ``UPDATE`` of its row (due and pending, or in progress with
+an expired lease; the broker-down poll: ``SELECT ... FOR UPDATE SKIP LOCKED``), which sets a new
+lease and a fresh **fencing token** (``lease_token``). Every
 write after the claim is a conditional ``UPDATE ... WHERE pk = ... AND lease_token = ...`` whose
 row count is checked: a worker whose lease passed to another (it stalled past the lease, and the
 sweeper re-published the job) stops at its next write, and above all before sending. So a task
@@ -32,7 +33,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, Q
+from django.db.models import Exists, F, Model, Q
 from django.utils import timezone
 
 from messaging import handoff_rules, language, opt_out_rules, selectors
@@ -353,18 +354,30 @@ def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
     """Claim job ``job_id`` (a broker task), or with ``None`` the most overdue claimable job (the
     database poll while the broker is down: ``FOR UPDATE SKIP LOCKED``, so pollers in several
     processes take different rows and never wait on each other; SQLite's IMMEDIATE transaction
-    is exclusive anyway). Either way: one row lock, a new lease and a fresh fencing token."""
+    is exclusive anyway). Either way: one row lock (a task's claim: the UPDATE's), a new lease and
+    a fresh fencing token."""
     lease = now + timedelta(seconds=settings.REPLY_JOB_LEASE)
+    related = ("inbound__conversation__guest", "inbound__conversation__hotel", "outbound")
+    if job_id is not None:
+        # A task's job: one conditional UPDATE in autocommit is the claim (a concurrent claim waits
+        # for the row and, the row changed, finds it no longer claimable), then the job with the
+        # relations the pipeline needs, by this claim's token: two statements, no transaction.
+        token = uuid.uuid4().hex
+        claimed = ReplyJob.objects.filter(_claimable(now), pk=job_id).update(
+            status=ReplyJob.Status.IN_PROGRESS,
+            lease_expires_at=lease,
+            lease_token=token,
+            attempts=F("attempts") + 1,
+            updated_at=timezone.now(),
+        )
+        if not claimed:
+            return None
+        return ReplyJob.objects.select_related(*related).filter(pk=job_id, lease_token=token).first()
     # Lock only the job row (``of``): PostgreSQL cannot lock the nullable side of the outbound
     # join, and this way the relations the pipeline needs come with the same query.
     with transaction.atomic():
-        query = ReplyJob.objects.select_for_update(of=("self",), skip_locked=job_id is None).select_related(
-            "inbound__conversation__guest", "inbound__conversation__hotel", "outbound"
-        )
-        if job_id is None:
-            job = query.filter(_claimable(now)).order_by("next_attempt_at", "pk").first()
-        else:
-            job = query.filter(_claimable(now), pk=job_id).first()
+        query = ReplyJob.objects.select_for_update(of=("self",), skip_locked=True).select_related(*related)
+        job = query.filter(_claimable(now)).order_by("next_attempt_at", "pk").first()
         if job is None:
             return None
         job.status = ReplyJob.Status.IN_PROGRESS
@@ -375,17 +388,43 @@ def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
     return job
 
 
+@functools.cache
+def _fenced_sql(names: tuple[str, ...]) -> str:
+    """``_fenced``'s UPDATE of fields ``names`` without an extra condition, written out once per
+    set of fields: the ORM compiled it anew for every write (a few per job, ~0.5 ms each)."""
+    col = partial(statements.column, ReplyJob)
+    sets = ", ".join(f"{col(name)} = %s" for name in names)
+    table = connection.ops.quote_name(ReplyJob._meta.db_table)
+    # Identifiers from the model, quoted by the backend; every value is a parameter.
+    return (
+        f"UPDATE {table} SET {sets} WHERE {col('id')} = %s "  # noqa: S608
+        f"AND {col('lease_token')} = %s AND {col('status')} = %s"
+    )
+
+
+def _fenced_update(job: ReplyJob, fields: dict[str, Any]) -> int:
+    names = tuple(fields)
+    params: list[Any] = []
+    for name, value in fields.items():
+        field = statements.model_field(ReplyJob, name)
+        params.append(field.get_db_prep_save(value.pk if isinstance(value, Model) else value, connection))
+    params += [job.pk, job.lease_token, ReplyJob.Status.IN_PROGRESS.value]
+    with connection.cursor() as cursor:
+        cursor.execute(_fenced_sql(names), params)
+        return cursor.rowcount
+
+
 def _fenced(job: ReplyJob, when: Q | None = None, **fields: Any) -> None:
     """Write ``fields`` only while this worker's claim holds: one conditional UPDATE on the job row
     (its pk, this claim's ``lease_token``, still in progress; and ``when``, if given). Raises
     :class:`LeaseLost` when no row matched; nothing is written then. On success the fields are
     mirrored onto ``job``."""
     fields["updated_at"] = timezone.now()
-    updated = (
-        ReplyJob.objects.filter(pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS)
-        .filter(when or Q())
-        .update(**fields)
-    )
+    if when is None:  # the common case: a statement written once per set of fields, not compiled
+        updated = _fenced_update(job, fields)
+    else:
+        claim = Q(pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS)
+        updated = ReplyJob.objects.filter(claim).filter(when).update(**fields)
     if updated != 1:
         raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
     for name, value in fields.items():
@@ -401,21 +440,49 @@ def _attempt(
     *,
     http_status: int | None = None,
     error: str = "",
+    later: bool = False,
 ) -> None:
-    """One row per step tried (generate, send, reconcile): one INSERT, outside the fencing (it
+    """One row per step tried (generate, send, reconcile): INSERTed outside the fencing (it
     records what happened, whoever holds the lease now) and never between the fenced write of
-    ``send_started_at`` and the send."""
+    ``send_started_at`` and the send. ``later``: kept in memory and INSERTed with the job's next
+    row (a successful generate step goes in one INSERT with its send step) or when the processing
+    of the claim ends, whatever its outcome (``_process_claimed``); a worker that dies in between
+    loses that row, never a job's state."""
     hotel = job.inbound.conversation.hotel
-    DeliveryAttempt.objects.create(
-        job_id=job.pk,
-        attempt=job.attempts,
-        step=step,
-        started_at=started_at,
-        duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
-        outcome=outcome,
-        http_status=http_status if http_status is not None and 100 <= http_status <= 599 else None,
-        error=storable_text(green_api.mask_token(error), secrets=plaintexts(hotel))[:2000],
+    _attempts_pending(job).append(
+        DeliveryAttempt(
+            job_id=job.pk,
+            attempt=job.attempts,
+            step=step,
+            started_at=started_at,
+            duration_ms=max(0, round((time.monotonic() - t0) * 1000)),
+            outcome=outcome,
+            http_status=http_status if http_status is not None and 100 <= http_status <= 599 else None,
+            error=storable_text(green_api.mask_token(error), secrets=plaintexts(hotel))[:2000],
+        )
     )
+    if not later:
+        _attempts_flush(job)
+
+
+_PENDING_ATTEMPTS = "_pending_attempts"
+
+
+def _attempts_pending(job: ReplyJob) -> list[DeliveryAttempt]:
+    pending: list[DeliveryAttempt] | None = getattr(job, _PENDING_ATTEMPTS, None)
+    if pending is None:
+        pending = []
+        setattr(job, _PENDING_ATTEMPTS, pending)
+    return pending
+
+
+def _attempts_flush(job: ReplyJob) -> None:
+    """INSERT the job's attempt rows kept in memory (``_attempt(later=True)``), in one statement."""
+    pending = _attempts_pending(job)
+    if pending:
+        rows = pending[:]
+        pending.clear()
+        statements.insert_rows(rows)  # autocommit: no BEGIN/COMMIT around one INSERT
 
 
 def reply_job_process(*, job_id: int) -> ProcessOutcome:
@@ -457,6 +524,11 @@ def _process_claimed(job: ReplyJob) -> ProcessOutcome:
         with contextlib.suppress(LeaseLost):
             _schedule_retry(job, green_api.mask_token(f"unexpected error: {type(e).__name__}: {e}"), error=e)
         raise
+    finally:
+        try:
+            _attempts_flush(job)
+        except DatabaseError as e:  # the database failed the job's own writes too; not this error's place
+            logger.warning("reply job %s: could not record its attempts: %s", job_id, e)
 
 
 def _facts(hotel: Hotel) -> HotelFacts:
@@ -679,6 +751,7 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
             return _supersede(job, f"the conversation is {conversation.owner} ({conversation.owner_reason})")
         if conversation.guest.opted_out_at is not None:  # by a later message (_opt_out_or_in)
             return _supersede(job, opt_out.OPTED_OUT_DETAIL)
+    answer: dict[str, Any] = {}  # a generated answer's fields, written with its outbound row
     if not job.reply_text:
         inbound = job.inbound
         started_at, t0 = timezone.now(), time.monotonic()
@@ -702,28 +775,31 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
             outcome,
             http_status=generated.ai_status,
             error=note,
+            later=True,  # INSERTed with the send's row (or when this claim's processing ends)
         )
         if generated.handoff:
             superseded = _hand_to_staff(job, generated.handoff, texts, generated.degraded_reason)
             if superseded is not None:
                 return superseded
         else:
-            _fenced(
-                job,
-                reply_text=generated.text,
-                degraded=bool(generated.degraded_reason),
-                degraded_reason=generated.degraded_reason,
-            )
+            answer = {
+                "reply_text": generated.text,
+                "degraded": bool(generated.degraded_reason),
+                "degraded_reason": generated.degraded_reason,
+            }
+    # The reply text is stored before sending: with the outbound row, in the same fenced UPDATE.
     if job.outbound is None:
         with transaction.atomic():  # a lost lease rolls the new row back
             outbound = Message.objects.create(
                 conversation=job.inbound.conversation,
                 hotel_id=job.inbound.hotel_id,
                 direction=Message.Direction.OUTBOUND,
-                text=job.reply_text,
+                text=answer.get("reply_text", job.reply_text),
                 status=Message.Status.PENDING,
             )
-            _fenced(job, outbound=outbound)
+            _fenced(job, outbound=outbound, **answer)
+    elif answer:
+        _fenced(job, **answer)
     paused = sending_paused()
     if paused:  # like a forced-open breaker: wait, drained in order when sending resumes
         return _park_pending_provider_recovery(job, 0.0, paused)
@@ -810,7 +886,11 @@ def _opt_out_or_in(job: ReplyJob) -> ProcessOutcome | None:
     guest = inbound.conversation.guest
     stop = opt_out_rules.opt_out(inbound.text) if inbound.message_type in TEXT_TYPES else None
     if stop is None:
-        if opt_out.guest_opt_in(guest_id=guest.pk, message_id=inbound.pk):
+        # Only a guest opted out when this job was claimed can be opted in: an opt-out by an
+        # earlier STOP is committed before this message is stored (the STOP locks the guest row the
+        # intake upserts, and a STOP that sees this message changes nothing), so the claim, after
+        # that, read it. A guest not opted out costs no UPDATE.
+        if guest.opted_out_at is not None and opt_out.guest_opt_in(guest_id=guest.pk, message_id=inbound.pk):
             guest.opted_out_at = None
             logger.info("reply job %s: the guest wrote again; their opt-out ends", job.pk)
         return None
@@ -1048,11 +1128,11 @@ def _confirm(job: ReplyJob, id_message: str) -> ProcessOutcome:
     had_failed = bool(job.last_error) or job.manual_at is not None
     try:
         with transaction.atomic():
-            Message.objects.filter(pk=job.outbound.pk).update(provider_message_id=id_message)
-            Message.objects.filter(pk=job.outbound.pk, status=Message.Status.PENDING).update(
-                status=Message.Status.ACCEPTED, accepted_at=now
-            )
-            statuses.deferred_statuses_apply(hotel_id=job.outbound.hotel_id, id_message=id_message)
+            # The id, accepted if still pending, and whether statuses wait for it: one statement.
+            if statuses.outbound_accepted(
+                message_id=job.outbound.pk, hotel_id=job.outbound.hotel_id, id_message=id_message, at=now
+            ):
+                statuses.deferred_statuses_apply(hotel_id=job.outbound.hotel_id, id_message=id_message)
             _fenced(
                 job,
                 status=ReplyJob.Status.DONE,

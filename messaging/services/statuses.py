@@ -155,6 +155,39 @@ def _apply(message: Message, provider_status: str, description: str, at: datetim
     return "status_updated"
 
 
+@functools.cache
+def _accepted_statement() -> str:
+    """``UPDATE ... RETURNING``: an outbound message's idMessage, accepted if still pending, and
+    whether a status for that id waits deferred (the look ``deferred_statuses_apply`` starts with),
+    in one statement, built once."""
+    meta, qn = Message._meta, connection.ops.quote_name
+    col = partial(column, Message)
+    status, accepted_at = col("status"), col("accepted_at")
+    # Identifiers from the models, quoted by the backend; every value is a parameter.
+    return (
+        f"UPDATE {qn(meta.db_table)} SET {col('provider_message_id')} = %s, "  # noqa: S608
+        f"{status} = CASE WHEN {status} = %s THEN %s ELSE {status} END, "
+        f"{accepted_at} = CASE WHEN {status} = %s THEN %s ELSE {accepted_at} END "
+        f"WHERE {qn(meta.pk.column)} = %s RETURNING EXISTS (SELECT 1 FROM "
+        f"{qn(DeferredStatus._meta.db_table)} WHERE {column(DeferredStatus, 'hotel')} = %s "
+        f"AND {column(DeferredStatus, 'id_message')} = %s)"
+    )
+
+
+def outbound_accepted(*, message_id: int, hotel_id: int, id_message: str, at: datetime) -> bool:
+    """Green API accepted outbound message ``message_id`` of hotel ``hotel_id`` as ``id_message``:
+    record the id, and ``accepted`` at ``at`` unless a status moved it on already. Returns whether
+    statuses for that id wait deferred (then ``deferred_statuses_apply``); in the caller's
+    transaction, one statement."""
+    pending, accepted = Message.Status.PENDING.value, Message.Status.ACCEPTED.value
+    at_db = model_field(Message, "accepted_at").get_db_prep_save(at, connection)
+    params = [id_message, pending, accepted, pending, at_db, message_id, hotel_id, id_message]
+    with connection.cursor() as cursor:
+        cursor.execute(_accepted_statement(), params)
+        row = cursor.fetchone()
+    return bool(row and row[0])
+
+
 def deferred_statuses_apply(*, hotel_id: int, id_message: str) -> int:
     """Apply, oldest first, the statuses hotel ``hotel_id``'s instance reported before its outbound
     message ``id_message`` was known."""

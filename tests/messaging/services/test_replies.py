@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from messaging.models import Message, ReplyJob
@@ -42,6 +44,40 @@ def test_happy_path_generates_with_ai_and_sends_once(job, fake_green, fake_deeps
     assert chat["body"]["thinking"] == {"type": "disabled"}
     assert "- Check-out: until 11:00" in chat["body"]["messages"][0]["content"]
     assert chat["body"]["messages"][-1] == {"role": "user", "content": "What time is check-out?"}
+
+
+#: Transaction control, not work: BEGIN/COMMIT (or, inside the test's transaction, savepoints).
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE SAVEPOINT")
+
+
+def test_one_answered_message_costs_at_most_thirteen_statements_in_two_transactions(
+    job, fake_green, django_capture_on_commit_callbacks
+):
+    """docs/cost.md: a reply job's statements are its cost; this pins them so none grows back
+    unnoticed. The happy path: the claim (an UPDATE, then the job and its relations), the burst
+    and the history, the guest's new language, the outbound row with the reply text (one
+    transaction), the earlier-reply check, the send fence, the attempts (generate and send in
+    one INSERT), the confirm (outbound id, status and the deferred statuses' look in one statement,
+    then done: one transaction)
+    and the deferred statuses' look after its commit."""
+    # A first reply (another guest's) warms the process's caches (breaker configs, degradation).
+    conversation = ConversationFactory.create(
+        guest__hotel=job.inbound.conversation.hotel, guest__chat_id="79001110001@c.us"
+    )
+    first = ReplyJobFactory.create(inbound=MessageFactory.create(conversation=conversation, text="Wifi?"))
+    assert replies.reply_job_process(job_id=first.pk).result == "done"
+    with (
+        CaptureQueriesContext(connection) as queries,
+        django_capture_on_commit_callbacks(execute=True),  # the confirm's look after its commit
+    ):
+        assert replies.reply_job_process(job_id=job.pk).result == "done"
+    sql = [q["sql"].lstrip().upper() for q in queries.captured_queries]
+    # The pipeline's own statements (the embedded default also paces sends in a database row).
+    work = [s for s in sql if not s.startswith(_TRANSACTION_CONTROL) and '"MESSAGING_' in s]
+    transactions = [s for s in sql if s.startswith(("BEGIN", "SAVEPOINT"))]
+    assert len(work) <= 13, "\n".join(work)
+    assert len(transactions) <= 2, "\n".join(sql)
+    assert len(fake_green.sent_messages()) == 2
 
 
 def test_prompt_carries_earlier_turns_of_the_conversation(job, fake_deepseek):

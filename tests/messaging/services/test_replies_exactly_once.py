@@ -317,11 +317,12 @@ def test_one_journal_window_reaches_back_to_the_send_less_the_slack(job, monkeyp
 def test_status_deferred_while_confirm_is_open_is_applied_after_commit(
     job, fake_green, monkeypatch, django_capture_on_commit_callbacks
 ):
-    real = statuses.deferred_statuses_apply
+    # The confirm's in-transaction look is the outbound UPDATE's (statuses.outbound_accepted).
+    real = statuses.outbound_accepted
     raced: list[str] = []
 
-    def lookup_then_status_arrives(*, hotel_id: int, id_message: str) -> int:
-        applied = real(hotel_id=hotel_id, id_message=id_message)
+    def lookup_then_status_arrives(*, message_id: int, hotel_id: int, id_message: str, at: Any) -> bool:
+        applied = real(message_id=message_id, hotel_id=hotel_id, id_message=id_message, at=at)
         if not raced:
             # A concurrent webhook's transaction could not see the uncommitted id: it stored the
             # status deferred, after the lookup above and before this transaction commits.
@@ -335,7 +336,7 @@ def test_status_deferred_while_confirm_is_open_is_applied_after_commit(
             )
         return applied
 
-    monkeypatch.setattr(statuses, "deferred_statuses_apply", lookup_then_status_arrives)
+    monkeypatch.setattr(statuses, "outbound_accepted", lookup_then_status_arrives)
     with django_capture_on_commit_callbacks(execute=True):
         assert replies.reply_job_process(job_id=job.pk).result == "done"
     assert raced
