@@ -39,7 +39,6 @@ PAUSE = 0.003  # seconds between calls, unmeasured (else a call pays for its pre
 GUESTS = 50  # chats cycled through (every guest has a recent conversation after the first round)
 TOKEN = "bench-hotel-webhook-token"  # noqa: S105 - a throwaway database's credential
 INSTANCE = "1101000001"
-LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, %s);"
 
 
 def _figures(values: list[float]) -> dict[str, float]:
@@ -76,23 +75,11 @@ def _child() -> None:  # pragma: no cover - run in a subprocess
 
     def without_lock(**kw: Any) -> inbound_sql.Written:
         """The statement as it was before the lock: one statement, one result."""
-        guest, message, job, now = kw["guest"], kw["message"], kw["job"], kw["now"]
-        sql, guest_insert, conversation_insert, message_insert, job_insert = inbound_sql._statement(
-            bool(guest.display_name)
-        )
-        params = [
-            kw["id_instance"],
-            Message.Direction.INBOUND.value,
-            message.provider_message_id,
-            *guest_insert.params(guest),
-            kw["idle_since"],
-            now,
-            *conversation_insert.params(Conversation(last_message_at=now)),
-            *message_insert.params(message),
-            *job_insert.params(job),
-        ]
+        sql, params = inbound_sql.statement_and_params(**kw)
+        lock, _, statement = sql.partition(";")
+        assert lock.startswith("SELECT pg_advisory_xact_lock("), lock
         with connection.cursor() as cursor:
-            cursor.execute(sql.replace(LOCK_SQL, "", 1), params)
+            cursor.execute(statement, params[1:])  # the lock's key is the first parameter
             row = cursor.fetchone()
         assert row is not None
         return inbound_sql.Written(*row)

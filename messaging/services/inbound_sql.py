@@ -297,6 +297,28 @@ def inbound_message_insert(
     """Take the guest's lock, then run the statement for unsaved ``guest``, ``message`` and ``job``
     (their foreign keys unset: the statement supplies them), in one round trip, in autocommit, or
     in the caller's transaction if there is one."""
+    sql, params = statement_and_params(
+        id_instance=id_instance, guest=guest, message=message, job=job, idle_since=idle_since, now=now
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        cursor.nextset()  # past the lock's result to the statement's
+        row = cursor.fetchone()
+    assert row is not None
+    return Written(*row)
+
+
+def statement_and_params(
+    *,
+    id_instance: str,
+    guest: Guest,
+    message: Message,
+    job: ReplyJob,
+    idle_since: datetime,
+    now: datetime,
+) -> tuple[str, list[Any]]:
+    """The two statements ``inbound_message_insert`` runs (the guest's lock first, its key the
+    first parameter) and their parameters."""
     conversation = Conversation(last_message_at=now)
     w = bursts.window(now)
     rows = (
@@ -322,9 +344,4 @@ def inbound_message_insert(
         w.enabled,
         *_params(job_row),
     ]
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        cursor.nextset()  # past the lock's result to the statement's
-        row = cursor.fetchone()
-    assert row is not None
-    return Written(*row)
+    return sql, params
