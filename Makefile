@@ -6,7 +6,11 @@ PY := $(BIN)/python
 STAMP := $(VENV)/.installed
 
 # The machine's services, used by the real-service test run (override on the command line).
-PG_URL ?= postgres://postgres@127.0.0.1:5432/test
+# The test sessions commit without waiting for the WAL to reach the disk (synchronous_commit=off):
+# what a commit guarantees to other sessions is unchanged, only an OS crash could lose the last
+# commits, and no test crashes the machine's server (those that kill one start their own). It
+# halves the time of the transactional tests (each ends by truncating every table).
+PG_URL ?= postgres://postgres@127.0.0.1:5432/test?options=-c%20synchronous_commit%3Doff
 REDIS_TEST_URL ?= redis://127.0.0.1:6379/0
 BROKER_TEST_URL ?= redis://127.0.0.1:6379/1
 SERVICE_ENV := DATABASE_URL=$(PG_URL) REDIS_URL=$(REDIS_TEST_URL) CELERY_BROKER_URL=$(BROKER_TEST_URL)
