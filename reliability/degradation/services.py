@@ -3,6 +3,7 @@ mail) and the staff's actions (override, maintenance; each audited)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterable
 from datetime import datetime
@@ -165,10 +166,64 @@ def _end_expired_maintenance(now: datetime) -> list[str]:
     return [row.dependency for row in ended]
 
 
+#: With nothing to change, the evaluator writes its row only to move ``evaluated_at`` on, once it is
+#: this old: "last run" to within a minute, not an UPDATE (and its WAL flush) every 15 s.
+EVALUATED_AT_STALE_SECONDS = 60.0
+
+_STATE_FIELDS = (
+    "level",
+    "switches_off",
+    "cause",
+    "since",
+    "maintenance",
+    "override_level",
+    "auto_level",
+    "auto_switches_off",
+    "auto_cause",
+    "clear_since",
+    "recovery_level",
+    "recovery_switches_off",
+)
+
+
+def _state_values(state: DegradationState) -> tuple[Any, ...]:
+    return tuple(getattr(state, name) for name in _STATE_FIELDS)
+
+
+def _evaluation_changes_nothing(state: DegradationState, ask: Ask, now: datetime) -> bool:
+    """Would the evaluation change nothing but ``evaluated_at`` (still fresh)? Decided on a copy of
+    the row read without a lock; anything else (a change, an expired override or maintenance, no
+    row, a stale ``evaluated_at``) goes through the locked transaction."""
+    if state.evaluated_at is None:
+        return False
+    if (now - state.evaluated_at).total_seconds() >= EVALUATED_AT_STALE_SECONDS:
+        return False
+    if state.override_level is not None and not state.override_active(now):
+        return False
+    active = list(DependencyMaintenance.objects.filter(active=True).values_list("until", flat=True))
+    if any(until is not None and until <= now for until in active):
+        return False
+    after = copy.deepcopy(state)
+    after.maintenance = _maintenance_list(now)
+    _apply_hysteresis(after, ask, now)
+    level, switches, cause = _effective(after, now)
+    if (level, switches) != (int(after.level), sorted(after.switches_off)):
+        return False
+    after.cause = cause
+    return _state_values(after) == _state_values(state)
+
+
 def degradation_evaluate(*, now: datetime | None = None) -> DegradationState:
-    """Beat: evaluate the rules, apply hysteresis, end expired overrides and maintenance, record changes."""
+    """Beat: evaluate the rules, apply hysteresis, end expired overrides and maintenance, record changes.
+
+    When the evaluation would change nothing (the usual run) the row is only read, without a lock
+    or a transaction, and not written; ``evaluated_at`` moves on at least every
+    ``EVALUATED_AT_STALE_SECONDS``."""
     now = now or timezone.now()
     ask = rules_evaluate()  # outside the transaction: breaker snapshots may talk to Redis
+    current = DegradationState.objects.filter(pk=STATE_PK).first()
+    if current is not None and _evaluation_changes_nothing(current, ask, now):
+        return current
     with transaction.atomic():
         state = _state_for_update()
         _end_expired_maintenance(now)

@@ -287,6 +287,51 @@ def test_recovery_goes_to_the_worst_level_asked_during_the_window(only_rules, se
     assert state().level == L.NORMAL
 
 
+# --- an evaluation that changes nothing writes nothing -------------------------------------------
+def _writes(queries: CaptureQueriesContext) -> list[str]:
+    verbs = ("UPDATE", "INSERT", "DELETE", "SAVEPOINT", "BEGIN")
+    return [q["sql"] for q in queries.captured_queries if q["sql"].lstrip().upper().startswith(verbs)]
+
+
+def test_an_evaluation_that_changes_nothing_takes_no_lock_and_writes_nothing(only_rules):
+    """The usual run (every 15 s, nothing changed): the row is read, not locked or written;
+    ``evaluated_at`` still moves on once it is EVALUATED_AT_STALE_SECONDS old."""
+    from reliability.degradation import services as degradation_services
+
+    t0 = timezone.now()
+    degradation.degradation_evaluate(now=t0)
+    assert state().evaluated_at == t0
+    with CaptureQueriesContext(connection) as queries:
+        degradation.degradation_evaluate(now=t0 + timedelta(seconds=15))
+    assert _writes(queries) == []
+    assert not any("FOR UPDATE" in q["sql"] for q in queries.captured_queries)
+    assert state().evaluated_at == t0
+    stale = t0 + timedelta(seconds=degradation_services.EVALUATED_AT_STALE_SECONDS)
+    degradation.degradation_evaluate(now=stale)
+    assert state().evaluated_at == stale
+
+
+def test_a_change_found_by_the_unlocked_read_is_still_written_under_the_lock(only_rules):
+    t0 = timezone.now()
+    degradation.degradation_evaluate(now=t0)
+    rule("ai", "breaker_open", L.MINOR, target="deepseek", off=["ai_replies"])
+    force("deepseek")
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=15))
+    assert (state().level, state().switches_off) == (L.MINOR, ["ai_replies"])
+    assert state().evaluated_at == t0 + timedelta(seconds=15)
+    assert not degradation.is_enabled("ai_replies")
+    assert DegradationEvent.objects.count() == 1
+    # Staff's override is left alone by a run that changes nothing, and ends by the evaluator.
+    degradation.degradation_override_set(
+        level="moderate", reason="drill", actor=None, via="test", until=t0 + timedelta(seconds=40)
+    )
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=30))
+    assert state().override_level == L.MODERATE
+    degradation.degradation_evaluate(now=t0 + timedelta(seconds=45))
+    assert state().override_level is None
+    assert state().level == L.MINOR
+
+
 # --- events, metrics, mail -------------------------------------------------------------------------
 def test_moves_to_severe_and_back_mail_admins_log_and_count(
     only_rules, settings, mailoutbox, django_capture_on_commit_callbacks, caplog
