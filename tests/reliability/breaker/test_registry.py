@@ -203,6 +203,38 @@ def test_an_override_the_live_breaker_lost_is_reasserted_from_the_row(settings):
     assert BreakerEvent.objects.filter(reason="admin (re-asserted): incident 7").count() == 1
 
 
+def test_a_refresh_of_an_unchanged_row_is_one_narrow_read_and_an_override_without_a_new_version_applies(
+    settings,
+):
+    """Each refresh (every probe of the ``redis`` breaker) reads the row's version and override in
+    one statement; the whole row only when its version moved on. An override is the truth on every
+    refresh, with or without a new version (a row updated in bulk keeps its version)."""
+    from django.db import connections
+    from django.test.utils import CaptureQueriesContext
+
+    settings.BREAKER_CONFIG_REFRESH = 0.0
+    assert registry.breaker("deepseek").state == State.CLOSED
+    connection = connections["default"]
+    with CaptureQueriesContext(connection) as queries:
+        registry.breaker("deepseek")
+    assert len(queries) == 1
+    assert queries[0]["sql"].startswith("SELECT version, mode, mode_reason, mode_until FROM")
+    BreakerConfig.objects.filter(name="deepseek").update(
+        mode="forced_open", mode_reason="bulk", mode_until=_soon(600)
+    )
+    with CaptureQueriesContext(connection) as queries:
+        assert registry.breaker("deepseek").state == State.FORCED_OPEN
+    assert len(queries) == 1
+    row = BreakerConfig.objects.get(name="deepseek")
+    row.mode, row.mode_until, row.failure_threshold = "auto", None, 7
+    row.save()
+    with CaptureQueriesContext(connection) as queries:
+        cb = registry.breaker("deepseek")
+    assert len(queries) == 2  # the version moved on: the whole row too
+    assert cb.config.failure_threshold == 7
+    assert cb.state == State.CLOSED
+
+
 def test_transitions_are_counted_and_the_open_gauge_follows_the_state():
     before = _sample("hotelbot_breaker_transitions_total", breaker="deepseek", to_state="forced_open")
     services.breaker_set_mode(name="deepseek", mode=BreakerConfig.Mode.FORCED_OPEN, reason="drill")
