@@ -242,6 +242,23 @@ def test_cached_check_probes_once_within_the_cache_period(settings) -> None:
     assert len(calls) == 1
 
 
+@pytest.mark.django_db
+def test_a_heartbeat_is_one_update_once_its_row_exists() -> None:
+    """The sweeper stamps its heartbeat every run (15 s): one UPDATE, no lock and no transaction."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    Heartbeat.objects.filter(name="idle_job").delete()
+    services.heartbeat_record(name="idle_job")  # the first run creates the row
+    first = Heartbeat.objects.get(name="idle_job").last_seen_at
+    with CaptureQueriesContext(connection) as queries:
+        services.heartbeat_record(name="idle_job")
+    assert [q["sql"].split()[0] for q in queries.captured_queries] == ["UPDATE"]
+    row = Heartbeat.objects.get(name="idle_job")
+    assert row.last_seen_at >= first
+    assert row.process == registry.process_label()
+
+
 # --- individual checks -----------------------------------------------------------------------------------
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_beat_heartbeat_fails_when_missing_or_older_than_three_intervals(settings) -> None:
