@@ -75,9 +75,11 @@ COV_ARGS := --cov --cov-report= --durations=15
 # `python -m pytest`: the xdist workers start with this folder on sys.path and import
 # tests/xdist_worker_env.py (own Redis databases and var dir per worker) before the settings load.
 PYTEST := $(PY) -m pytest
-WORKERS ?= 2
-# loadgroup: the tests that start whole stacks (tests/e2e) run one after another on one worker.
-XDIST := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadgroup,)
+# Three workers on two cores: the drill's and the stacks' workers mostly wait on their processes.
+WORKERS ?= 3
+# loadgroup: the tests that start whole stacks (tests/e2e) run one after another on one worker;
+# --no-loadscope-reorder: the drill and the stacks go first (tests/conftest.py: _LongGroupsFirst).
+XDIST := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadgroup --no-loadscope-reorder,)
 
 # The services run runs every test; the embedded run only those that depend on the deployment (the
 # `deployment` marker, decided in tests/conftest.py; the count is printed at the end of each run).

@@ -26,6 +26,28 @@ def pytest_configure(config: pytest.Config) -> None:
         plugins = [p for p in os.environ.get("PYTEST_PLUGINS", "").split(",") if p]
         if WORKER_ENV_PLUGIN not in plugins:
             os.environ["PYTEST_PLUGINS"] = ",".join([*plugins, WORKER_ENV_PLUGIN])
+    config.pluginmanager.register(_LongGroupsFirst(), "hotelbot-long-groups-first")
+
+
+#: The groups that take one worker for minutes, longest first (see ``deployment_reason`` below).
+LONG_GROUPS = ("drill", "stack")
+
+
+class _LongGroupsFirst:
+    """The drill and the stacks start first, each on a worker of its own, while the other tests fill
+    every worker's gaps; scheduled last (xdist hands out work units largest first, and a group of one
+    test is the smallest), the drill ran alone at the end of each run with the other cores idle.
+    Needs ``--no-loadscope-reorder`` (the Makefile's XDIST): xdist then takes the units in this order.
+    Runs after every other plugin's reordering (pytest-django puts database tests first)."""
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        def rank(item: pytest.Item) -> int:
+            marker = item.get_closest_marker("xdist_group")
+            name = (marker.args[0] if marker.args else marker.kwargs.get("name")) if marker else None
+            return LONG_GROUPS.index(name) if name in LONG_GROUPS else len(LONG_GROUPS)
+
+        items.sort(key=rank)  # stable: the order within each part is kept
 
 
 def pytest_report_header() -> list[str]:
