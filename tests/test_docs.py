@@ -137,6 +137,7 @@ NOT_ENV = frozenset(
         "E2E_REDIS_OUTAGE_SECONDS",  # tests/e2e/test_redis_outage.py
         "CELERY_BEAT_SCHEDULE", "SECRET_KEY",  # Django settings
         "ORDER_WAIT",  # messaging/services/replies.py
+        "EVALUATED_AT_STALE_SECONDS",  # reliability/degradation/services.py
         "OPENAI_BASE_URL", "TEXT_TYPES",  # the providers' SDKs (docs/providers.md)
     }
 )  # fmt: skip
