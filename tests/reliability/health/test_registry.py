@@ -200,14 +200,18 @@ def test_redis_check_answers_in_time_while_redis_hangs() -> None:
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_the_full_probe_answers_in_time_while_redis_hangs(client: Client, settings) -> None:
+    # Each check gets 400 ms here, not the default 150: on a busy test machine the breakers' read
+    # (which falls back to the database while Redis hangs) could pass 150 ms and fail a critical
+    # check; what this test is about is the hung Redis check and the whole probe's bound.
+    settings.HEALTH_CHECK_TIMEOUT = 0.4
     with HungTcpServer() as hung:
         settings.REDIS_URL = hung.url
         status, body, elapsed = get_json(client, "/health/")
     assert elapsed < PROBE_BOUND
     # Redis is not critical (breakers, pacing and the cache fall back): degraded, not 503.
-    assert (status, body["status"]) == (200, "degraded")
+    assert (status, body["status"]) == (200, "degraded"), body
     assert body["checks"]["redis"]["status"] == "failing"
-    assert "did not answer within 150 ms" in body["checks"]["redis"]["message"]
+    assert "did not answer within 400 ms" in body["checks"]["redis"]["message"]
     assert body["checks"]["database"]["status"] == "ok"
 
 
