@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -160,9 +161,13 @@ class BreakerConfig(models.Model):
             raise ValidationError({"mode_reason": "Say why the breaker is overridden."})
 
     def override_active(self, now: Any = None) -> bool:
-        if self.mode == self.Mode.AUTO:
-            return False
-        return self.mode_until is None or self.mode_until > (now or timezone.now())
+        return self.mode_in_force(self.mode, self.mode_until, now or timezone.now())
+
+    @classmethod
+    def mode_in_force(cls, mode: str, until: datetime | None, now: datetime) -> bool:
+        """A staff override (any mode but auto) holds: no end, or an end still ahead. Also for
+        the breaker registry, which reads the mode and its end without loading the row."""
+        return mode != cls.Mode.AUTO and (until is None or until > now)
 
 
 class BreakerEvent(models.Model):

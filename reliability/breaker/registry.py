@@ -194,7 +194,7 @@ def _apply_mode(cb: CircuitBreaker, override: _Override, loaded: _Loaded, *, sta
     now = timezone.now()
     state = cb.state  # ends an override whose time is up, in stores that keep the end
     edited, loaded.override = override != loaded.override, override
-    if mode != BreakerConfig.Mode.AUTO and (mode_until is None or mode_until > now):  # override_active
+    if BreakerConfig.mode_in_force(mode, mode_until, now):
         target = State(mode)
         left = None if mode_until is None else (mode_until - now).total_seconds()
         if state == target and not (staff_edit and edited):
