@@ -170,24 +170,14 @@ def _end_expired_maintenance(now: datetime) -> list[str]:
 #: this old: "last run" to within a minute, not an UPDATE (and its WAL flush) every 15 s.
 EVALUATED_AT_STALE_SECONDS = 60.0
 
-_STATE_FIELDS = (
-    "level",
-    "switches_off",
-    "cause",
-    "since",
-    "maintenance",
-    "override_level",
-    "auto_level",
-    "auto_switches_off",
-    "auto_cause",
-    "clear_since",
-    "recovery_level",
-    "recovery_switches_off",
-)
+#: Every field of the row but its key and timestamps: what an evaluation may change (derived, so a
+#: field added to the model is compared too).
+_NOT_STATE = frozenset({"id", "evaluated_at", "updated_at"})
 
 
 def _state_values(state: DegradationState) -> tuple[Any, ...]:
-    return tuple(getattr(state, name) for name in _STATE_FIELDS)
+    fields = state._meta.concrete_fields
+    return tuple(getattr(state, f.attname) for f in fields if f.attname not in _NOT_STATE)
 
 
 def _evaluation_changes_nothing(state: DegradationState, ask: Ask, now: datetime) -> bool:
