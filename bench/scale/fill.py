@@ -6,7 +6,8 @@ minutes, every guest message answered by one reply job (mostly done; some dead, 
 staff answered, the newest still pending), two delivery attempts per job, a dead letter per dead
 reply plus quarantined notifications (most resolved or discarded, the recent ones open), the audit
 log, hourly reliability reports, breaker and degradation events. Timestamps run over ``days`` up to
-now, ids grow with time.
+now, ids grow with time. One hotel in a hundred keeps its guests' data 90 days and one 365 (their own
+retention setting), the others the default.
 
 The big tables are loaded without their secondary indexes and foreign keys, which are rebuilt
 afterwards from their own definitions (``pg_get_indexdef`` / ``pg_get_constraintdef``): a bulk load
@@ -155,13 +156,14 @@ INSERT INTO messaging_hotel (id, name, green_api_instance_id, green_api_token, g
   green_api_state_changed_at, green_api_state_checked_at, webhook_token_hash, webhook_token_issued_at,
   webhook_token_previous_hash, webhook_token_previous_expires_at, check_in, check_out, wifi, breakfast,
   address, parking, staff_contact, extra_facts, staff_hold_minutes, staff_email, guest_data_retention_days,
-  created_at, updated_at)
+  timezone, handoff_target_minutes, staff_webhook_url, staff_webhook_secret, created_at, updated_at)
 SELECT h, 'Hotel ' || lpad(h::text, 4, '0'), (7100000000 + h)::text, %(token)s,
   CASE WHEN h % 50 = 0 THEN 'notAuthorized' ELSE 'authorized' END,
   now() - make_interval(mins => h % 600), now() - make_interval(mins => h % 60),
   encode(sha256(('webhook-token-' || h)::bytea), 'hex'), %(t0)s::timestamptz, '', NULL,
   'from 15:00', 'until 11:00', 'HotelGuest / on your key card', '7:00-10:30', h || ' Harbour Street',
-  'garage, free', 'reception 9', '', 120, 'staff' || h || '@hotel.example', NULL,
+  'garage, free', 'reception 9', '', 120, 'staff' || h || '@hotel.example',
+  CASE WHEN h % 100 = 0 THEN 90 WHEN h % 100 = 50 THEN 365 END, 'UTC', 15, '', '',
   %(t0)s::timestamptz, %(t0)s::timestamptz
 FROM generate_series(1, %(H)s) h""",
     ),
@@ -262,7 +264,7 @@ INSERT INTO messaging_deferredstatus (hotel_id, id_message, status, description,
   received_at)
 SELECT n % %(H)s + 1, upper(substr(md5('deferred' || n), 1, 20)), 'delivered', '',
   now() - make_interval(mins => n), now() - make_interval(mins => n)
-FROM generate_series(1, least(%(M)s / 1000 + 1, 500)) n""",
+FROM generate_series(least(%(M)s / 1000 + 1, 500), 1, -1) n""",
     ),
     (
         "dead letters of dead replies",
@@ -327,7 +329,7 @@ SELECT date_trunc('hour', now()) - make_interval(hours => n + 1),
   jsonb_build_object('replies', jsonb_build_object('by_result', jsonb_build_object('done', 100, 'dead', 4)),
     'dead_letters', jsonb_build_object('created', 5)),
   date_trunc('hour', now()) - make_interval(hours => n) + interval '1 minute'
-FROM generate_series(0, %(days)s * 24 - 1) n""",
+FROM generate_series(%(days)s * 24 - 1, 0, -1) n""",
     ),
     (
         "breaker events",
@@ -338,7 +340,7 @@ SELECT (ARRAY['green_api', 'deepseek'])[n % 2 + 1],
   (ARRAY['closed', 'open', 'half_open'])[n % 3 + 1], (ARRAY['open', 'half_open', 'closed'])[n % 3 + 1],
   'failure rate 62 percent over the last 100 calls', 62.0, 0.0, 'redis', 'worker-1:4242',
   now() - make_interval(mins => n * 180), NULL, NULL
-FROM generate_series(1, %(days)s * 8) n""",
+FROM generate_series(%(days)s * 8, 1, -1) n""",
     ),
     (
         "degradation events",
@@ -346,7 +348,7 @@ FROM generate_series(1, %(days)s * 8) n""",
 INSERT INTO reliability_degradationevent (from_level, to_level, switches_off, cause, actor, at)
 SELECT n % 2, (n + 1) % 2, '[]'::jsonb, 'rule: deepseek open', 'system',
   now() - make_interval(hours => n * 12)
-FROM generate_series(1, %(days)s * 2) n""",
+FROM generate_series(%(days)s * 2, 1, -1) n""",
     ),
 )
 
