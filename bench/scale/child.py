@@ -2,7 +2,8 @@
 
 ``python -m bench.scale.child setup``: migrate and create the bench superuser (once, on the database
 the others are cloned from). ``fill '<shape json>'``: :func:`bench.scale.fill.fill`. ``time <reps>
-<out.json>``: time every page of :mod:`bench.scale.pages` and write the figures.
+<out.json>``: time every page of :mod:`bench.scale.pages` and write the figures. ``purge <out.json>``: the
+retention purge of the beat task, timed and checked (:mod:`bench.scale.purge`).
 """
 
 from __future__ import annotations
@@ -61,6 +62,18 @@ def time_pages(reps: int, out: str) -> None:
         json.dump(results, handle)
 
 
+def purge(out: str) -> None:
+    """The retention purge as the beat task runs it, timed (:mod:`bench.scale.purge`)."""
+    from django.conf import settings
+
+    from bench.scale import purge as purge_phase
+
+    settings.DEBUG = False
+    results = purge_phase.measure(log=lambda line: print(line, flush=True))
+    with open(out, "w") as handle:
+        json.dump(results, handle)
+
+
 def main(argv: list[str]) -> None:
     import django
 
@@ -71,6 +84,7 @@ def main(argv: list[str]) -> None:
         "migrate": migrate,
         "fill": fill,
         "time": lambda r, o: time_pages(int(r), o),
+        "purge": purge,
     }
     commands[command](*args)
 

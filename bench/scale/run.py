@@ -9,10 +9,14 @@
    against the targets (p50 ≤ 300 ms on the large database and ≤ 2x the same page on the small
    one), and the EXPLAIN (ANALYZE, BUFFERS) of the slowest query of each failing page and of the
    slowest pages.
-4. Drops the databases (``--keep``: keeps them and prints their names; ``--reuse NAME``: times an
-   existing pair again without building).
+4. Purges a copy of the large database as the daily beat task does (:mod:`bench.scale.purge`):
+   rows deleted per table, wall time, every query's duration (target: none over 1 s), the rows that
+   had to stay counted before and after, and a second run that must delete nothing; the copy is
+   dropped, so the pair can be timed again.
+5. Drops the databases (``--keep``: keeps them and prints their names; ``--reuse NAME``: times an
+   existing pair again without building). ``--skip-pages`` / ``--skip-purge``: one phase only.
 
-Exit status 1 when a page misses a target.
+Exit status 1 when a page misses a target or the purge misses its own.
 """
 
 from __future__ import annotations
@@ -52,7 +56,7 @@ def _admin(sql: str) -> None:
         conn.execute(sql)
 
 
-def _child(database: str, var: str, *args: str) -> None:
+def _child(database: str, var: str, *args: str, role: str = "") -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",)}
     env.update(
         {
@@ -67,6 +71,8 @@ def _child(database: str, var: str, *args: str) -> None:
             "CELERY_BROKER_URL": os.environ.get("CELERY_BROKER_URL") or "redis://127.0.0.1:6379/1",
         }
     )
+    if role:
+        env["HOTELBOT_PROCESS_ROLE"] = role  # its statement and lock timeouts
     command = [sys.executable, "-m", "bench.scale.child", *args]
     subprocess.run(command, cwd=ROOT, env=env, check=True)  # noqa: S603 - our own module
 
@@ -158,6 +164,64 @@ def _size(database: str) -> int:
     return int(row[0]) if row else 0
 
 
+def _time_pages(large: str, small: str, var: str, reps: int, rounds: int) -> list[dict[str, Any]]:
+    timings: dict[str, list[dict[str, Any]]] = {}
+    # Rounds in ABBA order (small, large, large, small, ...): a drift of the shared
+    # machine's load weighs on both databases alike.
+    order = [("small", "large") if r % 2 == 0 else ("large", "small") for r in range(rounds)]
+    for round_number, pair in enumerate(order, 1):
+        for label in pair:
+            print(f"round {round_number}: timing the pages on the {label} database ...", flush=True)
+            out = Path(var) / f"{label}.json"
+            _child(small if label == "small" else large, var, "time", str(reps), str(out))
+            timings[label] = _merge(timings.get(label), json.loads(out.read_text()))
+    pages = compare(timings["small"], timings["large"])
+    explained = {p["name"] for p in pages if not p["passed"]}
+    slowest = sorted(pages, key=lambda p: -p["large"]["p50_ms"])[:SLOWEST_EXPLAINED]
+    explained |= {p["name"] for p in slowest}
+    for page in pages:
+        sql = page.pop("_sql")
+        if page["name"] in explained and sql:
+            page["slowest_query"] = sql
+            page["plan"] = _explain(large, sql)
+    return pages
+
+
+def _purge(large: str, var: str) -> dict[str, Any]:
+    """The beat task's purge on a copy of the large database (the pair stays as filled, to be timed
+    again), in a worker's role (its statement timeout); the copy is dropped afterwards."""
+    copy = f"{large}_purge"
+    started = time.monotonic()
+    _admin(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+    _admin(f'CREATE DATABASE "{copy}" TEMPLATE "{large}"')
+    copied = round(time.monotonic() - started, 1)
+    print(f"purging a copy of {large} ({copied} s to copy) ...", flush=True)
+    try:
+        out = Path(var) / "purge.json"
+        _child(copy, var, "purge", str(out), role="worker")
+        result: dict[str, Any] = {"database": "a copy of the large database", "copy_s": copied}
+        result.update(json.loads(out.read_text()))
+        return result
+    finally:
+        _admin(f'DROP DATABASE IF EXISTS "{copy}" WITH (FORCE)')
+
+
+def _print_purge(purge: dict[str, Any]) -> None:
+    for label in ("first", "second"):
+        run = purge[label]
+        print(
+            f"  purge, {label} run: {run['rows']:,} rows deleted in {run['wall_s']} s,"
+            f" {run['queries']:,} queries, slowest {run['slowest_query_ms']} ms"
+        )
+    lost = purge["must_stay"]["lost"]
+    print(f"  rows that had to stay: {'all stayed' if not lost else f'LOST {lost}'}")
+    print(f"  left past retention: {purge['left_past_retention']}")
+    print(
+        f"  purge: {'PASS' if purge['passed'] else 'FAIL'} (no query over {purge['target_query_ms']:.0f} ms,"
+        " nothing needed deleted, nothing left, a second run deletes nothing)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -167,6 +231,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=2, help="rounds per database, in ABBA order")
     parser.add_argument("--keep", action="store_true", help="keep the databases (their names are printed)")
     parser.add_argument("--reuse", metavar="NAME", help="time the kept pair NAME and NAME_small again")
+    parser.add_argument("--skip-pages", action="store_true", help="no page timing (the purge phase only)")
+    parser.add_argument("--skip-purge", action="store_true", help="no purge phase (the pages only)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="results file (default %(default)s)")
     args = parser.parse_args(argv)
     if args.scale <= 0 or args.reps < 1 or args.rounds < 1:
@@ -176,6 +242,8 @@ def main(argv: list[str] | None = None) -> int:
     small = f"{large}_small"
     keep = args.keep or bool(args.reuse)
     results: dict[str, Any] = {"shape": shape.as_dict(), "small_shape": Shape.small().as_dict()}
+    pages: list[dict[str, Any]] = []
+    purge: dict[str, Any] | None = None
     try:
         with tempfile.TemporaryDirectory(prefix="hotelbot-bench-scale-") as var:
             if args.reuse:
@@ -185,25 +253,10 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 results["build"] = _build(large, small, shape, var)
             results["database_bytes"] = {"large": _size(large), "small": _size(small)}
-            timings: dict[str, list[dict[str, Any]]] = {}
-            # Rounds in ABBA order (small, large, large, small, ...): a drift of the shared
-            # machine's load weighs on both databases alike.
-            order = [("small", "large") if r % 2 == 0 else ("large", "small") for r in range(args.rounds)]
-            for round_number, pair in enumerate(order, 1):
-                for label in pair:
-                    print(f"round {round_number}: timing the pages on the {label} database ...", flush=True)
-                    out = Path(var) / f"{label}.json"
-                    _child(small if label == "small" else large, var, "time", str(args.reps), str(out))
-                    timings[label] = _merge(timings.get(label), json.loads(out.read_text()))
-            pages = compare(timings["small"], timings["large"])
-            explained = {p["name"] for p in pages if not p["passed"]}
-            slowest = sorted(pages, key=lambda p: -p["large"]["p50_ms"])[:SLOWEST_EXPLAINED]
-            explained |= {p["name"] for p in slowest}
-            for page in pages:
-                sql = page.pop("_sql")
-                if page["name"] in explained and sql:
-                    page["slowest_query"] = sql
-                    page["plan"] = _explain(large, sql)
+            if not args.skip_pages:
+                pages = _time_pages(large, small, var, args.reps, args.rounds)
+            if not args.skip_purge:
+                purge = _purge(large, var)
     finally:
         if keep:
             print(f"kept databases {large} and {small}", flush=True)
@@ -213,15 +266,18 @@ def main(argv: list[str] | None = None) -> int:
     failed = [p for p in pages if not p["passed"]]
     results["targets"] = {"p50_ms": TARGET_P50_MS, "ratio": TARGET_RATIO}
     results["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]  # the machine was shared?
-    results["summary"] = {
-        "pages": len(pages),
-        "failed": len(failed),
-        "large_p50_median_ms": round(statistics.median(p["large"]["p50_ms"] for p in pages), 2),
-    }
+    if pages:
+        results["summary"] = {
+            "pages": len(pages),
+            "failed": len(failed),
+            "large_p50_median_ms": round(statistics.median(p["large"]["p50_ms"] for p in pages), 2),
+        }
     results["pages"] = pages
+    if purge is not None:
+        results["purge"] = purge
     args.out.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     print()
-    width = max(len(p["name"]) for p in pages)
+    width = max((len(p["name"]) for p in pages), default=0)
     for page in pages:
         small_p50 = page["small"]["p50_ms"] if page["small"] else float("nan")
         verdict = "PASS" if page["passed"] else "FAIL"
@@ -230,5 +286,9 @@ def main(argv: list[str] | None = None) -> int:
             f"  large {page['large']['p50_ms']:8.1f} ms"
             f"  x{page['ratio'] if page['ratio'] is not None else '-'}"
         )
-    print(f"\n{len(pages) - len(failed)} of {len(pages)} pages within the targets; wrote {args.out.name}")
-    return 1 if failed else 0
+    if pages:
+        print(f"\n{len(pages) - len(failed)} of {len(pages)} pages within the targets")
+    if purge is not None:
+        _print_purge(purge)
+    print(f"wrote {args.out.name}")
+    return 1 if failed or (purge is not None and not purge["passed"]) else 0
