@@ -15,7 +15,8 @@ How a table is walked (the same on PostgreSQL and SQLite):
 2. Windows of ``batch_size`` ids: ``SELECT id WHERE id > last AND id <= hi ORDER BY id LIMIT n``
    (an index-only range read; never an OFFSET, never a restart from the table's start), then one
    short transaction deletes ``rows WHERE id > last AND id <= window_end``: the rule's conditions
-   are checked again in the DELETE itself, so a row that became needed meanwhile stays. A rule's
+   are checked again in the DELETE itself, so a row that became needed meanwhile stays. On
+   PostgreSQL the transaction turns JIT off (``SET LOCAL jit = off``): see :func:`_without_jit`. A rule's
    ``before_delete`` removes dependent rows first with the same bounded subquery (its own FK
    cascades: the engine deletes with one statement, never with Django's collector).
 3. ``last`` moves to the window's end whether anything went or not, so rows kept (still needed)
@@ -32,7 +33,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import router, transaction
+from django.db import connections, router, transaction
 from django.db.models import Max, Model, Q, QuerySet
 from django.utils import timezone
 
@@ -164,6 +165,17 @@ def _upper_id(rule: Rule, scope: Scope) -> int | None:
     return None if value is None else int(value)
 
 
+def _without_jit(alias: str) -> None:
+    """No JIT compilation for the rest of this transaction (PostgreSQL). A window's statements read
+    and delete at most ``batch_size`` rows, but the planner costs their anti joins on the table's
+    statistics, which lag behind a purge: measured on a year of 1,000 hotels, each statement then
+    spent up to 3 s compiling what ran in 20 ms."""
+    connection = connections[alias]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SET LOCAL jit = off")
+
+
 def _walk(
     rule: Rule, *, now: datetime, dry_run: bool, batch_size: int, progress: Progress | None
 ) -> TableOutcome:
@@ -181,15 +193,17 @@ def _walk(
             return outcome
         end = window_ids[-1]
         window = scope.rows.filter(pk__gt=last, pk__lte=end)
-        if dry_run:
-            count = window.count()
-        else:
-            with transaction.atomic(using=router.db_for_write(model)):
+        alias = router.db_for_write(model)
+        with transaction.atomic(using=alias):
+            _without_jit(alias)
+            if dry_run:
+                count = window.count()
+            else:
                 if rule.before_delete is not None:
                     rule.before_delete(window)
                 count = window._raw_delete(window.db)
-            if count:
-                RETENTION_PURGED.labels(table=rule.table).inc(count)
+        if count and not dry_run:
+            RETENTION_PURGED.labels(table=rule.table).inc(count)
         outcome.rows += count
         outcome.batches += 1
         if progress is not None and count:

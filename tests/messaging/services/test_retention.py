@@ -13,7 +13,7 @@ from django.db.models import Count
 from django.utils import timezone
 
 from messaging.models import Conversation, DeliveryAttempt, Guest, Hotel, Message, ReplyJob
-from reliability import retention
+from reliability import retention, tasks
 from reliability.models import AuditEntry, DeadLetter
 from tests.factories import ConversationFactory, GuestFactory, HotelFactory, MessageFactory, ReplyJobFactory
 
@@ -152,6 +152,73 @@ def test_delivery_attempts_of_finished_jobs_go_after_their_own_retention(setting
     assert counts["messaging.message"] == 0
     assert not DeliveryAttempt.objects.filter(job=done).exists()
     assert DeliveryAttempt.objects.filter(job=pending).exists()
+
+
+def test_a_year_of_guest_data_purged_by_the_beat_task_keeps_every_needed_row_and_is_idempotent(settings):
+    """Exchanges over a year in three hotels (the default 180 days, their own 30 and 400), in every
+    reply state, some about an open dead letter, purged by the beat task in windows of 3 rows (so
+    kept rows sit inside and between windows): exactly the rows past their hotel's retention that
+    nothing needs go, and a second run deletes nothing."""
+    settings.RETENTION_MESSAGES_DAYS = 180
+    settings.RETENTION_DELIVERY_ATTEMPTS_DAYS = 30
+    settings.RETENTION_BATCH_SIZE = 3
+    hotels = {
+        180: HotelFactory.create(),
+        30: HotelFactory.create(green_api_instance_id="1101000301", guest_data_retention_days=30),
+        400: HotelFactory.create(green_api_instance_id="1101000401", guest_data_retention_days=400),
+    }
+    states = [  # (reply job status, an open dead letter about it)
+        (ReplyJob.Status.DONE, False),
+        (ReplyJob.Status.DEAD, True),
+        (ReplyJob.Status.DEAD, False),
+        (ReplyJob.Status.PENDING, False),
+        (ReplyJob.Status.IN_PROGRESS, False),
+        (ReplyJob.Status.PENDING_PROVIDER_RECOVERY, False),
+        (ReplyJob.Status.SUPERSEDED, False),
+    ]
+    exchanges: list[tuple[ReplyJob, bool, bool]] = []  # job, kept, attempts kept
+    open_jobs: set[int] = set()
+    # Oldest first, as traffic comes: ids grow with time (the walk's bound relies on it).
+    for n, age_days in enumerate((364, 250, 190, 170, 100, 40, 20, 5)):
+        for days, hotel in hotels.items():
+            for status, open_letter in states[n % 3 :: 3]:
+                job = old_exchange(hotel=hotel, status=status, age=timedelta(days=age_days))
+                DeadLetter.objects.create(
+                    kind=DeadLetter.Kind.REPLY_SEND, subject_type="messaging.replyjob", subject_id=job.pk,
+                    reason_code="attempts_exhausted", reason="gave up",
+                    status=DeadLetter.Status.PENDING if open_letter else DeadLetter.Status.RESOLVED,
+                )  # fmt: skip
+                if open_letter:
+                    open_jobs.add(job.pk)
+                unfinished = status in {
+                    ReplyJob.Status.PENDING, ReplyJob.Status.IN_PROGRESS,
+                    ReplyJob.Status.PENDING_PROVIDER_RECOVERY,
+                }  # fmt: skip
+                kept = age_days < days or unfinished or open_letter
+                exchanges.append((job, kept, kept and (age_days < 30 or unfinished)))
+    kept_jobs = [job for job, kept, _ in exchanges if kept]
+    assert 0 < len(kept_jobs) < len(exchanges)
+
+    counts = tasks.purge_old_records()
+
+    assert set(Message.objects.values_list("pk", flat=True)) == {
+        pk for job in kept_jobs for pk in (job.inbound_id, job.outbound_id)
+    }
+    assert set(ReplyJob.objects.values_list("pk", flat=True)) == {job.pk for job in kept_jobs}
+    assert set(Conversation.objects.values_list("pk", flat=True)) == {
+        job.inbound.conversation_id for job in kept_jobs
+    }
+    assert set(Guest.objects.values_list("pk", flat=True)) == {
+        job.inbound.conversation.guest_id for job in kept_jobs
+    }
+    assert set(DeliveryAttempt.objects.values_list("job_id", flat=True)) == {
+        job.pk for job, _, attempts_kept in exchanges if attempts_kept
+    }
+    assert counts["messaging.message"] == 2 * (len(exchanges) - len(kept_jobs))
+    open_letters = DeadLetter.objects.filter(status=DeadLetter.Status.PENDING)
+    assert open_letters.count() == sum(1 for job, _, _ in exchanges if job.pk in open_jobs) > 0
+    assert set(open_letters.values_list("subject_id", flat=True)) <= {job.pk for job in kept_jobs}
+    assert sum(tasks.purge_old_records().values()) == 0  # idempotent
 
 
 # --- forget a guest -----------------------------------------------------------------------------------
