@@ -1,14 +1,20 @@
-"""Pieces of the hand-written SQL of the webhook's hot statements (``inbound_sql``, ``statuses``):
-identifiers from the models, and the transaction a single statement runs in."""
+"""Pieces of the hand-written SQL of the hot statements (the webhook's ``inbound_sql``, ``statuses``;
+the reply job's): identifiers from the models, the transaction a single statement runs in, and
+reads the ORM builds and compiles once per process (``prepared_read``)."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
 
-from django.db import connection, transaction
-from django.db.models import Field, Model
+from django.db import DEFAULT_DB_ALIAS, connection, transaction
+from django.db.models import Field, Model, QuerySet
+from django.db.models import query as orm_query
+from django.db.models.query import ModelIterable, ValuesListIterable
+from django.db.models.sql.compiler import SQLCompiler
 
 
 def model_field(model: type[Model], name: str) -> Field:
@@ -53,3 +59,118 @@ def insert_rows(objs: Sequence[Model]) -> None:
     params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for obj in objs for f in fields]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
+
+
+@functools.cache
+def _update_statement(model: type[Model], names: tuple[str, ...]) -> str:
+    qn = connection.ops.quote_name
+    sets = ", ".join(f"{column(model, name)} = %s" for name in names)
+    # Identifiers from the model, quoted by the backend; every value is a parameter.
+    return f"UPDATE {qn(model._meta.db_table)} SET {sets} WHERE {qn(model._meta.pk.column)} = %s"  # noqa: S608
+
+
+def update_row(model: type[Model], pk: int, **values: Any) -> int:
+    """``model.objects.filter(pk=pk).update(**values)`` for plain values (no expressions), the
+    statement written once per model and fields; returns the number of rows updated."""
+    sql = _update_statement(model, tuple(values))
+    params = [model_field(model, name).get_db_prep_save(v, connection) for name, v in values.items()]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, [*params, pk])
+        return cursor.rowcount
+
+
+# --- reads compiled once per process --------------------------------------------------------------
+#: Stand-ins for the arguments of a prepared read while the ORM compiles it: values no query of ours
+#: holds as a constant, found again among the compiled parameters.
+_INT_STAND_IN = -987_654_321
+_STR_STAND_IN = "\x00prepared-argument-"
+
+Row = TypeVar("Row")
+
+
+@dataclass(frozen=True, slots=True)
+class _Compiled:
+    sql: str
+    params: tuple[Any, ...]
+    #: (parameter index, argument index) of every argument's place among the parameters.
+    slots: tuple[tuple[int, int], ...]
+    compiler: SQLCompiler
+    #: For a model queryset: the model, its fields' attnames, where its columns start and end, and
+    #: the ``select_related`` populators; None for ``values_list`` (rows as tuples).
+    model: type[Model] | None
+    init_list: tuple[str, ...]
+    model_span: tuple[int, int]
+    related: tuple[Any, ...]
+
+
+def _stand_in(index: int, kind: type) -> int | str:
+    return _INT_STAND_IN - index if kind is int else f"{_STR_STAND_IN}{index}"
+
+
+@functools.cache
+def _compile(build: Callable[..., QuerySet[Any]], kinds: tuple[type, ...], alias: str) -> _Compiled:
+    stand_ins = [_stand_in(i, kind) for i, kind in enumerate(kinds)]
+    queryset = build(*stand_ins).using(alias)
+    iterable = queryset._iterable_class
+    if (
+        getattr(queryset, "_known_related_objects", None)
+        or queryset.query.annotations
+        or queryset.query.extra
+    ):
+        raise ValueError("a prepared read supports filters, orderings, slices and select_related only")
+    if iterable is not ModelIterable and iterable is not ValuesListIterable:
+        raise ValueError(f"a prepared read yields models or values_list tuples, not {iterable.__name__}")
+    compiler = queryset.query.get_compiler(using=alias)
+    sql, params = compiler.as_sql()
+    slots: list[tuple[int, int]] = []
+    for p, param in enumerate(params):
+        for a, stand_in in enumerate(stand_ins):
+            if type(param) is type(stand_in) and param == stand_in:
+                slots.append((p, a))
+    missing = set(range(len(kinds))) - {a for _, a in slots}
+    if missing:  # an argument the ORM transformed (a str to a number, a value to a LIKE pattern)
+        raise ValueError(f"prepared read: arguments {sorted(missing)} are not plain parameters of {sql}")
+    model: type[Model] | None = None
+    init_list: tuple[str, ...] = ()
+    span, related = (0, 0), ()
+    if iterable is ModelIterable:
+        select, klass_info = compiler.select, compiler.klass_info
+        assert klass_info is not None
+        model = klass_info["model"]
+        fields = klass_info["select_fields"]
+        span = (fields[0], fields[-1] + 1)
+        init_list = tuple(f[0].target.attname for f in select[span[0] : span[1]])
+        related = tuple(orm_query.get_related_populators(klass_info, select, alias))  # type: ignore[attr-defined]
+    return _Compiled(sql, tuple(params), tuple(slots), compiler, model, init_list, span, related)
+
+
+def prepared_read(build: Callable[..., QuerySet[Any, Row]], *args: int | str) -> list[Row]:
+    """``list(build(*args))``, with the query built and compiled by the ORM once per process (per
+    ``build`` and argument types) instead of on every call: on a hot path that is most of a read's
+    CPU (a five-table ``select_related`` costs ~1 ms to compile, ~0.1 ms to run).
+
+    ``build`` must be a module-level function (the cache's key) whose arguments reach the SQL as
+    plain parameters (``pk=arg``, ``pk__lt=arg``, ``field=arg``), never inlined (a slice's bounds
+    are inlined: give them as part of ``build``, e.g. one function per limit). Rows become model
+    instances exactly as the ORM makes them (``from_db``, the fields' converters, ``select_related``
+    caches), or tuples for a ``values_list`` queryset."""
+    compiled = _compile(build, tuple(type(a) for a in args), DEFAULT_DB_ALIAS)
+    params = list(compiled.params)
+    for p, a in compiled.slots:
+        params[p] = args[a]
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, params)
+        rows = cursor.fetchall()
+    if not rows:
+        return []
+    results = compiled.compiler.results_iter(results=[rows], tuple_expected=compiled.model is None)
+    if compiled.model is None:
+        return cast(list[Row], list(results))
+    start, end = compiled.model_span
+    objs: list[Any] = []
+    for row in results:
+        obj = compiled.model.from_db(DEFAULT_DB_ALIAS, list(compiled.init_list), row[start:end])
+        for populator in compiled.related:
+            populator.populate(row, obj)
+        objs.append(obj)
+    return objs
