@@ -825,13 +825,14 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     # The reply text is stored before sending: with the outbound row, in the same fenced UPDATE.
     if job.outbound is None:
         with transaction.atomic():  # a lost lease rolls the new row back
-            outbound = Message.objects.create(
+            outbound = Message(
                 conversation=job.inbound.conversation,
                 hotel_id=job.inbound.hotel_id,
                 direction=Message.Direction.OUTBOUND,
                 text=answer.get("reply_text", job.reply_text),
                 status=Message.Status.PENDING,
             )
+            statements.insert_row(outbound)  # Message.objects.create, its INSERT written once
             _fenced(job, outbound=outbound, **answer)
     elif answer:
         _fenced(job, **answer)

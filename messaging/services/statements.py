@@ -61,6 +61,23 @@ def insert_rows(objs: Sequence[Model]) -> None:
         cursor.execute(sql, params)
 
 
+def insert_row(obj: Model) -> None:
+    """``obj.save(force_insert=True)`` for a new row of a model without save hooks or signals of
+    its own: one INSERT written once per model (``RETURNING`` its primary key), without the save
+    machinery and the compilation of the ORM's INSERT. ``obj`` gets its primary key and is no
+    longer "adding", as after a save."""
+    sql, fields = _insert_statement(type(obj), 1)
+    meta = type(obj)._meta
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(f"{sql} RETURNING {connection.ops.quote_name(meta.pk.column)}", params)
+        row = cursor.fetchone()
+    assert row is not None
+    setattr(obj, meta.pk.attname, meta.pk.to_python(row[0]))
+    obj._state.adding = False
+    obj._state.db = DEFAULT_DB_ALIAS
+
+
 @functools.cache
 def _update_statement(model: type[Model], names: tuple[str, ...]) -> str:
     qn = connection.ops.quote_name

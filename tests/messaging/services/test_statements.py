@@ -127,3 +127,25 @@ def test_update_row_writes_what_the_orms_update_writes():
     assert statements.update_row(Guest, guest.pk + 10_000, language="fr") == 0
     assert Guest.objects.get(pk=guest.pk).language == "de"
     assert Guest.objects.get(pk=other.pk).language == other.language
+
+
+def test_insert_row_stores_what_create_stores_and_gives_the_key():
+    conversation = ConversationFactory.create()
+    fields = {
+        "conversation": conversation,
+        "hotel_id": conversation.hotel_id,
+        "direction": Message.Direction.OUTBOUND,
+        "text": "Check-out is at 11:00.",
+        "status": Message.Status.PENDING,
+    }
+    mine = Message(**fields)
+    statements.insert_row(mine)
+    theirs = Message.objects.create(**fields)
+    assert mine.pk is not None
+    assert not mine._state.adding
+    stored = Message.objects.get(pk=mine.pk)
+    ignored = {"id", "created_at", "updated_at"}
+    assert {k: v for k, v in _fields(stored).items() if k not in ignored} == {
+        k: v for k, v in _fields(Message.objects.get(pk=theirs.pk)).items() if k not in ignored
+    }
+    assert stored.created_at == mine.created_at
