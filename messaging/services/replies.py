@@ -26,6 +26,7 @@ import functools
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from functools import partial
@@ -449,18 +450,13 @@ def _fenced_update(job: ReplyJob, fields: dict[str, Any]) -> int:
         return cursor.rowcount
 
 
-def _fenced(job: ReplyJob, when: Q | None = None, **fields: Any) -> None:
+def _fenced(job: ReplyJob, **fields: Any) -> None:
     """Write ``fields`` only while this worker's claim holds: one conditional UPDATE on the job row
-    (its pk, this claim's ``lease_token``, still in progress; and ``when``, if given). Raises
-    :class:`LeaseLost` when no row matched; nothing is written then. On success the fields are
-    mirrored onto ``job``."""
+    (its pk, this claim's ``lease_token``, still in progress; the send fence adds the owner rule:
+    ``_send_fence``), a statement written once per set of fields. Raises :class:`LeaseLost` when
+    no row matched; nothing is written then. On success the fields are mirrored onto ``job``."""
     fields["updated_at"] = timezone.now()
-    if when is None:  # the common case: a statement written once per set of fields, not compiled
-        updated = _fenced_update(job, fields)
-    else:
-        claim = Q(pk=job.pk, lease_token=job.lease_token, status=ReplyJob.Status.IN_PROGRESS)
-        updated = ReplyJob.objects.filter(claim).filter(when).update(**fields)
-    if updated != 1:
+    if _fenced_update(job, fields) != 1:
         raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
     for name, value in fields.items():
         setattr(job, name, value)
@@ -697,25 +693,62 @@ def _bot_may_answer(job: ReplyJob) -> bool:
     return job.kind in handoff.BOT_KINDS and job.manual_at is None
 
 
-def _owner_allows(job: ReplyJob, now: datetime) -> Q | None:
-    """What the send fence requires besides the claim, or None (staff messages): for the bot's
-    answers and notices, the conversation's owner and a guest who has not opted out; for an
-    opt-out confirmation, the guest still opted out by its STOP (docs/handoff.md)."""
+def _owner_rule(job: ReplyJob) -> str | None:
+    """Which owner rule the send fence applies (``_owner_q``), or None (staff messages)."""
     if job.kind == ReplyJob.Kind.OPT_OUT and job.manual_at is None:
-        guest_id = job.inbound.conversation.guest_id
-        stop = Guest.objects.filter(
-            pk=guest_id, opted_out_at__isnull=False, opt_out_message_id=job.inbound_id
-        )
-        return Q(Exists(stop))
+        return "opt_out"
     if not _bot_may_answer(job):
         return None
+    return "handoff" if job.kind == ReplyJob.Kind.HANDOFF else "bot"
+
+
+def _owner_q(rule: str, subject_id: int, now: datetime, stop_id: int = 0) -> Q:
+    """What the send fence requires besides the claim: for the bot's answers and notices
+    (``rule`` "bot", "handoff"), conversation ``subject_id``'s owner and a guest who has not
+    opted out; for an opt-out confirmation ("opt_out"), guest ``subject_id`` still opted out by
+    its STOP, message ``stop_id`` (docs/handoff.md)."""
+    if rule == "opt_out":
+        stop = Guest.objects.filter(pk=subject_id, opted_out_at__isnull=False, opt_out_message_id=stop_id)
+        return Q(Exists(stop))
     owners = handoff.bot_answers_q(now)
-    if job.kind == ReplyJob.Kind.HANDOFF:
+    if rule == "handoff":
         owners |= Q(owner=Conversation.Owner.WAITING)
-    conversation = Conversation.objects.filter(
-        owners, pk=job.inbound.conversation_id, guest__opted_out_at__isnull=True
-    )
+    conversation = Conversation.objects.filter(owners, pk=subject_id, guest__opted_out_at__isnull=True)
     return Q(Exists(conversation))
+
+
+@functools.cache
+def _send_fence_query(rule: str) -> Callable[..., tuple[QuerySet[ReplyJob], dict[str, Any]]]:
+    """The send fence of rule ``rule`` (``_owner_q``) as an UPDATE compiled once per process
+    (``statements.prepared_update``): the ORM compiled its owner ``EXISTS`` anew for every send."""
+
+    def fence(job_id: int, token: str, subject_id: int, now: datetime, lease: datetime, *stop: int) -> Any:
+        claim = Q(pk=job_id, lease_token=token, status=ReplyJob.Status.IN_PROGRESS)
+        owner = _owner_q(rule, subject_id, now, *stop)
+        fields = {"send_started_at": now, "lease_expires_at": lease, "updated_at": now}
+        return ReplyJob.objects.filter(claim).filter(owner), fields
+
+    return fence
+
+
+def _send_fence(job: ReplyJob, now: datetime) -> bool:
+    """The fence check, ``send_started_at`` and a renewed lease in one UPDATE, with the owner rule
+    (``_owner_q``) when the job has one: raises :class:`LeaseLost` when no row matched (the
+    claim is gone, or the owner rule refused: returns whether it had one, so the caller can tell)."""
+    rule = _owner_rule(job)
+    lease = now + timedelta(seconds=settings.REPLY_JOB_LEASE)
+    if rule is None:
+        _fenced(job, send_started_at=now, lease_expires_at=lease)
+        return False
+    if rule == "opt_out":
+        args: tuple[int, ...] = (job.inbound.conversation.guest_id, job.inbound_id)
+    else:
+        args = (job.inbound.conversation_id,)
+    fence = _send_fence_query(rule)
+    if statements.prepared_update(fence, job.pk, job.lease_token, args[0], now, lease, *args[1:]) != 1:
+        raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
+    job.send_started_at, job.lease_expires_at, job.updated_at = now, lease, now
+    return True
 
 
 def _supersede(job: ReplyJob, detail: str) -> ProcessOutcome:
@@ -863,16 +896,10 @@ def _advance(job: ReplyJob) -> ProcessOutcome:
     # the conversation's owner (the bot for an answer; the bot or waiting for the notice): a
     # takeover committed before it closes the job unsent, one committed after it leaves the send.
     now = timezone.now()
-    owner = _owner_allows(job, now)
     try:
-        _fenced(
-            job,
-            owner,
-            send_started_at=now,
-            lease_expires_at=now + timedelta(seconds=settings.REPLY_JOB_LEASE),
-        )
+        _send_fence(job, now)
     except LeaseLost:
-        if owner is None or not _claim_holds(job):
+        if _owner_rule(job) is None or not _claim_holds(job):
             raise
         return _supersede(
             job,

@@ -8,6 +8,7 @@ import functools
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connection, transaction
@@ -15,6 +16,7 @@ from django.db.models import Field, Model, QuerySet
 from django.db.models import query as orm_query
 from django.db.models.query import ModelIterable, ValuesListIterable
 from django.db.models.sql.compiler import SQLCompiler
+from django.db.models.sql.subqueries import UpdateQuery
 
 
 def model_field(model: type[Model], name: str) -> Field:
@@ -96,32 +98,68 @@ def update_row(model: type[Model], pk: int, **values: Any) -> int:
         return cursor.rowcount
 
 
-# --- reads compiled once per process --------------------------------------------------------------
-#: Stand-ins for the arguments of a prepared read while the ORM compiles it: values no query of ours
-#: holds as a constant, found again among the compiled parameters.
+# --- statements compiled once per process --------------------------------------------------------
+#: Stand-ins for the arguments of a prepared statement while the ORM compiles it: values no query of
+#: ours holds as a constant, found again among the compiled parameters.
 _INT_STAND_IN = -987_654_321
 _STR_STAND_IN = "\x00prepared-argument-"
+_DATETIME_STAND_IN = datetime(1901, 2, 3, 4, 5, 6, tzinfo=UTC)
 
 Row = TypeVar("Row")
+Argument = int | str | datetime
+#: How an argument reaches the SQL: as given (None), or through the conversion the ORM applied to
+#: its stand-in (a datetime column's adaptation: SQLite's backend passes text; psycopg's ``Int8``
+#: that Django wraps a big integer key's lookup value in on PostgreSQL).
+Convert = Callable[[Any], Any] | None
 
 
 @dataclass(frozen=True, slots=True)
 class _Compiled:
     sql: str
     params: tuple[Any, ...]
-    #: (parameter index, argument index) of every argument's place among the parameters.
-    slots: tuple[tuple[int, int], ...]
+    #: (parameter index, argument index, conversion) of every argument's place among the parameters.
+    slots: tuple[tuple[int, int, Convert], ...]
     compiler: SQLCompiler
     #: For a model queryset: the model, its fields' attnames, where its columns start and end, and
-    #: the ``select_related`` populators; None for ``values_list`` (rows as tuples).
-    model: type[Model] | None
-    init_list: tuple[str, ...]
-    model_span: tuple[int, int]
-    related: tuple[Any, ...]
+    #: the ``select_related`` populators; None for ``values_list`` (rows as tuples) and UPDATEs.
+    model: type[Model] | None = None
+    init_list: tuple[str, ...] = ()
+    model_span: tuple[int, int] = (0, 0)
+    related: tuple[Any, ...] = ()
 
 
-def _stand_in(index: int, kind: type) -> int | str:
-    return _INT_STAND_IN - index if kind is int else f"{_STR_STAND_IN}{index}"
+def _stand_in(index: int, kind: type) -> Argument:
+    if kind is int:
+        return _INT_STAND_IN - index
+    if kind is datetime:
+        return _DATETIME_STAND_IN + timedelta(microseconds=index)
+    return f"{_STR_STAND_IN}{index}"
+
+
+def _slots(
+    sql: str, params: Sequence[Any], stand_ins: list[Argument]
+) -> tuple[tuple[int, int, Convert], ...]:
+    adapt = connection.ops.adapt_datetimefield_value
+    slots: list[tuple[int, int, Convert]] = []
+    for p, param in enumerate(params):
+        for a, stand_in in enumerate(stand_ins):
+            if type(param) is type(stand_in) and param == stand_in:
+                slots.append((p, a, None))
+            elif isinstance(stand_in, int) and isinstance(param, int) and param == stand_in:
+                slots.append((p, a, type(param)))  # an int subclass: the driver's typed integer
+            elif isinstance(stand_in, datetime) and param == adapt(stand_in):
+                slots.append((p, a, adapt))
+    missing = set(range(len(stand_ins))) - {a for _, a, _how in slots}
+    if missing:  # an argument the ORM transformed (a str to a number, a value to a LIKE pattern)
+        raise ValueError(f"prepared statement: arguments {sorted(missing)} are not plain parameters of {sql}")
+    return tuple(slots)
+
+
+def _params(compiled: _Compiled, args: Sequence[Argument]) -> list[Any]:
+    params = list(compiled.params)
+    for p, a, convert in compiled.slots:
+        params[p] = args[a] if convert is None else convert(args[a])
+    return params
 
 
 @functools.cache
@@ -139,44 +177,59 @@ def _compile(build: Callable[..., QuerySet[Any]], kinds: tuple[type, ...], alias
         raise ValueError(f"a prepared read yields models or values_list tuples, not {iterable.__name__}")
     compiler = queryset.query.get_compiler(using=alias)
     sql, params = compiler.as_sql()
-    slots: list[tuple[int, int]] = []
-    for p, param in enumerate(params):
-        for a, stand_in in enumerate(stand_ins):
-            if type(param) is type(stand_in) and param == stand_in:
-                slots.append((p, a))
-    missing = set(range(len(kinds))) - {a for _, a in slots}
-    if missing:  # an argument the ORM transformed (a str to a number, a value to a LIKE pattern)
-        raise ValueError(f"prepared read: arguments {sorted(missing)} are not plain parameters of {sql}")
-    model: type[Model] | None = None
-    init_list: tuple[str, ...] = ()
-    span, related = (0, 0), ()
-    if iterable is ModelIterable:
-        select, klass_info = compiler.select, compiler.klass_info
-        assert klass_info is not None
-        model = klass_info["model"]
-        fields = klass_info["select_fields"]
-        span = (fields[0], fields[-1] + 1)
-        init_list = tuple(f[0].target.attname for f in select[span[0] : span[1]])
-        related = tuple(orm_query.get_related_populators(klass_info, select, alias))  # type: ignore[attr-defined]
-    return _Compiled(sql, tuple(params), tuple(slots), compiler, model, init_list, span, related)
+    slots = _slots(sql, params, stand_ins)
+    if iterable is not ModelIterable:
+        return _Compiled(sql, tuple(params), slots, compiler)
+    select, klass_info = compiler.select, compiler.klass_info
+    assert klass_info is not None
+    fields = klass_info["select_fields"]
+    span = (fields[0], fields[-1] + 1)
+    init_list = tuple(f[0].target.attname for f in select[span[0] : span[1]])
+    related = tuple(orm_query.get_related_populators(klass_info, select, alias))  # type: ignore[attr-defined]
+    return _Compiled(sql, tuple(params), slots, compiler, klass_info["model"], init_list, span, related)
 
 
-def prepared_read(build: Callable[..., QuerySet[Any, Row]], *args: int | str) -> list[Row]:
+@functools.cache
+def _compile_update(
+    build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], kinds: tuple[type, ...], alias: str
+) -> _Compiled:
+    stand_ins = [_stand_in(i, kind) for i, kind in enumerate(kinds)]
+    queryset, values = build(*stand_ins)
+    query = cast(UpdateQuery, queryset.using(alias).query.chain(UpdateQuery))
+    query.add_update_values(values)
+    query.annotations = {}
+    if query.related_updates or query.order_by or query.is_sliced:
+        raise ValueError("a prepared update writes the fields of one model, unordered, unsliced")
+    compiler = query.get_compiler(using=alias)
+    sql, params = compiler.as_sql()
+    return _Compiled(sql, tuple(params), _slots(sql, params, stand_ins), compiler)
+
+
+def prepared_update(build: Callable[..., tuple[QuerySet[Any], dict[str, Any]]], *args: Argument) -> int:
+    """``queryset.update(**values)`` of ``(queryset, values) = build(*args)``, with the UPDATE
+    built and compiled by the ORM once per process (per ``build`` and argument types); returns the
+    number of rows updated. The rules of :func:`prepared_read` apply to ``build``."""
+    compiled = _compile_update(build, tuple(type(a) for a in args), DEFAULT_DB_ALIAS)
+    with connection.cursor() as cursor:
+        cursor.execute(compiled.sql, _params(compiled, args))
+        return cursor.rowcount
+
+
+def prepared_read(build: Callable[..., QuerySet[Any, Row]], *args: Argument) -> list[Row]:
     """``list(build(*args))``, with the query built and compiled by the ORM once per process (per
     ``build`` and argument types) instead of on every call: on a hot path that is most of a read's
     CPU (a five-table ``select_related`` costs ~1 ms to compile, ~0.1 ms to run).
 
-    ``build`` must be a module-level function (the cache's key) whose arguments reach the SQL as
-    plain parameters (``pk=arg``, ``pk__lt=arg``, ``field=arg``), never inlined (a slice's bounds
-    are inlined: give them as part of ``build``, e.g. one function per limit). Rows become model
+    ``build`` must be a function made once (the cache's key: a module-level one, or one cached
+    per shape) whose arguments (ints, strings, aware datetimes) each reach the SQL as plain
+    parameters (``pk=arg``, ``pk__lt=arg``, ``field=arg``; a datetime as its column's value),
+    never transformed or inlined (a slice's bounds are inlined: make them part of ``build``, e.g.
+    one function per limit; an unused argument is refused, as a transformed one). Rows become model
     instances exactly as the ORM makes them (``from_db``, the fields' converters, ``select_related``
     caches), or tuples for a ``values_list`` queryset."""
     compiled = _compile(build, tuple(type(a) for a in args), DEFAULT_DB_ALIAS)
-    params = list(compiled.params)
-    for p, a in compiled.slots:
-        params[p] = args[a]
     with connection.cursor() as cursor:
-        cursor.execute(compiled.sql, params)
+        cursor.execute(compiled.sql, _params(compiled, args))
         rows = cursor.fetchall()
     if not rows:
         return []

@@ -8,12 +8,12 @@ from unittest import mock
 
 import pytest
 from django.db import connection
-from django.db.models import QuerySet
+from django.db.models import Exists, OuterRef, Q, QuerySet
 from django.db.models.sql.compiler import SQLCompiler
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from messaging.models import Guest, Message, ReplyJob
+from messaging.models import Conversation, Guest, Message, ReplyJob
 from messaging.services import statements
 from tests.factories import ConversationFactory, MessageFactory, ReplyJobFactory
 
@@ -149,3 +149,50 @@ def test_insert_row_stores_what_create_stores_and_gives_the_key():
         k: v for k, v in _fields(Message.objects.get(pk=theirs.pk)).items() if k not in ignored
     }
     assert stored.created_at == mine.created_at
+
+
+def _waiting_since(conversation_id: int, since: datetime) -> QuerySet[Message]:
+    return Message.objects.filter(conversation_id=conversation_id, created_at__gte=since).order_by("pk")
+
+
+def _lease_if_bot_owns(
+    job_id: int, token: str, now: datetime, until: datetime
+) -> tuple[QuerySet[ReplyJob], dict]:
+    owner = Conversation.objects.filter(
+        Q(owner=Conversation.Owner.BOT) | Q(owner=Conversation.Owner.STAFF, owner_until__lte=now),
+        pk=OuterRef("inbound__conversation_id"),
+    )
+    jobs = ReplyJob.objects.filter(Exists(owner), pk=job_id, lease_token=token)
+    return jobs, {"lease_expires_at": until, "send_started_at": now}
+
+
+def test_a_datetime_argument_reaches_the_sql_as_its_columns_value():
+    message = MessageFactory.create()
+    created = Message.objects.get(pk=message.pk).created_at
+    conversation_id = message.conversation_id
+    assert statements.prepared_read(_waiting_since, conversation_id, created) == [message]
+    assert (
+        statements.prepared_read(_waiting_since, conversation_id, created + timedelta(microseconds=1)) == []
+    )
+
+
+def test_a_prepared_update_writes_what_the_orms_update_writes_under_the_same_conditions():
+    # Given two leased jobs: the bot owns the first one's conversation, staff the second's for an hour
+    now = timezone.now()
+    mine = ReplyJobFactory.create(lease_token="a")
+    staffs = ReplyJobFactory.create(lease_token="b")
+    Conversation.objects.filter(pk=staffs.inbound.conversation_id).update(
+        owner=Conversation.Owner.STAFF, owner_until=now + timedelta(hours=1)
+    )
+    until = now + timedelta(seconds=90)
+    # When each is updated through the compiled statement
+    assert statements.prepared_update(_lease_if_bot_owns, mine.pk, "a", now, until) == 1
+    assert statements.prepared_update(_lease_if_bot_owns, mine.pk, "other", now, until) == 0
+    assert statements.prepared_update(_lease_if_bot_owns, staffs.pk, "b", now, until) == 0
+    # Then it wrote (and refused) as the ORM's own update does
+    mine.refresh_from_db()
+    assert (mine.lease_expires_at, mine.send_started_at) == (until, now)
+    jobs, values = _lease_if_bot_owns(staffs.pk, "b", now, until)
+    assert jobs.update(**values) == 0
+    later = now + timedelta(hours=2)  # the staff hold has ended: the bot answers again
+    assert statements.prepared_update(_lease_if_bot_owns, staffs.pk, "b", later, until) == 1
