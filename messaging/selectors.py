@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -40,17 +41,27 @@ from messaging.models import (
     ReplyJob,
 )
 from messaging.permissions import is_operations
+from messaging.services import statements
 from reliability.masking import mask_chat_id, mask_numbers
 
 
 def conversation_history(*, conversation: Conversation, before: Message, limit: int) -> list[Message]:
-    """The last ``limit`` messages of the conversation before ``before``, oldest first."""
-    recent = (
-        Message.objects.filter(conversation=conversation, pk__lt=before.pk)
-        .exclude(status=Message.Status.FAILED)
-        .order_by("-pk")[:limit]
-    )
-    return list(reversed(list(recent)))
+    """The last ``limit`` messages of the conversation before ``before``, oldest first (a read of
+    every reply job, compiled once per process and limit: ``statements.prepared_read``)."""
+    recent = statements.prepared_read(_history_query(limit), conversation.pk, before.pk)
+    return list(reversed(recent))
+
+
+@functools.cache
+def _history_query(limit: int) -> Callable[[int, int], QuerySet[Message]]:
+    def history(conversation_id: int, before_id: int) -> QuerySet[Message]:
+        return (
+            Message.objects.filter(conversation_id=conversation_id, pk__lt=before_id)
+            .exclude(status=Message.Status.FAILED)
+            .order_by("-pk")[:limit]
+        )
+
+    return history
 
 
 def hotel_text_overrides(*, hotel_id: int, language: str) -> dict[tuple[str, str], str]:
@@ -63,8 +74,12 @@ def hotel_text_overrides(*, hotel_id: int, language: str) -> dict[tuple[str, str
 def burst_messages(*, job: ReplyJob) -> list[Message]:
     """The guest messages answer job ``job`` answers, oldest first: its own and those of the jobs
     merged into it (a burst, ``messaging.services.bursts``)."""
-    merged = ReplyJob.objects.filter(merged_into=job).values("inbound_id")
-    return list(Message.objects.filter(Q(pk=job.inbound_id) | Q(pk__in=merged)).order_by("pk"))
+    return statements.prepared_read(_burst_query, job.inbound_id, job.pk)
+
+
+def _burst_query(inbound_id: int, job_id: int) -> QuerySet[Message]:
+    merged = ReplyJob.objects.filter(merged_into_id=job_id).values("inbound_id")
+    return Message.objects.filter(Q(pk=inbound_id) | Q(pk__in=merged)).order_by("pk")
 
 
 def replies_for_chat(*, chat_id: str, after_inbound_id: str) -> QuerySet[Message]:

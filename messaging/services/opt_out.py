@@ -14,7 +14,7 @@ cleared the opt-out, and an earlier message changes nothing after a later one.
 * **Staff clear it** (:func:`guests_opt_out_clear`, the guest admin's action; the API's
   :func:`conversation_opt_out_clear`): audited.
 
-The send fence (``replies._owner_allows``) refuses the bot's answers and notices to an opted-out
+The send fence (``replies._owner_q``) refuses the bot's answers and notices to an opted-out
 guest in the same conditional UPDATE that checks the owner, and a confirmation to a guest no
 longer opted out by that STOP. Staff replies still go: a person answering a guest who wrote to
 the hotel is not the bot writing to someone who asked it to stop.

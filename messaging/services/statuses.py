@@ -22,10 +22,11 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from django.db import connection, transaction
+from django.db.models import QuerySet
 
 from messaging.models import DeferredStatus, Message
 from messaging.notifications import OutgoingStatus
-from messaging.services.statements import column, model_field, own_transaction
+from messaging.services.statements import column, model_field, own_transaction, prepared_read
 
 logger = logging.getLogger(__name__)
 
@@ -188,13 +189,17 @@ def outbound_accepted(*, message_id: int, hotel_id: int, id_message: str, at: da
     return bool(row and row[0])
 
 
+def _deferred_one(hotel_id: int, id_message: str) -> QuerySet[DeferredStatus, tuple[int]]:
+    return DeferredStatus.objects.filter(hotel_id=hotel_id, id_message=id_message).values_list("pk")[:1]
+
+
 def deferred_statuses_apply(*, hotel_id: int, id_message: str) -> int:
     """Apply, oldest first, the statuses hotel ``hotel_id``'s instance reported before its outbound
     message ``id_message`` was known."""
     # Almost always there is none (statuses follow the send by seconds): one indexed read, no lock and,
     # outside a transaction, no BEGIN/COMMIT. A status deferred after this read runs its own look
     # once committed (outbound_status_apply's on_commit), so skipping here never orphans it.
-    if not DeferredStatus.objects.filter(hotel_id=hotel_id, id_message=id_message).exists():
+    if not prepared_read(_deferred_one, hotel_id, id_message):  # compiled once per process
         return 0
     with transaction.atomic():
         message = (

@@ -16,7 +16,7 @@ fallback's ``seed``/``handover``) is one short transaction on the breaker's ``Br
 Hot path: admission while CLOSED and rejection while OPEN use the cached state (no database round
 trip); the cache is refreshed every ``sync_interval`` (0.5 s, piggybacked on a flush), so a trip
 reaches every calling process within ~0.5 s. Successes are sent in batches (``flush_every`` calls or
-``flush_interval`` seconds); a failure or slow call is sent at once.
+``flush_interval`` seconds, 0.5: the refresh's); a failure or slow call is sent at once.
 
 Connection. The store runs on its own database alias (``BREAKER_DB_ALIAS``, ``"breaker"``: the same
 database as ``default``, its own connection per thread) inside ``transaction.atomic(durable=True)``.

@@ -11,9 +11,12 @@ Hot path (per process, per breaker)
       calling process within ~0.5 s.
     * Outcomes are buffered (fast successes in a lock-free queue, the rest as run-length codes) and
       sent in one EVALSHA every ``flush_every`` (200) calls or when the oldest buffered outcome is
-      ``flush_interval`` (0.2 s) old (checked on the next call; ``flush()`` and interpreter exit
-      push the rest): about 5 Redis commands per 200 calls, counting the ones the script runs. A
-      failure or slow call is sent at once, so a trip never waits for a batch. The script applies
+      ``flush_interval`` (0.5 s, the ``sync_interval``: successes ride the cache refresh a busy
+      process makes anyway, so a process sends at most one ``record`` per breaker and interval
+      while calls succeed; checked on the next call; ``flush()`` and interpreter exit push the
+      rest): about 5 Redis commands per 200 calls, counting the ones the script runs. A failure or
+      slow call is sent at once, with the successes buffered before it (in order), so a trip never
+      waits for a batch and a success never arrives after a later failure. The script applies
       outcomes in order and checks every trip rule after each one, exactly as the in-process state
       machine does (a time window files a whole batch under the second it arrives in).
     * Half-open probes are leases (token -> deadline) inside the hash: the ``acquire`` script grants
@@ -138,7 +141,10 @@ class RedisStoreOptions:
 
     prefix: str = "hotelbot:cb"
     flush_every: int = 200
-    flush_interval: float = 0.2
+    #: Oldest buffered success before it is sent: the refresh interval (a shorter one sent a
+    #: ``record`` per call at 5 calls/s and process, 5 Redis commands each, for a view that other
+    #: processes may read up to ``sync_interval`` late anyway).
+    flush_interval: float = 0.5
     sync_interval: float = 0.5
     probe_poll_interval: float = 0.1
     reconnect_interval: float = 1.0

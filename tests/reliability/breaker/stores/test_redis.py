@@ -106,6 +106,29 @@ def test_rejections_while_open_and_successes_in_closed_cost_almost_no_commands(
     assert sum(client.sent.values()) == 0
 
 
+def test_paced_successes_ride_the_refresh_and_a_failure_carries_them_first(
+    redis_url: str, key_prefix: str, redis_client: redis.Redis
+) -> None:
+    """docs/cost.md: a worker calls each provider a few times a second; a success then costs no
+    script of its own, only the refresh every ``sync_interval`` carries the ones buffered."""
+    client = CountingRedis(connection_pool=redis.ConnectionPool.from_url(redis_url, socket_timeout=1))
+    store = RedisBreakerStore(client, RedisStoreOptions(prefix=key_prefix))
+    assert store.options.flush_interval == store.options.sync_interval
+    breaker = breaker_on(store, failure_threshold=3)
+    breaker.call(lambda: None)  # first call: one sync
+    client.sent.clear()
+    for _ in range(10):  # 5 calls a second for 2 s
+        time.sleep(0.2)
+        breaker.call(lambda: None)
+    # one record script per refresh interval (0.5 s), not one per call
+    assert client.sent["EVALSHA"] <= 5, client.sent
+    sent = int(shared(redis_client, store)["wt"])
+    assert sent < 11  # some successes still wait in the process
+    fail(breaker)  # a failure goes at once, after the successes buffered before it
+    state = shared(redis_client, store)
+    assert (state["wt"], state["wf"], state["cf"]) == ("12", "1", "1")
+
+
 def test_a_failure_reaches_redis_at_once_and_successes_are_batched(
     redis_url: str, key_prefix: str, redis_client: redis.Redis
 ) -> None:
