@@ -373,17 +373,7 @@ def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
         # for the row and, the row changed, finds it no longer claimable), then the job with the
         # relations the pipeline needs, by this claim's token: two statements, no transaction.
         token = uuid.uuid4().hex
-        Status = ReplyJob.Status
-        params = [Status.IN_PROGRESS.value, _db_value("lease_expires_at", lease), token]
-        params += [_db_value("updated_at", timezone.now()), job_id, Status.PENDING.value]
-        params += [
-            _db_value("next_attempt_at", now),
-            Status.IN_PROGRESS.value,
-            _db_value("lease_expires_at", now),
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(_claim_sql(), params)
-            claimed = cursor.rowcount
+        claimed = statements.prepared_update(_claim_update, job_id, now, lease, token, timezone.now())
         if not claimed:
             return None
         jobs = statements.prepared_read(_claimed_job, job_id, token)
@@ -405,19 +395,17 @@ def _claim(job_id: int | None, now: datetime) -> ReplyJob | None:
     return job
 
 
-@functools.cache
-def _claim_sql() -> str:
-    """The claim of a task's job (``_claimable``: due and pending, or in progress with an expired
-    lease) as one conditional UPDATE, written once: the ORM compiled it anew for every job."""
-    col = partial(statements.column, ReplyJob)
-    table = connection.ops.quote_name(ReplyJob._meta.db_table)
-    # Identifiers from the model, quoted by the backend; every value is a parameter.
-    return (
-        f"UPDATE {table} SET {col('status')} = %s, {col('lease_expires_at')} = %s, "  # noqa: S608
-        f"{col('lease_token')} = %s, {col('attempts')} = {col('attempts')} + 1, {col('updated_at')} = %s "
-        f"WHERE {col('id')} = %s AND (({col('status')} = %s AND {col('next_attempt_at')} <= %s) "
-        f"OR ({col('status')} = %s AND {col('lease_expires_at')} < %s))"
-    )
+def _claim_update(job_id: int, now: datetime, lease: datetime, token: str, updated: datetime) -> Any:
+    """The claim of a task's job (claimable at ``now``: ``_claimable``) as one conditional UPDATE,
+    compiled once per process (``statements.prepared_update``)."""
+    fields = {
+        "status": ReplyJob.Status.IN_PROGRESS,
+        "lease_expires_at": lease,
+        "lease_token": token,
+        "attempts": F("attempts") + 1,
+        "updated_at": updated,
+    }
+    return ReplyJob.objects.filter(_claimable(now), pk=job_id), fields
 
 
 def _db_value(name: str, value: Any) -> Any:
