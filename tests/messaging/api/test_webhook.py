@@ -204,6 +204,23 @@ def test_journal_webhook_proves_a_send_in_doubt(webhook_client):
     assert webhook_client.post(URL, other, format="json").json() == {"status": "journal_unmatched"}
 
 
+def test_a_journal_entry_of_a_recorded_send_is_one_statement(webhook_client, django_assert_num_queries):
+    """The common case (the send's confirm recorded the idMessage first): the hotel and the known
+    check in one plain statement, no hotel row through the ORM."""
+    from messaging.notifications import parse_notification
+    from messaging.services.intake import notification_ingest
+
+    outbound = _send_in_doubt("Breakfast is at 7.")
+    Message.objects.filter(pk=outbound.pk).update(provider_message_id="SENT3")
+    known = parse_notification(payloads.outgoing_api_message(id_message="SENT3", text="Breakfast is at 7."))
+    with django_assert_num_queries(1):
+        assert notification_ingest(notification=known).action == "journal_known"
+    elsewhere = parse_notification(
+        {**payloads.outgoing_api_message(id_message="SENT3", text="x"), "instanceData": {"idInstance": 999}}
+    )
+    assert notification_ingest(notification=elsewhere).action == "quarantined"
+
+
 def _send_in_doubt(text: str) -> Message:
     """An outbound reply whose send left but whose idMessage we never got back."""
     from django.utils import timezone
