@@ -445,11 +445,16 @@ def hotel_state_record(*, hotel_id: int, state: StateChanged) -> IngestResult:
 
 def outbound_journal_record(*, hotel_id: int, journal: OutgoingApiMessage) -> IngestResult:
     """``outgoingAPIMessageReceived``: Green API's own record of a message sent through its API,
-    whose idMessage the hotel has no outbound row of yet (``_hotel_id_route`` looked).
+    whose idMessage the hotel had no outbound row of when ``_hotel_id_route`` looked.
 
     If a send of ours is still in doubt for that chat and text, this is its proof of sending; the
     job's next attempt then confirms it instead of sending again. Only the hotel's own messages
     and jobs are looked at and adopted.
+
+    The adoption is one conditional UPDATE in autocommit, then the statuses deferred for the
+    idMessage are applied after its commit, as the send's confirm does
+    (``statuses.deferred_statuses_apply``: a status deferred meanwhile looks again once its own
+    row is committed), instead of a BEGIN/COMMIT around both.
     """
     outbound_id = (
         ReplyJob.objects.filter(
@@ -466,17 +471,17 @@ def outbound_journal_record(*, hotel_id: int, journal: OutgoingApiMessage) -> In
     if outbound_id is None:
         return IngestResult(action="journal_unmatched")
     try:
-        with transaction.atomic():
+        with own_transaction():
             adopted = Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
                 provider_message_id=journal.id_message
             )
-            statuses.deferred_statuses_apply(hotel_id=hotel_id, id_message=journal.id_message)
     except IntegrityError:
         # Between the check above and this write a worker gave this idMessage to an outbound row
         # (its send returned, or reconciliation adopted it): the journal entry is known now.
         return IngestResult(action="journal_known")
     if not adopted:
         return IngestResult(action="journal_known")  # the row got its id meanwhile
+    statuses.deferred_statuses_apply(hotel_id=hotel_id, id_message=journal.id_message)
     return IngestResult(action="journal_matched", message_id=outbound_id)
 
 
