@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
@@ -20,8 +22,9 @@ def _seen(path: str) -> set[str]:
         seen.update(name for name in ("session", "user", "_messages") if hasattr(request, name))
         return HttpResponse("ok")
 
-    handler = SessionMiddleware(AuthenticationMiddleware(MessageMiddleware(view)))
-    response = handler(RequestFactory().post(path))
+    messages: Any = MessageMiddleware(view)  # sync, as Django chains them
+    inner: Any = AuthenticationMiddleware(messages)
+    response: Any = SessionMiddleware(inner)(RequestFactory().post(path))
     assert response.status_code == 200
     return seen
 
