@@ -451,38 +451,57 @@ def outbound_journal_record(*, hotel_id: int, journal: OutgoingApiMessage) -> In
     job's next attempt then confirms it instead of sending again. Only the hotel's own messages
     and jobs are looked at and adopted.
 
-    The adoption is one conditional UPDATE in autocommit, then the statuses deferred for the
-    idMessage are applied after its commit, as the send's confirm does
+    The adoption is one conditional UPDATE in autocommit (``_journal_adopt_sql``: the oldest send
+    in doubt for the chat and text gets the idMessage, if it still has none), then the statuses
+    deferred for the idMessage are applied after its commit, as the send's confirm does
     (``statuses.deferred_statuses_apply``: a status deferred meanwhile looks again once its own
-    row is committed), instead of a BEGIN/COMMIT around both.
+    row is committed). Only when nothing was adopted does a second read tell "known meanwhile"
+    from "not ours".
     """
-    outbound_id = (
-        ReplyJob.objects.filter(
-            send_started_at__isnull=False,
-            reply_text=journal.text,
-            inbound__conversation__hotel_id=hotel_id,
-            inbound__conversation__guest__chat_id=journal.chat_id,
-            outbound__provider_message_id__isnull=True,
-        )
-        .order_by("send_started_at")
-        .values_list("outbound_id", flat=True)
-        .first()
-    )
-    if outbound_id is None:
-        return IngestResult(action="journal_unmatched")
+    params: list[str | int] = [journal.id_message, journal.text, hotel_id, journal.chat_id]
     try:
-        with own_transaction():
-            adopted = Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
-                provider_message_id=journal.id_message
-            )
+        with own_transaction(), connection.cursor() as cursor:
+            cursor.execute(_journal_adopt_sql(), params)
+            row = cursor.fetchone()
     except IntegrityError:
-        # Between the check above and this write a worker gave this idMessage to an outbound row
-        # (its send returned, or reconciliation adopted it): the journal entry is known now.
+        # A worker gave this idMessage to an outbound row of the hotel first (its send returned,
+        # or reconciliation adopted it): the journal entry is known now.
         return IngestResult(action="journal_known")
-    if not adopted:
-        return IngestResult(action="journal_known")  # the row got its id meanwhile
+    if row is None:
+        known = Message.objects.filter(
+            hotel_id=hotel_id, direction=Message.Direction.OUTBOUND, provider_message_id=journal.id_message
+        ).exists()
+        return IngestResult(action="journal_known" if known else "journal_unmatched")
     statuses.deferred_statuses_apply(hotel_id=hotel_id, id_message=journal.id_message)
-    return IngestResult(action="journal_matched", message_id=outbound_id)
+    return IngestResult(action="journal_matched", message_id=int(row[0]))
+
+
+@functools.cache
+def _journal_adopt_sql() -> str:
+    """Give an idMessage (%s 1) to the outbound row of the hotel's (%s 3) oldest reply job whose send
+    started and is still without one, for the chat (%s 4) and text (%s 2); RETURNING its id.
+    Written once per process: the ORM compiled the four-join read anew for every journal entry,
+    and the UPDATE was a second statement."""
+    qn = connection.ops.quote_name
+    j, m, c, g = (partial(column, model) for model in (ReplyJob, Message, Conversation, Guest))
+    jobs, messages, conversations, guests = (
+        qn(model._meta.db_table) for model in (ReplyJob, Message, Conversation, Guest)
+    )
+    # Identifiers from the models, quoted by the backend; every value is a parameter.
+    in_doubt = (
+        f"SELECT j.{j('outbound')} FROM {jobs} j "  # noqa: S608
+        f"JOIN {messages} i ON i.{m('id')} = j.{j('inbound')} "
+        f"JOIN {conversations} c ON c.{c('id')} = i.{m('conversation')} "
+        f"JOIN {guests} g ON g.{g('id')} = c.{c('guest')} "
+        f"JOIN {messages} o ON o.{m('id')} = j.{j('outbound')} "
+        f"WHERE j.{j('send_started_at')} IS NOT NULL AND j.{j('reply_text')} = %s "
+        f"AND c.{c('hotel')} = %s AND g.{g('chat_id')} = %s AND o.{m('provider_message_id')} IS NULL "
+        f"ORDER BY j.{j('send_started_at')} LIMIT 1"
+    )
+    return (
+        f"UPDATE {messages} SET {m('provider_message_id')} = %s "  # noqa: S608
+        f"WHERE {m('id')} = ({in_doubt}) AND {m('provider_message_id')} IS NULL RETURNING {m('id')}"
+    )
 
 
 def outbound_phone_record(*, hotel: Hotel, phone: OutgoingPhoneMessage) -> IngestResult:
