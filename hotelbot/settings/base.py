@@ -51,11 +51,12 @@ MIDDLEWARE = [
     "reliability.middleware.DatabaseBreakerMiddleware",
     # Before sessions and CSRF: a refused request (switch off, read-only) touches nothing else.
     "reliability.middleware.DegradationMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's sessions, user and messages, except on the webhook (hotelbot/middleware.py).
+    "hotelbot.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
-    "django.contrib.auth.middleware.AuthenticationMiddleware",
-    "django.contrib.messages.middleware.MessageMiddleware",
+    "hotelbot.middleware.AuthenticationMiddleware",
+    "hotelbot.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]

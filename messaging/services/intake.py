@@ -26,9 +26,11 @@ visible. The one-statement path takes a lock per guest first (``inbound_sql``).
 
 from __future__ import annotations
 
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from django.conf import settings
 from django.db import DatabaseError, DataError, IntegrityError, connection, transaction
@@ -49,7 +51,7 @@ from messaging.notifications import (
     Unparseable,
 )
 from messaging.services import bursts, handoff, inbound_sql, replies, statuses
-from messaging.services.statements import own_transaction
+from messaging.services.statements import column, own_transaction
 from reliability.dead_letters import dead_letter_quarantine
 from reliability.metrics import REPLIES, WEBHOOK_QUARANTINED
 from reliability.models import DeadLetter
@@ -99,6 +101,8 @@ def _notification_route(*, notification: Notification | Unparseable, body: RawBo
         and inbound_sql.available()
     ):
         return _guest_message_ingest(incoming=notification, body=body)
+    if isinstance(notification, OutgoingApiMessage | OutgoingStatus | StateChanged):
+        return _hotel_id_route(notification=notification, body=body)
     hotel, stored_as = _hotel_and_stored_message(notification)
     if hotel is None:
         return _unknown_instance_quarantine(body=body, id_instance=notification.id_instance)
@@ -214,8 +218,62 @@ def _idle_since(now: datetime) -> datetime:
     return now - timedelta(hours=settings.CONVERSATION_IDLE_HOURS)
 
 
+def _hotel_id_route(
+    *, notification: OutgoingApiMessage | OutgoingStatus | StateChanged, body: RawBody | None
+) -> IngestResult:
+    """The notifications that need only their hotel's id (a journal entry, a status, a state
+    change): the id from one plain statement (``_hotel_id_sql``) instead of the whole Hotel row
+    through the ORM, and for a journal entry in the same statement whether the hotel already has
+    its idMessage (the common case: the send's confirm recorded it first)."""
+    journal = notification if isinstance(notification, OutgoingApiMessage) else None
+    found = _hotel_id_and_known(id_instance=notification.id_instance, journal=journal)
+    if found is None:
+        return _unknown_instance_quarantine(body=body, id_instance=notification.id_instance)
+    hotel_id, known = found
+    try:  # each route writes in one transaction of its own (see _notification_route)
+        if journal is not None:
+            if known:
+                return IngestResult(action="journal_known")
+            return outbound_journal_record(hotel_id=hotel_id, journal=journal)
+        if isinstance(notification, OutgoingStatus):
+            return outbound_status_apply(hotel_id=hotel_id, status=notification)
+        assert isinstance(notification, StateChanged)
+        return hotel_state_record(hotel_id=hotel_id, state=notification)
+    except (DataError, IntegrityError, UnicodeError) as e:
+        return _storage_error_quarantine(body=body, notification=notification, error=e, tenant=str(hotel_id))
+
+
+@functools.cache
+def _hotel_id_sql(*, with_journal: bool) -> str:
+    """The hotel of an instance and (``with_journal``) whether it has an outbound row of an
+    idMessage: written once per process, where the ORM compiled two queries each time."""
+    hotel, message = Hotel._meta.db_table, Message._meta.db_table
+    h, m = partial(column, Hotel), partial(column, Message)
+    qn = connection.ops.quote_name
+    known = "NULL"
+    if with_journal:
+        known = (
+            f"EXISTS (SELECT 1 FROM {qn(message)} m WHERE m.{m('hotel')} = h.{h('id')} "  # noqa: S608
+            f"AND m.{m('direction')} = %s AND m.{m('provider_message_id')} = %s)"
+        )
+    # Identifiers from the models, quoted by the backend; every value is a parameter.
+    return f"SELECT h.{h('id')}, {known} FROM {qn(hotel)} h WHERE h.{h('green_api_instance_id')} = %s"  # noqa: S608
+
+
+def _hotel_id_and_known(*, id_instance: str, journal: OutgoingApiMessage | None) -> tuple[int, bool] | None:
+    """(hotel id, is the journal entry's idMessage already the hotel's outbound row) of the
+    instance's hotel, or None when no hotel has that instance."""
+    params: list[str] = [id_instance]
+    if journal is not None:
+        params = [Message.Direction.OUTBOUND.value, journal.id_message, id_instance]
+    with connection.cursor() as cursor:
+        cursor.execute(_hotel_id_sql(with_journal=journal is not None), params)
+        row = cursor.fetchone()
+    return None if row is None else (int(row[0]), bool(row[1]))
+
+
 def _hotel_and_stored_message(
-    notification: IncomingMessage | OutgoingStatus | OutgoingApiMessage | OutgoingPhoneMessage | StateChanged,
+    notification: IncomingMessage | OutgoingPhoneMessage,
 ) -> tuple[Hotel | None, int | None]:
     """The hotel of the notification's instance and, for a guest message, the id of that hotel's
     inbound row already stored under its idMessage (a redelivery), in one query."""
@@ -240,14 +298,8 @@ def _tenant_of_instance(id_instance: str) -> str:
 def _route(*, hotel: Hotel, notification: Notification, stored_as: int | None) -> IngestResult:
     if isinstance(notification, IncomingMessage):
         return inbound_message_record(hotel=hotel, incoming=notification, stored_as=stored_as)
-    if isinstance(notification, OutgoingStatus):
-        return outbound_status_apply(hotel=hotel, status=notification)
-    if isinstance(notification, OutgoingApiMessage):
-        return outbound_journal_record(hotel=hotel, journal=notification)
-    if isinstance(notification, OutgoingPhoneMessage):
-        return outbound_phone_record(hotel=hotel, phone=notification)
-    assert isinstance(notification, StateChanged)
-    return hotel_state_record(hotel=hotel, state=notification)
+    assert isinstance(notification, OutgoingPhoneMessage)
+    return outbound_phone_record(hotel=hotel, phone=notification)
 
 
 def notification_quarantine(
@@ -378,57 +430,78 @@ def inbound_message_record(*, hotel: Hotel, incoming: IncomingMessage, stored_as
     return IngestResult(action="stored", message_id=message.pk)
 
 
-def outbound_status_apply(*, hotel: Hotel, status: OutgoingStatus) -> IngestResult:
-    action, message_id = statuses.outbound_status_apply(hotel_id=hotel.pk, status=status)
+def outbound_status_apply(*, hotel_id: int, status: OutgoingStatus) -> IngestResult:
+    action, message_id = statuses.outbound_status_apply(hotel_id=hotel_id, status=status)
     return IngestResult(action=action, message_id=message_id)
 
 
-def hotel_state_record(*, hotel: Hotel, state: StateChanged) -> IngestResult:
+def hotel_state_record(*, hotel_id: int, state: StateChanged) -> IngestResult:
     # One UPDATE: atomic on its own.
-    Hotel.objects.filter(pk=hotel.pk).update(
+    Hotel.objects.filter(pk=hotel_id).update(
         green_api_state=state.state, green_api_state_changed_at=state.timestamp
     )
     return IngestResult(action="state_recorded")
 
 
-def outbound_journal_record(*, hotel: Hotel, journal: OutgoingApiMessage) -> IngestResult:
-    """``outgoingAPIMessageReceived``: Green API's own record of a message sent through its API.
+def outbound_journal_record(*, hotel_id: int, journal: OutgoingApiMessage) -> IngestResult:
+    """``outgoingAPIMessageReceived``: Green API's own record of a message sent through its API,
+    whose idMessage the hotel had no outbound row of when ``_hotel_id_route`` looked.
 
     If a send of ours is still in doubt for that chat and text, this is its proof of sending; the
     job's next attempt then confirms it instead of sending again. Only the hotel's own messages
     and jobs are looked at and adopted.
+
+    The adoption is one conditional UPDATE in autocommit (``_journal_adopt_sql``: the oldest send
+    in doubt for the chat and text gets the idMessage, if it still has none), then the statuses
+    deferred for the idMessage are applied after its commit, as the send's confirm does
+    (``statuses.deferred_statuses_apply``: a status deferred meanwhile looks again once its own
+    row is committed). Only when nothing was adopted does a second read tell "known meanwhile"
+    from "not ours".
     """
-    if Message.objects.filter(
-        hotel=hotel, direction=Message.Direction.OUTBOUND, provider_message_id=journal.id_message
-    ).exists():
-        return IngestResult(action="journal_known")
-    outbound_id = (
-        ReplyJob.objects.filter(
-            send_started_at__isnull=False,
-            reply_text=journal.text,
-            inbound__conversation__hotel=hotel,
-            inbound__conversation__guest__chat_id=journal.chat_id,
-            outbound__provider_message_id__isnull=True,
-        )
-        .order_by("send_started_at")
-        .values_list("outbound_id", flat=True)
-        .first()
-    )
-    if outbound_id is None:
-        return IngestResult(action="journal_unmatched")
+    params: list[str | int] = [journal.id_message, journal.text, hotel_id, journal.chat_id]
     try:
-        with transaction.atomic():
-            adopted = Message.objects.filter(pk=outbound_id, provider_message_id__isnull=True).update(
-                provider_message_id=journal.id_message
-            )
-            statuses.deferred_statuses_apply(hotel_id=hotel.pk, id_message=journal.id_message)
+        with own_transaction(), connection.cursor() as cursor:
+            cursor.execute(_journal_adopt_sql(), params)
+            row = cursor.fetchone()
     except IntegrityError:
-        # Between the check above and this write a worker gave this idMessage to an outbound row
-        # (its send returned, or reconciliation adopted it): the journal entry is known now.
+        # A worker gave this idMessage to an outbound row of the hotel first (its send returned,
+        # or reconciliation adopted it): the journal entry is known now.
         return IngestResult(action="journal_known")
-    if not adopted:
-        return IngestResult(action="journal_known")  # the row got its id meanwhile
-    return IngestResult(action="journal_matched", message_id=outbound_id)
+    if row is None:
+        known = Message.objects.filter(
+            hotel_id=hotel_id, direction=Message.Direction.OUTBOUND, provider_message_id=journal.id_message
+        ).exists()
+        return IngestResult(action="journal_known" if known else "journal_unmatched")
+    statuses.deferred_statuses_apply(hotel_id=hotel_id, id_message=journal.id_message)
+    return IngestResult(action="journal_matched", message_id=int(row[0]))
+
+
+@functools.cache
+def _journal_adopt_sql() -> str:
+    """Give an idMessage (%s 1) to the outbound row of the hotel's (%s 3) oldest reply job whose send
+    started and is still without one, for the chat (%s 4) and text (%s 2); RETURNING its id.
+    Written once per process: the ORM compiled the four-join read anew for every journal entry,
+    and the UPDATE was a second statement."""
+    qn = connection.ops.quote_name
+    j, m, c, g = (partial(column, model) for model in (ReplyJob, Message, Conversation, Guest))
+    jobs, messages, conversations, guests = (
+        qn(model._meta.db_table) for model in (ReplyJob, Message, Conversation, Guest)
+    )
+    # Identifiers from the models, quoted by the backend; every value is a parameter.
+    in_doubt = (
+        f"SELECT j.{j('outbound')} FROM {jobs} j "  # noqa: S608
+        f"JOIN {messages} i ON i.{m('id')} = j.{j('inbound')} "
+        f"JOIN {conversations} c ON c.{c('id')} = i.{m('conversation')} "
+        f"JOIN {guests} g ON g.{g('id')} = c.{c('guest')} "
+        f"JOIN {messages} o ON o.{m('id')} = j.{j('outbound')} "
+        f"WHERE j.{j('send_started_at')} IS NOT NULL AND j.{j('reply_text')} = %s "
+        f"AND c.{c('hotel')} = %s AND g.{g('chat_id')} = %s AND o.{m('provider_message_id')} IS NULL "
+        f"ORDER BY j.{j('send_started_at')} LIMIT 1"
+    )
+    return (
+        f"UPDATE {messages} SET {m('provider_message_id')} = %s "  # noqa: S608
+        f"WHERE {m('id')} = ({in_doubt}) AND {m('provider_message_id')} IS NULL RETURNING {m('id')}"
+    )
 
 
 def outbound_phone_record(*, hotel: Hotel, phone: OutgoingPhoneMessage) -> IngestResult:

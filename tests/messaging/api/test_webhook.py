@@ -204,6 +204,45 @@ def test_journal_webhook_proves_a_send_in_doubt(webhook_client):
     assert webhook_client.post(URL, other, format="json").json() == {"status": "journal_unmatched"}
 
 
+def test_a_journal_entry_of_a_recorded_send_is_one_statement(webhook_client, django_assert_num_queries):
+    """The common case (the send's confirm recorded the idMessage first): the hotel and the known
+    check in one plain statement, no hotel row through the ORM."""
+    from messaging.notifications import parse_notification
+    from messaging.services.intake import notification_ingest
+
+    outbound = _send_in_doubt("Breakfast is at 7.")
+    Message.objects.filter(pk=outbound.pk).update(provider_message_id="SENT3")
+    known = parse_notification(payloads.outgoing_api_message(id_message="SENT3", text="Breakfast is at 7."))
+    with django_assert_num_queries(1):
+        assert notification_ingest(notification=known).action == "journal_known"
+    elsewhere = parse_notification(
+        {**payloads.outgoing_api_message(id_message="SENT3", text="x"), "instanceData": {"idInstance": 999}}
+    )
+    assert notification_ingest(notification=elsewhere).action == "quarantined"
+
+
+def test_a_journal_entry_that_proves_a_send_is_three_statements():
+    """The hotel and known check, the adopting UPDATE (the send in doubt found inside it), the
+    deferred statuses' read after its commit: no separate read of the job, no BEGIN/COMMIT."""
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    from messaging.notifications import parse_notification
+    from messaging.services.intake import notification_ingest
+
+    outbound = _send_in_doubt("Breakfast is at 7.")
+    proof = parse_notification(payloads.outgoing_api_message(id_message="SENT4", text="Breakfast is at 7."))
+    with CaptureQueriesContext(connection) as captured:
+        result = notification_ingest(notification=proof)
+    assert (result.action, result.message_id) == ("journal_matched", outbound.pk)
+    savepoints = ("SAVEPOINT", "RELEASE")  # the test's transaction; in autocommit there is none
+    statements = [q["sql"] for q in captured.captured_queries if not q["sql"].startswith(savepoints)]
+    assert len(statements) == 3, statements
+    assert statements[1].startswith("UPDATE")
+    outbound.refresh_from_db()
+    assert outbound.provider_message_id == "SENT4"
+
+
 def _send_in_doubt(text: str) -> Message:
     """An outbound reply whose send left but whose idMessage we never got back."""
     from django.utils import timezone
