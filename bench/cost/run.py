@@ -14,10 +14,11 @@ threads) and one Celery worker (prefork, concurrency 2); hotelbot adds its beat.
    commandstats), PostgreSQL sessions opened (pg_stat_database.sessions); reply latency from
    injection to the ``sendMessage`` the fake answered 200.
 
-hotelbot runs with its product defaults except ``REPLY_BURST_QUIET_SECONDS=0``: the burst window
-is a wait for the guest's next line by design (docs/handoff.md), not a cost of the pipeline, and
-the naive bot has none. Status webhooks are off for both (``outgoingWebhook=no``, as
-``bench.embedded_bench``): the guest message is what is compared.
+hotelbot runs as a deployment does (:func:`production_env`: DEBUG off) with its product defaults
+except ``REPLY_BURST_QUIET_SECONDS=0``: the burst window is a wait for the guest's next line by
+design (docs/handoff.md), not a cost of the pipeline, and the naive bot has none. Status webhooks
+are off for both (``outgoingWebhook=no``, as ``bench.embedded_bench``): the guest message is what
+is compared.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import contextlib
 import json
 import math
 import re
+import secrets
 import shutil
 import signal
 import tempfile
@@ -38,6 +40,7 @@ from typing import Any
 import psycopg
 import redis
 import requests
+from cryptography.fernet import Fernet
 
 from bench import embedded_bench
 from bench.cost import probes
@@ -65,6 +68,20 @@ SESSIONS_PER_100 = 1.0
 P50_EXTRA_MS = 10.0
 P95_EXTRA_MS = 30.0
 TOP_STATEMENTS = 20
+
+
+def production_env() -> dict[str, str]:
+    """hotelbot as a deployment runs it (``DJANGO_DEBUG`` off: no query log, production checks),
+    with throwaway secrets; the naive bot runs with DEBUG off too. Plain HTTP on loopback: no SSL
+    redirect (a proxy terminates TLS in a deployment)."""
+    return {
+        "DJANGO_DEBUG": "0",
+        "DJANGO_SECRET_KEY": secrets.token_urlsafe(48),
+        "FIELD_ENCRYPTION_KEYS": Fernet.generate_key().decode(),
+        "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+        "DJANGO_SECURE_SSL_REDIRECT": "0",
+        "EMAIL_URL": "smtp://127.0.0.1:1",  # alerts would go nowhere; none is sent in the bench
+    }
 
 
 class StatsPostgres(ThrowawayPostgres):
@@ -147,6 +164,8 @@ def _stack(name: str, pg: StatsPostgres, redis_base: str, tmp: Path) -> Iterator
         "LOG_LEVEL": "WARNING",
         "REPLY_BURST_QUIET_SECONDS": "0",
     }
+    if name == "hotelbot":
+        extra.update(production_env())
     env, web_url = base_env(root)
     env.update(extra)
     for key in E2E_ONLY:
