@@ -205,3 +205,25 @@ def test_every_poller_turn_touches_the_worker_heartbeat(settings, tmp_path, monk
     settings.WORKER_HEARTBEAT_FILE = ""
     broker_fallback.touch_heartbeat()  # off: nothing happens, nothing raised
     broker_fallback._stop.clear()
+
+
+def test_every_poller_turn_writes_its_probes_breaker_metrics(monkeypatch):
+    # The probe's `redis` breaker call is written by the turn itself (as Celery does after a task),
+    # so the process's metrics flusher finds nothing and sleeps (docs/cost.md, idle CPU).
+    from reliability.breaker import CircuitBreaker, CircuitBreakerConfig
+    from reliability.breaker.circuit import flush_call_metrics
+
+    breaker = CircuitBreaker("t_poller_turn_metrics", CircuitBreakerConfig())
+    flush_call_metrics()
+
+    def step() -> float:
+        breaker.call(lambda: None)  # stands for the probe's guarded PING
+        return 0.0
+
+    monkeypatch.setattr(broker_fallback, "step", step)
+    monkeypatch.setattr(broker_fallback, "close_old_connections", lambda: None)
+    monkeypatch.setattr(broker_fallback._stop, "wait", lambda pause: broker_fallback._stop.set())
+    broker_fallback._stop.clear()
+    broker_fallback._loop()  # one turn
+    broker_fallback._stop.clear()
+    assert flush_call_metrics() == 0  # already written by the turn
