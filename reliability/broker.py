@@ -24,6 +24,7 @@ from functools import partial
 from typing import Any
 
 from celery import current_app
+from celery.worker.consumer import Consumer
 from django.conf import settings
 from kombu import Connection
 from kombu.connection import ConnectionPool
@@ -317,6 +318,30 @@ def drop_probe_connection() -> None:
     if held is not None and held[0][0] == os.getpid():
         with contextlib.suppress(Exception):
             held[1].collect()
+
+
+# --- the worker's consumer: a longer Redis BRPOP wait -----------------------------------------------
+def worker_consume_transport_options() -> dict[str, Any]:
+    """The transport options of a worker's consuming connection, over the broker's own: with a Redis
+    broker, kombu's ``polling_interval`` (it sets the BRPOP timeout, 1 s by default) from
+    ``WORKER_BROKER_POLLING_INTERVAL``. An idle worker's main process sent an empty BRPOP every
+    second; a message still arrives the moment it is pushed (BRPOP returns at once). Only this
+    connection: a synchronous consumer (a health check's pidbox ping in a web or pool process) keeps
+    kombu's default, under the broker's socket timeout."""
+    seconds = settings.WORKER_BROKER_POLLING_INTERVAL
+    if breaker_name() != "redis" or seconds <= 0:
+        return {}
+    return {"polling_interval": seconds}
+
+
+class WorkerConsumer(Consumer):
+    """``CELERY_WORKER_CONSUMER``: Celery's consumer, its connection with
+    :func:`worker_consume_transport_options`."""
+
+    def connection_for_read(self, heartbeat: Any = None) -> Any:
+        options = worker_consume_transport_options()
+        connection = self.app.connection_for_read(heartbeat=heartbeat, transport_options=options)
+        return self.ensure_connected(connection)
 
 
 # --- kombu's Redis transport: a worker must survive a Redis kill ---------------------------------

@@ -33,6 +33,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from reliability import broker, ratelimit
+from reliability.breaker.circuit import flush_call_metrics
 from reliability.metrics import BROKER_FALLBACK_RUNS
 
 logger = logging.getLogger(__name__)
@@ -151,6 +152,7 @@ def _loop() -> None:
             pause = settings.REPLY_DB_POLL_INTERVAL
         finally:
             close_old_connections()
+            flush_call_metrics()  # the probe's breaker call, as Celery flushes after each task
             touch_heartbeat()
         _stop.wait(pause)
 

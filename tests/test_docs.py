@@ -135,7 +135,8 @@ NOT_ENV = frozenset(
     {
         "BROKER_TEST_URL", "PG_URL", "REDIS_TEST_URL", "COV_FLOOR",  # Makefile
         "E2E_REDIS_OUTAGE_SECONDS",  # tests/e2e/test_redis_outage.py
-        "CELERY_BEAT_SCHEDULE", "SECRET_KEY",  # Django settings
+        "CELERY_BEAT_SCHEDULE", "CELERY_WORKER_CONSUMER", "SECRET_KEY",  # Django settings
+        "METRICS_FLUSH_INTERVAL", "METRICS_FLUSH_IDLE_INTERVAL",  # reliability/breaker/circuit.py
         "ORDER_WAIT",  # messaging/services/replies.py
         "EVALUATED_AT_STALE_SECONDS",  # reliability/degradation/services.py
         "OPENAI_BASE_URL", "TEXT_TYPES",  # the providers' SDKs (docs/providers.md)

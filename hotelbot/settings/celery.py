@@ -72,5 +72,11 @@ WORKER_HEARTBEAT_FILE = env_str("WORKER_HEARTBEAT_FILE", "")
 BROKER_PROBE_TIMEOUT = env_float("BROKER_PROBE_TIMEOUT", 0.5)
 REPLY_DB_POLL_INTERVAL = env_float("REPLY_DB_POLL_INTERVAL", 1.0)
 REPLY_DB_POLL_BATCH = env_int("REPLY_DB_POLL_BATCH", 10)
+# A worker's consuming connection (Redis broker): seconds each BRPOP waits for a task before asking
+# again (kombu's polling_interval, 1 s by default; a task still arrives the moment it is published).
+# Kept under CELERY_BROKER_SOCKET_TIMEOUT: closing the channel reads the BRPOP in flight
+# (reliability/broker.py, WorkerConsumer).
+CELERY_WORKER_CONSUMER = "reliability.broker:WorkerConsumer"
+WORKER_BROKER_POLLING_INTERVAL = env_float("WORKER_BROKER_POLLING_INTERVAL", 2.5)
 # Workers and beat keep kombu's connection timeout for their own (retried) connections.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 4.0)

@@ -302,8 +302,14 @@ class Guard:
 # Call metrics, buffered
 # --------------------------------------------------------------------------------------------------
 
-#: How often the per-process flusher thread writes buffered call metrics (seconds).
+#: How often the per-process flusher thread writes buffered call metrics while calls come in (seconds).
 METRICS_FLUSH_INTERVAL = 1.0
+#: The longest it sleeps while none do: each flush that finds nothing doubles its pause up to this,
+#: and the first that finds a call brings it back to ``METRICS_FLUSH_INTERVAL``. A process without
+#: breaker calls wakes every 8 s instead of every second (issue 18: idle CPU, docs/cost.md); the
+#: first call after a quiet spell reaches the registry within 8 s (Celery tasks, the broker poller
+#: and the ``/metrics`` view flush their own at once).
+METRICS_FLUSH_IDLE_INTERVAL = 8.0
 _all_metrics: weakref.WeakSet[CallMetrics] = weakref.WeakSet()
 _flusher_lock = threading.Lock()
 _flusher_pid = 0
@@ -316,8 +322,9 @@ class CallMetrics:
     A protected call only appends its duration to a deque (lock-free, about 25 ns: the breaker's
     per-call budget has no room for a labelled counter and a histogram, and under multiprocess
     mode every increment is a locked mmap write). :func:`flush_call_metrics` writes the buffers in
-    bulk: a daemon thread per process every ``METRICS_FLUSH_INTERVAL`` seconds, Celery after each
-    task, the ``/metrics`` view before it renders, and ``atexit``.
+    bulk: a daemon thread per process every ``METRICS_FLUSH_INTERVAL`` seconds (backing off to
+    ``METRICS_FLUSH_IDLE_INTERVAL`` while nothing is buffered), Celery after each task, the broker
+    poller after each turn, the ``/metrics`` view before it renders, and ``atexit``.
     """
 
     __slots__ = (
@@ -346,7 +353,8 @@ class CallMetrics:
         _all_metrics.add(self)
         _ensure_flusher()
 
-    def flush(self) -> None:
+    def flush(self) -> int:
+        """Write what is buffered; returns the number of calls written."""
         ok, failed = _drain(self.ok), _drain(self.failed)
         rejected = len(_drain(self.rejected))
         if ok:
@@ -358,6 +366,7 @@ class CallMetrics:
             self._rejected.inc(rejected)
         if ok or failed:
             observe_many(self._duration, ok + failed)
+        return len(ok) + len(failed) + rejected
 
 
 def _drain(queue: deque[Any]) -> list[Any]:
@@ -385,19 +394,30 @@ def observe_many(histogram: Any, values: list[float]) -> None:
     total.inc(math.fsum(values))
 
 
-def flush_call_metrics() -> None:
-    """Write every breaker's buffered call metrics now (this process)."""
+def flush_call_metrics() -> int:
+    """Write every breaker's buffered call metrics now (this process); returns the calls written."""
+    written = 0
     for metrics in list(_all_metrics):
         try:
-            metrics.flush()
+            written += metrics.flush()
         except Exception:  # metrics must never break anything
             logger.exception("flushing breaker metrics of %s failed", metrics.name)
+    return written
+
+
+def next_flush_pause(pause: float, written: int) -> float:
+    """The flusher's next sleep: ``METRICS_FLUSH_INTERVAL`` after a flush that wrote calls, else
+    twice the last one, at most ``METRICS_FLUSH_IDLE_INTERVAL``."""
+    if written:
+        return METRICS_FLUSH_INTERVAL
+    return min(max(pause, METRICS_FLUSH_INTERVAL) * 2, METRICS_FLUSH_IDLE_INTERVAL)
 
 
 def _flush_forever() -> None:
+    pause = METRICS_FLUSH_INTERVAL
     while True:
-        time.sleep(METRICS_FLUSH_INTERVAL)
-        flush_call_metrics()
+        time.sleep(pause)
+        pause = next_flush_pause(pause, flush_call_metrics())
 
 
 def _ensure_flusher() -> None:

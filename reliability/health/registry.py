@@ -133,14 +133,21 @@ def expensive_checks() -> Iterator[TimedCheck]:
 
 def monitor_run(*, wait: float = 30.0) -> dict[str, str]:
     """Run every check once, refreshing the cached (expensive) ones and the metrics; returns
-    ``{check: level}`` and logs what is not OK. Called by the ``health_monitor`` task."""
+    ``{check: level}`` and logs what is not OK. Called by the ``health_monitor`` task.
+
+    One event loop for the whole run, the checks one after the other as before (a loop, and its
+    executor thread, per check was about a fifth of a run's CPU: docs/cost.md)."""
+    return asyncio.run(_monitor(wait))
+
+
+async def _monitor(wait: float) -> dict[str, str]:
     levels: dict[str, str] = {}
     for check in all_checks():
         if check.cached:
-            outcome = check.refresh(wait=wait)
+            outcome = check.refresh(wait=wait)  # waits for the probe pool; nothing else uses this loop
             level, message = outcome.level, outcome.message
         else:
-            result = asyncio.run(check.get_result())
+            result = await check.get_result()
             level, message = result_level(result), check.detail
         levels[check.name] = level
         if level != OK:

@@ -152,6 +152,46 @@ def test_probes_while_the_broker_is_up_reuse_one_connection(broker_url, throwawa
     assert broker.probe(timeout=0.5) is True
 
 
+def test_a_workers_consuming_connection_waits_longer_on_each_redis_brpop(broker_url, settings):
+    # Given a Redis broker and WORKER_BROKER_POLLING_INTERVAL
+    from celery import current_app
+
+    broker_url("redis://127.0.0.1:6379/9")
+    settings.WORKER_BROKER_POLLING_INTERVAL = 2.5
+    consumer = broker.WorkerConsumer.__new__(broker.WorkerConsumer)  # no worker around it
+    consumer.app = current_app
+    consumer.ensure_connected = lambda conn: conn  # type: ignore[method-assign]  # no connect: read the options
+    # When the worker's consumer opens its connection
+    connection = consumer.connection_for_read()
+    try:
+        # Then its BRPOP waits that long (kombu's polling_interval), and nothing else changed
+        assert connection.transport.brpop_timeout == 2.5
+        assert connection.transport_options == {
+            **current_app.conf.broker_transport_options,
+            "polling_interval": 2.5,
+        }
+        # While every other connection of the process (publishes, a health check's ping) keeps the
+        # broker's own options (kombu's 1 s in a deployment)
+        other: Any = current_app.connection_for_read()
+        own = current_app.conf.broker_transport_options.get("polling_interval", 1)
+        assert other.transport.brpop_timeout == own
+        other.release()
+    finally:
+        connection.release()
+    # And the option is Redis's only (AMQP has no BRPOP), and 0 turns it off
+    broker_url("amqp://guest:guest@127.0.0.1:5672//")
+    assert broker.worker_consume_transport_options() == {}
+    broker_url("redis://127.0.0.1:6379/9")
+    settings.WORKER_BROKER_POLLING_INTERVAL = 0
+    assert broker.worker_consume_transport_options() == {}
+
+
+def test_the_worker_runs_the_consumer_with_the_longer_wait():
+    from celery import current_app
+
+    assert current_app.conf.worker_consumer == "reliability.broker:WorkerConsumer"
+
+
 def test_redis_brokers_are_guarded_by_the_redis_breaker(broker_url):
     broker_url("redis://127.0.0.1:6379/9")
     assert broker.breaker_name() == "redis"
@@ -205,3 +245,25 @@ def test_every_poller_turn_touches_the_worker_heartbeat(settings, tmp_path, monk
     settings.WORKER_HEARTBEAT_FILE = ""
     broker_fallback.touch_heartbeat()  # off: nothing happens, nothing raised
     broker_fallback._stop.clear()
+
+
+def test_every_poller_turn_writes_its_probes_breaker_metrics(monkeypatch):
+    # The probe's `redis` breaker call is written by the turn itself (as Celery does after a task),
+    # so the process's metrics flusher finds nothing and sleeps (docs/cost.md, idle CPU).
+    from reliability.breaker import CircuitBreaker, CircuitBreakerConfig
+    from reliability.breaker.circuit import flush_call_metrics
+
+    breaker = CircuitBreaker("t_poller_turn_metrics", CircuitBreakerConfig())
+    flush_call_metrics()
+
+    def step() -> float:
+        breaker.call(lambda: None)  # stands for the probe's guarded PING
+        return 0.0
+
+    monkeypatch.setattr(broker_fallback, "step", step)
+    monkeypatch.setattr(broker_fallback, "close_old_connections", lambda: None)
+    monkeypatch.setattr(broker_fallback._stop, "wait", lambda pause: broker_fallback._stop.set())
+    broker_fallback._stop.clear()
+    broker_fallback._loop()  # one turn
+    broker_fallback._stop.clear()
+    assert flush_call_metrics() == 0  # already written by the turn

@@ -12,7 +12,12 @@ from prometheus_client import REGISTRY
 from hotelbot.exceptions import ValidationFailed
 from reliability import dead_letters
 from reliability.breaker import CircuitBreaker, CircuitBreakerConfig, CircuitOpenError, registry
-from reliability.breaker.circuit import flush_call_metrics
+from reliability.breaker.circuit import (
+    METRICS_FLUSH_IDLE_INTERVAL,
+    METRICS_FLUSH_INTERVAL,
+    flush_call_metrics,
+    next_flush_pause,
+)
 from reliability.breaker.stores.redis import RedisBreakerStore, RedisStoreOptions
 from reliability.metrics import BREAKER_STATE_CODES, DEAD_LETTERS
 from reliability.models import DeadLetter
@@ -82,10 +87,35 @@ def test_buffered_breaker_metrics_reach_the_registry_without_an_explicit_flush()
     breaker = CircuitBreaker(name, CircuitBreakerConfig())
     ok = Delta("circuit_breaker_requests_total", {"breaker": name, "result": "success"})
     breaker.call(lambda: 1)
-    deadline = time.monotonic() + 30  # the flusher thread runs every second
+    deadline = time.monotonic() + 30  # the flusher thread runs every second, every 8 s while idle
     while ok() < 1 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert ok() == 1
+
+
+def test_the_flusher_backs_off_while_nothing_is_buffered_and_returns_to_every_second_on_a_call():
+    # Given the flusher's pause after a flush that wrote calls
+    pause = next_flush_pause(METRICS_FLUSH_IDLE_INTERVAL, written=3)
+    assert pause == METRICS_FLUSH_INTERVAL
+    # When flushes find nothing, the pause doubles up to the idle bound (an idle process sleeps)
+    pauses = []
+    for _ in range(6):
+        pause = next_flush_pause(pause, written=0)
+        pauses.append(pause)
+    assert pauses == [2.0, 4.0, 8.0, 8.0, 8.0, 8.0]
+    assert METRICS_FLUSH_IDLE_INTERVAL == 8.0
+    # And the first flush that writes a call brings it back to every second
+    assert next_flush_pause(pause, written=1) == METRICS_FLUSH_INTERVAL
+
+
+def test_a_flush_reports_how_many_calls_it_wrote():
+    breaker = CircuitBreaker("t_metrics_flush_count", CircuitBreakerConfig(failure_threshold=50))
+    flush_call_metrics()
+    breaker.call(lambda: 1)
+    with pytest.raises(ZeroDivisionError):
+        breaker.call(lambda: 1 / 0)
+    assert flush_call_metrics() == 2
+    assert flush_call_metrics() == 0
 
 
 @pytest.mark.django_db

@@ -424,6 +424,26 @@ def test_health_monitor_task_refreshes_cached_checks(monkeypatch: pytest.MonkeyP
 
 
 @pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
+def test_the_monitor_runs_every_check_in_one_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # A loop (and its executor thread) per check was about a fifth of a run's CPU (docs/cost.md).
+    loops: list[object] = []
+    run = asyncio.run
+
+    def counting_run(main: Any) -> Any:
+        loops.append(main)
+        return run(main)
+
+    monkeypatch.setattr(health.checks, "ping_workers", lambda timeout: ["celery@a"])
+    monkeypatch.setattr(asyncio, "run", counting_run)
+    levels = health.monitor_run()
+    assert len(loops) == 1
+    # And every check still ran and reported, the uncached ones as the cached ones
+    assert set(levels) == {check.name for check in health.all_checks()}
+    assert levels["database"] == "ok"
+    assert levels["celery_workers"] == "ok"
+
+
+@pytest.mark.django_db(transaction=True, serialized_rollback=True)  # keeps the seeded rows
 def test_manage_py_health_check_runs_our_checks_without_http(capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
         call_command("health_check", "health-ready", "--no-http")
