@@ -61,3 +61,26 @@ def test_detection_is_cheap_and_deterministic():
     per_call = (time.perf_counter() - started) / len(texts)
     assert per_call < 0.002, f"{per_call * 1e6:.0f} µs a call"  # measured: about 15 µs
     assert results == [language.detect(text) for text in texts]
+
+
+class _AnotherAppsWorker:
+    def __init__(self) -> None:
+        from celery import Celery
+
+        self.app = Celery("another-app")
+
+
+def test_a_celery_worker_loads_the_model_before_its_pool_forks():
+    """``worker_init`` (sent in the worker's main process before the pool starts) loads the model,
+    so no pool process loads it at a guest's first message (hotelbot/celery.py)."""
+    from celery.signals import worker_init
+
+    import hotelbot.celery  # noqa: F401 - connects the receiver
+
+    language._detector.cache_clear()
+    assert language._detector()._models == {}  # a fresh detector loads the model lazily
+    # A worker of another app: Celery's Django fixup leaves it alone (it would install its task
+    # hooks in this test process), our receiver does not look at the sender.
+    worker_init.send(sender=_AnotherAppsWorker())
+    assert len(language._detector()._models) == 1  # loaded: the pool processes inherit it
+    assert language.detect("Can I get a late check-out tomorrow?") == "en"
