@@ -181,7 +181,11 @@ def _warm_up(green_url: str) -> None:
     raise RuntimeError("the warm-up message got no reply within 60 s")
 
 
-def _inject(green_url: str, rate: float, seconds: float) -> dict[str, float]:
+def _inject(
+    green_url: str, rate: float, seconds: float, ids: dict[str, str] | None = None
+) -> dict[str, float]:
+    """Guest messages at ``rate``/s for ``seconds``, each from its own chat: chat -> injection time.
+    ``ids``, if given, is filled with the fake's idMessage of each -> its chat."""
     injected: dict[str, float] = {}
     session = requests.Session()
     start = time.monotonic()
@@ -192,7 +196,10 @@ def _inject(green_url: str, rate: float, seconds: float) -> dict[str, float]:
         chat = f"7901{i:07d}@c.us"
         injected[chat] = time.time()
         body = {"chatId": chat, "text": QUESTIONS[i % len(QUESTIONS)], "senderName": f"Guest {i}"}
-        session.post(f"{green_url}/__fake__/inbound", json=body, timeout=5).raise_for_status()
+        answer = session.post(f"{green_url}/__fake__/inbound", json=body, timeout=5)
+        answer.raise_for_status()
+        if ids is not None:
+            ids[answer.json()["idMessage"]] = chat
     return injected
 
 

@@ -244,7 +244,8 @@ def measure_pipeline(
         probes.pg_statements_reset(pg.admin_url())
         sessions0 = pg.sessions_opened(name)
         cpu0, rc0, pg0 = _app_cpu(stack), probes.redis_commands(rds), probes.tree_cpu_ms(pg.postmaster_pid())
-        injected = embedded_bench._inject(stack.green_url, rate, messages / rate)
+        ids: dict[str, str] = {}
+        injected = embedded_bench._inject(stack.green_url, rate, messages / rate, ids)
         late = [s * 1000 for s in embedded_bench._collect(stack.green_url, injected)]
         latencies = [v for v in late if math.isfinite(v)]
         time.sleep(2)  # the last jobs' final writes
@@ -254,6 +255,7 @@ def measure_pipeline(
         redis_cmds = probes.redis_commands(rds) - rc0
         sessions = pg.sessions_opened(name) - sessions0
         statements = probes.pg_statements(pg.admin_url(), name)
+        stages = reply_stages(stack.green_url, stack.deepseek_url, injected, ids)
     answered = len(latencies) or 1
     merged: dict[str, int] = {}
     fk_checks = 0
@@ -283,6 +285,7 @@ def measure_pipeline(
         # an unanswered message counts as infinitely late (embedded_bench._collect)
         "reply_p50_ms": round(embedded_bench._percentile(late, 0.5), 1),
         "reply_p95_ms": round(embedded_bench._percentile(late, 0.95), 1),
+        "reply_stages_ms": stages,
         "statements_per_msg": [{"sql": q[:400], "per_msg": round(c / answered, 3)} for q, c in top],
         "idle_statements_per_min": [
             {"sql": _normalise(q)[:400], "per_min": round(c * 60 / idle_s, 2)}
@@ -305,6 +308,65 @@ def verdicts(hotelbot: dict[str, Any], naive: dict[str, Any]) -> dict[str, dict[
     }
     return {
         k: {"value": round(v, 2), "bound": round(b, 2), "met": bool(v <= b)} for k, (v, b) in checks.items()
+    }
+
+
+#: Where a reply's latency goes, in order (docs/cost.md, "Where the reply latency goes").
+STAGES = ("queued_at_fake", "webhook", "to_deepseek", "deepseek_to_send")
+
+
+def reply_stages(
+    green_url: str, deepseek_url: str, injected: dict[str, float], ids: dict[str, str]
+) -> dict[str, dict[str, float]]:
+    """p50 and p95 (ms) of each stage of a reply (:func:`stages_from_logs`), read from the fakes'
+    own logs: the same for both pipelines, nothing added to them."""
+    deliveries = requests.get(f"{green_url}/__fake__/notifications", timeout=30).json()["deliveries"]
+    sends = requests.get(
+        f"{green_url}/__fake__/requests", params={"method_name": "sendMessage"}, timeout=30
+    ).json()
+    asked = requests.get(f"{deepseek_url}/__fake__/requests", timeout=30).json()
+    return stages_from_logs(deliveries, sends, asked, injected, ids)
+
+
+def stages_from_logs(
+    deliveries: list[dict[str, Any]],
+    sends: list[dict[str, Any]],
+    asked: list[dict[str, Any]],
+    injected: dict[str, float],
+    ids: dict[str, str],
+) -> dict[str, dict[str, float]]:
+    """Each guest message's reply in stages (:data:`STAGES`): injection -> the fake's webhook push
+    starts (its serial queue) -> the webhook answered -> the DeepSeek request arrives (publish,
+    broker, worker, claim, reads, prompt) -> the ``sendMessage`` arrives (the answer read, the
+    reply stored, fence, pacing, send); p50 and p95 of each, ms. ``deliveries``: the fake Green
+    API's webhook pushes; ``sends``, ``asked``: the fakes' request journals; ``ids``: idMessage ->
+    chat. A message's DeepSeek request is the last one to arrive between its push and its send
+    (one guest message per 0.1 s and ~10 ms stages: a mismatch is rare and moves little)."""
+    pushes: dict[str, tuple[float, float]] = {}
+    for d in deliveries:
+        if d["status"] == 200 and d["idMessage"] in ids and d["idMessage"] not in pushes:
+            pushes[d["idMessage"]] = (d["time"] - d["duration_ms"] / 1000, d["time"])
+    sent_at: dict[str, float] = {}
+    for e in sends:
+        body = e.get("body")
+        if isinstance(body, dict) and e.get("status") == 200:
+            sent_at.setdefault(str(body.get("chatId")), float(e["time"]))
+    ai_at = sorted(float(e["time"]) for e in asked if "chat/completions" in str(e.get("path")))
+    stages: dict[str, list[float]] = {name: [] for name in STAGES}
+    for id_message, chat in ids.items():
+        if id_message not in pushes or chat not in sent_at:
+            continue
+        (start, end), sent = pushes[id_message], sent_at[chat]
+        ai = [t for t in ai_at if start <= t <= sent]
+        if not ai:
+            continue
+        for name, seconds in zip(
+            STAGES, (start - injected[chat], end - start, ai[-1] - end, sent - ai[-1]), strict=True
+        ):
+            stages[name].append(seconds * 1000)
+    return {
+        f"p{q:g}": {k: round(embedded_bench._percentile(v, q / 100), 1) for k, v in stages.items() if v}
+        for q in (50, 95)
     }
 
 
@@ -389,6 +451,13 @@ def report(result: dict[str, Any]) -> str:
         lines.append(
             f"  {'PASS' if t['met'] else 'FAIL'}  {key} = {t['value']:,.4g} (target <= {t['bound']:,.4g})"
         )
+    lines.append(f"\n  {'reply stage, ms (p50 / p95)':<28} {'hotelbot':>15} {'naive':>15}")
+    for stage in STAGES:
+        pair = [
+            " / ".join(f"{r['reply_stages_ms'][q].get(stage, math.nan):g}" for q in ("p50", "p95"))
+            for r in (hb, nv)
+        ]
+        lines.append(f"  {stage:<28} {pair[0]:>15} {pair[1]:>15}")
     lines.append("\n  hotelbot's statements per message:")
     lines += [f"  {s['per_msg']:>7.3f}  {s['sql'][:150]}" for s in hb["statements_per_msg"]]
     return "\n".join(lines)
