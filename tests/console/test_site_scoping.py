@@ -273,3 +273,18 @@ def test_dashboard_shows_the_degradation_level_staff_set(scoping_world: dict[str
     assert "SEVERE" in page
     assert "Green API maintenance window" in page
     assert "ai_replies: <strong>off</strong>" in page
+
+
+@pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label)
+def test_every_admin_writes_the_row_checkbox_django_renders(model: Any, scoping_world: dict[str, Any]) -> None:
+    """console.site.PlainActionCheckbox: the changelist row's checkbox written out as HTML is the
+    markup Django's own ``action_checkbox`` renders through the widget templates."""
+    model_admin = admin.site._registry[model]
+    obj = model._default_manager.order_by("-pk").first()  # the newest: on the changelist's first page
+    if obj is None:
+        obj = model(pk=7)  # an unsaved row of an empty table: only its pk and str() are read
+    assert str(model_admin.action_checkbox(obj)) == str(admin.ModelAdmin.action_checkbox(model_admin, obj))
+    page = _client(operations_user()).get(_url(model, "changelist"))
+    assert page.status_code == 200
+    if obj.pk is not None and obj._state.adding is False and model_admin.get_actions(page.wsgi_request):
+        assert str(model_admin.action_checkbox(obj)) in page.content.decode()
