@@ -46,9 +46,29 @@ def _client() -> Any:
     return client
 
 
+#: The body of the last page fetched (:func:`rows_shown` reads it after the captured run).
+_last_body: list[bytes] = [b""]
+
+
+def rows_shown(kind: str) -> int | None:
+    """Rows the last page fetched shows: an admin changelist's rows (their selection checkboxes), an
+    API list's ``results``; None for other pages. The small and the large database's page compare
+    fairly only when both show as many rows (rendering a row costs ~0.3-1 ms)."""
+    body = _last_body[0]
+    if kind == "admin-list":
+        return body.count(b'class="action-select"')
+    if kind == "api" and body.startswith(b"{"):
+        import json
+
+        results = json.loads(body).get("results")
+        return len(results) if isinstance(results, list) else None
+    return None
+
+
 def _get(client: Any, url: str, **extra: Any) -> Callable[[], int]:
     def run() -> int:
         response = client.get(url, **extra)
+        _last_body[0] = response.content if not getattr(response, "streaming", False) else b""
         if response.status_code == 302 and "e=1" in response.get("Location", ""):
             return 400  # the admin's "invalid lookup" redirect: a broken page, not a fast one
         return int(response.status_code)
@@ -218,6 +238,8 @@ def measure(*, reps: int, log: Callable[[str], None] = print) -> list[dict[str, 
         with CaptureQueriesContext(connection) as captured:
             page.run()
         queries = captured.captured_queries
+        rows = rows_shown(page.kind)
+        _last_body[0] = b""
         slowest = max(queries, key=lambda q: float(q["time"]), default=None)
         results.append(
             {
@@ -227,6 +249,8 @@ def measure(*, reps: int, log: Callable[[str], None] = print) -> list[dict[str, 
                 "status": status,
                 "durations_ms": [round(d, 2) for d in durations],
                 "queries": len(queries),
+                "query_ms": round(sum(float(q["time"]) for q in queries) * 1000, 2),
+                "rows": rows,
                 "slowest_query_ms": round(float(slowest["time"]) * 1000, 2) if slowest else None,
                 "slowest_query": slowest["sql"] if slowest else None,
             }
