@@ -276,7 +276,7 @@ def test_dashboard_shows_the_degradation_level_staff_set(scoping_world: dict[str
 
 
 @pytest.mark.parametrize("model", REGISTERED, ids=lambda m: m._meta.label)
-def test_every_admin_writes_the_row_checkbox_django_renders(model: Any, scoping_world: dict[str, Any]) -> None:
+def test_every_admin_writes_the_checkbox_django_renders(model: Any, scoping_world: dict[str, Any]) -> None:
     """console.site.PlainActionCheckbox: the changelist row's checkbox written out as HTML is the
     markup Django's own ``action_checkbox`` renders through the widget templates."""
     model_admin = admin.site._registry[model]
