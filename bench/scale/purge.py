@@ -105,6 +105,13 @@ def needed_counts(now: datetime) -> dict[str, int]:
             condition |= Q(hotel_id__in=hotels, **{f"{field}__gte": days_ago(days)})
         return condition
 
+    within_retention = [
+        ("attempts", DeliveryAttempt, "started_at", settings.RETENTION_DELIVERY_ATTEMPTS_DAYS),
+        ("dead letters created", DeadLetter, "created_at", settings.RETENTION_DEAD_LETTERS_DAYS),
+        ("audit entries", AuditEntry, "created_at", settings.RETENTION_AUDIT_DAYS),
+        ("breaker events", BreakerEvent, "at", settings.RETENTION_BREAKER_EVENTS_DAYS),
+        ("reports", ReliabilityReport, "created_at", settings.RETENTION_REPORTS_DAYS),
+    ]
     return {
         "open dead letters": letters.count(),
         "reply jobs of open dead letters": letter_jobs.count(),
@@ -117,21 +124,12 @@ def needed_counts(now: datetime) -> dict[str, int]:
             recent("last_message_at")
         ).count(),
         "guests seen within their hotel's retention": Guest.objects.filter(recent("last_seen_at")).count(),
-        "attempts within retention": DeliveryAttempt.objects.filter(
-            started_at__gte=days_ago(settings.RETENTION_DELIVERY_ATTEMPTS_DAYS)
-        ).count(),
-        "dead letters created within retention": DeadLetter.objects.filter(
-            created_at__gte=days_ago(settings.RETENTION_DEAD_LETTERS_DAYS)
-        ).count(),
-        "audit entries within retention": AuditEntry.objects.filter(
-            created_at__gte=days_ago(settings.RETENTION_AUDIT_DAYS)
-        ).count(),
-        "breaker events within retention": BreakerEvent.objects.filter(
-            at__gte=days_ago(settings.RETENTION_BREAKER_EVENTS_DAYS)
-        ).count(),
-        "reports within retention": ReliabilityReport.objects.filter(
-            created_at__gte=days_ago(settings.RETENTION_REPORTS_DAYS)
-        ).count(),
+        **{
+            f"{label} within retention": model._default_manager.filter(
+                **{f"{field}__gte": days_ago(days)}
+            ).count()
+            for label, model, field, days in within_retention
+        },
     }
 
 
