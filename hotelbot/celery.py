@@ -10,7 +10,7 @@ from contextvars import Token
 from typing import Any
 
 from celery import Celery
-from celery.signals import before_task_publish, import_modules, task_postrun, task_prerun, worker_init
+from celery.signals import before_task_publish, import_modules, task_postrun, task_prerun
 
 from hotelbot import fsbroker  # noqa: F401  registers the embedded broker's transport alias
 from hotelbot.logs import clean_request_id, request_id
@@ -41,16 +41,6 @@ def _startup_checks_once() -> None:
     from hotelbot.checks import startup_checks_or_exit
 
     startup_checks_or_exit("celery")
-
-
-# --- the guest-language model, loaded once before the pool forks ----------------------------------
-# Otherwise each pool process loads it at its first reply (~0.15 s: that guest's reply waits, and in
-# the cost bench ~1 ms per message of 300), and again after every recycle (docs/cost.md).
-@worker_init.connect
-def _load_language_model(**_: Any) -> None:
-    from messaging import language
-
-    language.warm()
 
 
 # --- database connections: back to the pool after each task, as after a request -----------------------

@@ -6,11 +6,12 @@ class MessagingConfig(AppConfig):
     verbose_name = "Messaging"
 
     def ready(self) -> None:
+        from celery.signals import worker_init
         from django.conf import settings
         from django.utils import timezone
 
         from messaging import health as checks
-        from messaging import selectors
+        from messaging import language, selectors
         from messaging.clients.green_api import mask_token
         from messaging.services import replies, retention
         from messaging.services.redrive import ReplyDeadLetters
@@ -26,6 +27,8 @@ class MessagingConfig(AppConfig):
         )
         from reliability.models import DeadLetter
 
+        # A Celery worker loads the guest-language model before its pool forks (docs/cost.md).
+        worker_init.connect(language.warm, dispatch_uid="messaging.language.warm")
         # Our tables join the retention purge (reliability.retention), children first.
         retention.rules_register()
         # Dead replies are redriven through the reply pipeline and alert staff by mail.

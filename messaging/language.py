@@ -38,10 +38,11 @@ def _detector() -> Any:
     return LangDetector(LangDetectConfig(model="lite", max_input_length=MAX_CHARS))
 
 
-def warm() -> None:
-    """Load the model now rather than at a guest's first message (~0.15 s of CPU). A Celery worker
-    calls it in its main process before the pool forks (``hotelbot/celery.py``), so every pool
-    process, a recycled one too, starts with the model loaded (shared copy-on-write)."""
+def warm(**_: Any) -> None:
+    """Load the model now rather than at a guest's first message (~0.15 s of CPU: that guest's reply
+    would wait, and in the cost bench ~1 ms a message; docs/cost.md, change 22). A Celery worker
+    calls it on ``worker_init``, in its main process before the pool forks (``messaging/apps.py``),
+    so every pool process, a recycled one too, starts with the model loaded (copy-on-write)."""
     detect("Warm up the language model")
 
 

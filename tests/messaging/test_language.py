@@ -67,15 +67,13 @@ class _AnotherAppsWorker:
     def __init__(self) -> None:
         from celery import Celery
 
-        self.app = Celery("another-app")
+        self.app = Celery("another-app", set_as_current=False)  # the current app stays hotelbot's
 
 
 def test_a_celery_worker_loads_the_model_before_its_pool_forks():
     """``worker_init`` (sent in the worker's main process before the pool starts) loads the model,
-    so no pool process loads it at a guest's first message (hotelbot/celery.py)."""
+    so no pool process loads it at a guest's first message (messaging/apps.py)."""
     from celery.signals import worker_init
-
-    import hotelbot.celery  # noqa: F401 - connects the receiver
 
     language._detector.cache_clear()
     assert language._detector()._models == {}  # a fresh detector loads the model lazily
