@@ -34,7 +34,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import DatabaseError, IntegrityError, connection, transaction
-from django.db.models import Exists, F, Model, Q, QuerySet
+from django.db.models import Exists, F, Q, QuerySet
 from django.utils import timezone
 
 from messaging import handoff_rules, language, opt_out_rules, selectors
@@ -408,43 +408,14 @@ def _claim_update(job_id: int, now: datetime, lease: datetime, token: str, updat
     return ReplyJob.objects.filter(_claimable(now), pk=job_id), fields
 
 
-def _db_value(name: str, value: Any) -> Any:
-    """``value`` of ReplyJob's field ``name`` as the ORM passes it to the database."""
-    return statements.model_field(ReplyJob, name).get_db_prep_save(value, connection)
-
-
-@functools.cache
-def _fenced_sql(names: tuple[str, ...]) -> str:
-    """``_fenced``'s UPDATE of fields ``names`` without an extra condition, written out once per
-    set of fields: the ORM compiled it anew for every write (a few per job, ~0.5 ms each)."""
-    col = partial(statements.column, ReplyJob)
-    sets = ", ".join(f"{col(name)} = %s" for name in names)
-    table = connection.ops.quote_name(ReplyJob._meta.db_table)
-    # Identifiers from the model, quoted by the backend; every value is a parameter.
-    return (
-        f"UPDATE {table} SET {sets} WHERE {col('id')} = %s "  # noqa: S608
-        f"AND {col('lease_token')} = %s AND {col('status')} = %s"
-    )
-
-
-def _fenced_update(job: ReplyJob, fields: dict[str, Any]) -> int:
-    names = tuple(fields)
-    params = [
-        _db_value(name, value.pk if isinstance(value, Model) else value) for name, value in fields.items()
-    ]
-    params += [job.pk, job.lease_token, ReplyJob.Status.IN_PROGRESS.value]
-    with connection.cursor() as cursor:
-        cursor.execute(_fenced_sql(names), params)
-        return cursor.rowcount
-
-
 def _fenced(job: ReplyJob, **fields: Any) -> None:
     """Write ``fields`` only while this worker's claim holds: one conditional UPDATE on the job row
     (its pk, this claim's ``lease_token``, still in progress; the send fence adds the owner rule:
     ``_send_fence``), a statement written once per set of fields. Raises :class:`LeaseLost` when
     no row matched; nothing is written then. On success the fields are mirrored onto ``job``."""
     fields["updated_at"] = timezone.now()
-    if _fenced_update(job, fields) != 1:
+    claim = {"lease_token": job.lease_token, "status": ReplyJob.Status.IN_PROGRESS.value}
+    if statements.update_row(ReplyJob, job.pk, fields, where=claim) != 1:
         raise LeaseLost(f"reply job {job.pk}: lease {job.lease_token} is no longer held")
     for name, value in fields.items():
         setattr(job, name, value)
@@ -920,7 +891,7 @@ def _guest_language(job: ReplyJob, text: str, hint: str | None) -> str:
     guest = job.inbound.conversation.guest
     answer_in, store = language.guest_language(text, previous=guest.language, hint=hint)
     if store is not None:
-        statements.update_row(Guest, guest.pk, language=store)
+        statements.update_row(Guest, guest.pk, {"language": store})
         guest.language = store
     return answer_in
 

@@ -81,20 +81,31 @@ def insert_row(obj: Model) -> None:
 
 
 @functools.cache
-def _update_statement(model: type[Model], names: tuple[str, ...]) -> str:
+def _update_statement(model: type[Model], names: tuple[str, ...], conditions: tuple[str, ...]) -> str:
     qn = connection.ops.quote_name
     sets = ", ".join(f"{column(model, name)} = %s" for name in names)
+    where = " AND ".join(f"{column(model, name)} = %s" for name in (model._meta.pk.name, *conditions))
     # Identifiers from the model, quoted by the backend; every value is a parameter.
-    return f"UPDATE {qn(model._meta.db_table)} SET {sets} WHERE {qn(model._meta.pk.column)} = %s"  # noqa: S608
+    return f"UPDATE {qn(model._meta.db_table)} SET {sets} WHERE {where}"  # noqa: S608
 
 
-def update_row(model: type[Model], pk: int, **values: Any) -> int:
-    """``model.objects.filter(pk=pk).update(**values)`` for plain values (no expressions), the
-    statement written once per model and fields; returns the number of rows updated."""
-    sql = _update_statement(model, tuple(values))
-    params = [model_field(model, name).get_db_prep_save(v, connection) for name, v in values.items()]
+def update_row(
+    model: type[Model], pk: int, values: dict[str, Any], *, where: dict[str, Any] | None = None
+) -> int:
+    """``model.objects.filter(pk=pk, **where).update(**values)`` for plain values (no expressions;
+    a model instance stands for its key) and equality conditions, the statement written once per
+    model, fields and conditions; returns the number of rows updated."""
+    where = where or {}
+
+    def prepared(name: str, value: Any) -> Any:
+        value = value.pk if isinstance(value, Model) else value
+        return model_field(model, name).get_db_prep_save(value, connection)
+
+    sql = _update_statement(model, tuple(values), tuple(where))
+    params = [prepared(name, v) for name, v in values.items()]
+    params += [pk, *(prepared(name, v) for name, v in where.items())]
     with connection.cursor() as cursor:
-        cursor.execute(sql, [*params, pk])
+        cursor.execute(sql, params)
         return cursor.rowcount
 
 

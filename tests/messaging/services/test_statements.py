@@ -123,8 +123,8 @@ def test_an_argument_the_orm_rewrites_is_refused():
 def test_update_row_writes_what_the_orms_update_writes():
     guest = ConversationFactory.create().guest
     other = ConversationFactory.create().guest
-    assert statements.update_row(Guest, guest.pk, language="de") == 1
-    assert statements.update_row(Guest, guest.pk + 10_000, language="fr") == 0
+    assert statements.update_row(Guest, guest.pk, {"language": "de"}) == 1
+    assert statements.update_row(Guest, guest.pk + 10_000, {"language": "fr"}) == 0
     assert Guest.objects.get(pk=guest.pk).language == "de"
     assert Guest.objects.get(pk=other.pk).language == other.language
 
